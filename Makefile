@@ -1,0 +1,76 @@
+# Murmur: learn an artist's sound on the laptop, play it forever on a Raspberry Pi.
+# Bare `make` prints the menu. Every target sets up what it needs (through `make setup`) and reuses it.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV_T := .venv/trainer
+VENV_D := .venv/device
+PY_T := $(VENV_T)/bin/python
+PY_D := $(VENV_D)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONDONTWRITEBYTECODE = 1
+
+# Interface variables (other work and outside checks rely on these names).
+DATA ?= trainer/demo
+OUT ?=
+BUNDLE ?= out/demo/bundle
+SECONDS ?= 60
+SET ?=
+SEED ?=
+MINUTES ?= 3
+IN ?=
+PI ?=
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup demo train render play resynth test bench lint clean
+
+help: ## this menu
+	@echo "Murmur — make targets:"
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
+	@echo "Variables: DATA= OUT= MINUTES= BUNDLE= SECONDS= SET=\"name=value …\" SEED= IN= PI=\"host …\" ARGS=\"extra CLI options\""
+
+$(VENV_T)/.installed: requirements/trainer.txt requirements/device.txt requirements/dev.txt scripts/setup-apt.sh
+	bash scripts/setup-apt.sh
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	$(PYTHON) -m venv $(VENV_T)
+	$(VENV_T)/bin/pip install -q --disable-pip-version-check -r requirements/trainer.txt -r requirements/dev.txt
+	touch $@
+
+$(VENV_D)/.installed: requirements/device.txt requirements/dev.txt scripts/setup-apt.sh
+	bash scripts/setup-apt.sh
+	$(PYTHON) -m venv $(VENV_D)
+	$(VENV_D)/bin/pip install -q --disable-pip-version-check -r requirements/device.txt -r requirements/dev.txt
+	touch $@
+
+setup: $(VENV_T)/.installed $(VENV_D)/.installed ## create .venv/trainer and .venv/device (apt packages too)
+
+demo: setup ## train on the bundled clip, render a preview WAV + picture, print where they are
+	$(PY_T) -m trainer demo --out out/demo $(ARGS)
+
+train: setup ## make train DATA=<file|folder> OUT=<bundle dir> [MINUTES=3] [ARGS=...]
+	@[ -n "$(OUT)" ] || { echo "make train: set OUT=<bundle dir>, e.g. make train DATA=my_sounds/ OUT=bundles/mine"; exit 2; }
+	$(PY_T) -m trainer train "$(DATA)" --out "$(OUT)" --minutes $(MINUTES) $(ARGS)
+
+render: setup ## make render BUNDLE=<dir> SECONDS=<n> OUT=<file.wav> [SET="temperature=0.5 …"] [SEED=n]
+	@[ -n "$(OUT)" ] || { echo "make render: set OUT=<file.wav>"; exit 2; }
+	$(PY_D) -m device render --bundle "$(BUNDLE)" --seconds $(SECONDS) --out "$(OUT)" --set "$(SET)" $(if $(SEED),--seed $(SEED)) $(ARGS)
+
+play: setup ## make play BUNDLE=<dir> [ARGS="--device NAME"] — live on this computer's sound card
+	$(PY_D) -m device play --bundle "$(BUNDLE)" --set "$(SET)" $(if $(SEED),--seed $(SEED)) $(ARGS)
+
+resynth: setup ## make resynth IN=<audio> OUT=<file.wav> — STFT magnitudes through the vocoder alone
+	@[ -n "$(IN)" ] && [ -n "$(OUT)" ] || { echo "make resynth: set IN=<audio file> OUT=<file.wav>"; exit 2; }
+	$(PY_T) -m device resynth "$(IN)" --out "$(OUT)" $(ARGS)
+
+test: setup ## run the test suite
+	$(PY_T) -m pytest $(ARGS)
+
+bench: setup ## measure the targets and write BENCHMARKS.md
+	$(PY_T) -m benchmarks $(ARGS)
+
+lint: setup ## ruff over the code
+	$(VENV_T)/bin/ruff check device trainer deploy tests benchmarks
+
+clean: ## remove renders and caches (keeps the venvs)
+	rm -rf out .pytest_cache .ruff_cache

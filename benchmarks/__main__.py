@@ -1,0 +1,62 @@
+"""Run the benchmark sections and write BENCHMARKS.md (see benchmarks/__init__.py)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import benchmarks
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUT = ROOT / "BENCHMARKS.md"
+HEADER = """# Benchmarks
+
+Written by `make bench` (`python -m benchmarks`); `make bench ARGS="--only NAME"` reruns one section and keeps
+the others. Figures come from a noisy 2-core machine: trust ratios more than absolute times.
+"""
+
+
+def discover() -> list[str]:
+    return sorted(m.name.removeprefix("bench_") for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+
+
+def read_sections(text: str) -> dict[str, str]:
+    """Existing sections keyed by name, from the `<!-- bench:NAME -->` markers."""
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"<!-- bench:(\w+) -->\n(.*?)<!-- /bench -->", text, re.S)}
+
+
+def main() -> int:
+    names = discover()
+    parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
+    parser.add_argument("--only", nargs="*", choices=names, help="sections to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (smoke check, figures not for the record)")
+    args = parser.parse_args()
+    sections = read_sections(OUTPUT.read_text()) if OUTPUT.exists() else {}
+    for name in args.only or names:
+        print(f"== bench {name} ==", flush=True)
+        started = time.monotonic()
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        body = module.run(quick=args.quick)
+        stamp = f"_{time.strftime('%Y-%m-%d')}, {platform.machine()}, Python {platform.python_version()}, {time.monotonic() - started:.0f} s_"
+        sections[name] = f"{body.strip()}\n\n{stamp}"
+        print(body, flush=True)
+        if not args.quick:
+            write(sections)
+    return 0
+
+
+def write(sections: dict[str, str]) -> None:
+    parts = [HEADER]
+    for name in sorted(sections):
+        parts.append(f"<!-- bench:{name} -->\n{sections[name]}\n<!-- /bench -->\n")
+    OUTPUT.write_text("\n".join(parts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Shared fixtures. ``tiny_bundle`` is a real bundle: a tiny model trained through the real trainer pipeline on
+~5 s of real audio and exported with dynamic-range quantisation (about 10-20 s, once per test session).
+
+- ``tiny_audio`` (Path): ~5 s of real audio (the demo clip's start, else Debian's ALSA test sounds), a WAV file.
+- ``tiny_bundle`` (Path): bundle directory, 3 LSTM layers x 32 units, dynamic-range, hop 512, 44.1 kHz.
+- ``tiny_bundle_factory(**overrides) -> Path``: the same with ``trainer.pipeline.TrainOptions`` fields changed
+  (e.g. ``quantisation="float16"``, ``hop_length=256``), cached per distinct overrides for the session.
+
+Treat the returned directories as read-only (copy them with ``shutil.copytree`` to change anything).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CLIP = ROOT / "trainer" / "demo" / "demo.ogg"
+ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
+TINY_SECONDS = 5.0
+TINY_OPTIONS = {"units": 32, "layers": 3, "max_epochs": 4, "minutes": 2.0, "seed": 0, "export_reserve_s": 0.0}
+
+
+def _tiny_audio_samples() -> tuple[np.ndarray, int]:
+    """~5 s of real audio as (n_samples,) float32 and its rate: the demo clip's start, else ALSA's test sounds."""
+    import soundfile
+
+    if DEMO_CLIP.is_file():
+        data, rate = soundfile.read(DEMO_CLIP, dtype="float32", always_2d=True, frames=int(TINY_SECONDS * 48000))
+        data = data[: int(TINY_SECONDS * rate)]
+        return data.mean(axis=1), rate
+    parts, rate = [], None
+    for path in sorted(ALSA_SOUNDS.glob("*.wav")):
+        data, rate = soundfile.read(path, dtype="float32", always_2d=True)
+        parts.append(data.mean(axis=1))
+        if sum(len(p) for p in parts) >= TINY_SECONDS * rate:
+            break
+    if not parts:
+        pytest.skip(f"no real audio for the tiny bundle: neither {DEMO_CLIP} nor {ALSA_SOUNDS}/*.wav (apt alsa-utils)")
+    return np.concatenate(parts)[: int(TINY_SECONDS * rate)], rate
+
+
+@pytest.fixture(scope="session")
+def tiny_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import soundfile
+
+    samples, rate = _tiny_audio_samples()
+    path = tmp_path_factory.mktemp("tiny_audio") / "tiny.wav"
+    soundfile.write(path, samples, rate, subtype="FLOAT")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_factory(tmp_path_factory: pytest.TempPathFactory, tiny_audio: Path):
+    from trainer.pipeline import TrainOptions, train_bundle
+
+    made: dict[tuple, Path] = {}
+    cache_dir = tmp_path_factory.mktemp("tiny_cache")
+
+    def make(**overrides) -> Path:
+        key = tuple(sorted(overrides.items()))
+        if key not in made:
+            options = TrainOptions(**dict(TINY_OPTIONS, cache_dir=cache_dir, name="tiny", **overrides))
+            out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
+            made[key] = train_bundle(tiny_audio, out, options).export.path
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_bundle_factory) -> Path:
+    return tiny_bundle_factory()

@@ -1,0 +1,103 @@
+"""Find and decode the artist's audio files: mono float32 at the bundle's sample rate, checked at the boundary.
+
+Every refusal is an ``AudioFileError`` naming the file, what was found and the fix; accepted-but-changed input
+(downmix, resample) is reported through the returned notes so the CLI can say so.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile
+
+from device.errors import AudioFileError
+
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc")
+SILENCE_PEAK = 10 ** (-80 / 20)  # a file whose peak is below -80 dBFS is treated as silent
+
+
+@dataclass
+class DecodedAudio:
+    """One source file as mono float32 samples at ``sample_rate_hz``, with what was done to it."""
+
+    path: Path
+    samples: np.ndarray  # (n_samples,) float32 mono
+    sample_rate_hz: int
+    source_rate_hz: int
+    source_channels: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[0] / self.sample_rate_hz
+
+
+def find_audio_files(data: str | os.PathLike[str]) -> list[Path]:
+    """A file, or every audio file under a folder (recursive, sorted) -> list of paths. Raises AudioFileError."""
+    data = Path(data)
+    if not data.exists():
+        raise AudioFileError(f"{data}: no such file or folder; pass DATA=<audio file or folder of audio files>")
+    if data.is_file():
+        return [data]
+    every = sorted(p for p in data.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if not every:
+        raise AudioFileError(f"{data}: the folder is empty; put your recordings (WAV, FLAC, OGG, MP3, AIFF) in it")
+    audio = [p for p in every if p.suffix.lower() in AUDIO_EXTENSIONS]
+    if not audio:
+        shown = ", ".join(p.name for p in every[:5]) + (" …" if len(every) > 5 else "")
+        raise AudioFileError(
+            f"{data}: no audio files here ({len(every)} other files: {shown}); "
+            f"supported extensions are {' '.join(AUDIO_EXTENSIONS)}"
+        )
+    return audio
+
+
+def decode(path: str | os.PathLike[str], sample_rate_hz: int) -> DecodedAudio:
+    """Decode one file -> mono float32 at ``sample_rate_hz``. Refuses unreadable, NaN-holding and silent audio."""
+    path = Path(path)
+    try:
+        data, source_rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
+        raise AudioFileError(
+            f"{path}: cannot be decoded as audio ({exc}); check the file plays, or export it again as WAV or FLAC"
+        ) from exc
+    n_samples, n_channels = data.shape
+    if n_samples == 0:
+        raise AudioFileError(f"{path}: holds no samples; remove it or export the recording again")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        first = int(np.argwhere(bad)[0][0])
+        raise AudioFileError(
+            f"{path}: {int(bad.sum())} samples are NaN or infinite (first at {first / source_rate:.3f} s); "
+            "re-export the file from your editor (fixed-point WAV or FLAC cannot hold NaN)"
+        )
+    notes: list[str] = []
+    if n_channels > 1:
+        mono = data.mean(axis=1, dtype=np.float32)
+        notes.append(f"{n_channels} channels mixed down to mono")
+    else:
+        mono = data[:, 0]
+    del data
+    peak = float(np.max(np.abs(mono)))
+    if peak < SILENCE_PEAK:
+        level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"
+        raise AudioFileError(
+            f"{path}: the audio is silent (peak {level}); remove the file or record it again with signal"
+        )
+    if source_rate != sample_rate_hz:
+        import librosa  # heavy import, only when needed
+
+        mono = librosa.resample(mono, orig_sr=source_rate, target_sr=sample_rate_hz, res_type="soxr_hq")
+        mono = np.ascontiguousarray(mono, dtype=np.float32)
+        notes.append(f"resampled {source_rate} Hz -> {sample_rate_hz} Hz")
+    return DecodedAudio(
+        path=path,
+        samples=np.ascontiguousarray(mono, dtype=np.float32),
+        sample_rate_hz=sample_rate_hz,
+        source_rate_hz=int(source_rate),
+        source_channels=int(n_channels),
+        notes=notes,
+    )

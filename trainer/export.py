@@ -1,0 +1,241 @@
+"""Export: the one-frame step model -> TFLite (builtin ops only) -> parity check with the device runtime -> bundle.
+
+Route (DESIGN §3): ``model.export(format="tf_saved_model")`` with fixed batch-1 specs, then
+``TFLiteConverter.from_saved_model``. Never ``from_concrete_functions`` (writes a model without weights) and
+never Keras' ``format="litert"`` (always adds Flex ops no Pi runtime has). The exported file is reloaded with
+ai-edge-litert and stepped alongside the Keras step model before the bundle is written (atomically).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from device import bundle as bundle_mod
+from device.errors import BundleError
+
+from .dataset import Dataset
+from .model import ModelConfig, build_step_model, copy_weights, state_names
+
+QUANTISATIONS = ("dynamic", "float16", "float32")
+SIGNATURE = "serving_default"
+# Max |Keras - TFLite| over the parity steps (model units, i.e. global-std units of log magnitude) that we accept.
+PARITY_TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "dynamic": 0.15}
+FORBIDDEN_OPS = ("WHILE", "CUSTOM", "FLEX")
+BUNDLE_BYTES_LIMIT = 4_000_000  # target: the whole bundle (model + seeds + json) fits in 4 MB
+SEED_SEGMENT_FRAMES = 256  # when not every frame fits, seeds are kept as evenly spaced runs of this many frames
+
+
+class ExportError(BundleError):
+    """The converted model failed a check (ops, parity, load); nothing was written."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    meta: dict[str, Any]
+    bundle_bytes: int
+    model_bytes: int
+    seeds_bytes: int
+    parity_max_abs_error: float
+    seconds: float
+
+
+def convert(step: keras.Model, cfg: ModelConfig, quantisation: str) -> bytes:
+    """Keras step model -> TFLite flatbuffer bytes, through a temporary SavedModel."""
+    if quantisation not in QUANTISATIONS:
+        raise ValueError(f"--quantisation {quantisation!r}: choose one of {', '.join(QUANTISATIONS)}")
+    in_names, _ = state_names(cfg)
+    specs = {"frame": tf.TensorSpec((1, cfg.n_bins), tf.float32, name="frame")}
+    specs.update({name: tf.TensorSpec((1, cfg.units), tf.float32, name=name) for name in in_names})
+    with tempfile.TemporaryDirectory(prefix="murmur-savedmodel-") as tmp:
+        step.export(tmp, format="tf_saved_model", input_signature=[specs], verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantisation == "dynamic":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        elif quantisation == "float16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+def _interpreter(model_bytes: bytes):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=model_bytes, num_threads=1)
+
+
+def check_ops(model_bytes: bytes) -> list[str]:
+    """Names of the ops in the model; ExportError if any is not a plain builtin (Flex, custom, WHILE)."""
+    interpreter = _interpreter(model_bytes)
+    names = sorted({op["op_name"] for op in interpreter._get_ops_details()})
+    bad = [n for n in names if any(n.upper().startswith(f) for f in FORBIDDEN_OPS)]
+    if bad:
+        raise ExportError(f"the converted model uses {bad}, which the device runtime cannot run; nothing was written")
+    return names
+
+
+def parity(model_bytes: bytes, step: keras.Model, cfg: ModelConfig, frames_norm: np.ndarray) -> float:
+    """Step TFLite and the Keras step model over ``frames_norm`` (n, n_bins), each carrying its own states.
+
+    Returns the max |difference| of the predicted frames (model units) over all steps.
+    """
+    interpreter = _interpreter(model_bytes)
+    runner = interpreter.get_signature_runner(SIGNATURE)
+    in_names, out_names = state_names(cfg)
+    tfl_states = {name: np.zeros((1, cfg.units), np.float32) for name in in_names}
+    keras_states = {name: np.zeros((1, cfg.units), np.float32) for name in in_names}
+    worst = 0.0
+    for frame in frames_norm:
+        x = frame[None, :].astype(np.float32)
+        out_t = runner(frame=x, **tfl_states)
+        out_k = step({"frame": x, **keras_states}, training=False)
+        pred_t, pred_k = out_t["next_frame"], np.asarray(out_k["next_frame"])
+        if not np.all(np.isfinite(pred_t)):
+            raise ExportError("the converted model returns NaN/inf on real frames; nothing was written")
+        worst = max(worst, float(np.max(np.abs(pred_t - pred_k))))
+        for i_name, o_name in zip(in_names, out_names, strict=True):
+            tfl_states[i_name] = out_t[o_name]
+            keras_states[i_name] = np.asarray(out_k[o_name])
+    return worst
+
+
+def seed_frames(dataset: Dataset, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seed frames in model units (n, n_bins) and the start of each contiguous run (segment_starts).
+
+    Every frame of every file if they fit in ``max_frames``; else evenly spaced runs of SEED_SEGMENT_FRAMES
+    frames (each run its own segment, so the device never treats a jump between runs as continuous).
+    """
+    runs: list[tuple[int, int, int]] = []  # (segment index, start, stop)
+    total = sum(s.n_frames for s in dataset.segments)
+    if total <= max_frames:
+        runs = [(i, 0, s.n_frames) for i, s in enumerate(dataset.segments)]
+    else:
+        run = min(SEED_SEGMENT_FRAMES, max_frames)
+        candidates = [(i, start, min(start + run, s.n_frames))
+                      for i, s in enumerate(dataset.segments) for start in range(0, s.n_frames - 1, run)]
+        keep = max(1, max_frames // run)
+        picks = np.linspace(0, len(candidates) - 1, min(keep, len(candidates))).round().astype(int)
+        runs = [candidates[i] for i in sorted(set(picks.tolist()))]
+    parts, starts, at = [], [], 0
+    for seg_index, start, stop in runs:
+        parts.append(dataset.normalised(dataset.segments[seg_index].source.log_mag[start:stop]))
+        starts.append(at)
+        at += stop - start
+    return np.concatenate(parts).astype(np.float32), np.asarray(starts, np.int64)
+
+
+def seeds_npz(frames_norm: np.ndarray, mean: np.ndarray, segment_starts: np.ndarray) -> bytes:
+    frames_u8, lo, hi = bundle_mod.quantise_seeds(frames_norm)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, frames_u8=frames_u8, lo=lo, hi=hi, mean=mean.astype(np.float32),
+                        segment_starts=segment_starts.astype(np.int64))
+    return buffer.getvalue()
+
+
+def _fit_seeds(dataset: Dataset, room_bytes: int) -> tuple[bytes, int]:
+    """Largest seed set whose compressed npz fits ``room_bytes`` (shrinks by measured bytes per frame)."""
+    max_frames = sum(s.n_frames for s in dataset.segments)
+    for _ in range(6):
+        frames_norm, starts = seed_frames(dataset, max_frames)
+        blob = seeds_npz(frames_norm, dataset.mean, starts)
+        if len(blob) <= room_bytes or frames_norm.shape[0] <= SEED_SEGMENT_FRAMES:
+            return blob, frames_norm.shape[0]
+        per_frame = len(blob) / frames_norm.shape[0]
+        max_frames = max(SEED_SEGMENT_FRAMES, int(room_bytes / per_frame * 0.97))
+    return blob, frames_norm.shape[0]
+
+
+def tool_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {"python": platform.python_version()}
+    for dist in ("tensorflow-cpu", "tensorflow", "keras", "numpy", "librosa", "soundfile", "ai-edge-litert"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return versions
+
+
+def export_bundle(
+    sequence: keras.Model,
+    cfg: ModelConfig,
+    dataset: Dataset,
+    out_dir: Path,
+    *,
+    quantisation: str = "dynamic",
+    name: str | None = None,
+    training: dict[str, Any] | None = None,
+    parity_steps: int = 200,
+    bundle_limit_bytes: int = BUNDLE_BYTES_LIMIT,
+) -> ExportResult:
+    """Convert, check ops, check parity against Keras, pick seeds to fit the size limit, write the bundle."""
+    started = time.monotonic()
+    step = build_step_model(cfg)
+    copy_weights(sequence, step, cfg)
+    model_bytes = convert(step, cfg, quantisation)
+    ops = check_ops(model_bytes)
+    first = dataset.segments[0]
+    probe = dataset.normalised(first.source.log_mag[: min(parity_steps, first.n_frames)])
+    worst = parity(model_bytes, step, cfg, probe)
+    tolerance = PARITY_TOLERANCE[quantisation]
+    if not worst <= tolerance:
+        raise ExportError(
+            f"the {quantisation} TFLite model differs from Keras by {worst:.3g} (tolerance {tolerance}) over "
+            f"{len(probe)} steps; try --quantisation float16; nothing was written"
+        )
+    seeds_blob, n_seed_frames = _fit_seeds(dataset, bundle_limit_bytes - len(model_bytes) - 16_000)
+    in_names, out_names = state_names(cfg)
+    created = datetime.now(UTC)
+    name = name or out_dir.name
+    import hashlib
+
+    bundle_id = f"{name}-{created:%Y%m%dT%H%M%SZ}-{hashlib.sha256(model_bytes).hexdigest()[:8]}"
+    settings = dataset.settings
+    meta: dict[str, Any] = {
+        "bundle_id": bundle_id,
+        "name": name,
+        "created_utc": created.isoformat(timespec="seconds"),
+        "audio": {"sample_rate_hz": settings.sample_rate_hz, "n_fft": settings.n_fft,
+                  "hop_length": settings.hop_length, "window": settings.window},
+        "normalisation": {"log_floor": settings.log_floor, "std": dataset.std,
+                          "formula": "x = (log(mag + log_floor) - mean[bin]) / std; mean in seeds.npz"},
+        "model": {
+            "file": bundle_mod.MODEL_FILE,
+            "signature": SIGNATURE,
+            "input_frame": "frame",
+            "output_frame": "next_frame",
+            "input_states": in_names,
+            "output_states": out_names,
+            "state_sizes": [cfg.units] * len(in_names),
+            "quantisation": quantisation,
+            "units": cfg.units,
+            "layers": cfg.layers,
+            "ops": ops,
+            "parity_max_abs_error": worst,
+            "parity_tolerance": tolerance,
+            "parity_steps": int(len(probe)),
+            "runtimes_verified": ["ai_edge_litert"],
+        },
+        "seeds": {"frames": n_seed_frames, "segments_are": "contiguous runs of frames (a file, or a part of one)"},
+        "training": dict(training or {}, data=dataset.summary(), model_config=cfg.to_dict()),
+        "tools": tool_versions(),
+    }
+    path = bundle_mod.write_bundle(out_dir, meta, {bundle_mod.MODEL_FILE: model_bytes, bundle_mod.SEEDS_FILE: seeds_blob})
+    bundle_mod.load_bundle(path)  # the device's own checks accept what we wrote
+    total = sum(p.stat().st_size for p in path.iterdir())
+    return ExportResult(path, json.loads((path / bundle_mod.META_FILE).read_text()), total, len(model_bytes),
+                        len(seeds_blob), worst, time.monotonic() - started)

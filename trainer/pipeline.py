@@ -1,0 +1,129 @@
+"""The whole trainer run under one time budget: files -> dataset -> training -> export -> bundle.
+
+``train_bundle`` is what ``python -m trainer train`` and the test fixture call. Nothing is written to the
+bundle path until export has verified the model; Ctrl-C (KeyboardInterrupt) before that leaves it untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from device import bundle as bundle_mod
+from device.errors import BundleError
+
+from .audio import find_audio_files
+from .dataset import Dataset, FrameSettings, SourceFrames, build_dataset
+from .export import QUANTISATIONS, ExportResult, export_bundle
+from .fit import EpochRecord, FitResult, Progress, train
+from .model import ModelConfig
+
+EXPORT_RESERVE_S = 25.0  # part of the budget kept for conversion, parity check and writing
+
+
+@dataclass
+class TrainOptions:
+    """Everything the CLI exposes. Defaults are the measured choice (see benchmarks/bench_trainer.py)."""
+
+    minutes: float = 3.0
+    units: int = 192
+    layers: int = 3
+    seq_len: int = 64
+    batch_size: int = 32
+    input_noise: float = 0.5
+    learning_rate: float = 1e-3
+    patience: int = 8
+    max_epochs: int = 1000
+    sample_rate_hz: int = 44100
+    n_fft: int = 2048
+    hop_length: int = 512
+    quantisation: str = "dynamic"
+    seed: int = 0
+    val_fraction: float = 0.1
+    cache_dir: Path | None = None
+    name: str | None = None
+    export_reserve_s: float = EXPORT_RESERVE_S
+
+    def check(self) -> None:
+        if self.quantisation not in QUANTISATIONS:
+            raise ValueError(f"--quantisation {self.quantisation!r}: choose one of {', '.join(QUANTISATIONS)}")
+        for key in ("units", "layers", "seq_len", "batch_size", "patience", "max_epochs"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"--{key.replace('_', '-')} {getattr(self, key)} must be at least 1")
+        if not self.minutes > 0:
+            raise ValueError(f"--minutes {self.minutes} must be > 0")
+
+
+@dataclass
+class TrainOutcome:
+    dataset: Dataset
+    fit: FitResult
+    export: ExportResult
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse, before any work, an OUT that exists and is not a bundle (write_bundle would refuse it at the end)."""
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise BundleError(f"{out_dir}: exists and is a file, not a bundle directory; choose another OUT=")
+        if any(out_dir.iterdir()) and not (out_dir / bundle_mod.META_FILE).is_file():
+            raise BundleError(
+                f"{out_dir}: exists, is not empty and holds no {bundle_mod.META_FILE}, so it is not a bundle; "
+                "choose a new directory for OUT= (nothing was written)"
+            )
+
+
+def train_bundle(
+    data: Path,
+    out_dir: Path,
+    options: TrainOptions,
+    *,
+    on_file: Callable[[SourceFrames], None] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainOutcome:
+    """Train on ``data`` (file or folder) and write a verified bundle to ``out_dir`` within ``options.minutes``."""
+    started = time.monotonic()
+    options.check()
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir)
+    settings = FrameSettings(sample_rate_hz=options.sample_rate_hz, n_fft=options.n_fft, hop_length=options.hop_length)
+    paths = find_audio_files(data)
+    dataset = build_dataset(paths, settings, seq_len=options.seq_len, val_fraction=options.val_fraction,
+                            cache_dir=options.cache_dir, on_file=on_file)
+    prepared = time.monotonic()
+    cfg = ModelConfig(n_bins=settings.n_bins, units=options.units, layers=options.layers,
+                      input_noise=options.input_noise, learning_rate=options.learning_rate,
+                      batch_size=options.batch_size, seq_len=options.seq_len)
+    budget_s = options.minutes * 60.0
+    deadline_s = max(1.0, budget_s - (prepared - started) - options.export_reserve_s)
+    fit = train(dataset, cfg, seed=options.seed, deadline_s=deadline_s, patience=options.patience,
+                max_epochs=options.max_epochs, on_progress=on_progress, on_epoch=on_epoch)
+    trained = time.monotonic()
+    best = next((r for r in fit.history if r.epoch == fit.best_epoch), None)
+    training = {
+        "epochs": len(fit.history),
+        "best_epoch": fit.best_epoch,
+        "stop_reason": fit.stop_reason,
+        "seed": options.seed,
+        "val_fraction": options.val_fraction,
+        "validation": {
+            "teacher_forced_lsd_db": None if best is None else round(best.val_lsd_db, 4),
+            "repeat_last_frame_lsd_db": round(fit.baseline_lsd_db, 4),
+            "mse_model_units": None if best is None else round(best.val_loss, 6),
+        },
+        "train_seconds": round(fit.train_seconds, 2),
+        "preprocess_seconds": round(prepared - started, 2),
+        "budget_minutes": options.minutes,
+        "history": [{"epoch": r.epoch, "loss": round(r.loss, 6), "val_loss": round(r.val_loss, 6),
+                     "val_lsd_db": round(r.val_lsd_db, 4)} for r in fit.history],
+    }
+    export = export_bundle(fit.model, cfg, dataset, out_dir, quantisation=options.quantisation,
+                           name=options.name, training=training)
+    done = time.monotonic()
+    timings = {"preprocess": prepared - started, "train": trained - prepared, "export": done - trained,
+               "total": done - started}
+    return TrainOutcome(dataset, fit, export, timings)

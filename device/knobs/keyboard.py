@@ -1,0 +1,166 @@
+"""Desktop stand-in for the knobs: keys in the terminal turn the same controls (``make play``, ``python -m device keys``).
+
+Keys (one press = one step): q/a temperature, w/s jump, e/d position, t/g spread, +/- gain, h hold on/off,
+r reseed, n/p next/previous bundle, ? help, Ctrl-D stops listening. The terminal is put in cbreak mode (keys
+arrive without Enter, Ctrl-C still works) and restored on close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import sys
+import threading
+from typing import IO
+
+from ..controls import Controls, ControlStore, parse_settings
+from .base import Knobs
+
+# key -> (control, step) for continuous controls; other keys are in TOGGLES / ACTIONS
+STEPS: dict[str, tuple[str, float]] = {
+    "q": ("temperature", +0.05), "a": ("temperature", -0.05),
+    "w": ("jump", +0.25), "s": ("jump", -0.25),
+    "e": ("position", +0.05), "d": ("position", -0.05),
+    "t": ("spread", +0.05), "g": ("spread", -0.05),
+    "+": ("gain_db", +1.0), "=": ("gain_db", +1.0), "-": ("gain_db", -1.0),
+}
+TOGGLES = {"h": "hold"}
+ACTIONS = {"r": "reseed", "n": "next_bundle", "p": "previous_bundle"}
+QUIT_KEYS = ("\x04",)  # Ctrl-D (cbreak mode passes it through as a character)
+HELP = ("keys: q/a temperature  w/s jump  e/d position  t/g spread  +/- gain  h hold  r reseed  "
+        "n/p next/previous bundle  ? help  Ctrl-D stop")
+
+
+def apply_key(key: str, controls: Controls) -> tuple[dict[str, float | bool], str | None]:
+    """What one key does: (control changes, action or None). Unknown keys do nothing. Pure."""
+    key = key.lower() if key not in STEPS else key
+    if key in STEPS:
+        name, step = STEPS[key]
+        return {name: getattr(controls, name) + step}, None
+    if key in TOGGLES:
+        name = TOGGLES[key]
+        return {name: not getattr(controls, name)}, None
+    if key in ACTIONS:
+        return {}, ACTIONS[key]
+    return {}, None
+
+
+def describe(controls: Controls) -> str:
+    """One status line with every control's current value."""
+    return (f"temperature {controls.temperature:.2f}  jump {controls.jump:.2f}/s  position {controls.position:.2f}  "
+            f"spread {controls.spread:.2f}  hold {'on' if controls.hold else 'off'}  gain {controls.gain_db:+.0f} dB")
+
+
+class KeyboardKnobs(Knobs):
+    """Reads keys from ``stream`` on a thread and writes into the store; echoes the values to ``out``."""
+
+    backend = "keyboard"
+
+    def __init__(self, store: ControlStore, stream: IO, out: IO) -> None:
+        super().__init__()
+        self.store, self.stream, self.out = store, stream, out
+        self.done = threading.Event()  # set when the stream ends or close() is called
+        self.keys_handled = 0
+        self._stop = threading.Event()
+        self._saved_tty = None
+        self._fd = None
+        try:
+            self._fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # StringIO and friends: plain reads
+            self._fd = None
+        if self._fd is not None and os.isatty(self._fd):
+            import termios
+            import tty
+
+            self._saved_tty = termios.tcgetattr(self._fd)
+            tty.setcbreak(self._fd)
+        self._line_end = "\r" if self._saved_tty is not None else "\n"
+        self._print(HELP, end="\n")
+        self._print(describe(store.snapshot()))
+        self._thread = threading.Thread(target=self._run, name="murmur-keys", daemon=True)
+        self._thread.start()
+
+    def _print(self, text: str, end: str | None = None) -> None:
+        try:
+            if end is None and self._line_end == "\r":
+                self.out.write("\r" + text + "\x1b[K")
+            else:
+                self.out.write(text + (end or "\n"))
+            self.out.flush()
+        except (OSError, ValueError):  # the terminal went away: keep the values flowing anyway
+            pass
+
+    def _chunks(self):
+        """Yield text as it arrives; stop at end of stream or close()."""
+        while not self._stop.is_set():
+            if self._fd is not None:
+                ready, _, _ = select.select([self._fd], [], [], 0.1)
+                if not ready:
+                    continue
+                data = os.read(self._fd, 64).decode("utf-8", "replace")
+            else:
+                data = self.stream.read(1)
+            if not data:
+                return
+            yield data
+
+    def _run(self) -> None:
+        try:
+            for chunk in self._chunks():
+                for key in chunk:
+                    if key in QUIT_KEYS:
+                        return
+                    self.handle_key(key)
+        finally:
+            self.done.set()
+
+    def handle_key(self, key: str) -> None:
+        """Apply one key to the store and echo the values (or the help)."""
+        if key == "?":
+            self._print(HELP, end="\n")
+            return
+        changes, action = apply_key(key, self.store.snapshot())
+        if changes:
+            self.store.update(**changes)
+        if action:
+            self.store.trigger(action)
+        self.keys_handled += 1
+        if changes or action:
+            self._print(describe(self.store.snapshot()) + (f"  [{action}]" if action else ""))
+
+    def values(self) -> dict:
+        return {"backend": self.backend, "inputs": {"keys_handled": self.keys_handled}, "led": None, "problems": []}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+        if self._saved_tty is not None:
+            import termios
+
+            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved_tty)
+            self._saved_tty = None
+            self._print("", end="\n")
+        self.done.set()
+
+
+def start_keyboard(store: ControlStore, stream: IO | None = None, *, out: IO | None = None) -> KeyboardKnobs:
+    """The desktop stand-in: keys from ``stream`` (default stdin) turn the controls in ``store``."""
+    return KeyboardKnobs(store, sys.stdin if stream is None else stream, sys.stderr if out is None else out)
+
+
+def cli(argv: list[str]) -> int:
+    """``python -m device keys [--set "name=value …"]``: try the keys and watch the values (no sound)."""
+    parser = argparse.ArgumentParser(prog="python -m device keys", description=__doc__.splitlines()[0])
+    parser.add_argument("--set", default="", help='starting values, e.g. "temperature=0.5 jump=1"')
+    args = parser.parse_args(argv[1:])
+    store = ControlStore(Controls().replace(**parse_settings(args.set)))
+    knobs = start_keyboard(store)
+    try:
+        knobs.done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        knobs.close()
+    return 0

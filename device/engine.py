@@ -1,0 +1,486 @@
+"""The engine: generator -> streaming vocoder -> gain, fades, volume cap, soft limiter -> a sink, forever.
+
+One producer thread computes blocks ahead into a small ring of preallocated samples; the sink pulls from it (a
+PyAudio callback only copies ready samples and counts underruns, filling silence). ``render`` runs the same
+``BlockPipeline`` synchronously for offline renders. A control change reaches the sound after the ring's lead
+(``buffer_frames``) plus the pipeline's own delay (the vocoder's look-ahead); both are measured in
+``benchmarks/bench_engine.py``.
+
+``swap_bundle`` crossfades the old generator into the new one in the magnitude domain through the same vocoder
+(phase and overlap-add stay continuous: no gap, no click); it needs the same sample rate, n_fft and hop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .bundle import Bundle
+from .controls import Controls, ControlStore
+from .errors import BundleError
+from .sampler import Sampler
+
+log = logging.getLogger(__name__)
+
+FADE_IN_S = 0.05  # fade at start (the vocoder has been pre-rolled, so sound starts at once)
+STOP_FADE_S = 0.05  # fade before the sink stops
+LEVEL_WINDOW_S = 10.0  # stats: RMS window
+LIMITER_KNEE = 0.7  # soft limiter: identity below knee * ceiling, tanh above, never reaching the ceiling
+
+
+def db_to_linear(db: float) -> float:
+    return 10.0 ** (db / 20.0)
+
+
+def default_vocoder_factory(bundle: Bundle):
+    """The real streaming vocoder at the bundle's STFT settings."""
+    from .vocoder import StreamingVocoder
+
+    spec = bundle.audio
+    return StreamingVocoder(n_fft=spec.n_fft, hop_length=spec.hop_length, window=spec.window)
+
+
+def default_model_factory(bundle: Bundle):
+    """The bundle's TFLite step model, checked by a test step (BundleError if it cannot run)."""
+    from .step_model import open_step_model
+
+    return open_step_model(bundle)
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """A snapshot of the engine's counters (read from any thread)."""
+
+    frames_produced: int
+    blocks_delivered: int
+    underruns: int  # sink pulls that found fewer samples ready than asked (the gap was filled with silence)
+    level_dbfs_10s: float  # RMS of the produced audio over the last 10 s, dBFS (-inf when silent)
+    peak_dbfs_10s: float  # highest |sample| over the last 10 s, dBFS
+    identical_blocks: int  # consecutive produced blocks that were bit-identical to the one before (stuck output)
+    nonfinite_frames: int  # frames whose audio held NaN/inf (replaced by silence, generator restarted)
+    bundle_id: str
+    start_time_unix: float
+    last_progress_monotonic: float  # time.monotonic() of the last produced frame
+    buffer_frames: int  # ring lead in frames
+    swapping: bool
+
+
+class Ring:
+    """Single-producer single-consumer sample ring; the consumer never blocks (unless it asks to wait)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.data = np.zeros(capacity, dtype=np.float32)
+        self.written = 0  # total samples written (producer only)
+        self.read = 0  # total samples read (consumer only)
+        self.space = threading.Event()  # set by the consumer after reading
+        self.filled = threading.Event()  # set by the producer after writing
+
+    def free(self) -> int:
+        return self.capacity - (self.written - self.read)
+
+    def write(self, block: np.ndarray) -> None:
+        """Append (n,) samples; the caller made sure ``free() >= n``; capacity is a multiple of n (no wrap)."""
+        start = self.written % self.capacity
+        self.data[start : start + block.shape[0]] = block
+        self.written += block.shape[0]
+        self.filled.set()
+
+    def read_into(self, out: np.ndarray) -> int:
+        """Copy up to len(out) ready samples into out (zero-filling the rest); returns how many were ready."""
+        n = out.shape[0]
+        ready = min(self.written - self.read, n)
+        if ready > 0:
+            start = self.read % self.capacity
+            first = min(ready, self.capacity - start)
+            out[:first] = self.data[start : start + first]
+            if ready > first:
+                out[first:ready] = self.data[: ready - first]
+            self.read += ready
+            self.space.set()
+        if ready < n:
+            out[ready:] = 0.0
+        return ready
+
+
+class _Voice:
+    """One bundle's generator: its step model and sampler."""
+
+    def __init__(self, bundle: Bundle, model, seed: int | None, controls: Controls):
+        self.bundle = bundle
+        self.model = model
+        self.sampler = Sampler(bundle, model, seed=seed, controls=controls)
+
+
+class BlockPipeline:
+    """Frame by frame: controls -> magnitudes (one voice, or two while swapping) -> vocoder -> gain -> limiter.
+
+    ``next_block(controls)`` returns (hop_length,) float32, a buffer reused by the next call. Used by the engine's
+    producer and by ``render``; allocates nothing per frame (except in the vocoder, which is not ours).
+    """
+
+    def __init__(self, bundle: Bundle, *, seed: int | None = None, volume_cap_db: float = 0.0,
+                 controls: Controls | None = None, model_factory=None, vocoder_factory=None, preroll: bool = True):
+        self.model_factory = model_factory or default_model_factory
+        self.vocoder_factory = vocoder_factory or default_vocoder_factory
+        self.seed = seed
+        controls = controls or Controls()
+        self.voice = _Voice(bundle, self.model_factory(bundle), seed, controls)
+        self.incoming: _Voice | None = None
+        self.audio = bundle.audio
+        self.hop = bundle.audio.hop_length
+        self.frame_s = bundle.audio.frame_s
+        self.vocoder = self.vocoder_factory(bundle)
+        self.volume_cap_db = float(volume_cap_db)
+        self.ceiling = min(db_to_linear(self.volume_cap_db), 1.0) * 0.999  # the limiter never reaches this
+        n_bins = bundle.audio.n_bins
+        self._mix = np.zeros(n_bins, dtype=np.float32)
+        self._block = np.zeros(self.hop, dtype=np.float32)
+        self._scratch = np.zeros(self.hop, dtype=np.float32)
+        self._ramp = (np.arange(1, self.hop + 1, dtype=np.float32) / np.float32(self.hop))
+        self._scratch2 = np.zeros(self.hop, dtype=np.float32)
+        self._gain = 0.0  # gain applied at the end of the previous block (linear)
+        # (from gain, to gain, start frame, length in frames): one tuple, replaced whole (other threads write it)
+        self._fade = (0.0, 1.0, 0, max(1, round(FADE_IN_S / self.frame_s))) if preroll else (1.0, 1.0, 0, 1)
+        self._pending: tuple[_Voice, float] | None = None
+        self._swap_frames = 1
+        self._swap_pos = 0
+        self.frame_index = 0
+        self.nonfinite_frames = 0
+        self.on_event: Callable[[str], None] | None = None
+        if preroll:  # fill the vocoder's look-ahead so the first block already sounds
+            for _ in range(math.ceil(self.vocoder.latency_samples / self.hop)):
+                self.vocoder.process(self.voice.sampler.next_frame(controls))
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.voice.bundle
+
+    # -- scheduling (any thread: each writes one tuple/reference the producer reads) --------------------------
+    def fade_to(self, gain_linear: float, seconds: float) -> None:
+        """Ramp the fade gain from where it is now to ``gain_linear`` over ``seconds`` (linear in amplitude)."""
+        start = self.frame_index
+        self._fade = (self.fade_gain(start), float(gain_linear), start, max(1, round(seconds / self.frame_s)))
+
+    def fade_gain(self, frame_index: int) -> float:
+        begin, end, start, length = self._fade
+        progress = min(max((frame_index - start) / length, 0.0), 1.0)
+        return begin + (end - begin) * progress
+
+    def fade_done_frame(self) -> int:
+        return self._fade[2] + self._fade[3]
+
+    def prepare_voice(self, bundle: Bundle, controls: Controls) -> _Voice:
+        """Open and check a new bundle's generator (raises BundleError before anything changes)."""
+        old, new = self.audio, bundle.audio
+        if (old.sample_rate_hz, old.n_fft, old.hop_length) != (new.sample_rate_hz, new.n_fft, new.hop_length):
+            raise BundleError(
+                f"{bundle.path}: sample rate/n_fft/hop {new.sample_rate_hz}/{new.n_fft}/{new.hop_length} differ from "
+                f"the playing bundle's {old.sample_rate_hz}/{old.n_fft}/{old.hop_length}; a seamless swap needs the "
+                "same STFT settings: stop and start playback with the new bundle instead"
+            )
+        return _Voice(bundle, self.model_factory(bundle), self.seed, controls)
+
+    def start_swap(self, voice: _Voice, crossfade_s: float) -> None:
+        """Crossfade to ``voice`` over ``crossfade_s``; if a swap is under way, this one follows it."""
+        if self.incoming is not None:
+            self._pending = (voice, crossfade_s)
+            return
+        self._swap_frames = max(1, round(crossfade_s / self.frame_s))
+        self._swap_pos = 0
+        self.incoming = voice
+
+    # -- the per-frame call -----------------------------------------------------------------------------------
+    def next_block(self, controls: Controls, events: tuple[str, ...] = ()) -> np.ndarray:
+        for event in events:
+            if event == "reseed":
+                self.voice.sampler.request_jump()
+            elif self.on_event is not None:
+                self.on_event(event)
+        magnitudes = self.voice.sampler.next_frame(controls)
+        incoming = self.incoming
+        if incoming is not None:
+            self._swap_pos += 1
+            weight = 0.5 - 0.5 * math.cos(math.pi * min(self._swap_pos / self._swap_frames, 1.0))
+            new_magnitudes = incoming.sampler.next_frame(controls)
+            np.multiply(magnitudes, np.float32(1.0 - weight), out=self._mix)
+            self._mix += np.float32(weight) * new_magnitudes  # (n_bins,) temporary; only during a swap
+            magnitudes = self._mix
+            if self._swap_pos >= self._swap_frames:
+                self.voice, self.incoming = incoming, None
+                log.info("engine: now playing bundle %s", incoming.bundle.bundle_id)
+                if self._pending is not None:
+                    pending, self._pending = self._pending, None
+                    self.start_swap(*pending)
+        audio = self.vocoder.process(magnitudes)
+        block = self._block
+        np.copyto(block, audio)
+        self.frame_index += 1
+        if not np.isfinite(block).all():
+            self._recover()
+        target = db_to_linear(min(controls.gain_db, self.volume_cap_db)) * self.fade_gain(self.frame_index)
+        previous = self._gain
+        if target == previous:
+            if target != 1.0:
+                block *= np.float32(target)
+        else:  # per-sample linear ramp from the last block's gain: no zipper clicks
+            np.multiply(self._ramp, np.float32(target - previous), out=self._scratch)
+            self._scratch += np.float32(previous)
+            block *= self._scratch
+            self._gain = target
+        self._limit(block)
+        return block
+
+    def _limit(self, block: np.ndarray) -> None:
+        """Soft limiter: samples above knee*ceiling bend smoothly (tanh) toward the ceiling; never a hard clip."""
+        knee = np.float32(LIMITER_KNEE * self.ceiling)
+        magnitude = self._scratch
+        if float(np.max(np.abs(block, out=magnitude))) <= knee:
+            return
+        span = np.float32(self.ceiling) - knee
+        over = self._scratch2
+        # |y| = min(|x|, knee) + span * tanh(max(|x| - knee, 0) / span): identity below the knee, smooth above
+        np.subtract(magnitude, knee, out=over)
+        np.maximum(over, 0.0, out=over)
+        np.divide(over, span, out=over)
+        np.tanh(over, out=over)
+        np.multiply(over, span, out=over)
+        np.minimum(magnitude, knee, out=magnitude)
+        np.add(over, magnitude, out=over)
+        np.copysign(over, block, out=block)
+
+    def _recover(self) -> None:
+        """NaN/inf in the audio: silence this block, restart the vocoder and re-seed the generator."""
+        self.nonfinite_frames += 1
+        log.error("engine: non-finite audio at frame %d; restarting the vocoder and re-seeding", self.frame_index)
+        self._block.fill(0.0)
+        self.vocoder.reset()
+        self.voice.model.reset()
+        self.voice.sampler.reset()
+        self._gain = 0.0
+        self._fade = (0.0, 1.0, self.frame_index, max(1, round(FADE_IN_S / self.frame_s)))
+
+
+def _as_store(controls: Controls | ControlStore | None) -> ControlStore:
+    if isinstance(controls, ControlStore):
+        return controls
+    return ControlStore(controls)
+
+
+def render(bundle: Bundle, seconds: float, *, controls: Controls | ControlStore | None = None, seed: int | None = None,
+           volume_cap_db: float = 0.0, on_frame: Callable[[int], None] | None = None, model_factory=None,
+           vocoder_factory=None) -> np.ndarray:
+    """Render ``seconds`` of the bundle offline, synchronously, with the engine's pipeline -> (n_samples,) float32.
+
+    ``controls`` is fixed Controls or a ControlStore read once per frame (``on_frame(i)`` runs before frame i,
+    so a test can move a knob at an exact frame).
+    """
+    if not seconds > 0:
+        raise ValueError(f"seconds={seconds!r} must be > 0")
+    store = _as_store(controls)
+    pipeline = BlockPipeline(bundle, seed=seed, volume_cap_db=volume_cap_db, controls=store.snapshot(),
+                             model_factory=model_factory, vocoder_factory=vocoder_factory)
+    hop = pipeline.hop
+    n_samples = int(round(seconds * bundle.audio.sample_rate_hz))
+    n_frames = math.ceil(n_samples / hop)
+    out = np.empty(n_frames * hop, dtype=np.float32)
+    for i in range(n_frames):
+        if on_frame is not None:
+            on_frame(i)
+        out[i * hop : (i + 1) * hop] = pipeline.next_block(store.snapshot(), store.take_events())
+    return out[:n_samples]
+
+
+class Engine:
+    """Live playback: a producer thread keeps ``buffer_frames`` blocks ready; the sink pulls them.
+
+    ``sink`` has ``realtime`` (bool), ``start(pull, *, sample_rate_hz, block_frames)`` and ``stop()``; it calls
+    ``pull(out (n,) float32) -> bool`` (False once the engine has stopped). ``on_frame(i)`` runs in the producer
+    after every frame (keep it cheap). ``on_event(name)`` receives the one-shot events other than ``reseed``
+    ('next_bundle', 'previous_bundle'), from the producer thread.
+    """
+
+    def __init__(self, bundle: Bundle, *, sink, controls: ControlStore | None = None, seed: int | None = None,
+                 volume_cap_db: float = 0.0, on_frame: Callable[[int], None] | None = None,
+                 on_event: Callable[[str], None] | None = None, buffer_frames: int = 3, model_factory=None,
+                 vocoder_factory=None):
+        self.sink = sink
+        self.controls = controls if controls is not None else ControlStore()
+        self.on_frame = on_frame
+        self.pipeline = BlockPipeline(bundle, seed=seed, volume_cap_db=volume_cap_db,
+                                      controls=self.controls.snapshot(), model_factory=model_factory,
+                                      vocoder_factory=vocoder_factory)
+        self.pipeline.on_event = on_event
+        self.hop = self.pipeline.hop
+        self.sample_rate_hz = bundle.audio.sample_rate_hz
+        self.buffer_frames = max(1, int(buffer_frames))
+        self.ring = Ring(self.buffer_frames * self.hop)
+        n_level = max(1, round(LEVEL_WINDOW_S / self.pipeline.frame_s))
+        self._block_power = np.zeros(n_level, dtype=np.float64)
+        self._block_peak = np.zeros(n_level, dtype=np.float32)
+        self._previous = np.zeros(self.hop, dtype=np.float32)
+        self._identical = 0
+        self._underruns = 0
+        self._blocks_delivered = 0
+        self._samples_delivered = 0
+        self._lock = threading.Lock()  # swap/fade scheduling against each other (never taken per frame)
+        self._stop = threading.Event()
+        self._started = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._start_time_unix = 0.0
+        self._last_progress = time.monotonic()
+        self._running = False
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the producer, wait until the ring is full, then start the sink."""
+        if self._running:
+            return
+        self._stop.clear()
+        self._running = True
+        self._start_time_unix = time.time()
+        self._thread = threading.Thread(target=self._produce, name="murmur-producer", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 5.0
+        while self.ring.free() > 0 and self._thread.is_alive() and time.monotonic() < deadline:
+            self.ring.filled.wait(0.05)
+            self.ring.filled.clear()
+        if self._error is not None:
+            raise self._error
+        pull = self._pull_nowait if self.sink.realtime else self._pull_wait
+        self.sink.start(pull, sample_rate_hz=self.sample_rate_hz, block_frames=self.hop)
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """True once the first audio block has reached the sink."""
+        return self._started.wait(timeout)
+
+    def stop(self, fade_s: float = STOP_FADE_S) -> None:
+        """Fade out, let the sink play the fade, stop the sink and the producer (idempotent)."""
+        if not self._running:
+            return
+        if fade_s > 0 and self._thread is not None and self._thread.is_alive() and self._started.is_set():
+            self.fade_to(0.0, fade_s)
+            done_sample = (self.pipeline.fade_done_frame() + self.buffer_frames) * self.hop
+            deadline = time.monotonic() + fade_s + 1.0 + self.buffer_frames * self.pipeline.frame_s
+            while self.ring.read < done_sample and time.monotonic() < deadline and self._thread.is_alive():
+                self.ring.space.wait(0.02)
+                self.ring.space.clear()
+        self._stop.set()
+        self.ring.space.set()
+        self.ring.filled.set()
+        try:
+            self.sink.stop()
+        finally:
+            if self._thread is not None:
+                self._thread.join(timeout=5.0)
+            self._running = False
+
+    def __enter__(self) -> Engine:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- control from other threads ---------------------------------------------------------------------------
+    def fade_to(self, gain_linear: float, seconds: float) -> None:
+        """Ramp the output to ``gain_linear`` (0 = silence, 1 = full) over ``seconds``; audible after the ring."""
+        with self._lock:
+            self.pipeline.fade_to(gain_linear, seconds)
+
+    def swap_bundle(self, bundle: Bundle, crossfade_s: float = 5.0) -> None:
+        """Hot reload: open and check ``bundle`` now (BundleError leaves the current one playing), then crossfade."""
+        with self._lock:
+            voice = self.pipeline.prepare_voice(bundle, self.controls.snapshot())
+            self.pipeline.start_swap(voice, crossfade_s)
+
+    @property
+    def bundle(self) -> Bundle:
+        return self.pipeline.bundle
+
+    @property
+    def stats(self) -> EngineStats:
+        power = float(self._block_power.mean())
+        peak = float(self._block_peak.max())
+        return EngineStats(
+            frames_produced=self.pipeline.frame_index,
+            blocks_delivered=self._blocks_delivered,
+            underruns=self._underruns,
+            level_dbfs_10s=10.0 * math.log10(power) if power > 0 else -math.inf,
+            peak_dbfs_10s=20.0 * math.log10(peak) if peak > 0 else -math.inf,
+            identical_blocks=self._identical,
+            nonfinite_frames=self.pipeline.nonfinite_frames,
+            bundle_id=self.pipeline.bundle.bundle_id,
+            start_time_unix=self._start_time_unix,
+            last_progress_monotonic=self._last_progress,
+            buffer_frames=self.buffer_frames,
+            swapping=self.pipeline.incoming is not None,
+        )
+
+    @property
+    def error(self) -> BaseException | None:
+        """The exception that stopped the producer, if any."""
+        return self._error
+
+    # -- producer ---------------------------------------------------------------------------------------------
+    def _produce(self) -> None:
+        ring, pipeline, controls, hop = self.ring, self.pipeline, self.controls, self.hop
+        n_level = self._block_power.shape[0]
+        try:
+            while not self._stop.is_set():
+                if ring.free() < hop:
+                    ring.space.clear()
+                    if ring.free() < hop:
+                        ring.space.wait(pipeline.frame_s)
+                    continue
+                block = pipeline.next_block(controls.snapshot(), controls.take_events())
+                slot = pipeline.frame_index % n_level
+                self._block_power[slot] = float(np.dot(block, block)) / hop
+                self._block_peak[slot] = max(float(block.max()), -float(block.min()))
+                if np.array_equal(block, self._previous):
+                    self._identical += 1
+                else:
+                    np.copyto(self._previous, block)
+                ring.write(block)
+                self._last_progress = time.monotonic()
+                if self.on_frame is not None:
+                    self.on_frame(pipeline.frame_index)
+        except BaseException as exc:  # reported through .error and the log; the sink then plays silence
+            self._error = exc
+            log.exception("engine: producer stopped")
+        finally:
+            ring.filled.set()
+
+    # -- sink side --------------------------------------------------------------------------------------------
+    def _pull_nowait(self, out: np.ndarray) -> bool:
+        """Real-time pull (audio callback): copy what is ready, silence for the rest, count an underrun."""
+        ready = self.ring.read_into(out)
+        if ready < out.shape[0] and not self._stop.is_set():
+            self._underruns += 1
+        self._delivered(ready)
+        return not self._stop.is_set()
+
+    def _pull_wait(self, out: np.ndarray) -> bool:
+        """Offline pull (file/null sinks): wait until a whole block is ready; False once stopped."""
+        n = out.shape[0]
+        while self.ring.written - self.ring.read < n:
+            if self._stop.is_set() or (self._thread is not None and not self._thread.is_alive()):
+                return False
+            self.ring.filled.wait(0.1)
+            self.ring.filled.clear()
+        self._delivered(self.ring.read_into(out))
+        return True
+
+    def _delivered(self, ready: int) -> None:
+        if ready > 0:
+            self._samples_delivered += ready
+            self._blocks_delivered += 1
+            if not self._started.is_set():
+                self._started.set()

@@ -1,10 +1,16 @@
 """Streaming phase reconstruction: one STFT-magnitude frame in, one hop of audio out, forever.
 
-RTISI-LA (real-time iterative spectrogram inversion with look-ahead, Zhu et al. 2007) with a phase-gradient
-start for each new frame (RTPGHI-style, Průša & Holighaus 2017) and Griffin-Lim momentum. The ``lookahead + 1``
-newest frames are refined together, as one batch of FFTs, against the overlap-add of everything synthesised so
-far; the oldest is then committed and one hop of finished audio leaves. Phase and overlap-add are continuous
-across calls, so the stream has no block joins. See DESIGN.md §5 for the measurements behind the choice.
+RTISI-LA (real-time iterative spectrogram inversion with look-ahead, Zhu et al. 2007): the ``lookahead + 1``
+newest frames are refined together, as one batch of FFTs, by Griffin-Lim steps with momentum (Perraudin et al.
+2013) against the overlap-add of everything synthesised so far; then the oldest is committed and one hop of
+finished audio leaves. Two details carry most of the quality (measured, see benchmarks/bench_vocoder.py):
+
+- each look-ahead slot analyses the partial overlap-add divided by the window-square sum of the frames actually
+  present (the least-squares signal given what has arrived, as LTFAT's ``gsrtisila``), not by the full sum;
+- a new frame starts from the previous frame's phase advanced by the phase-gradient time derivative
+  (bin frequency plus the log-magnitude slope across bins, Průša & Holighaus 2017).
+
+Phase and overlap-add are continuous across calls: a stream, never independent blocks, so nothing clicks.
 """
 
 from __future__ import annotations
@@ -13,16 +19,19 @@ import numpy as np
 
 from device import frames
 
-# Hann window constant of the phase-gradient relations (gamma = C * window_length**2), Průša et al.
+# Hann window constant of the phase-gradient relations, gamma = C * window_length**2 (Průša et al.).
 _HANN_GAMMA_FACTOR = 0.25645
 _TINY = np.float32(1e-12)
+# Floor of the partial window-square sum, relative to its steady-state maximum (keeps the tail gain finite).
+_PARTIAL_FLOOR = 1e-3
 
 
 class StreamingVocoder:
-    """Magnitude frames (n_bins,) float32 -> audio hops (hop_length,) float32, with ``latency_samples`` delay.
+    """Magnitude frames (n_bins,) float32 -> audio hops (hop_length,) float32, ``latency_samples`` late.
 
     Output sample k corresponds to input sample k - latency_samples of the signal whose
-    ``frames.stft_magnitudes(center=True)`` the frames are. Not thread-safe; one instance per stream.
+    ``frames.stft_magnitudes(center=True)`` the frames are. The per-frame path allocates nothing.
+    Not thread-safe: one instance per stream.
     """
 
     def __init__(
@@ -31,7 +40,7 @@ class StreamingVocoder:
         n_fft: int,
         hop_length: int,
         lookahead: int = 3,
-        iterations: int = 4,
+        iterations: int = 6,
         window: str = "hann",
         momentum: float = 0.99,
     ) -> None:
@@ -47,7 +56,7 @@ class StreamingVocoder:
         if not isinstance(iterations, int | np.integer) or not 0 <= iterations <= 64:
             raise ValueError(f"iterations={iterations!r} must be an integer from 0 to 64")
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum={momentum!r} must be in [0, 1)")
+            raise ValueError(f"momentum={momentum!r} must be in [0, 1) (0.99 is the tested value)")
         self.n_fft = int(n_fft)
         self.hop_length = int(hop_length)
         self.lookahead = int(lookahead)
@@ -57,60 +66,54 @@ class StreamingVocoder:
         self.n_bins = self.n_fft // 2 + 1
         self.latency_samples = self.lookahead * self.hop_length + self.n_fft // 2
 
-        n, h, w_count = self.n_fft, self.hop_length, self.lookahead + 1
+        n, h, slots = self.n_fft, self.hop_length, self.lookahead + 1
+        self._buf_len = n + self.lookahead * h  # samples spanned by the look-ahead frames
         win = frames.analysis_window(n, window)
-        # Steady-state sum of squared windows over all frames touching a sample: periodic with period hop.
-        wss = np.zeros(n + h)
-        for start in range(-(n // h) * h, h, h):
-            lo, hi = max(start, 0), min(start + n, n + h)
-            wss[lo:hi] += win[lo - start : hi - start] ** 2
-        self._win = win.astype(np.float32)
-        self._synth_win = (win / np.tile(wss[:h], n // h + 1)[:n]).astype(np.float32)
-        self._beta = np.float32(self.momentum / (1.0 + self.momentum))
-
-        # Phase-gradient constants: per-bin phase advance per hop and the log-magnitude slope factors.
+        synth_win, slot_win = _window_set(win, h, self.lookahead)
+        self._synth_win = synth_win.astype(np.float32)  # (n_fft,) synthesis window / steady window-square sum
+        self._slot_win = slot_win.astype(np.float32)  # (slots, n_fft) analysis window of each look-ahead slot
+        self._beta = np.float32(self.momentum / (1.0 + self.momentum))  # librosa's momentum form
         gamma = _HANN_GAMMA_FACTOR * n * n
-        self._omega = (2.0 * np.pi * h * np.arange(self.n_bins) / n).astype(np.float32)
-        self._tgrad_scale = np.float32(h * n / gamma / 2.0)  # times a centred difference over bins
+        self._omega = (2.0 * np.pi * h * np.arange(self.n_bins) / n).astype(np.float32)  # rad per hop, per bin
+        self._tgrad_scale = np.float32(h * n / gamma / 2.0)  # rad per hop per unit of log-magnitude difference
 
         f32, c64 = np.float32, np.complex64
-        self._buf_len = n + self.lookahead * h
-        # Double-buffered state (shifting by one frame copies into the other set, no overlap, no allocation).
-        self._mags = [np.zeros((w_count, self.n_bins), f32) for _ in range(2)]
-        self._spec = [np.zeros((w_count, self.n_bins), c64) for _ in range(2)]
-        self._tprev = [np.zeros((w_count, self.n_bins), c64) for _ in range(2)]
-        self._synth = [np.zeros((w_count, n), f32) for _ in range(2)]
-        self._fixed = [np.zeros(self._buf_len, f32) for _ in range(2)]
+        # Frame-indexed state, double-buffered: the one-frame shift copies into the other set (no overlap, no
+        # temporary). Row j is look-ahead slot j, row 0 the oldest (next to commit), row -1 the newest.
+        self._mags = [np.zeros((slots, self.n_bins), f32) for _ in range(2)]
+        self._spec = [np.zeros((slots, self.n_bins), c64) for _ in range(2)]
+        self._tprev = [np.zeros((slots, self.n_bins), c64) for _ in range(2)]
+        self._synth = [np.zeros((slots, n), f32) for _ in range(2)]
+        self._fixed = [np.zeros(self._buf_len, f32) for _ in range(2)]  # overlap-add of committed frames
         self._cur = 0
-        # Scratch.
+        # Scratch, reused every frame.
         self._ola = np.zeros(self._buf_len, f32)
-        self._seg = np.zeros((w_count, n), f32)
-        self._rebuilt = np.zeros((w_count, self.n_bins), c64)
-        self._angles = np.zeros((w_count, self.n_bins), c64)
-        self._absbuf = np.zeros((w_count, self.n_bins), f32)
+        self._ola_frames = np.lib.stride_tricks.as_strided(
+            self._ola, shape=(slots, n), strides=(self._ola.strides[0] * h, self._ola.strides[0]), writeable=False
+        )
+        self._seg = np.zeros((slots, n), f32)
+        self._rebuilt = np.zeros((slots, self.n_bins), c64)
+        self._angles = np.zeros((slots, self.n_bins), c64)
+        self._absbuf = np.zeros((slots, self.n_bins), f32)
         self._logmag = np.zeros(self.n_bins, f32)
-        self._logmag_prev = np.zeros(self.n_bins, f32)
         self._tgrad = np.zeros(self.n_bins, f32)
         self._tgrad_prev = np.zeros(self.n_bins, f32)
         self._phase = np.zeros(self.n_bins, f32)
-        self._phase_prev = np.zeros(self.n_bins, f32)
-        self._tmp_bins = np.zeros(self.n_bins, f32)
         self._out = np.zeros(h, f32)
-        self._frames_in = 0
 
     def reset(self) -> None:
-        """Forget the stream: silence in, silence out; the next frame starts a new signal."""
+        """Forget the stream: the next frame starts a new signal (the output restarts from silence)."""
         for group in (self._mags, self._spec, self._tprev, self._synth, self._fixed):
             for arr in group:
                 arr.fill(0)
-        for arr in (self._logmag, self._logmag_prev, self._tgrad, self._tgrad_prev, self._phase, self._phase_prev):
-            arr.fill(0)
-        self._frames_in = 0
+        self._tgrad.fill(0)
+        self._tgrad_prev.fill(0)
 
     def process(self, magnitude: np.ndarray) -> np.ndarray:
         """One magnitude frame (n_bins,) float32, linear -> the next (hop_length,) float32 audio hop.
 
-        The returned array is a view into an internal buffer, valid until the next call.
+        Negative and non-finite magnitudes count as 0. The returned array is a view into an internal
+        buffer, valid until the next call (copy it to keep it).
         """
         magnitude = np.asarray(magnitude)
         if magnitude.shape != (self.n_bins,):
@@ -124,75 +127,97 @@ class StreamingVocoder:
         mags, spec, tprev, synth, fixed = (
             self._mags[new], self._spec[new], self._tprev[new], self._synth[new], self._fixed[new]
         )
-        # Shift every frame-indexed state by one frame (copy into the other buffer set).
         if last:
             np.copyto(mags[:-1], self._mags[old][1:])
             np.copyto(spec[:-1], self._spec[old][1:])
             np.copyto(tprev[:-1], self._tprev[old][1:])
             np.copyto(synth[:-1], self._synth[old][1:])
+        prev_spec = spec[last - 1] if last else self._spec[old][0]
         np.copyto(fixed[:-h], self._fixed[old][h:])
         fixed[-h:] = 0.0
         tprev[last] = 0.0
-        np.copyto(mags[last], magnitude, casting="unsafe")
-        np.maximum(mags[last], 0.0, out=mags[last])
-        np.nan_to_num(mags[last], copy=False, nan=0.0, posinf=0.0)
+        newest = mags[last]
+        np.copyto(newest, magnitude, casting="unsafe")
+        np.nan_to_num(newest, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+        np.maximum(newest, 0.0, out=newest)
 
-        self._init_newest(mags[last], spec[last])
+        self._start_phase(newest, prev_spec, spec[last])
         np.fft.irfft(spec[last], n=self.n_fft, out=synth[last])
         np.multiply(synth[last], self._synth_win, out=synth[last])
-
         for _ in range(self.iterations):
             self._iterate(mags, spec, tprev, synth, fixed)
 
-        # Commit the oldest frame: its overlap-add completes the first hop of the buffer.
+        # Commit the oldest frame: with it the first hop of the buffer is complete.
         fixed[: self.n_fft] += synth[0]
         np.copyto(self._out, fixed[:h])
-        self._frames_in += 1
         return self._out
 
     # -- internals -----------------------------------------------------------------------------------------
 
-    def _init_newest(self, mag: np.ndarray, spec_row: np.ndarray) -> None:
-        """Initial phase of the newest frame from the previous one by phase-gradient time integration."""
-        np.add(mag, _TINY, out=self._logmag)
-        np.log(self._logmag, out=self._logmag)
-        tg = self._tgrad
+    def _start_phase(self, mag: np.ndarray, prev_spec: np.ndarray, spec_row: np.ndarray) -> None:
+        """Newest frame's starting value: ``mag`` with the previous frame's phase advanced by the time gradient.
+
+        Time gradient (rad per hop) = bin frequency + (hop n_fft / gamma) d log|S| / d bin, trapezoid-averaged
+        over the two frames (the RTPGHI time step; frequency-direction integration measured no better here).
+        """
+        logmag, tg, phase = self._logmag, self._tgrad, self._phase
+        np.add(mag, _TINY, out=logmag)
+        np.log(logmag, out=logmag)
+        np.subtract(logmag[2:], logmag[:-2], out=tg[1:-1])
         tg[0] = 0.0
         tg[-1] = 0.0
-        np.subtract(self._logmag[2:], self._logmag[:-2], out=tg[1:-1])
         np.multiply(tg, self._tgrad_scale, out=tg)
         np.add(tg, self._omega, out=tg)
-        # Previous frame's current phase estimate (after its iterations).
-        prev = self._spec[self._cur][self.lookahead - 1] if self.lookahead else self._spec[1 - self._cur][0]
-        np.arctan2(prev.imag, prev.real, out=self._phase_prev)
-        np.add(self._tgrad_prev, tg, out=self._tmp_bins)
-        np.multiply(self._tmp_bins, np.float32(0.5), out=self._tmp_bins)
-        np.add(self._phase_prev, self._tmp_bins, out=self._phase)
-        np.cos(self._phase, out=spec_row.real)
-        np.sin(self._phase, out=spec_row.imag)
+        np.arctan2(prev_spec.imag, prev_spec.real, out=phase)
+        np.add(tg, self._tgrad_prev, out=logmag)  # logmag is free again: reuse it as the step
+        np.multiply(logmag, np.float32(0.5), out=logmag)
+        np.add(phase, logmag, out=phase)
+        np.cos(phase, out=spec_row.real)
+        np.sin(phase, out=spec_row.imag)
         np.multiply(spec_row, mag, out=spec_row)
         self._tgrad, self._tgrad_prev = self._tgrad_prev, self._tgrad
 
     def _iterate(self, mags, spec, tprev, synth, fixed) -> None:
-        """One batched Griffin-Lim step with momentum over the look-ahead frames."""
+        """One batched Griffin-Lim step with momentum over all look-ahead slots at once."""
         n, h = self.n_fft, self.hop_length
         ola = self._ola
         np.copyto(ola, fixed)
         for j in range(self.lookahead + 1):
             ola[j * h : j * h + n] += synth[j]
-        segments = np.lib.stride_tricks.as_strided(
-            ola, shape=(self.lookahead + 1, n), strides=(ola.strides[0] * h, ola.strides[0]), writeable=False
-        )
-        np.multiply(segments, self._win, out=self._seg)
-        rebuilt = self._rebuilt
+        np.multiply(self._ola_frames, self._slot_win, out=self._seg)
+        rebuilt, angles, scale = self._rebuilt, self._angles, self._absbuf
         np.fft.rfft(self._seg, axis=-1, out=rebuilt)
-        angles = self._angles
         np.multiply(tprev, self._beta, out=angles)
         np.subtract(rebuilt, angles, out=angles)
         np.copyto(tprev, rebuilt)
-        np.abs(angles, out=self._absbuf)
-        np.maximum(self._absbuf, _TINY, out=self._absbuf)
-        np.divide(mags, self._absbuf, out=self._absbuf)
-        np.multiply(angles, self._absbuf, out=spec)
+        np.abs(angles, out=scale)
+        np.maximum(scale, _TINY, out=scale)
+        np.divide(mags, scale, out=scale)
+        np.multiply(angles, scale, out=spec)
         np.fft.irfft(spec, n=n, axis=-1, out=synth)
         np.multiply(synth, self._synth_win, out=synth)
+
+
+def _window_set(win: np.ndarray, hop_length: int, lookahead: int) -> tuple[np.ndarray, np.ndarray]:
+    """Synthesis window (n_fft,) and per-slot analysis windows (lookahead + 1, n_fft), float64.
+
+    The synthesis window is ``win`` over the steady-state sum of squared windows (periodic with period
+    hop_length), so the overlap-add of all frames is the least-squares signal. Slot j's analysis window is
+    ``win`` times steady-sum / present-sum at its position: near the newest frame, frames that have not
+    arrived are missing from the sum.
+    """
+    n, h = win.shape[0], hop_length
+    span = n + lookahead * h
+    steady = np.zeros(span)
+    present = np.zeros(span)
+    first = -(-n // h)  # earliest frame (start index / h) that still overlaps sample 0
+    for k in range(-first, span // h + 1):
+        lo, hi = max(k * h, 0), min(k * h + n, span)
+        if hi > lo:
+            steady[lo:hi] += win[lo - k * h : hi - k * h] ** 2
+            if k <= lookahead:
+                present[lo:hi] += win[lo - k * h : hi - k * h] ** 2
+    synth_win = win / steady[:n]
+    tail_gain = steady / np.maximum(present, _PARTIAL_FLOOR * steady.max())
+    slot_win = np.stack([win * tail_gain[j * h : j * h + n] for j in range(lookahead + 1)])
+    return synth_win, slot_win

@@ -1,0 +1,198 @@
+#!/bin/sh
+# First install of Murmur on a Raspberry Pi (64-bit Raspberry Pi OS Bookworm). Idempotent: run it again at any
+# time; it only does what is missing and never overwrites /etc/murmur/murmur.toml once it exists.
+# `make deploy PI=host` runs it when the Pi lacks it (or when deploy/requirements-pi.txt changed). By hand:
+#   sudo sh deploy/install.sh                    install / repair
+#   sudo sh deploy/install.sh --hat hifiberry-dac   also enable an audio HAT's overlay in config.txt (then reboot)
+#   sh deploy/install.sh --check                  only check this Pi and print hints (nothing is changed)
+# What it does: checks (64-bit, Bookworm, SPI when knobs need it); apt packages; the venv /opt/murmur/venv
+# (--system-site-packages, pip pins from requirements-pi.txt); the `murmur` user (audio gpio spi); the unit;
+# the config if absent; the performance CPU governor at boot; hints for the sound card.
+# Test seams: MURMUR_ROOT (filesystem prefix, default empty), MURMUR_PIP (pip command), and PATH.
+set -eu
+
+ROOT=${MURMUR_ROOT:-}
+HERE=$(cd "$(dirname "$0")" && pwd)
+BASE="$ROOT/opt/murmur"
+VENV="$BASE/venv"
+APT_PACKAGES="python3 python3-venv python3-gpiozero python3-lgpio python3-spidev python3-pyaudio python3-systemd rsync alsa-utils"
+HAT=""
+CHECK_ONLY=0
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --hat) HAT=${2:?--hat needs an overlay name, e.g. hifiberry-dac}; shift 2 ;;
+    --check) CHECK_ONLY=1; shift ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+say() { echo "install: $*"; }
+die() { echo "install: STOP: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------- checks
+arch=$(uname -m)
+case "$arch" in
+  aarch64|arm64) ;;
+  armv6l|armv7l|armhf) die "this is a 32-bit OS ($arch). Murmur needs Raspberry Pi OS (64-bit) Bookworm: there are no 32-bit LiteRT wheels. Re-image the card with Raspberry Pi Imager, choosing the 64-bit OS." ;;
+  *) die "CPU architecture $arch is not a Raspberry Pi's aarch64; run this on the Pi (64-bit Raspberry Pi OS Bookworm)" ;;
+esac
+
+codename=""
+if [ -r "$ROOT/etc/os-release" ]; then
+  codename=$(sed -n 's/^VERSION_CODENAME=//p' "$ROOT/etc/os-release" | tr -d '"')
+fi
+if [ "$codename" != "bookworm" ] && [ "${MURMUR_ALLOW_OS:-}" != "1" ]; then
+  die "OS is '${codename:-unknown}' (from $ROOT/etc/os-release); Murmur is tested on Raspberry Pi OS Bookworm (64-bit). Re-image, or set MURMUR_ALLOW_OS=1 to try anyway."
+fi
+
+if [ -z "$ROOT" ] && [ "$(id -u)" -ne 0 ] && [ $CHECK_ONLY -eq 0 ]; then
+  die "run as root: sudo sh $0"
+fi
+for tool in python3; do
+  command -v "$tool" >/dev/null 2>&1 || [ $CHECK_ONLY -eq 0 ] || die "$tool is missing"
+done
+
+# config.txt moved to the FAT partition's /boot/firmware in Bookworm.
+BOOT_CONFIG="$ROOT/boot/firmware/config.txt"
+[ -f "$BOOT_CONFIG" ] || BOOT_CONFIG="$ROOT/boot/config.txt"
+
+# Knobs that are pots read an MCP3008 over SPI: with knobs enabled, SPI must be on.
+CONFIG="$ROOT/etc/murmur/murmur.toml"
+needs_spi=no
+if [ -f "$CONFIG" ] && command -v python3 >/dev/null 2>&1; then
+  needs_spi=$(python3 - "$CONFIG" <<'EOF' || echo unreadable
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    knobs = tomllib.load(f).get("knobs", {})
+pots = [k for k, v in knobs.items() if isinstance(v, dict) and v.get("type") == "pot"]
+print("yes" if knobs.get("enabled") and pots else "no")
+EOF
+)
+  [ "$needs_spi" = unreadable ] && die "$CONFIG is not valid TOML; fix it (python3 -m device verify --config shows where) and run again"
+fi
+spi_on=no
+if ls "$ROOT"/dev/spidev* >/dev/null 2>&1 || { [ -f "$BOOT_CONFIG" ] && grep -Eq '^[[:space:]]*dtparam=spi=on' "$BOOT_CONFIG"; }; then
+  spi_on=yes
+fi
+if [ "$needs_spi" = yes ] && [ "$spi_on" = no ]; then
+  die "$CONFIG enables pot knobs (MCP3008 over SPI) but SPI is off. Turn it on: sudo raspi-config nonint do_spi 0 (or add dtparam=spi=on to $BOOT_CONFIG), reboot, and run this again."
+fi
+say "checks passed: $arch, ${codename:-unknown}, SPI ${spi_on} (needed: ${needs_spi})"
+
+# ---------------------------------------------------------------------------------------------- sound card hints
+hints() {
+  if command -v aplay >/dev/null 2>&1; then
+    cards=$(aplay -l 2>/dev/null | sed -n 's/^card [0-9]*: \([^ ]*\) \[\(.*\)\], device.*/\1 (\2)/p' | sort -u)
+    if [ -n "$cards" ]; then
+      say "sound cards (set [playback] output_device in $CONFIG to part of a NAME, never a number):"
+      echo "$cards" | sed 's/^/install:   /'
+    else
+      say "no sound card found by aplay -l; for an audio HAT add its overlay (sh install.sh --hat NAME) and reboot"
+    fi
+  fi
+  overlays=""
+  [ -f "$BOOT_CONFIG" ] && overlays=$(grep -E '^[[:space:]]*dtoverlay=' "$BOOT_CONFIG" | tr '\n' ' ' || true)
+  say "overlays in $BOOT_CONFIG: ${overlays:-none}. Common HATs: hifiberry-dac (DAC/pHAT/MiniAmp), hifiberry-dacplus,"
+  say "  iqaudio-dacplus, googlevoicehat-soundcard; add dtparam=audio=off to silence the on-board jack."
+}
+
+if [ $CHECK_ONLY -eq 1 ]; then
+  hints
+  exit 0
+fi
+
+if [ -n "$HAT" ]; then
+  [ -f "$BOOT_CONFIG" ] || die "$BOOT_CONFIG not found; is this a Raspberry Pi OS image?"
+  if grep -Eq "^[[:space:]]*dtoverlay=$HAT([,[:space:]]|\$)" "$BOOT_CONFIG"; then
+    say "dtoverlay=$HAT already in $BOOT_CONFIG"
+  else
+    cp "$BOOT_CONFIG" "$BOOT_CONFIG.murmur-backup"
+    printf '\n# audio HAT for Murmur (install.sh --hat)\ndtoverlay=%s\n' "$HAT" >> "$BOOT_CONFIG"
+    sync
+    say "added dtoverlay=$HAT to $BOOT_CONFIG (backup: $BOOT_CONFIG.murmur-backup); reboot for it to take effect"
+  fi
+fi
+
+# ---------------------------------------------------------------------------------------------- apt
+missing=""
+for p in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  say "apt packages:$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+else
+  say "apt packages present"
+fi
+
+# ---------------------------------------------------------------------------------------------- user
+for group in audio gpio spi; do
+  getent group "$group" >/dev/null 2>&1 || groupadd --system "$group"
+done
+if getent passwd murmur >/dev/null 2>&1; then
+  say "user murmur exists"
+else
+  useradd --system --user-group --home-dir /var/lib/murmur --no-create-home --shell /usr/sbin/nologin murmur
+  say "created user murmur"
+fi
+usermod -a -G audio,gpio,spi murmur
+
+# ---------------------------------------------------------------------------------------------- venv
+mkdir -p "$BASE/releases" "$BASE/bundles" "$ROOT/etc/murmur" "$ROOT/etc/systemd/system"
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV (--system-site-packages: apt's gpiozero, lgpio, spidev, PyAudio, systemd)"
+  python3 -m venv --system-site-packages "$VENV"
+fi
+REQS="$HERE/requirements-pi.txt"
+want=$(sha256sum "$REQS" | cut -d' ' -f1)
+have=$(cat "$VENV/.murmur-requirements.sha256" 2>/dev/null || true)
+if [ "$want" != "$have" ]; then
+  say "pip install -r requirements-pi.txt into $VENV"
+  ${MURMUR_PIP:-"$VENV/bin/pip"} install --disable-pip-version-check --no-input -q -r "$REQS"
+  printf '%s\n' "$want" > "$VENV/.murmur-requirements.sha256.tmp"
+  mv "$VENV/.murmur-requirements.sha256.tmp" "$VENV/.murmur-requirements.sha256"
+else
+  say "venv requirements up to date"
+fi
+
+# ---------------------------------------------------------------------------------------------- unit + config
+UNIT="$ROOT/etc/systemd/system/murmur.service"
+if ! cmp -s "$HERE/murmur.service" "$UNIT"; then
+  cp "$HERE/murmur.service" "$UNIT.tmp" && chmod 644 "$UNIT.tmp" && mv "$UNIT.tmp" "$UNIT"
+  say "installed $UNIT"
+fi
+GOVERNOR_UNIT="$ROOT/etc/systemd/system/murmur-cpu-performance.service"
+cat > "$GOVERNOR_UNIT.tmp" <<'EOF'
+# Installed by Murmur's install.sh: the performance CPU governor, so frame times do not depend on the
+# ondemand governor ramping up (audio underruns on a Pi 4 at low load).
+[Unit]
+Description=CPU governor performance for Murmur
+Before=murmur.service
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'for g in /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor; do echo performance > "$g"; done'
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+EOF
+mv "$GOVERNOR_UNIT.tmp" "$GOVERNOR_UNIT"
+systemctl daemon-reload
+systemctl enable murmur.service murmur-cpu-performance.service
+if [ -z "$ROOT" ]; then
+  systemctl start murmur-cpu-performance.service || say "could not set the governor now (it is set at boot)"
+fi
+
+if [ -f "$CONFIG" ]; then
+  say "keeping $CONFIG (yours)"
+else
+  cp "$HERE/murmur.toml" "$CONFIG.tmp" && chmod 644 "$CONFIG.tmp" && mv "$CONFIG.tmp" "$CONFIG"
+  say "installed $CONFIG from the example; edit it, then: sudo systemctl reload murmur"
+fi
+sync
+hints
+say "done. Next: make deploy PI=<this host> from the laptop (copies code + bundle, starts the service)"

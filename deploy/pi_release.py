@@ -1,0 +1,610 @@
+"""The Pi side of a deploy: finalise a staged release, verify it, switch, gate on health, roll back on failure.
+
+Runs on the Pi with the system ``python3`` (standard library only); the laptop pipes this file over ssh
+(``ssh pi python3 - COMMAND …``), so the Pi always runs the laptop's version of the procedure.
+
+Layout under ``ROOT`` (empty on a real Pi; a temporary directory in the tests)::
+
+    /opt/murmur/releases/<id>/        code (device/, deploy/, README.md), release.json, bundle -> ../../bundles/<name>
+    /opt/murmur/current -> releases/<id>      the ONE pointer: code, bundle, unit and managed config switch together
+    /opt/murmur/bundles/<name>/       bundles, named <bundle_id>-<sha of bundle.json> (content-addressed)
+    /opt/murmur/.deploy/              lock, activation journal, per-release logs and results
+    /etc/murmur/murmur.toml           its [playback] bundle = "/opt/murmur/current/bundle"
+
+Crash safety: everything is built under a dot-name (``.staging-*``), fsynced, then renamed into place; the live
+state changes only by renaming a new ``current`` symlink over the old one. An activation journal written before
+the switch lets the next run undo a switch whose health gate never finished (power cut, kill).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+UNIT_NAME = "murmur.service"
+SERVICE = "murmur"
+KEEP_RELEASES = 5
+STAGING = ".staging-"
+TRASH = ".trash-"
+
+
+class DeployFailed(Exception):
+    """A step failed; the message says which and why (printed as the host's summary)."""
+
+
+# ---------------------------------------------------------------------------------------------------- layout
+class Layout:
+    """Paths on the Pi, all under ``root`` (the empty string on a real Pi)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root or "/")
+        self.base = self.root / "opt/murmur"
+        self.releases = self.base / "releases"
+        self.bundles = self.base / "bundles"
+        self.current = self.base / "current"
+        self.state = self.base / ".deploy"
+        self.journal = self.state / "activation.json"
+        self.lock = self.state / "lock"
+        self.venv_marker = self.base / "venv/.murmur-requirements.sha256"
+        self.unit = self.root / "etc/systemd/system" / UNIT_NAME
+        self.config = self.root / "etc/murmur/murmur.toml"
+        self.status_file = self.root / "run/murmur/status.json"
+
+    def current_id(self) -> str | None:
+        """The release ``current`` points at, or None (first deploy, or a dangling link)."""
+        try:
+            target = os.readlink(self.current)
+        except OSError:
+            return None
+        release = self.releases / Path(target).name
+        return release.name if release.is_dir() else None
+
+    def release_ids(self) -> list[str]:
+        """Finished releases, oldest first (ids start with a UTC timestamp, so names sort by age)."""
+        if not self.releases.is_dir():
+            return []
+        return sorted(p.name for p in self.releases.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def release_meta(self, release_id: str) -> dict:
+        try:
+            return json.loads((self.releases / release_id / "release.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+
+# ---------------------------------------------------------------------------------------------- durability
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory fsync makes the renames and links in it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(top: Path) -> None:
+    """fsync every regular file and directory below ``top`` (before it is renamed into place)."""
+    for dirpath, _dirnames, filenames in os.walk(top):
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.is_file() and not path.is_symlink():
+                fsync_path(path)
+        fsync_path(Path(dirpath))
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data``: temporary sibling, fsync, rename, fsync the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    fsync_path(path.parent)
+
+
+def point_symlink(link: Path, target: str) -> None:
+    """Make ``link`` point at ``target`` atomically (``ln -s`` to a temporary name, then rename over)."""
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+    fsync_path(link.parent)
+
+
+def remove_tree(path: Path, trash_dir: Path) -> None:
+    """Delete a directory so that no half-deleted copy keeps a valid name: rename to .trash-*, then delete."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    trash = trash_dir / f"{TRASH}{path.name}-{os.getpid()}-{time.monotonic_ns()}"
+    os.replace(path, trash)
+    fsync_path(trash_dir)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------ the steps
+KILL_AT = os.environ.get("MURMUR_DEPLOY_KILL_AT", "")  # tests: SIGKILL this process at the named step
+
+
+def step(name: str, message: str = "") -> None:
+    """Report progress (the laptop prints it) and, in the kill-at-each-step test, die here like a power cut."""
+    print(f"step {name}{': ' + message if message else ''}", flush=True)
+    if KILL_AT == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Pi:
+    """One Pi's deploy operations; ``python``/``systemctl`` are injectable (tests, odd installs)."""
+
+    def __init__(self, layout: Layout, *, python: str, systemctl: str, gate_timeout_s: float, min_level_dbfs: float,
+                 allow_quiet_hours: bool) -> None:
+        self.layout = layout
+        self.python = python
+        self.systemctl = systemctl.split()
+        self.gate_timeout_s = gate_timeout_s
+        self.min_level_dbfs = min_level_dbfs
+        self.allow_quiet_hours = allow_quiet_hours
+
+    # -- service manager -------------------------------------------------------------------------------------
+    def systemd(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*self.systemctl, *args], capture_output=True, text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise DeployFailed(f"systemctl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()[:300]}")
+        return proc
+
+    def service_active(self) -> bool:
+        return self.systemd("is-active", "--quiet", SERVICE, check=False).returncode == 0
+
+    # -- health ------------------------------------------------------------------------------------------------
+    def read_status(self, release_dir: Path) -> dict | None:
+        """The service's health report via ``python -m device status --json`` (the file itself if that fails)."""
+        env = dict(os.environ, MURMUR_STATUS_FILE=str(self.layout.status_file), PYTHONDONTWRITEBYTECODE="1")
+        try:
+            proc = subprocess.run([self.python, "-m", "device", "status", "--json"], cwd=release_dir, env=env,
+                                  capture_output=True, text=True, timeout=30)
+            report = json.loads(proc.stdout)
+            if isinstance(report, dict) and "ready" in report:
+                return report
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            pass
+        try:
+            return json.loads(self.layout.status_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def health_problem(self, report: dict | None, *, release_id: str, bundle_id: str, since_unix: float,
+                       old_pid: int | None, restarted: bool) -> str | None:
+        """None if ``report`` shows the wanted release and bundle playing; otherwise what is wrong."""
+        if report is None:
+            return "no health report (status.json missing or unreadable)"
+        if float(report.get("updated_unix", 0)) < since_unix:
+            return "health report not updated since the switch"
+        if restarted and old_pid is not None and report.get("pid") == old_pid:
+            return f"service not restarted yet (pid {old_pid})"
+        if report.get("release") not in (None, release_id):
+            return f"running release {report.get('release')!r}, wanted {release_id!r}"
+        if report.get("bundle_id") != bundle_id:
+            return f"playing bundle {report.get('bundle_id')!r}, wanted {bundle_id!r}"
+        state = report.get("state")
+        if state == "quiet-hours" and self.allow_quiet_hours and report.get("ready"):
+            return None
+        if not report.get("ready"):
+            return f"not READY (state {state!r})"
+        if state != "playing" or not report.get("playing"):
+            return f"not playing (state {state!r})"
+        level = report.get("level_dbfs_10s")
+        if not isinstance(level, (int, float)) or level < self.min_level_dbfs:
+            return f"no audio flowing: level {level} dBFS over 10 s is below {self.min_level_dbfs} dBFS"
+        return None
+
+    def gate(self, release_id: str, *, since_unix: float, old_pid: int | None, restarted: bool) -> str | None:
+        """Wait until the service plays ``release_id`` (None) or the bound passes (the last problem seen)."""
+        release_dir = self.layout.releases / release_id
+        bundle_id = bundle_id_of(release_dir / "bundle")
+        deadline = time.monotonic() + self.gate_timeout_s
+        problem = "no check ran"
+        while True:
+            report = self.read_status(release_dir)
+            problem = self.health_problem(report, release_id=release_id, bundle_id=bundle_id, since_unix=since_unix,
+                                          old_pid=old_pid, restarted=restarted)
+            if problem is None:
+                return None
+            if report and report.get("state") == "error" and float(report.get("updated_unix", 0)) >= since_unix:
+                return f"service reports state 'error' ({report.get('error', 'see make logs')})"
+            if time.monotonic() >= deadline:
+                return f"{problem} (after {self.gate_timeout_s:.0f} s)"
+            time.sleep(0.25)
+
+    # -- activation --------------------------------------------------------------------------------------------
+    def install_release_files(self, release_id: str) -> bool:
+        """Install the unit (and a managed config) of ``release_id`` if they differ; True if the unit changed."""
+        release = self.layout.releases / release_id
+        unit_changed = False
+        unit_src = release / "deploy" / UNIT_NAME
+        if unit_src.is_file():
+            data = unit_src.read_bytes()
+            if not self.layout.unit.is_file() or self.layout.unit.read_bytes() != data:
+                write_atomic(self.layout.unit, data)
+                unit_changed = True
+        managed = release / "site" / "murmur.toml"
+        if managed.is_file():
+            data = managed.read_bytes()
+            if not self.layout.config.is_file() or self.layout.config.read_bytes() != data:
+                write_atomic(self.layout.config, data)
+        return unit_changed
+
+    def switch_to(self, release_id: str | None, *, reload_ok: bool) -> bool:
+        """Point ``current`` at ``release_id`` and make the service pick it up; True if it was restarted."""
+        if release_id is None:
+            if self.layout.current.is_symlink():
+                self.layout.current.unlink()
+                fsync_path(self.layout.base)
+            self.systemd("stop", SERVICE, check=False)
+            return False
+        point_symlink(self.layout.current, f"releases/{release_id}")
+        step("switched", f"current -> releases/{release_id}")
+        unit_changed = self.install_release_files(release_id)
+        if unit_changed:
+            self.systemd("daemon-reload")
+        if reload_ok and not unit_changed and self.service_active():
+            self.systemd("reload", SERVICE)
+            step("reloaded")
+            return False
+        self.systemd("restart", SERVICE)
+        step("restarted")
+        return True
+
+    def activate(self, to_id: str, *, reload_ok: bool) -> dict:
+        """Switch to ``to_id``, gate, and switch back on failure. Returns the result record."""
+        from_id = self.layout.current_id()
+        started = time.monotonic()
+        write_atomic(self.layout.journal, json.dumps({"from": from_id, "to": to_id, "reload_ok": reload_ok,
+                                                      "started_unix": time.time()}).encode())
+        step("journal")
+        old_pid = (self.read_status(self.layout.releases / to_id) or {}).get("pid")
+        since = time.time()
+        restarted = self.switch_to(to_id, reload_ok=reload_ok)
+        problem = self.gate(to_id, since_unix=since, old_pid=old_pid, restarted=restarted)
+        if problem is None:
+            step("healthy", f"{to_id} plays, after {time.monotonic() - started:.1f} s")
+            write_atomic(self.layout.releases / to_id / "HEALTHY", f"{time.time():.0f}\n".encode())
+            self.layout.journal.unlink(missing_ok=True)
+            fsync_path(self.layout.state)
+            self.prune()
+            return {"ok": True, "release": to_id, "seconds": round(time.monotonic() - started, 2),
+                    "mode": "restart" if restarted else "reload"}
+        step("unhealthy", problem)
+        back = self.roll_back_to(from_id, reload_ok=reload_ok and not restarted)
+        return {"ok": False, "release": from_id, "failed_release": to_id, "reason": f"health gate: {problem}",
+                "rollback": back, "seconds": round(time.monotonic() - started, 2)}
+
+    def roll_back_to(self, from_id: str | None, *, reload_ok: bool) -> str:
+        """Switch back to ``from_id`` after a failed gate; says how that went."""
+        started = time.monotonic()
+        since = time.time()
+        old_pid = (self.read_status(self.layout.releases / from_id) or {}).get("pid") if from_id else None
+        restarted = self.switch_to(from_id, reload_ok=reload_ok)
+        if from_id is None:
+            self.layout.journal.unlink(missing_ok=True)
+            return "nothing was live before: current removed and the service stopped"
+        problem = self.gate(from_id, since_unix=since, old_pid=old_pid if restarted else None, restarted=restarted)
+        self.layout.journal.unlink(missing_ok=True)
+        fsync_path(self.layout.state)
+        took = time.monotonic() - started
+        step("rolled-back", f"to {from_id} in {took:.1f} s" + (f", but it is not healthy: {problem}" if problem else ""))
+        if problem:
+            return f"switched back to {from_id} in {took:.1f} s, but it is NOT healthy either: {problem}"
+        return f"switched back to {from_id} in {took:.1f} s; it plays again"
+
+    def recover(self) -> str | None:
+        """Undo an activation whose gate never finished (journal left behind by a power cut or a kill)."""
+        try:
+            journal = json.loads(self.layout.journal.read_text())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            self.layout.journal.unlink()
+            return "removed an unreadable activation journal"
+        to_id, from_id = journal.get("to"), journal.get("from")
+        current = self.layout.current_id()
+        if current == to_id and not (self.layout.releases / str(to_id) / "HEALTHY").exists():
+            self.switch_to(from_id, reload_ok=False)
+            message = f"an interrupted deploy of {to_id} was undone: back on {from_id}"
+        else:
+            message = f"an interrupted deploy of {to_id} had not switched; {current} stays"
+        self.layout.journal.unlink(missing_ok=True)
+        fsync_path(self.layout.state)
+        return message
+
+    # -- housekeeping ------------------------------------------------------------------------------------------
+    def clean_staging(self) -> None:
+        for parent in (self.layout.releases, self.layout.bundles, self.layout.state):
+            if parent.is_dir():
+                for p in parent.iterdir():
+                    if p.name.startswith((STAGING, TRASH)):
+                        shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink()
+
+    def prune(self, keep: int = KEEP_RELEASES) -> None:
+        """Keep the newest ``keep`` releases (and always current); delete bundles no release refers to."""
+        ids = self.layout.release_ids()
+        current = self.layout.current_id()
+        for release_id in ids[:-keep] if len(ids) > keep else []:
+            if release_id != current:
+                remove_tree(self.layout.releases / release_id, self.layout.releases)
+        used = set()
+        for release_id in self.layout.release_ids():
+            target = self.layout.releases / release_id / "bundle"
+            if target.is_symlink():
+                used.add(Path(os.readlink(target)).name)
+        if self.layout.bundles.is_dir():
+            for bundle in self.layout.bundles.iterdir():
+                if not bundle.name.startswith(".") and bundle.name not in used:
+                    remove_tree(bundle, self.layout.bundles)
+
+
+def bundle_id_of(bundle_dir: Path) -> str:
+    try:
+        return str(json.loads((bundle_dir / "bundle.json").read_text()).get("bundle_id", "unknown"))
+    except (OSError, ValueError):
+        return "unreadable"
+
+
+def lock(layout: Layout):
+    """Exclusive per-Pi deploy lock (inherited by the detached activation; freed when it exits)."""
+    layout.state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        raise DeployFailed(f"another deploy is running on this Pi (pid {holder or '?'}); wait for it and retry") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    return fd
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def cmd_prepare(pi: Pi, args: argparse.Namespace) -> dict:
+    """State the laptop needs to plan: installed?, current release, its code id and bundle, bundles present."""
+    layout = pi.layout
+    recovered = pi.recover()
+    pi.clean_staging()
+    for d in (layout.releases, layout.bundles):
+        d.mkdir(parents=True, exist_ok=True)
+    current = layout.current_id()
+    meta = layout.release_meta(current) if current else {}
+    marker = layout.venv_marker.read_text().strip() if layout.venv_marker.is_file() else None
+    return {
+        "ok": True,
+        "installed": marker is not None and layout.unit.is_file(),
+        "requirements_sha256": marker,
+        "current": current,
+        "code_id": meta.get("code_id"),
+        "bundle": meta.get("bundle"),
+        "bundles": sorted(p.name for p in layout.bundles.iterdir() if not p.name.startswith(".")),
+        "releases": layout.release_ids(),
+        "recovered": recovered,
+    }
+
+
+def copy_release_code(src: Path, dst: Path) -> None:
+    """Hard-link the code of an existing release into a new one (bundle-only update: no code crosses the wire).
+
+    Files are never modified in place (rsync and write_atomic replace them), so sharing inodes is safe; the
+    per-release files (release.json, HEALTHY, bundle link, managed config) are not carried over.
+    """
+    skip = {"release.json", "HEALTHY", "bundle"}
+
+    def ignore(directory: str, names: list[str]) -> set[str]:
+        return skip.intersection(names) if Path(directory) == src else {n for n in names if n == "__pycache__"}
+
+    shutil.copytree(src, dst, symlinks=True, ignore=ignore, copy_function=os.link, dirs_exist_ok=True)
+
+
+def cmd_commit(pi: Pi, args: argparse.Namespace) -> dict:
+    """Finalise the staged bundle and release, verify on this Pi, then activate (detached) and follow it."""
+    layout = pi.layout
+    release_id, bundle_name = args.release, args.bundle
+    if (layout.releases / release_id).exists():
+        raise DeployFailed(f"release {release_id} already exists on this Pi; deploy again (a new id is made)")
+    staged_bundle = layout.bundles / f"{STAGING}{bundle_name}"
+    final_bundle = layout.bundles / bundle_name
+    new_bundle = False
+    if staged_bundle.is_dir():
+        if final_bundle.is_dir():
+            shutil.rmtree(staged_bundle)
+        else:
+            fsync_tree(staged_bundle)
+            os.replace(staged_bundle, final_bundle)
+            fsync_path(layout.bundles)
+            new_bundle = True
+    if not final_bundle.is_dir():
+        raise DeployFailed(f"bundle {bundle_name} is neither on the Pi nor staged; the copy did not finish")
+    step("bundle-ready", bundle_name)
+
+    staging = layout.releases / f"{STAGING}{release_id}"
+    current = layout.current_id()
+    if args.from_current:
+        if current is None:
+            raise DeployFailed("a bundle-only update needs a live release; deploy the code first")
+        copy_release_code(layout.releases / current, staging)
+    elif not (staging / "device").is_dir():
+        raise DeployFailed(f"staged code {staging} is missing; the copy did not finish")
+    site = staging / "site" / "murmur.toml"
+    if site.is_file():  # a managed config gets its own inode: never shared with another release
+        write_atomic(site, site.read_bytes())
+    bundle_link = staging / "bundle"
+    if bundle_link.is_symlink() or bundle_link.exists():
+        bundle_link.unlink()
+    os.symlink(f"../../bundles/{bundle_name}", bundle_link)
+    meta = {"id": release_id, "code_id": args.code_id, "bundle": bundle_name, "git": args.git,
+            "created_unix": time.time(), "from": current}
+    (staging / "release.json").write_text(json.dumps(meta, indent=2) + "\n")
+    fsync_tree(staging)
+    os.replace(staging, layout.releases / release_id)
+    fsync_path(layout.releases)
+    step("release-ready", release_id)
+
+    problem = verify_release(pi, release_id)
+    if problem:
+        remove_tree(layout.releases / release_id, layout.releases)
+        if new_bundle:
+            remove_tree(final_bundle, layout.bundles)
+        raise DeployFailed(f"verify on the Pi failed, nothing switched ({current or 'no release'} stays live): {problem}")
+    step("verified")
+    return run_detached(pi, lambda: pi.activate(release_id, reload_ok=args.reload_ok), layout.state / f"{release_id}.log")
+
+
+def verify_release(pi: Pi, release_id: str) -> str | None:
+    """``python -m device verify`` from the new release: imports, bundle loads and steps, a second renders."""
+    release = pi.layout.releases / release_id
+    command = [pi.python, "-m", "device", "verify", "--bundle", str(release / "bundle")]
+    managed = release / "site" / "murmur.toml"
+    if managed.is_file():
+        command += ["--config", str(managed)]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    try:
+        proc = subprocess.run(command, cwd=release, env=env, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        return "device verify took longer than 600 s"
+    if proc.returncode != 0:
+        lines = (proc.stderr.strip() or proc.stdout.strip() or f"exit {proc.returncode}").splitlines()
+        return " | ".join(lines[-3:])
+    return None
+
+
+def cmd_rollback(pi: Pi, args: argparse.Namespace) -> dict:
+    """Go back to the newest release before the current one that passed its health gate (or --to ID)."""
+    layout = pi.layout
+    pi.recover()
+    current = layout.current_id()
+    if args.to:
+        target = args.to
+        if not (layout.releases / target).is_dir():
+            raise DeployFailed(f"release {target} is not on this Pi; present: {', '.join(layout.release_ids())}")
+    else:
+        older = [r for r in layout.release_ids() if current is None or r < current]
+        healthy = [r for r in older if (layout.releases / r / "HEALTHY").exists()]
+        if not healthy:
+            raise DeployFailed(f"no earlier healthy release to roll back to (releases: {', '.join(layout.release_ids())})")
+        target = healthy[-1]
+    same_code = layout.release_meta(target).get("code_id") == layout.release_meta(current).get("code_id") if current else False
+    return run_detached(pi, lambda: pi.activate(target, reload_ok=same_code), layout.state / f"rollback-{target}.log")
+
+
+def cmd_status(pi: Pi, args: argparse.Namespace) -> dict:
+    current = pi.layout.current_id()
+    report = pi.read_status(pi.layout.releases / current) if current else None
+    return {"ok": report is not None and bool(report.get("playing")), "current": current,
+            "releases": pi.layout.release_ids(), "status": report}
+
+
+def run_detached(pi: Pi, work, log_path: Path) -> dict:
+    """Run ``work`` in a child in its own session, so a dropped ssh or a killed laptop cannot stop it halfway.
+
+    The child writes its progress to ``log_path`` and its result next to it; this process relays both.
+    """
+    result_path = log_path.with_suffix(".result.json")
+    result_path.unlink(missing_ok=True)
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:  # child: new session, no terminal, output to the log
+        try:
+            os.setsid()
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            sys.stdout = os.fdopen(1, "w", buffering=1)
+            sys.stderr = os.fdopen(2, "w", buffering=1)
+            try:
+                result = work()
+            except DeployFailed as exc:
+                result = {"ok": False, "reason": str(exc)}
+            except Exception as exc:  # noqa: BLE001 - the laptop must hear why, whatever it was
+                result = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
+            write_atomic(result_path, json.dumps(result).encode())
+        finally:
+            os._exit(0)
+    # parent: relay the child's log until it exits
+    offset = 0
+    while True:
+        done = os.waitpid(pid, os.WNOHANG)[0] == pid
+        try:
+            with open(log_path, "rb") as f:
+                f.seek(offset)
+                chunk = f.read()
+            offset += len(chunk)
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+        except FileNotFoundError:
+            pass
+        if done:
+            break
+        time.sleep(0.1)
+    try:
+        return json.loads(result_path.read_text())
+    except (OSError, ValueError):
+        return {"ok": False, "reason": f"the activation ended without a result; see {log_path}"}
+
+
+COMMANDS = {"prepare": cmd_prepare, "commit": cmd_commit, "rollback": cmd_rollback, "status": cmd_status}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pi_release.py")
+    parser.add_argument("command", choices=sorted(COMMANDS))
+    parser.add_argument("--root", default="", help="filesystem prefix (tests); empty on a real Pi")
+    parser.add_argument("--python", default="", help="python with the device code's dependencies (default: the venv)")
+    parser.add_argument("--systemctl", default="systemctl")
+    parser.add_argument("--gate-timeout", type=float, default=60.0, help="seconds to reach READY and play")
+    parser.add_argument("--min-level-dbfs", type=float, default=-90.0, help="level over 10 s below which the output counts as silent")
+    parser.add_argument("--allow-quiet-hours", action="store_true", help="healthy when ready but in quiet hours")
+    parser.add_argument("--release", default="")
+    parser.add_argument("--bundle", default="")
+    parser.add_argument("--code-id", default="")
+    parser.add_argument("--git", default="")
+    parser.add_argument("--from-current", action="store_true", help="bundle-only: hard-link the live release's code")
+    parser.add_argument("--reload-ok", action="store_true", help="same code: hot reload instead of a restart")
+    parser.add_argument("--to", default="", help="rollback: this release instead of the previous healthy one")
+    args = parser.parse_args(argv)
+    layout = Layout(args.root)
+    pi = Pi(layout, python=args.python or str(layout.base / "venv/bin/python"), systemctl=args.systemctl,
+            gate_timeout_s=args.gate_timeout, min_level_dbfs=args.min_level_dbfs,
+            allow_quiet_hours=args.allow_quiet_hours)
+    try:
+        lock_fd = lock(layout)
+        result = COMMANDS[args.command](pi, args)
+        os.close(lock_fd)
+    except DeployFailed as exc:
+        result = {"ok": False, "reason": str(exc)}
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0 if result.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -37,6 +37,7 @@ class _PolledButton:
     def __init__(self, name: str, device, logic: PressLogic, actions: dict[str, str | None], switch_control=None):
         self.name, self.device, self.logic, self.actions = name, device, logic, actions
         self.switch_control = switch_control
+        self.applied: bool | None = None  # the level a switch last wrote into its control
 
 
 class GpioKnobs(Knobs):
@@ -180,9 +181,9 @@ class GpioKnobs(Knobs):
             if button.logic.problem:
                 self._report(f"{button.name} {button.logic.problem}", f"button {button.name!r} {button.logic.problem}")
                 button.logic.problem = None
-            if button.switch_control is not None:
-                if button.logic.pressed != getattr(self.store.snapshot(), button.switch_control):
-                    changes[button.switch_control] = button.logic.pressed
+            if button.switch_control is not None and button.logic.pressed != button.applied:
+                # a switch sets its control when it moves (and once at start); other inputs may change it between
+                button.applied = changes[button.switch_control] = button.logic.pressed
             for action in actions:
                 self._fire(button.actions.get(action))
         if changes:

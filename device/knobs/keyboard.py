@@ -15,6 +15,7 @@ import threading
 from typing import IO
 
 from ..controls import Controls, ControlStore, parse_settings
+from ..errors import ConfigError
 from .base import Knobs
 
 # key -> (control, step) for continuous controls; other keys are in TOGGLES / ACTIONS
@@ -155,7 +156,11 @@ def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m device keys", description=__doc__.splitlines()[0])
     parser.add_argument("--set", default="", help='starting values, e.g. "temperature=0.5 jump=1"')
     args = parser.parse_args(argv[1:])
-    store = ControlStore(Controls().replace(**parse_settings(args.set)))
+    try:
+        store = ControlStore(Controls().replace(**parse_settings(args.set)))
+    except ConfigError as exc:
+        print(f"python -m device keys: {exc}", file=sys.stderr)
+        return 2
     knobs = start_keyboard(store)
     try:
         knobs.done.wait()

@@ -36,7 +36,7 @@ class PotSpec:
     low: float
     high: float
     curve: str = "linear"
-    smoothing_s: float = 0.04
+    smoothing_s: float = 0.03
     deadband: float = 0.01
 
 
@@ -164,7 +164,7 @@ def _parse_pot(name: str, t: _Table) -> PotSpec:
         low=low,
         high=high,
         curve=curve,
-        smoothing_s=t.number("smoothing_s", 0.04, low=0.0, high=1.0),
+        smoothing_s=t.number("smoothing_s", 0.03, low=0.0, high=1.0),
         deadband=t.number("deadband", 0.01, low=0.0, high=0.2),
     )
     t.finish()

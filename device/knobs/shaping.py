@@ -57,7 +57,7 @@ class PotShaper:
     low: float
     high: float
     curve: str = "linear"
-    smoothing_s: float = 0.04
+    smoothing_s: float = 0.03
     deadband: float = 0.01
     smoothed: float | None = None
     held: float | None = None

@@ -22,6 +22,7 @@ from device import frames
 # Hann window constant of the phase-gradient relations, gamma = C * window_length**2 (Průša et al.).
 _HANN_GAMMA_FACTOR = 0.25645
 _TINY = np.float32(1e-12)
+_ZERO = np.float32(0.0)
 # Floor of the partial window-square sum, relative to its steady-state maximum (keeps the tail gain finite).
 _PARTIAL_FLOOR = 1e-3
 
@@ -70,7 +71,9 @@ class StreamingVocoder:
         self._buf_len = n + self.lookahead * h  # samples spanned by the look-ahead frames
         win = frames.analysis_window(n, window)
         synth_win, slot_win = _window_set(win, h, self.lookahead)
-        self._synth_win = synth_win.astype(np.float32)  # (n_fft,) synthesis window / steady window-square sum
+        # (slots, n_fft) synthesis window / steady window-square sum, one row per slot: full-shape operands keep
+        # numpy's in-place multiply from making a temporary copy (it does for broadcast in-place operands).
+        self._synth_win = np.tile(synth_win.astype(np.float32), (slots, 1))
         self._slot_win = slot_win.astype(np.float32)  # (slots, n_fft) analysis window of each look-ahead slot
         self._beta = np.float32(self.momentum / (1.0 + self.momentum))  # librosa's momentum form
         gamma = _HANN_GAMMA_FACTOR * n * n
@@ -88,9 +91,6 @@ class StreamingVocoder:
         self._cur = 0
         # Scratch, reused every frame.
         self._ola = np.zeros(self._buf_len, f32)
-        self._ola_frames = np.lib.stride_tricks.as_strided(
-            self._ola, shape=(slots, n), strides=(self._ola.strides[0] * h, self._ola.strides[0]), writeable=False
-        )
         self._seg = np.zeros((slots, n), f32)
         self._rebuilt = np.zeros((slots, self.n_bins), c64)
         self._angles = np.zeros((slots, self.n_bins), c64)
@@ -100,6 +100,7 @@ class StreamingVocoder:
         self._tgrad_prev = np.zeros(self.n_bins, f32)
         self._phase = np.zeros(self.n_bins, f32)
         self._out = np.zeros(h, f32)
+        self._bad_bins = np.zeros(self.n_bins, bool)
 
     def reset(self) -> None:
         """Forget the stream: the next frame starts a new signal (the output restarts from silence)."""
@@ -138,12 +139,14 @@ class StreamingVocoder:
         tprev[last] = 0.0
         newest = mags[last]
         np.copyto(newest, magnitude, casting="unsafe")
-        np.nan_to_num(newest, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-        np.maximum(newest, 0.0, out=newest)
+        np.isfinite(newest, out=self._bad_bins)
+        np.logical_not(self._bad_bins, out=self._bad_bins)
+        np.copyto(newest, _ZERO, where=self._bad_bins)
+        np.maximum(newest, _ZERO, out=newest)
 
         self._start_phase(newest, prev_spec, spec[last])
         np.fft.irfft(spec[last], n=self.n_fft, out=synth[last])
-        np.multiply(synth[last], self._synth_win, out=synth[last])
+        np.multiply(synth[last], self._synth_win[0], out=synth[last])
         for _ in range(self.iterations):
             self._iterate(mags, spec, tprev, synth, fixed)
 
@@ -174,7 +177,8 @@ class StreamingVocoder:
         np.add(phase, logmag, out=phase)
         np.cos(phase, out=spec_row.real)
         np.sin(phase, out=spec_row.imag)
-        np.multiply(spec_row, mag, out=spec_row)
+        np.multiply(spec_row.real, mag, out=spec_row.real)  # real and imaginary apart: no complex upcast of mag
+        np.multiply(spec_row.imag, mag, out=spec_row.imag)
         self._tgrad, self._tgrad_prev = self._tgrad_prev, self._tgrad
 
     def _iterate(self, mags, spec, tprev, synth, fixed) -> None:
@@ -182,18 +186,21 @@ class StreamingVocoder:
         n, h = self.n_fft, self.hop_length
         ola = self._ola
         np.copyto(ola, fixed)
-        for j in range(self.lookahead + 1):
+        slots = range(self.lookahead + 1)
+        for j in slots:
             ola[j * h : j * h + n] += synth[j]
-        np.multiply(self._ola_frames, self._slot_win, out=self._seg)
+        for j in slots:
+            np.multiply(ola[j * h : j * h + n], self._slot_win[j], out=self._seg[j])
         rebuilt, angles, scale = self._rebuilt, self._angles, self._absbuf
-        np.fft.rfft(self._seg, axis=-1, out=rebuilt)
+        np.fft.rfft(self._seg, axis=-1, out=rebuilt)  # numpy computes float32 FFTs in float64 internally
         np.multiply(tprev, self._beta, out=angles)
         np.subtract(rebuilt, angles, out=angles)
         np.copyto(tprev, rebuilt)
         np.abs(angles, out=scale)
         np.maximum(scale, _TINY, out=scale)
         np.divide(mags, scale, out=scale)
-        np.multiply(angles, scale, out=spec)
+        np.multiply(angles.real, scale, out=spec.real)
+        np.multiply(angles.imag, scale, out=spec.imag)
         np.fft.irfft(spec, n=n, axis=-1, out=synth)
         np.multiply(synth, self._synth_win, out=synth)
 

@@ -15,6 +15,8 @@ Phase and overlap-add are continuous across calls: a stream, never independent b
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from device import frames
@@ -228,3 +230,43 @@ def _window_set(win: np.ndarray, hop_length: int, lookahead: int) -> tuple[np.nd
     tail_gain = steady / np.maximum(present, _PARTIAL_FLOOR * steady.max())
     slot_win = np.stack([win * tail_gain[j * h : j * h + n] for j in range(lookahead + 1)])
     return synth_win, slot_win
+
+
+def vocode(magnitudes: np.ndarray, vocoder: StreamingVocoder, *, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Offline helper: stream magnitude frames (n_frames, n_bins) through ``vocoder`` (from its current state).
+
+    Returns (audio (n_samples,) float32 aligned with the analysed signal — latency removed, zero frames fed
+    at the end to flush the look-ahead — and the seconds each ``process`` call took, (n_calls,) float64).
+    """
+    magnitudes = np.asarray(magnitudes, dtype=np.float32)
+    if magnitudes.ndim != 2 or magnitudes.shape[1] != vocoder.n_bins:
+        raise ValueError(
+            f"magnitudes have shape {magnitudes.shape}; expected (n_frames, {vocoder.n_bins}) for n_fft={vocoder.n_fft}"
+        )
+    h, latency = vocoder.hop_length, vocoder.latency_samples
+    n_calls = max(-(-(n_samples + latency) // h), magnitudes.shape[0])
+    out = np.zeros(n_calls * h, np.float32)
+    seconds = np.zeros(n_calls)
+    silence = np.zeros(vocoder.n_bins, np.float32)
+    clock = time.perf_counter
+    for i in range(n_calls):
+        frame = magnitudes[i] if i < magnitudes.shape[0] else silence
+        started = clock()
+        block = vocoder.process(frame)
+        seconds[i] = clock() - started
+        out[i * h : (i + 1) * h] = block
+    return out[latency : latency + n_samples].copy(), seconds
+
+
+def spectral_convergence_db(magnitudes: np.ndarray, audio: np.ndarray, *, n_fft: int, hop_length: int) -> float:
+    """SC = 20 log10(||S - |STFT(audio)||| / ||S||) in dB over all frames (lower is better; -inf if exact).
+
+    ``magnitudes`` (n_frames, n_bins) are the targets S; ``audio`` (n_samples,) is analysed the same way.
+    """
+    rebuilt = frames.stft_magnitudes(audio, n_fft=n_fft, hop_length=hop_length)
+    n = min(rebuilt.shape[0], magnitudes.shape[0])
+    reference = np.linalg.norm(magnitudes[:n])
+    if reference == 0.0:
+        raise ValueError("spectral convergence is undefined for all-zero target magnitudes (silent audio)")
+    error = np.linalg.norm(magnitudes[:n] - rebuilt[:n])
+    return float(20.0 * np.log10(error / reference)) if error > 0 else float("-inf")

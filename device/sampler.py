@@ -71,6 +71,16 @@ class Sampler:
         self._controls = controls or Controls()
         self.reset(seed)
 
+    @property
+    def frame_model_units(self) -> np.ndarray:
+        """The last emitted frame in model units, (n_bins,) float32 (a live buffer: copy it to keep it)."""
+        return self._output
+
+    @property
+    def phase(self) -> str:
+        """'run', 'warm' (a fresh state is warming on seed frames) or 'fade' (crossfading to it)."""
+        return self._phase
+
     # -- seeding ----------------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
         """Start over: warm the LSTM on a seed window chosen by the controls (synchronously), no fade."""

@@ -1,0 +1,761 @@
+"""``python -m device serve --config FILE``: the appliance as a systemd service (deploy/murmur.service).
+
+What it does, once a second in the main loop: applies the opening hours (``engine.fade_to``), rotates the
+playlist, handles reload (SIGHUP: re-read config and bundle, validate, crossfade; a bad one is logged and the
+old sound keeps playing) and stop (SIGTERM: short fade, clean stop), restarts the generator when the output stays
+digitally silent or frozen while open, and writes the status file (``device.health``) on tmpfs. READY=1 goes to
+systemd once the first audio block reached the sound card; WATCHDOG=1 comes from the engine's producer loop
+(and only while this main loop is alive too), so a stalled generator or a hung service gets restarted.
+
+Writes: the status file (tmpfs, /run/murmur) every second and, only when the playlist entry changes, the
+playlist position in the StateDirectory (/var/lib/murmur), atomically. Nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from . import health
+from .bundle import Bundle, load_bundle
+from .config import Config, load_config
+from .controls import Controls, ControlStore
+from .errors import BundleError, ConfigError, DeviceError
+from .schedule import ScheduleState, schedule_state
+
+log = logging.getLogger("murmur.service")
+
+START_TIMEOUT_S = 30.0  # first audio block must reach the sink within this
+START_FADE_S = 2.0  # fade in after (re)start in the middle of opening hours
+STOP_FADE_S = 0.5  # fade out on SIGTERM
+SILENT_DBFS = -100.0  # RMS over 10 s below this counts as digital silence
+DEFAULT_WATCHDOG_PING_S = 5.0  # when not under a systemd watchdog (WATCHDOG_USEC unset)
+STATE_FILE = "playlist.json"
+SINK_ENV = "MURMUR_SINK"  # "pyaudio" (default), "null", "wav:PATH": picks the sink without editing the config
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# systemd notify protocol
+class Notifier:
+    """sd_notify over the ``NOTIFY_SOCKET`` AF_UNIX datagram socket (abstract '@name' or a path), non-blocking so
+    the producer loop never waits on it. Does nothing when there is no socket (not run by systemd)."""
+
+    def __init__(self, address: str | None = None) -> None:
+        address = os.environ.get("NOTIFY_SOCKET") if address is None else address
+        self.address: str | None = None
+        self.sent = 0
+        self.failed = 0
+        self._sock: socket.socket | None = None
+        if address:
+            self.address = "\0" + address[1:] if address.startswith("@") else address
+            self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.setblocking(False)
+
+    @property
+    def enabled(self) -> bool:
+        return self._sock is not None
+
+    def notify(self, message: str) -> bool:
+        """Send one datagram, e.g. 'READY=1' or 'STATUS=…'. False (counted) if it could not be sent now."""
+        if self._sock is None:
+            return False
+        try:
+            self._sock.sendto(message.encode("utf-8", "replace"), self.address)
+        except OSError:  # queue full (BlockingIOError), socket gone: never block, never raise
+            self.failed += 1
+            return False
+        self.sent += 1
+        return True
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def watchdog_ping_interval_s(environ: dict[str, str] | os._Environ = os.environ) -> float:
+    """A quarter of systemd's WatchdogSec (``WATCHDOG_USEC``; ignored if ``WATCHDOG_PID`` is another
+    process), so two pings may be lost before the deadline."""
+    usec = environ.get("WATCHDOG_USEC")
+    pid = environ.get("WATCHDOG_PID")
+    if not usec or (pid and pid.isdigit() and int(pid) != os.getpid()):
+        return DEFAULT_WATCHDOG_PING_S
+    try:
+        return max(0.05, int(usec) / 1e6 / 4.0)
+    except ValueError:
+        return DEFAULT_WATCHDOG_PING_S
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# clocks (injected so the benchmark can run a day of schedule/rotation machinery in minutes)
+class WallClock:
+    """The real clocks: local wall time for the schedule, unix time for files, monotonic for durations."""
+
+    def now(self) -> datetime:
+        return datetime.now()
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        return event.wait(timeout)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# small pure-ish parts
+class SilenceDetector:
+    """Says when the output has stayed digitally silent or bit-identical for ``restart_after_s`` while it should
+    sound. ``update`` is fed once per main-loop tick; ``active`` False (closed, fading, starting) resets it."""
+
+    def __init__(self, restart_after_s: float, silent_dbfs: float = SILENT_DBFS) -> None:
+        self.restart_after_s = restart_after_s
+        self.silent_dbfs = silent_dbfs
+        self._silent_since: float | None = None
+        self._stuck_since: float | None = None
+        self._last_identical = 0
+
+    def reset(self) -> None:
+        self._silent_since = self._stuck_since = None
+        self._last_identical = 0
+
+    def update(self, now_s: float, *, active: bool, level_dbfs: float, identical_blocks: int) -> str | None:
+        """A reason to restart ('digitally silent …', 'frozen …') or None."""
+        growing = identical_blocks > self._last_identical
+        self._last_identical = identical_blocks
+        if not active or self.restart_after_s <= 0:
+            self._silent_since = self._stuck_since = None
+            return None
+        silent = not level_dbfs > self.silent_dbfs  # -inf and NaN count as silent
+        self._silent_since = (self._silent_since if self._silent_since is not None else now_s) if silent else None
+        self._stuck_since = (self._stuck_since if self._stuck_since is not None else now_s) if growing else None
+        if self._silent_since is not None and now_s - self._silent_since >= self.restart_after_s:
+            return (f"output digitally silent (RMS {level_dbfs:.1f} dBFS over 10 s, below {self.silent_dbfs:.0f}) "
+                    f"for {now_s - self._silent_since:.0f} s while open")
+        if self._stuck_since is not None and now_s - self._stuck_since >= self.restart_after_s:
+            return (f"output frozen ({identical_blocks} consecutive bit-identical blocks) for "
+                    f"{now_s - self._stuck_since:.0f} s while open")
+        return None
+
+
+@dataclass
+class PlaylistState:
+    """Which playlist entry plays and since when (unix s); persisted so a reboot resumes it."""
+
+    index: int = 0
+    since_unix: float = 0.0
+
+
+def read_playlist_state(state_dir: Path | None, bundles: tuple[Path, ...], now_unix: float) -> PlaylistState:
+    """The saved position if it still fits the playlist (same entry path), else the start of the playlist."""
+    if state_dir is None:
+        return PlaylistState(0, now_unix)
+    try:
+        data = json.loads((state_dir / STATE_FILE).read_text())
+        saved_path, index, since = Path(data["bundle_path"]), int(data["index"]), float(data["since_unix"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return PlaylistState(0, now_unix)
+    if 0 <= index < len(bundles) and bundles[index] == saved_path:
+        return PlaylistState(index, min(since, now_unix))
+    if saved_path in bundles:  # the playlist was edited: follow the entry, restart its time
+        return PlaylistState(bundles.index(saved_path), now_unix)
+    return PlaylistState(0, now_unix)
+
+
+def write_playlist_state(state_dir: Path | None, state: PlaylistState, bundle_path: Path) -> None:
+    """Atomic, durable write (temp file, fsync, rename, fsync dir): a power cut leaves the old or the new one."""
+    if state_dir is None:
+        return
+    state_dir.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps({"index": state.index, "since_unix": state.since_unix, "bundle_path": str(bundle_path)})
+    fd, tmp = tempfile.mkstemp(prefix=".playlist-", dir=state_dir)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, state_dir / STATE_FILE)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(state_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def validate_bundle(path: Path) -> Bundle:
+    """Load and check a bundle and that the TFLite runtime really steps its model. Raises BundleError."""
+    from .step_model import open_step_model
+
+    bundle = load_bundle(path)
+    open_step_model(bundle)
+    return bundle
+
+
+def make_sink(config: Config, spec: str | None = None):
+    """The output: PyAudio on the configured device name by default; ``MURMUR_SINK``/``--sink`` = 'null' or
+    'wav:PATH' for tests and dry runs."""
+    from . import sinks
+
+    spec = spec if spec is not None else os.environ.get(SINK_ENV, "pyaudio")
+    if spec == "null":  # paced like a sound card
+        return sinks.NullSink(realtime=True)
+    if spec == "null-fast":  # as fast as the generator runs
+        return sinks.NullSink(realtime=False)
+    if spec.startswith("wav:"):
+        return sinks.WavSink(spec[4:])
+    if spec not in ("", "pyaudio"):
+        raise ConfigError(f"{SINK_ENV}={spec!r}: use pyaudio, null, null-fast or wav:PATH")
+    return sinks.PyAudioSink(config.playback.output_device)
+
+
+def default_engine_factory(bundle: Bundle, *, config: Config, store: ControlStore, on_frame, on_event, sink_spec=None):
+    """The real engine on the configured sink."""
+    from .engine import Engine
+
+    return Engine(bundle, sink=make_sink(config, sink_spec), controls=store, volume_cap_db=config.playback.volume_cap_db,
+                  on_frame=on_frame, on_event=on_event)
+
+
+def default_knobs_factory(config: Config, store: ControlStore):
+    """The knobs helper's GPIO inputs when it is installed and configured; never stops the sound if it fails."""
+    try:
+        from .knobs import start_knobs
+    except ImportError as exc:
+        log.warning("knobs: package not available (%s); playing on the [sampler] values", exc)
+        return None
+    if isinstance(config.knobs, dict):  # raw tables: the parser was missing at load
+        return None
+    try:
+        return start_knobs(config.knobs, store, on_error=lambda message: log.warning("knobs: %s", message))
+    except Exception as exc:  # GPIO missing/busy: play without knobs rather than not at all
+        log.warning("knobs: could not start (%s); playing on the [sampler] values", exc)
+        return None
+
+
+def release_id() -> str | None:
+    """The deployed release directory name (/opt/murmur/releases/<id>), or $MURMUR_RELEASE."""
+    if os.environ.get("MURMUR_RELEASE"):
+        return os.environ["MURMUR_RELEASE"]
+    code_root = Path(__file__).resolve().parent.parent
+    return code_root.name if code_root.parent.name == "releases" else None
+
+
+def _controls_dict(controls: Controls) -> dict[str, Any]:
+    return {name: getattr(controls, name) for name in controls.__slots__}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+@dataclass
+class ServiceCounters:
+    restarts: int = 0
+    reloads: int = 0
+    rejected_reloads: int = 0
+    rotations: int = 0
+    watchdog_pings: int = 0
+    engine_started_unix: float = 0.0
+    last_problem: str | None = None
+    events: list[str] = field(default_factory=list)
+
+
+class Service:
+    """The appliance's main loop around one Engine. Build, ``run()`` (blocks), stop with ``request_stop()``.
+
+    Injected: ``engine_factory(bundle, *, config, store, on_frame, on_event)``, ``knobs_factory(config, store)``,
+    ``notifier``, ``clock`` (``WallClock``), ``bundle_loader(path) -> Bundle`` (``validate_bundle``).
+    """
+
+    def __init__(self, config: Config, *, config_path: Path | None = None, engine_factory: Callable[..., Any] | None = None,
+                 knobs_factory: Callable[..., Any] | None = default_knobs_factory, notifier: Notifier | None = None,
+                 clock: Any = None, status_file: Path | None = None, state_dir: Path | None = None,
+                 bundle_loader: Callable[[Path], Bundle] = validate_bundle, tick_s: float = 1.0,
+                 start_timeout_s: float = START_TIMEOUT_S) -> None:
+        self.config = config
+        self.config_path = config_path or config.path
+        self.engine_factory = engine_factory or default_engine_factory
+        self.knobs_factory = knobs_factory
+        self.notifier = notifier or Notifier()
+        self.clock = clock or WallClock()
+        self.status_file = status_file
+        self.state_dir = state_dir
+        self.bundle_loader = bundle_loader
+        self.tick_s = tick_s
+        self.start_timeout_s = start_timeout_s
+        self.store = ControlStore(config.sampler)
+        self.engine: Any = None
+        self.knobs: Any = None
+        self.bundle: Bundle | None = None
+        self.counters = ServiceCounters()
+        self.detector = SilenceDetector(config.playback.silence_restart_s)
+        self.playlist = PlaylistState()
+        self.state = "starting"
+        self.message: str | None = None
+        self.ready = False
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self._events: list[str] = []  # next_bundle / previous_bundle from the producer thread
+        self._events_lock = threading.Lock()
+        self._ping_interval_s = watchdog_ping_interval_s()
+        self._last_ping = -math.inf
+        self._heartbeat = time.monotonic()  # main loop alive (real monotonic: the watchdog is real)
+        self._heartbeat_grace_s = max(5.0, 4 * self._ping_interval_s)
+        self._commanded: tuple[str, float] | None = None
+        self._status_text = ""
+        self._started_mono = self.clock.monotonic()
+        self._engine_started_mono = self._started_mono
+        self._bundle_loaded_unix = self.clock.time()
+
+    # -- requests (signal handlers and other threads) ---------------------------------------------------------
+    def request_reload(self) -> None:
+        self._reload.set()
+        self._wake.set()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    # -- engine callbacks (producer thread: cheap, never blocks) ----------------------------------------------
+    def _on_frame(self, frame_index: int) -> None:
+        now = time.monotonic()
+        if now - self._last_ping >= self._ping_interval_s and now - self._heartbeat <= self._heartbeat_grace_s:
+            self._last_ping = now
+            if self.notifier.notify("WATCHDOG=1"):
+                self.counters.watchdog_pings += 1
+
+    def _on_event(self, event: str) -> None:
+        with self._events_lock:
+            self._events.append(event)
+        self._wake.set()
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        """Start playing, loop until asked to stop, stop cleanly. 0 on a clean stop, 1 if it could not play."""
+        try:
+            self._start()
+        except DeviceError as exc:
+            self._fail(f"cannot start: {exc}")
+            return 1
+        try:
+            while not self._stop.is_set():
+                self.clock.wait(self._wake, self.tick_s)
+                self._wake.clear()
+                if self._stop.is_set():
+                    break
+                if not self.tick():
+                    return 1
+        finally:
+            self._shutdown()
+        return 0
+
+    def _start(self) -> None:
+        now_unix = self.clock.time()
+        bundles = self.config.playback.bundles
+        self.playlist = read_playlist_state(self.state_dir, bundles, now_unix)
+        self.bundle = self._load_first_playable(self.playlist.index)
+        self.knobs = self.knobs_factory(self.config, self.store) if self.knobs_factory else None
+        self._set_led("starting")
+        self._start_engine(self.bundle)
+        self.ready = True
+        self.notifier.notify("READY=1")
+        log.info("playing %s (%s); schedule: %s; volume cap %.1f dBFS; output %s", self.bundle.bundle_id,
+                 self.bundle.path, self.config.schedule.describe(), self.config.playback.volume_cap_db,
+                 self.config.playback.output_device or "system default")
+        self.tick()
+
+    def _load_first_playable(self, index: int) -> Bundle:
+        """The playlist entry at ``index``, or the next one that validates (each failure logged)."""
+        bundles = self.config.playback.bundles
+        errors = []
+        for offset in range(len(bundles)):
+            i = (index + offset) % len(bundles)
+            try:
+                bundle = self.bundle_loader(bundles[i])
+            except DeviceError as exc:
+                log.error("bundle %s cannot play: %s", bundles[i], exc)
+                errors.append(str(exc))
+                continue
+            if i != self.playlist.index:
+                self.playlist = PlaylistState(i, self.clock.time())
+                write_playlist_state(self.state_dir, self.playlist, bundles[i])
+            self._bundle_loaded_unix = self.clock.time()
+            return bundle
+        raise BundleError("no playable bundle in the config: " + "; ".join(errors))
+
+    def _start_engine(self, bundle: Bundle) -> None:
+        engine = self.engine_factory(bundle, config=self.config, store=self.store, on_frame=self._on_frame,
+                                     on_event=self._on_event)
+        sched = schedule_state(self.clock.now(), self.config.schedule)
+        engine.fade_to(0.0, 0.0)  # start silent; the schedule decides below how fast it comes up
+        self._heartbeat = time.monotonic()
+        engine.start()
+        self.engine = engine
+        if not engine.wait_started(self.start_timeout_s):
+            error = getattr(engine, "error", None)
+            engine.stop()
+            raise DeviceError(f"no audio reached the output within {self.start_timeout_s:.0f} s"
+                              + (f" ({error})" if error else "; check the output device name and that the card is free"))
+        self._engine_started_mono = self.clock.monotonic()
+        self.counters.engine_started_unix = self.clock.time()
+        self.detector.reset()
+        self._commanded = None
+        self._apply_schedule(sched, starting=True)
+
+    def _shutdown(self) -> None:
+        self.notifier.notify("STOPPING=1")
+        if self.engine is not None:
+            log.info("stopping: fading out over %.1f s", STOP_FADE_S)
+            try:
+                self.engine.stop(fade_s=STOP_FADE_S)
+            except Exception:  # stopping must finish whatever the engine does
+                log.exception("engine stop failed")
+        self.ready = False
+        if self.state != "error":
+            self.state = "stopped"
+        self._set_led("error")
+        if self.knobs is not None:
+            try:
+                self.knobs.close()
+            except Exception:
+                log.exception("knobs close failed")
+        self.write_status(playing=False)
+
+    def _fail(self, message: str) -> None:
+        log.error("%s", message)
+        self.state, self.message = "error", message
+        self.notifier.notify(f"STATUS=error: {message[:200]}")
+        self._set_led("error")
+        self.write_status(playing=False)
+        if self.knobs is not None:
+            self.knobs.close()
+
+    def _set_led(self, state: str) -> None:
+        if self.knobs is not None and hasattr(self.knobs, "set_status"):
+            try:
+                self.knobs.set_status(state)
+            except Exception:
+                log.exception("status LED failed")
+
+    # -- one main-loop iteration ------------------------------------------------------------------------------
+    def tick(self) -> bool:
+        """Reload, events, schedule, rotation, health; write status. False if the service must exit."""
+        self._heartbeat = time.monotonic()
+        if self._reload.is_set():
+            self._reload.clear()
+            self.reload()
+        with self._events_lock:
+            events, self._events = self._events, []
+        for event in events:
+            self._step_playlist(+1 if event == "next_bundle" else -1, reason=f"knob action {event}")
+        sched = schedule_state(self.clock.now(), self.config.schedule)
+        self._apply_schedule(sched)
+        self._maybe_rotate()
+        if not self._check_health(sched):
+            return False
+        self.write_status(playing=self._is_playing(sched), sched=sched)
+        return True
+
+    def _apply_schedule(self, sched: ScheduleState, *, starting: bool = False) -> None:
+        """Command the engine's fade when the schedule's target changes (edges, fades, reboot mid-window)."""
+        key = (sched.phase if sched.phase != "always-open" else "open", sched.target_gain)
+        if key == self._commanded and not starting:
+            return
+        ramp = sched.ramp_s
+        if starting and sched.target_gain > 0:
+            ramp = max(ramp, START_FADE_S)
+        self.engine.fade_to(sched.target_gain, ramp)
+        if self._commanded is not None or starting:
+            log.info("schedule: %s, output -> %.0f %% over %.1f s%s", sched.phase, 100 * sched.target_gain, ramp,
+                     f"; next edge {sched.next_edge:%a %H:%M}" if sched.next_edge else "")
+        self._commanded = key
+        self.state = "playing" if sched.is_open else "quiet-hours"
+        self._set_led(self.state)
+
+    def _maybe_rotate(self) -> None:
+        playback = self.config.playback
+        if len(playback.bundles) < 2 or playback.rotate_minutes <= 0:
+            return
+        now = self.clock.time()
+        if now < self.playlist.since_unix:  # the wall clock went back (NTP after a boot without RTC)
+            self.playlist.since_unix = now
+        if now - self.playlist.since_unix >= playback.rotate_minutes * 60.0:
+            self._step_playlist(+1, reason=f"rotation every {playback.rotate_minutes:g} min")
+
+    def _step_playlist(self, step: int, *, reason: str) -> None:
+        bundles = self.config.playback.bundles
+        if len(bundles) < 2:
+            log.info("%s: the playlist has one entry; nothing to change", reason)
+            return
+        for k in range(1, len(bundles)):
+            index = (self.playlist.index + step * k) % len(bundles)
+            if self._swap_to(bundles[index], reason=reason):
+                self.playlist = PlaylistState(index, self.clock.time())
+                write_playlist_state(self.state_dir, self.playlist, bundles[index])
+                self.counters.rotations += 1
+                return
+        self.playlist.since_unix = self.clock.time()  # nothing else plays: keep this one, try again next period
+
+    def _swap_to(self, path: Path, *, reason: str) -> bool:
+        """Validate ``path`` and crossfade to it; False (logged, old keeps playing) if it cannot play."""
+        try:
+            bundle = self.bundle_loader(path)
+            self.engine.swap_bundle(bundle, self.config.playback.crossfade_s)
+        except DeviceError as exc:
+            log.error("%s: bundle %s rejected, the current one keeps playing: %s", reason, path, exc)
+            self.message = f"rejected {path}: {exc}"
+            return False
+        log.info("%s: crossfading to %s (%s) over %.1f s", reason, bundle.bundle_id, path, self.config.playback.crossfade_s)
+        self.bundle = bundle
+        self._bundle_loaded_unix = self.clock.time()
+        self.message = None
+        return True
+
+    # -- reload -----------------------------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """SIGHUP: re-read config and bundle; apply only if all of it validates. Returns True if applied."""
+        log.info("reload: reading %s", self.config_path)
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            self.counters.rejected_reloads += 1
+            self.message = f"reload rejected: {exc}"
+            log.error("reload rejected, keeping the running config: %s", exc)
+            return False
+        old = self.config
+        bundles = new.playback.bundles
+        if self.bundle is not None and self.bundle.path in bundles:
+            index = bundles.index(self.bundle.path)
+            playlist = PlaylistState(index, self.playlist.since_unix)
+        else:
+            playlist = read_playlist_state(self.state_dir, bundles, self.clock.time())
+        try:
+            bundle = self.bundle_loader(bundles[playlist.index])
+        except DeviceError as exc:
+            self.counters.rejected_reloads += 1
+            self.message = f"reload rejected: {exc}"
+            log.error("reload rejected, keeping the running config and bundle: %s", exc)
+            return False
+        needs_restart = (new.playback.output_device != old.playback.output_device
+                         or new.playback.volume_cap_db != old.playback.volume_cap_db)
+        self.config = new
+        self.detector.restart_after_s = new.playback.silence_restart_s
+        if new.sampler != old.sampler:
+            self.store.update(**_controls_dict(new.sampler))
+        if new.knobs != old.knobs and self.knobs_factory is not None:
+            if self.knobs is not None:
+                self.knobs.close()
+            self.knobs = self.knobs_factory(new, self.store)
+        self.playlist = playlist
+        write_playlist_state(self.state_dir, playlist, bundles[playlist.index])
+        if needs_restart:
+            log.info("reload: output device or volume cap changed; restarting the output")
+            try:
+                self._restart_engine(bundle, reason="output settings changed")
+            except DeviceError as exc:
+                log.error("reload: the new output settings do not play (%s); back to the previous config", exc)
+                self.config, self.message = old, f"reload rejected: {exc}"
+                self.counters.rejected_reloads += 1
+                self._restart_engine(self.bundle, reason="previous output settings restored")
+                return False
+            self.bundle, self._bundle_loaded_unix = bundle, self.clock.time()
+        else:
+            try:
+                self.engine.swap_bundle(bundle, new.playback.crossfade_s)
+            except DeviceError as exc:  # e.g. different STFT settings: restart with the new one instead
+                log.warning("reload: %s", exc)
+                self._restart_engine(bundle, reason="bundle with different STFT settings")
+            self.bundle, self._bundle_loaded_unix = bundle, self.clock.time()
+            log.info("reload: crossfading to %s (%s) over %.1f s", bundle.bundle_id, bundle.path, new.playback.crossfade_s)
+        self._commanded = None  # the schedule may have changed: re-command it
+        self.counters.reloads += 1
+        self.message = None
+        return True
+
+    # -- health -----------------------------------------------------------------------------------------------
+    def _restart_engine(self, bundle: Bundle, *, reason: str) -> None:
+        log.warning("restarting the generator: %s", reason)
+        self.counters.restarts += 1
+        self.counters.last_problem = reason
+        old, self.engine = self.engine, None
+        if old is not None:
+            old.stop(fade_s=0.05)
+        self._start_engine(bundle)
+
+    def _check_health(self, sched: ScheduleState) -> bool:
+        stats = self.engine.stats
+        error = getattr(self.engine, "error", None)
+        reason = None
+        if error is not None:
+            reason = f"the generator stopped with an error: {error!r}"
+        else:
+            warm = self.clock.monotonic() - self._engine_started_mono > max(START_FADE_S, sched.ramp_s) + 1.0
+            reason = self.detector.update(self.clock.monotonic(), active=sched.phase in ("open", "always-open") and warm,
+                                          level_dbfs=stats.level_dbfs_10s, identical_blocks=stats.identical_blocks)
+        if reason is None:
+            return True
+        try:
+            self._restart_engine(self.bundle, reason=reason)
+        except DeviceError as exc:
+            self._fail(f"generator restart failed: {exc}")
+            return False
+        return True
+
+    def _is_playing(self, sched: ScheduleState) -> bool:
+        if self.engine is None or not self.ready or not sched.is_open or getattr(self.engine, "error", None):
+            return False
+        return time.monotonic() - self.engine.stats.last_progress_monotonic < 5.0
+
+    # -- status -----------------------------------------------------------------------------------------------
+    def status(self, *, playing: bool, sched: ScheduleState | None = None) -> dict[str, Any]:
+        stats = self.engine.stats if self.engine is not None else None
+        level = stats.level_dbfs_10s if stats is not None else -math.inf
+        knobs = _controls_dict(self.store.snapshot())
+        if self.knobs is not None and hasattr(self.knobs, "values"):
+            try:
+                knobs["inputs"] = self.knobs.values()
+            except Exception:  # a knob read must never stop the status
+                log.exception("knob values failed")
+        now_unix = self.clock.time()
+        return {
+            "playing": bool(playing),
+            "ready": self.ready,
+            "state": self.state,
+            "message": self.message,
+            "level_dbfs_10s": round(level, 2) if math.isfinite(level) else -200.0,
+            "peak_dbfs_10s": round(stats.peak_dbfs_10s, 2) if stats and math.isfinite(stats.peak_dbfs_10s) else -200.0,
+            "underruns": stats.underruns if stats else 0,
+            "frames_produced": stats.frames_produced if stats else 0,
+            "bundle_id": self.bundle.bundle_id if self.bundle else "",
+            "bundle_path": str(self.bundle.path) if self.bundle else "",
+            "bundle_age_s": round(now_unix - self._bundle_loaded_unix, 1),
+            "playlist_index": self.playlist.index,
+            "playlist_length": len(self.config.playback.bundles),
+            "uptime_s": round(self.clock.monotonic() - self._started_mono, 1),
+            "schedule": self._schedule_text(sched),
+            "knobs": knobs,
+            "restarts": self.counters.restarts,
+            "reloads": self.counters.reloads,
+            "rejected_reloads": self.counters.rejected_reloads,
+            "watchdog_pings": self.counters.watchdog_pings,
+            "last_problem": self.counters.last_problem,
+            "cpu_temp_c": health.read_cpu_temp_c(),
+            "throttled": health.read_throttled(),
+            "release": release_id(),
+            "updated_unix": now_unix,
+            "pid": os.getpid(),
+        }
+
+    def _schedule_text(self, sched: ScheduleState | None) -> str:
+        if sched is None:
+            return ""
+        if sched.next_edge is None:
+            return sched.phase
+        return f"{sched.phase} until {sched.next_edge:%a %H:%M}"
+
+    def write_status(self, *, playing: bool, sched: ScheduleState | None = None) -> None:
+        status = self.status(playing=playing, sched=sched)
+        if self.status_file is not None:
+            try:
+                health.write_status(self.status_file, status)
+            except OSError as exc:
+                log.warning("cannot write %s: %s", self.status_file, exc)
+        text = (f"{'playing' if playing else self.state} {status['bundle_id']}"
+                + (f" [{status['playlist_index'] + 1}/{status['playlist_length']}]" if status["playlist_length"] > 1 else "")
+                + (f"; {status['schedule']}" if status["schedule"] else "")
+                + (f"; {self.message}" if self.message else ""))
+        if text != self._status_text:
+            self._status_text = text
+            self.notifier.notify(f"STATUS={text[:400]}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+def setup_logging(level: int = logging.INFO) -> None:
+    """journald (with priorities) when run by systemd and systemd-python is present, plain stderr otherwise."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    handler: logging.Handler | None = None
+    if os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"):
+        try:
+            from systemd.journal import JournalHandler
+
+            handler = JournalHandler(SYSLOG_IDENTIFIER="murmur")
+            handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        except ImportError:
+            handler = None
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers[:] = [handler]
+
+
+def cli(argv: list[str]) -> int:
+    """``python -m device serve --config FILE``: run the appliance until SIGTERM; SIGHUP reloads."""
+    parser = argparse.ArgumentParser(prog=f"python -m device {argv[0] if argv else 'serve'}", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=Path("/etc/murmur/murmur.toml"), help="config file (TOML)")
+    parser.add_argument("--status-file", type=Path, default=None,
+                        help=f"status JSON (default ${health.STATUS_ENV}, $RUNTIME_DIRECTORY/status.json or {health.DEFAULT_STATUS_FILE})")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where the playlist position is kept (default $STATE_DIRECTORY; none: not kept)")
+    parser.add_argument("--sink", default=None, help=f"pyaudio (default), null or wav:PATH (also ${SINK_ENV})")
+    parser.add_argument("--check", action="store_true", help="validate the config and its bundles, then exit")
+    args = parser.parse_args(argv[1:])
+    setup_logging()
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        Notifier().notify(f"STATUS=config error: {str(exc)[:300]}")
+        return 1
+    if args.check:
+        failed = 0
+        for path in config.playback.bundles:
+            try:
+                bundle = validate_bundle(path)
+                print(f"ok   {path}  ({bundle.bundle_id})")
+            except DeviceError as exc:
+                failed += 1
+                print(f"BAD  {path}: {exc}")
+        print(f"config {args.config}: {'ok' if not failed else f'{failed} bad bundle(s)'}")
+        return 1 if failed else 0
+    status_file = args.status_file
+    if status_file is None:
+        if os.environ.get(health.STATUS_ENV):
+            status_file = Path(os.environ[health.STATUS_ENV])
+        elif os.environ.get("RUNTIME_DIRECTORY"):
+            status_file = Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0]) / "status.json"
+        else:
+            status_file = health.DEFAULT_STATUS_FILE
+    state_dir = args.state_dir or (Path(os.environ["STATE_DIRECTORY"].split(":")[0]) if os.environ.get("STATE_DIRECTORY") else None)
+    sink_spec = args.sink
+
+    def engine_factory(bundle, **kwargs):
+        return default_engine_factory(bundle, sink_spec=sink_spec, **kwargs)
+
+    service = Service(config, config_path=args.config, engine_factory=engine_factory, status_file=status_file,
+                      state_dir=state_dir)
+    signal.signal(signal.SIGHUP, lambda *_: service.request_reload())
+    signal.signal(signal.SIGTERM, lambda *_: service.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: service.request_stop())
+    return service.run()

@@ -8,6 +8,7 @@ packages=(
   libsystemd-dev         # systemd-python builds against it
   libsndfile1            # soundfile (decoding WAV/FLAC/OGG/MP3/AIFF)
   alsa-utils             # ALSA's file plugin gives tests a real output device without a sound card
+  fluidsynth fluid-soundfont-gm  # vocoder tests/bench render real sampled bells and drums (FluidR3_GM)
   systemd                # systemd-analyze verify/security for the unit tests
   openssh-server rsync openssh-client  # deploy tests against a real sshd on 127.0.0.1
   ${EXTRA_APT_PACKAGES:-}

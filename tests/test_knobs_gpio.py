@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import warnings
@@ -297,3 +298,22 @@ def test_a_disabled_or_empty_map_touches_no_gpio(caplog, store):
     assert knobs.backend == "none" and knobs.values()["problems"] == []
     assert not [r for r in caplog.records if r.name.startswith("murmur")]
     assert Device.pin_factory is None
+
+
+def test_close_releases_every_pin_so_a_reload_can_attach_again(factory, store):
+    MockMCP3008(pin_factory=factory).turn(0, 0.5)
+    table = {"noise": {"type": "pot", "channel": 0, "control": "temperature"},
+             "volume": {"type": "encoder", "pins": [17, 18], "control": "gain_db", "push_pin": 27, "push": "hold"},
+             "next": {"type": "button", "pin": 22, "press": "next_bundle"}}
+    led = {"pin": 12, "pwm": False}
+    problems: list[str] = []
+    first = start(table, store, factory, led=led, on_error=problems.append)
+    assert first.wait_polls(2)
+    first.close()
+    first.close()  # twice is fine
+    with start(table, store, factory, led=led, on_error=problems.append) as second:  # e.g. after SIGHUP
+        assert second.wait_polls(2)
+        values = second.values()
+        json.dumps(values, allow_nan=False)  # goes into status.json as is
+        assert set(values["inputs"]) == {"noise", "volume", "volume.push", "next"}
+    assert problems == []

@@ -154,7 +154,10 @@ class GpioKnobs(Knobs):
         last = time.monotonic()
         while not self._stop.is_set():
             now = time.monotonic()
-            self.poll_once(now, now - last)
+            try:
+                self.poll_once(now, now - last)
+            except Exception as exc:  # never let one bad read end the polling for good
+                self._report(f"poll {type(exc).__name__}", f"polling the inputs failed: {type(exc).__name__}: {exc}")
             last = now
             self._stop.wait(max(0.0, period - (time.monotonic() - now)))
 

@@ -161,6 +161,7 @@ def cli(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"python -m device keys: {exc}", file=sys.stderr)
         return 2
+    print("trying the keys without sound; `make play BUNDLE=<dir>` plays with the same keys", file=sys.stderr)
     knobs = start_keyboard(store)
     try:
         knobs.done.wait()

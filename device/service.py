@@ -321,7 +321,7 @@ class Service:
         self._last_ping = -math.inf
         self._heartbeat = time.monotonic()  # main loop alive (real monotonic: the watchdog is real)
         self._heartbeat_grace_s = max(5.0, 4 * self._ping_interval_s)
-        self._commanded: tuple[str, float] | None = None
+        self._commanded: float | None = None
         self._status_text = ""
         self._started_mono = self.clock.monotonic()
         self._engine_started_mono = self._started_mono
@@ -478,7 +478,11 @@ class Service:
 
     def _apply_schedule(self, sched: ScheduleState, *, starting: bool = False) -> None:
         """Command the engine's fade when the schedule's target changes (edges, fades, reboot mid-window)."""
-        key = (sched.phase if sched.phase != "always-open" else "open", sched.target_gain)
+        state = "playing" if sched.is_open else "quiet-hours"
+        if state != self.state:
+            self.state = state
+            self._set_led(state)
+        key = sched.target_gain  # re-command only when the target moves (an edge, a reload, a restart)
         if key == self._commanded and not starting:
             return
         ramp = sched.ramp_s
@@ -489,8 +493,6 @@ class Service:
             log.info("schedule: %s, output -> %.0f %% over %.1f s%s", sched.phase, 100 * sched.target_gain, ramp,
                      f"; next edge {sched.next_edge:%a %H:%M}" if sched.next_edge else "")
         self._commanded = key
-        self.state = "playing" if sched.is_open else "quiet-hours"
-        self._set_led(self.state)
 
     def _maybe_rotate(self) -> None:
         playback = self.config.playback

@@ -1,0 +1,280 @@
+"""The service's main-loop decisions with an injected clock and a recording stand-in engine (plumbing only; the
+real engine is exercised in test_service.py): schedule fades at the edges and after a reboot mid-window, playlist
+rotation and its persisted position, knob actions, the silence/stuck-output detector and its restart."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from device.config import load_config
+from device.errors import BundleError
+from device.service import Notifier, Service, SilenceDetector, read_playlist_state, setup_logging
+
+MONDAY_9 = datetime(2026, 11, 23, 9, 0)
+
+
+class SimClock:
+    """Wall/unix/monotonic time that moves only when told (wait() advances by its timeout)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.start = start
+        self.offset = 0.0
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.offset)
+
+    def time(self) -> float:
+        return self.start.timestamp() + self.offset
+
+    def monotonic(self) -> float:
+        return 1000.0 + self.offset
+
+    def wait(self, event, timeout):
+        self.advance(timeout)
+        return event.is_set()
+
+
+@dataclass
+class Stats:
+    level_dbfs_10s: float = -20.0
+    peak_dbfs_10s: float = -6.0
+    identical_blocks: int = 0
+    underruns: int = 0
+    frames_produced: int = 0
+    last_progress_monotonic: float = 0.0
+    bundle_id: str = ""
+
+
+class FakeEngine:
+    def __init__(self, bundle, log):
+        self.bundle, self.log = bundle, log
+        self._stats = Stats(bundle_id=bundle.bundle_id)
+        self.error = None
+        self.fades: list[tuple[float, float]] = []
+
+    @property
+    def stats(self):
+        self._stats.last_progress_monotonic = time.monotonic()  # the producer is alive
+        return self._stats
+
+    def start(self):
+        self.log.append(("start", self.bundle.bundle_id))
+
+    def wait_started(self, timeout):
+        return True
+
+    def stop(self, fade_s=0.05):
+        self.log.append(("stop", self.bundle.bundle_id))
+
+    def fade_to(self, gain, seconds):
+        self.fades.append((gain, round(seconds, 3)))
+
+    def swap_bundle(self, bundle, crossfade_s):
+        self.log.append(("swap", bundle.bundle_id, crossfade_s))
+        self.bundle = bundle
+
+
+@dataclass(frozen=True)
+class FakeBundle:
+    path: Path
+    bundle_id: str
+
+
+def make_service(tmp_path, text, *, start=MONDAY_9, bad=()):
+    for name in ("a", "b", "c"):
+        (tmp_path / name).mkdir(exist_ok=True)
+    (tmp_path / "murmur.toml").write_text(text)
+    config = load_config(tmp_path / "murmur.toml")
+    clock = SimClock(start)
+    engines: list[FakeEngine] = []
+    log: list[tuple] = []
+
+    def loader(path):
+        if path.name in bad:
+            raise BundleError(f"{path}: checksum mismatch for model.tflite; re-export")
+        return FakeBundle(path, f"id-{path.name}")
+
+    def engine_factory(bundle, **kwargs):
+        engines.append(FakeEngine(bundle, log))
+        return engines[-1]
+
+    svc = Service(config, engine_factory=engine_factory, knobs_factory=None, notifier=Notifier(""), clock=clock,
+                  status_file=tmp_path / "status.json", state_dir=tmp_path / "state", bundle_loader=loader)
+    return svc, clock, engines, log
+
+
+def run_for(svc, clock, seconds, step=1.0):
+    end = clock.offset + seconds
+    while clock.offset < end:
+        clock.advance(step)
+        assert svc.tick()
+
+
+GALLERY = """
+[playback]
+bundle = "a"
+[schedule]
+mon = "10:00-18:00"
+fade_in_s = 30
+fade_out_s = 60
+"""
+
+
+def test_closed_at_start_then_fades_in_at_opening_and_out_before_closing(tmp_path):
+    svc, clock, engines, _ = make_service(tmp_path, GALLERY)
+    svc._start()
+    engine = engines[0]
+    assert engine.fades[:2] == [(0.0, 0.0), (0.0, 0.0)]  # started silent, stays silent: closed
+    assert svc.state == "quiet-hours" and not json.loads((tmp_path / "status.json").read_text())["playing"]
+    run_for(svc, clock, 3600)  # 10:00
+    assert engine.fades[-1] == (1.0, 30.0)
+    run_for(svc, clock, 8 * 3600 - 60, step=60)  # 17:59:00
+    assert engine.fades[-1] == (0.0, 60.0)
+    assert len(engine.fades) == 4  # nothing re-commanded in between (fade-in end: target unchanged)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["playing"] and "fading-out until Mon 18:00" in status["schedule"]
+    run_for(svc, clock, 61)
+    assert len(engine.fades) == 4 and svc.state == "quiet-hours"  # the fade-out already reached 0 at 18:00
+
+
+def test_reboot_mid_window_plays_at_once_with_a_short_fade(tmp_path):
+    svc, clock, engines, _ = make_service(tmp_path, GALLERY, start=datetime(2026, 11, 23, 14, 0))
+    svc._start()
+    assert engines[0].fades[:2] == [(0.0, 0.0), (1.0, 2.0)]
+    assert svc.state == "playing"
+
+
+def test_reboot_mid_fade_in_finishes_the_fade_on_time(tmp_path):
+    svc, clock, engines, _ = make_service(tmp_path, GALLERY, start=datetime(2026, 11, 23, 10, 0, 20))
+    svc._start()
+    assert engines[0].fades[1] == (1.0, 10.0)
+
+
+PLAYLIST = """
+[playback]
+playlist = ["a", "b", "c"]
+rotate_minutes = 60
+crossfade_s = 4
+"""
+
+
+def test_rotation_crossfades_and_persists_the_position_across_a_restart(tmp_path):
+    svc, clock, engines, log = make_service(tmp_path, PLAYLIST)
+    svc._start()
+    assert log == [("start", "id-a")]
+    run_for(svc, clock, 3590, step=10)
+    assert len(log) == 1
+    run_for(svc, clock, 10, step=10)
+    assert log[-1] == ("swap", "id-b", 4.0)
+    state = json.loads((tmp_path / "state" / "playlist.json").read_text())
+    assert state["index"] == 1 and state["bundle_path"] == str(tmp_path / "b")
+    # "Reboot" 30 min later: the new process resumes b, and rotates to c when b's hour is up.
+    svc2, clock2, engines2, log2 = make_service(tmp_path, PLAYLIST, start=clock.now() + timedelta(minutes=30))
+    svc2._start()
+    assert log2 == [("start", "id-b")]
+    run_for(svc2, clock2, 29 * 60, step=10)
+    assert len(log2) == 1
+    run_for(svc2, clock2, 70, step=10)
+    assert log2[-1] == ("swap", "id-c", 4.0)
+
+
+def test_rotation_skips_a_bad_bundle_and_says_why(tmp_path, caplog):
+    svc, clock, engines, log = make_service(tmp_path, PLAYLIST, bad=("b",))
+    svc._start()
+    with caplog.at_level(logging.ERROR, logger="murmur.service"):
+        run_for(svc, clock, 3600, step=10)
+    assert log[-1] == ("swap", "id-c", 4.0)
+    assert "checksum mismatch" in caplog.text and str(tmp_path / "b") in caplog.text
+
+
+def test_saved_position_follows_an_edited_playlist(tmp_path):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "playlist.json").write_text(json.dumps({"index": 2, "since_unix": 5.0, "bundle_path": str(tmp_path / "b")}))
+    bundles = (tmp_path / "c", tmp_path / "b")
+    assert read_playlist_state(tmp_path / "state", bundles, 100.0).index == 1
+    (tmp_path / "state" / "playlist.json").write_text("{garbage")
+    assert read_playlist_state(tmp_path / "state", bundles, 100.0).index == 0
+
+
+def test_knob_actions_step_through_the_playlist(tmp_path):
+    svc, clock, engines, log = make_service(tmp_path, PLAYLIST.replace("rotate_minutes = 60", "rotate_minutes = 0"))
+    svc._start()
+    svc._on_event("next_bundle")
+    run_for(svc, clock, 1)
+    svc._on_event("previous_bundle")
+    svc._on_event("previous_bundle")
+    run_for(svc, clock, 1)
+    assert [entry[1] for entry in log[1:]] == ["id-b", "id-a", "id-c"]
+    assert svc.playlist.index == 2
+
+
+def test_silence_detector_restarts_the_generator_and_logs_why(tmp_path, caplog):
+    svc, clock, engines, log = make_service(tmp_path, '[playback]\nbundle = "a"\nsilence_restart_s = 30\n')
+    svc._start()
+    run_for(svc, clock, 10)
+    engines[0].stats.level_dbfs_10s = -math.inf
+    with caplog.at_level(logging.WARNING, logger="murmur.service"):
+        run_for(svc, clock, 29)
+        assert len(engines) == 1
+        run_for(svc, clock, 2)
+    assert len(engines) == 2 and log[-2:] == [("stop", "id-a"), ("start", "id-a")]
+    assert "digitally silent" in caplog.text and svc.counters.restarts == 1
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["restarts"] == 1 and "digitally silent" in status["last_problem"]
+
+
+def test_silence_in_quiet_hours_is_not_a_fault(tmp_path):
+    svc, clock, engines, _ = make_service(tmp_path, GALLERY.replace('bundle = "a"', 'bundle = "a"\nsilence_restart_s = 5'))
+    svc._start()
+    engines[0].stats.level_dbfs_10s = -math.inf
+    run_for(svc, clock, 600)
+    assert len(engines) == 1
+
+
+def test_stuck_output_restarts_the_generator(tmp_path):
+    svc, clock, engines, _ = make_service(tmp_path, '[playback]\nbundle = "a"\nsilence_restart_s = 20\n')
+    svc._start()
+    run_for(svc, clock, 5)
+    for _ in range(25):
+        engines[0].stats.identical_blocks += 86
+        run_for(svc, clock, 1)
+    assert len(engines) == 2
+
+
+def test_detector_needs_the_condition_to_last():
+    detector = SilenceDetector(10.0)
+    assert detector.update(0, active=True, level_dbfs=-math.inf, identical_blocks=0) is None
+    assert detector.update(9, active=True, level_dbfs=-math.inf, identical_blocks=0) is None
+    assert detector.update(9.5, active=True, level_dbfs=-30.0, identical_blocks=0) is None  # sound came back
+    assert detector.update(19, active=True, level_dbfs=-math.inf, identical_blocks=0) is None
+    assert "silent" in detector.update(29, active=True, level_dbfs=-math.inf, identical_blocks=0)
+    assert detector.update(40, active=False, level_dbfs=-math.inf, identical_blocks=0) is None
+    assert SilenceDetector(0).update(100, active=True, level_dbfs=-math.inf, identical_blocks=0) is None
+
+
+def test_logging_goes_to_the_journal_under_systemd(monkeypatch):
+    journal = pytest.importorskip("systemd.journal")
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        monkeypatch.setenv("JOURNAL_STREAM", "8:1234")
+        setup_logging()
+        assert isinstance(root.handlers[0], journal.JournalHandler)
+        monkeypatch.delenv("JOURNAL_STREAM")
+        monkeypatch.delenv("INVOCATION_ID", raising=False)
+        setup_logging()
+        assert type(root.handlers[0]) is logging.StreamHandler
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])

@@ -69,6 +69,11 @@ test: setup ## run the test suite
 bench: setup ## measure the targets and write BENCHMARKS.md
 	$(PY_T) -m benchmarks $(ARGS)
 
+.PHONY: status
+status: ## make status PI="host …" — health of the service on each Pi (playing, level, bundle, temperature)
+	@[ -n "$(PI)" ] || { echo "make status: set PI=<host> (ssh name of the Pi), e.g. make status PI=murmur.local"; exit 2; }
+	@rc=0; for host in $(PI); do echo "== $$host"; ssh "$$host" 'cd /opt/murmur/current && /opt/murmur/venv/bin/python -m device status $(ARGS)' || rc=$$?; done; exit $$rc
+
 lint: setup ## ruff over the code
 	$(VENV_T)/bin/ruff check device trainer deploy tests benchmarks
 

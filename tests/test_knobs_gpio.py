@@ -317,3 +317,11 @@ def test_close_releases_every_pin_so_a_reload_can_attach_again(factory, store):
         json.dumps(values, allow_nan=False)  # goes into status.json as is
         assert set(values["inputs"]) == {"noise", "volume", "volume.push", "next"}
     assert problems == []
+
+
+def test_a_pin_without_pwm_still_shows_breathe_as_steady_light(factory, store, caplog):
+    with start({}, store, factory, led={"pin": 12, "pwm": True, "playing": "breathe"}) as knobs:
+        knobs.set_status("playing")
+        assert factory.pin(12).state  # MockFactory's default pins have no PWM: plain LED, on
+        assert knobs.values()["led"] == "breathe" and knobs.values()["problems"] == []
+    assert "cannot dim" in caplog.text

@@ -39,9 +39,7 @@ def start_knobs(knob_map: KnobMap, store: ControlStore, *, pin_factory=None, on_
 
     knobs = GpioKnobs(knob_map, store, pin_factory, on_error)
     knobs.attach()
-    log.info("knobs: %d pot(s), %d encoder(s), %d button(s), %d switch(es)%s attached",
-             len(knob_map.pots), len(knob_map.encoders), len(knob_map.buttons), len(knob_map.switches),
-             ", LED" if knob_map.led else "")
+    log.info("knobs: %s", knobs.summary())
     return knobs
 
 

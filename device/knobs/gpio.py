@@ -133,9 +133,14 @@ class GpioKnobs(Knobs):
 
     def _attach_led(self, spec: LedSpec) -> None:
         from gpiozero import LED, PWMLED
+        from gpiozero.exc import PinPWMUnsupported
 
-        led_class = PWMLED if spec.pwm else LED
-        self._led = self._keep(led_class(spec.pin, active_high=spec.active_high, pin_factory=self.pin_factory))
+        try:
+            led = (PWMLED if spec.pwm else LED)(spec.pin, active_high=spec.active_high, pin_factory=self.pin_factory)
+        except PinPWMUnsupported:  # no PWM on this pin/factory: plain on/off, "breathe" shows as "on"
+            log.warning("knobs: GPIO %d cannot dim (no PWM): the LED shows \"breathe\" as \"on\"", spec.pin)
+            led = LED(spec.pin, active_high=spec.active_high, pin_factory=self.pin_factory)
+        self._led = self._keep(led)
         self.set_status("starting")
 
     # ── runtime ────────────────────────────────────────────────────────────────────────────────────────────────
@@ -229,7 +234,22 @@ class GpioKnobs(Knobs):
         elif pattern == "fast_blink":
             led.blink(on_time=0.1, off_time=0.1)
         elif pattern == "breathe":
-            led.pulse(fade_in_time=1.5, fade_out_time=1.5)
+            if hasattr(led, "pulse"):
+                led.pulse(fade_in_time=1.5, fade_out_time=1.5)
+            else:
+                led.on()
+
+    def summary(self) -> str:
+        """What is attached, for the start-up log line."""
+        kinds = {"pot": len(self._pots), "encoder": len(self._encoders),
+                 "button": sum(1 for b in self._buttons if b.switch_control is None),
+                 "switch": sum(1 for b in self._buttons if b.switch_control is not None)}
+        parts = [f"{count} {kind}{'es' if kind == 'switch' and count != 1 else 's' if count != 1 else ''}"
+                 for kind, count in kinds.items() if count]
+        if self._led is not None:
+            parts.append("the status LED")
+        problems = f"; {len(self._problems)} problem(s), see above" if self._problems else ""
+        return (", ".join(parts) or "nothing") + " attached" + problems
 
     def values(self) -> dict:
         """JSON-ready view for the health report: raw pot readings, button states, LED pattern, problems."""

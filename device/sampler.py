@@ -26,7 +26,7 @@ class SamplerSettings:
     """Fixed sampler mechanics (the knobs are in ``Controls``)."""
 
     warm_frames: int = 32  # seed frames a fresh LSTM state is warmed on
-    warm_steps_per_frame: int = 4  # extra model steps per output frame while warming (spreads the cost)
+    warm_steps_per_frame: int = 8  # extra model steps per output frame while warming (spreads the cost)
     crossfade_frames: int = 16  # old chain -> new chain crossfade after a jump, frames
 
 

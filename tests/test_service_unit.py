@@ -4,6 +4,7 @@ directives the appliance depends on (notify + watchdog, restart, devices, writes
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,40 @@ def test_unit_keeps_what_the_appliance_needs():
     assert d["ProtectSystem"] == ["strict"] and d["StateDirectory"] == ["murmur"] and d["RuntimeDirectory"] == ["murmur"]
     assert d["PrivateNetwork"] == ["yes"] and d["RestrictAddressFamilies"] == ["AF_UNIX"]
     assert "MURMUR_STATUS_FILE=/run/murmur/status.json" in d["Environment"][0]
+
+
+MDWE_PROBE = r"""
+import ctypes, mmap, sys
+libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = 65, 1
+if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+    print("NO-MDWE"); sys.exit(0)
+try:  # the control: writable+executable memory is now refused
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    print("W+X ALLOWED"); sys.exit(1)
+except PermissionError:
+    pass
+import numpy as np
+from device.bundle import load_bundle
+from device.engine import render
+audio = render(load_bundle(sys.argv[1]), 0.5, seed=1)
+assert audio.shape[0] > 0 and np.isfinite(audio).all() and float(np.abs(audio).max()) > 0
+import pyaudio
+pyaudio.PyAudio().terminate()
+import systemd.journal, gpiozero
+from gpiozero.pins.mock import MockFactory
+gpiozero.Button(17, pin_factory=MockFactory()).close()
+print("OK")
+"""
+
+
+def test_device_stack_runs_with_memory_deny_write_execute(tiny_bundle):
+    """MemoryDenyWriteExecute=yes stays in the unit only because numpy, the TFLite runtime (XNNPACK), PyAudio,
+    gpiozero and systemd-python all run without writable+executable memory: checked here with the kernel's own
+    MDWE switch (PR_SET_MDWE, Linux >= 6.3), the same restriction systemd applies."""
+    result = subprocess.run([sys.executable, "-c", MDWE_PROBE, str(tiny_bundle)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    if result.stdout.strip() == "NO-MDWE":
+        pytest.skip("kernel without PR_SET_MDWE (< 6.3)")
+    assert result.returncode == 0 and result.stdout.strip().endswith("OK"), result.stdout + result.stderr[-2000:]
+    assert "MemoryDenyWriteExecute=yes" in UNIT.read_text()

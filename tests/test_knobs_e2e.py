@@ -4,11 +4,12 @@ The engine's offline ``render`` reads the ControlStore once per frame and calls 
 The pot is turned at frame K; from then on each frame is held back to its real-time moment (K + n frames ≙
 n × frame_s after the turn) unless the knob has already reached the store, so the knob path (poll thread,
 smoothing, dead-band) is timed in wall-clock time and the model + vocoder delay in audio samples.
-The engine's ring-buffer lead comes on top on a live sound card; benchmarks/bench_engine.py measures it.
+The live engine's ring-buffer lead (``buffer_frames``, default) is added to the measured delay before the check.
 """
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 
@@ -53,7 +54,7 @@ def factory():
 
 
 def test_turning_a_pot_changes_the_audio_within_100_ms(tiny_bundle, factory):
-    from device.engine import render
+    from device.engine import Engine, render
 
     bundle = load_bundle(tiny_bundle)
     sample_rate, hop, frame_s = bundle.audio.sample_rate_hz, bundle.audio.hop_length, bundle.audio.frame_s
@@ -90,7 +91,10 @@ def test_turning_a_pot_changes_the_audio_within_100_ms(tiny_bundle, factory):
     knob_path_s = (first_changed_frame[0] - TURN_FRAME) * frame_s
     print(f"knob reached the store after {first_changed_frame[0] - TURN_FRAME} frame(s) ({knob_path_s * 1000:.0f} ms);"
           f" audio changed {latency_s * 1000:.0f} ms after the turn")
-    assert 0.0 <= latency_s <= LATENCY_TARGET_S
+    # live, the engine's ring keeps `buffer_frames` blocks ready ahead of the sound card: that lead comes on top
+    ring_lead_s = inspect.signature(Engine).parameters["buffer_frames"].default * frame_s
+    print(f"with the engine's ring lead: {(latency_s + ring_lead_s) * 1000:.0f} ms (before the sound card's buffer)")
+    assert 0.0 <= latency_s + ring_lead_s <= LATENCY_TARGET_S
     # measurably: over the 100 ms after the turn, the difference carries a real share of the signal's energy
     window = slice(turn_sample, turn_sample + int(LATENCY_TARGET_S * sample_rate))
     changed_share = np.sum((turned[window] - reference[window]) ** 2) / np.sum(reference[window] ** 2)

@@ -334,3 +334,32 @@ def test_a_pin_without_pwm_still_shows_breathe_as_steady_light(factory, store, c
         assert factory.pin(12).state  # MockFactory's default pins have no PWM: plain LED, on
         assert knobs.values()["led"] == "breathe" and knobs.values()["problems"] == []
     assert "cannot dim" in caplog.text
+
+
+def _real_gpio_available() -> bool:
+    if Device.pin_factory is not None and not isinstance(Device.pin_factory, MockFactory):
+        return True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Device._default_pin_factory().close()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.hardware
+@pytest.mark.skipif(not _real_gpio_available(), reason="no GPIO on this machine")
+def test_on_a_pi_a_pulled_up_button_attaches_and_reads_released(store, monkeypatch):
+    """On the Pi itself (lgpio): a button on a free GPIO (MURMUR_TEST_GPIO, default 26, nothing wired) with the
+    internal pull-up is polled and reads released; nothing fires."""
+    import os
+
+    monkeypatch.delenv("GPIOZERO_PIN_FACTORY", raising=False)
+    pin = int(os.environ.get("MURMUR_TEST_GPIO", "26"))
+    with start_knobs(parse_knobs({"probe": {"type": "button", "pin": pin, "press": "reseed"}}, None, WHERE),
+                     store) as knobs:
+        assert knobs.backend == "gpio"
+        assert knobs.wait_polls(10)
+        assert knobs.values()["inputs"]["probe"] == {"type": "button", "pressed": False, "ignored": False}
+    assert store.triggered == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import threading
@@ -363,3 +364,21 @@ def test_on_a_pi_a_pulled_up_button_attaches_and_reads_released(store, monkeypat
         assert knobs.wait_polls(10)
         assert knobs.values()["inputs"]["probe"] == {"type": "button", "pressed": False, "ignored": False}
     assert store.triggered == []
+
+
+def test_keys_command_with_a_config_attaches_the_panel_for_a_wiring_check(factory, tmp_path, monkeypatch, capsys):
+    from device.knobs.keyboard import cli
+
+    MockMCP3008(pin_factory=factory).turn(2, 0.5)
+    config = tmp_path / "murmur.toml"
+    config.write_text('[knobs]\nenabled = false\n[knobs.place]\ntype = "pot"\nchannel = 2\ncontrol = "position"\n'
+                      '[knobs.again]\ntype = "button"\npin = 23\npress = "reseed"\n')
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert cli(["keys", "--config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert "position 0.50" in err
+    assert "'place': {'type': 'pot', 'control': 'position', 'raw': 0.5" in err
+    assert "'again': {'type': 'button', 'pressed': False" in err
+    config.write_text('[knobs.place]\ntype = "pot"\nchannel = 12\ncontrol = "position"\n')
+    assert cli(["keys", "--config", str(config)]) == 2
+    assert "[knobs.place] channel = 12" in capsys.readouterr().err

@@ -8,15 +8,18 @@ arrive without Enter, Ctrl-C still works) and restored on close.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import select
 import sys
 import threading
+import tomllib
 from typing import IO
 
 from ..controls import Controls, ControlStore, parse_settings
 from ..errors import ConfigError
 from .base import Knobs
+from .mapping import KnobMap, parse_knobs
 
 # key -> (control, step) for continuous controls; other keys are in TOGGLES / ACTIONS
 STEPS: dict[str, tuple[str, float]] = {
@@ -151,22 +154,55 @@ def start_keyboard(store: ControlStore, stream: IO | None = None, *, out: IO | N
     return KeyboardKnobs(store, sys.stdin if stream is None else stream, sys.stderr if out is None else out)
 
 
+def load_panel(path: str) -> KnobMap:
+    """The ``[knobs]``/``[led]`` tables of a config file, switched on even if ``enabled = false`` (a wiring check)."""
+    with open(path, "rb") as handle:
+        data = tomllib.load(handle)
+    knob_map = parse_knobs(data.get("knobs", {}), data.get("led"), path)
+    return dataclasses.replace(knob_map, enabled=True)
+
+
 def cli(argv: list[str]) -> int:
-    """``python -m device keys [--set "name=value …"]``: try the keys and watch the values (no sound)."""
-    parser = argparse.ArgumentParser(prog="python -m device keys", description=__doc__.splitlines()[0])
+    """``python -m device keys [--set "name=value …"] [--config FILE]``: turn the controls, watch the values."""
+    parser = argparse.ArgumentParser(
+        prog="python -m device keys", description=__doc__.splitlines()[0],
+        epilog="On the Pi, --config /etc/murmur/murmur.toml also attaches the wired knobs, buttons and LED and "
+               "prints every change: a wiring check. Stop the service first (sudo systemctl stop murmur): it holds "
+               "the pins.")
     parser.add_argument("--set", default="", help='starting values, e.g. "temperature=0.5 jump=1"')
+    parser.add_argument("--config", help="also attach the [knobs]/[led] panel of this config file (GPIO)")
     args = parser.parse_args(argv[1:])
     try:
         store = ControlStore(Controls().replace(**parse_settings(args.set)))
-    except ConfigError as exc:
+        knob_map = load_panel(args.config) if args.config else None
+    except (ConfigError, OSError, tomllib.TOMLDecodeError) as exc:
         print(f"python -m device keys: {exc}", file=sys.stderr)
         return 2
-    print("trying the keys without sound; `make play BUNDLE=<dir>` plays with the same keys", file=sys.stderr)
-    knobs = start_keyboard(store)
+    panel = None
+    if knob_map is not None:
+        from . import start_knobs
+
+        panel = start_knobs(knob_map, store, on_error=lambda message: print(f"knobs: {message}", file=sys.stderr))
+        for problem in panel.values()["problems"]:
+            print(f"knobs: {problem}", file=sys.stderr)
+        panel.set_status("playing")
+    print("no sound here; `make play BUNDLE=<dir>` plays with the same keys", file=sys.stderr)
+    keys = start_keyboard(store)
     try:
-        knobs.done.wait()
+        seen = store.version
+        while not keys.done.wait(0.05):  # a display refresh, 20 per second
+            events = store.take_events()
+            if store.version != seen or events:
+                seen = store.version
+                keys._print(describe(store.snapshot()) + "".join(f"  [{event}]" for event in events))
+        if panel is not None:
+            panel.wait_polls(3)
     except KeyboardInterrupt:
         pass
     finally:
-        knobs.close()
+        keys.close()
+        if panel is not None:
+            print(describe(store.snapshot()), file=sys.stderr)
+            print(f"inputs: {panel.values()['inputs']}", file=sys.stderr)
+            panel.close()
     return 0

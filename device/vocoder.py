@@ -27,7 +27,7 @@ _TINY = np.float32(1e-12)
 _ZERO = np.float32(0.0)
 _ONSET_RATIO = np.float32(0.1)  # a bin whose previous magnitude is below this fraction of the new one is an onset
 # Floor of the partial window-square sum, relative to its steady-state maximum (keeps the tail gain finite).
-_PARTIAL_FLOOR = 1e-3
+_PARTIAL_FLOOR = 5e-3
 
 
 class StreamingVocoder:

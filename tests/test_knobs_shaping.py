@@ -133,5 +133,12 @@ def test_a_chattering_pin_is_muted_for_a_minute():
     fired = feed(logic, samples)
     assert len(fired) == 10
     assert "within a minute" in logic.problem
-    later = feed(logic, polls(90.0, 90.2, True) + polls(90.2, 90.4, False))  # after the minute: works again
-    assert [a for _, a in later] == ["press"]
+    chatter = []
+    for i in range(100):  # it keeps chattering for another 100 s: muted all along
+        t = 22.0 + i
+        chatter += polls(t, t + 0.1, True) + polls(t + 0.1, t + 1.0, False)
+    assert feed(logic, chatter) == []
+    quiet = polls(122.0, 181.0, False)  # still for 59 s: not yet
+    assert feed(logic, quiet + polls(181.0, 181.2, True) + polls(181.2, 181.4, False)) == []
+    later = feed(logic, polls(181.4, 242.0, False) + polls(242.0, 242.2, True) + polls(242.2, 242.4, False))
+    assert [a for _, a in later] == ["press"]  # after a still minute it works again

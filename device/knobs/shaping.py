@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+MUTE_S = 60.0  # a chattering button stays muted until it has been still this long
+
 
 def smoothing_alpha(dt_s: float, time_constant_s: float) -> float:
     """Weight of a new sample in a one-pole low-pass with time constant ``time_constant_s`` sampled every ``dt_s``.
@@ -89,7 +91,8 @@ class PressLogic:
     - without a long action, ``press`` fires as the button goes down; with one, ``press`` fires on a release before
       ``long_press_s`` and ``long_press`` fires once the button has been down that long;
     - held longer than ``stuck_s`` (or already down when first seen) the button is ignored until released;
-    - more than ``max_per_minute`` actions within 60 s: ignored for the next 60 s (a floating pin).
+    - more than ``max_per_minute`` actions within 60 s: ignored until the pin has been still for 60 s (a floating
+      pin chattering cannot, say, skip bundles forever).
     ``update`` returns the actions to fire now: ("press",), ("long_press",) or ().
     """
 
@@ -116,6 +119,8 @@ class PressLogic:
             return ()
         if raw_pressed != self.raw:
             self.raw, self.raw_since = raw_pressed, now
+            if now < self.muted_until:  # still chattering: stay muted until it has been calm for a minute
+                self.muted_until = now + MUTE_S
         if self.raw != self.pressed and now - self.raw_since >= self.bounce_s:
             self.pressed = self.raw
             return self._edge(now)
@@ -147,7 +152,8 @@ class PressLogic:
         recent.append(now)
         self.recent = recent
         if len(recent) > self.max_per_minute:
-            self.muted_until, self.recent = now + 60.0, []
-            self.problem = f"fired {len(recent)} times within a minute: ignored for 60 s (floating pin?)"
+            self.muted_until, self.recent = now + MUTE_S, []
+            self.problem = (f"fired {len(recent)} times within a minute: ignored until it has been still for "
+                            f"{MUTE_S:.0f} s (floating pin?)")
             return ()
         return (action,)

@@ -1,6 +1,8 @@
 """GPIO back-end: MCP3008 pots, rotary encoders, buttons, switches and a status LED through gpiozero.
 
-Pots, buttons and switches are polled by one thread at ``poll_hz`` and shaped by ``shaping``; encoders are
+Pots, buttons and switches are polled by one thread at ``poll_hz`` and shaped by the pure helpers in ``shaping``
+(buttons are polled DigitalInputDevices rather than event-driven Buttons so that debounce, long press, the stuck
+limit and the chatter guard live in one testable state machine, the same on every pin factory). Encoders are
 event-driven (gpiozero's quadrature state machine, which cannot turn bounce into a reverse step). Everything writes
 into the ControlStore; nothing else crosses threads. gpiozero is imported here only, when a back-end is built.
 """
@@ -14,7 +16,7 @@ from collections.abc import Callable
 
 from ..controls import BOOL_CONTROLS, EVENTS, ControlStore
 from .base import Knobs
-from .mapping import ButtonSpec, EncoderSpec, KnobMap, LedSpec, SwitchSpec
+from .mapping import ButtonSpec, EncoderSpec, KnobMap, LedSpec, PotSpec, SwitchSpec
 from .shaping import PotShaper, PressLogic
 
 log = logging.getLogger("murmur.knobs")
@@ -66,27 +68,21 @@ class GpioKnobs(Knobs):
     # ── building ───────────────────────────────────────────────────────────────────────────────────────────────
     def attach(self) -> None:
         """Create every device; one that fails is reported and skipped, the others still work."""
-        from gpiozero import MCP3008, DigitalInputDevice
-
         km = self.knob_map
         for pot in km.pots:
-            self._try(f"pot {pot.name!r} (MCP3008 channel {pot.channel}, CE{km.spi_chip_select})", lambda pot=pot: (
-                self._pots.append((pot.name, self._keep(MCP3008(
-                    channel=pot.channel, device=km.spi_chip_select, pin_factory=self.pin_factory)),
-                    PotShaper(pot.low, pot.high, pot.curve, pot.smoothing_s, pot.deadband), pot.control))))
+            self._try(f"pot {pot.name!r} (MCP3008 channel {pot.channel}, CE{km.spi_chip_select})",
+                      lambda pot=pot: self._attach_pot(pot))
         for enc in km.encoders:
             self._try(f"encoder {enc.name!r} (GPIO {enc.pin_a}/{enc.pin_b})", lambda enc=enc: self._attach_encoder(enc))
             if enc.push_pin is not None:
                 push = ButtonSpec(name=f"{enc.name}.push", pin=enc.push_pin, press=enc.push, long_press=enc.push_long,
                                   pull=enc.pull)
                 self._try(f"push switch of {enc.name!r} (GPIO {enc.push_pin})",
-                          lambda push=push: self._attach_button(push, DigitalInputDevice))
+                          lambda push=push: self._attach_button(push))
         for button in km.buttons:
-            self._try(f"button {button.name!r} (GPIO {button.pin})",
-                      lambda button=button: self._attach_button(button, DigitalInputDevice))
+            self._try(f"button {button.name!r} (GPIO {button.pin})", lambda button=button: self._attach_button(button))
         for switch in km.switches:
-            self._try(f"switch {switch.name!r} (GPIO {switch.pin})",
-                      lambda switch=switch: self._attach_switch(switch, DigitalInputDevice))
+            self._try(f"switch {switch.name!r} (GPIO {switch.pin})", lambda switch=switch: self._attach_switch(switch))
         if km.led is not None:
             self._try(f"LED (GPIO {km.led.pin})", lambda: self._attach_led(km.led))
         if self._pots or self._buttons:
@@ -103,6 +99,19 @@ class GpioKnobs(Knobs):
         except Exception as exc:  # gpiozero raises many kinds (pin busy, SPI, permissions): report and go on
             self._report(what, f"{what} not attached: {type(exc).__name__}: {exc}")
 
+    def _attach_pot(self, pot: PotSpec) -> None:
+        from gpiozero import MCP3008
+
+        adc = self._keep(MCP3008(channel=pot.channel, device=self.knob_map.spi_chip_select,
+                                 pin_factory=self.pin_factory))
+        shaper = PotShaper(pot.low, pot.high, pot.curve, pot.smoothing_s, pot.deadband)
+        self._pots.append((pot.name, adc, shaper, pot.control))
+
+    def _input(self, pin: int, pull: str):
+        from gpiozero import DigitalInputDevice
+
+        return self._keep(DigitalInputDevice(pin, **_pull_args(pull), pin_factory=self.pin_factory))
+
     def _attach_encoder(self, enc: EncoderSpec) -> None:
         from gpiozero import RotaryEncoder
 
@@ -115,8 +124,8 @@ class GpioKnobs(Knobs):
             encoder.when_rotated_counter_clockwise = lambda: self._fire(enc.counter_clockwise)
         self._encoders[enc.name] = encoder
 
-    def _attach_button(self, spec: ButtonSpec, input_class) -> None:
-        device = self._keep(input_class(spec.pin, **_pull_args(spec.pull), pin_factory=self.pin_factory))
+    def _attach_button(self, spec: ButtonSpec) -> None:
+        device = self._input(spec.pin, spec.pull)
         logic = PressLogic(
             bounce_s=spec.bounce_s, long_press_s=spec.long_press_s if spec.long_press else None,
             stuck_s=self.knob_map.stuck_s, max_per_minute=self.knob_map.max_presses_per_minute,
@@ -124,8 +133,8 @@ class GpioKnobs(Knobs):
         self._buttons.append(_PolledButton(spec.name, device, logic, {"press": spec.press,
                                                                       "long_press": spec.long_press}))
 
-    def _attach_switch(self, spec: SwitchSpec, input_class) -> None:
-        device = self._keep(input_class(spec.pin, **_pull_args(spec.pull), pin_factory=self.pin_factory))
+    def _attach_switch(self, spec: SwitchSpec) -> None:
+        device = self._input(spec.pin, spec.pull)
         # a switch is meant to stay closed: no stuck limit, no long press, no flapping guard that mutes it for good
         logic = PressLogic(bounce_s=spec.bounce_s, stuck_s=float("inf"), max_per_minute=1 << 30)
         logic.raw = logic.pressed = False  # a switch already closed at start applies at once

@@ -123,6 +123,8 @@ class BlockPipeline:
 
     ``next_block(controls)`` returns (hop_length,) float32, a buffer reused by the next call. Used by the engine's
     producer and by ``render``; allocates nothing per frame (except in the vocoder, which is not ours).
+    Gain = ``controls.gain_db`` capped at ``volume_cap_db``, times the fade gain, ramped per sample; the soft
+    limiter then keeps every sample below min(``volume_cap_db``, 0 dBFS).
     """
 
     def __init__(self, bundle: Bundle, *, seed: int | None = None, volume_cap_db: float = 0.0,

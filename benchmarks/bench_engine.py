@@ -1,0 +1,372 @@
+"""Engine: model step, vocoder and whole-engine time per frame on one core, device process RSS, start to first
+audio block, control latency in frames, and a free-running stability run (1 hour; 60 s with --quick).
+
+`make bench ARGS="--only engine"`. The bundle is the demo clip's trained bundle
+(``benchmarks.common.trained_demo_bundle()``; ``MURMUR_BENCH_BUNDLE=<dir>`` overrides it).
+
+- Timing runs in a ``.venv/device`` subprocess pinned to one core (``taskset -c 0``, BLAS/OMP threads = 1).
+- The device process (RSS, first block) is ``.venv/device`` playing through PyAudio into ALSA's ``file`` plugin
+  writing to /dev/null (DESIGN §6), the same code path as a sound card.
+- The stability run streams the engine's ``BlockPipeline`` (generator -> vocoder -> gain -> limiter) with default
+  controls and a fixed seed, faster than real time, analysing each second as it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVICE_PYTHON = ROOT / ".venv" / "device" / "bin" / "python"
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+ASOUNDRC = 'pcm.!default {\n  type file\n  slave.pcm "null"\n  file "/dev/null"\n  format "raw"\n}\n'
+
+TARGETS = {"step_ms": 0.1, "vocoder_ms": 1.0, "engine_ms": 1.16, "rss_mb": 150.0, "first_block_s": 2.0, "latency_ms": 100.0}
+SILENCE_DBFS = -50.0
+CLIP_LEVEL = 0.999
+STATIC_FRACTION_OF_TRAINING = 0.25  # a second is "static" if it moves less than this x the training audio's median
+
+
+def demo_bundle_dir() -> Path:
+    override = os.environ.get("MURMUR_BENCH_BUNDLE")
+    if override:
+        return Path(override)
+    try:
+        from benchmarks.common import trained_demo_bundle
+    except ImportError as exc:
+        raise RuntimeError(
+            f"benchmarks.common.trained_demo_bundle is not available ({exc}); set MURMUR_BENCH_BUNDLE=<bundle dir>"
+        ) from exc
+    return Path(trained_demo_bundle())
+
+
+# -- workers (run in .venv/device subprocesses) -------------------------------------------------------------------
+def _worker_timing(bundle_dir: str, quick: bool) -> dict:
+    from device.bundle import load_bundle
+    from device.controls import Controls
+    from device.engine import BlockPipeline, default_vocoder_factory
+    from device.sampler import Sampler
+    from device.step_model import open_step_model
+
+    bundle = load_bundle(bundle_dir)
+    model = open_step_model(bundle)
+    repeats, n = (3, 1000) if quick else (7, 3000)
+    step_ms = float(np.median([model.time_step_ms(n) for _ in range(repeats)]))
+
+    sampler = Sampler(bundle, model, seed=1)
+    n_frames = 600 if quick else 3000
+    mags = np.stack([sampler.next_frame(Controls()).copy() for _ in range(n_frames)])
+    vocoder = default_vocoder_factory(bundle)
+    per_frame = np.empty(n_frames)
+    for i in range(n_frames):
+        t = time.perf_counter()
+        vocoder.process(mags[i])
+        per_frame[i] = time.perf_counter() - t
+    vocoder_ms = float(np.median(per_frame[50:]) * 1e3)
+
+    pipeline = BlockPipeline(bundle, seed=1)
+    controls = Controls()
+    n_frames = 2000 if quick else 20000
+    per_frame = np.empty(n_frames)
+    cpu_started = time.thread_time()
+    wall_started = time.perf_counter()
+    for i in range(n_frames):
+        t = time.perf_counter()
+        pipeline.next_block(controls)
+        per_frame[i] = time.perf_counter() - t
+    cpu_ms = (time.thread_time() - cpu_started) / n_frames * 1e3
+    wall_ms = (time.perf_counter() - wall_started) / n_frames * 1e3
+    return {
+        "runtime": model.runtime_name, "fast_path": model.fast_path, "step_ms": step_ms, "vocoder_ms": vocoder_ms,
+        "engine_cpu_ms": cpu_ms, "engine_wall_ms": wall_ms, "engine_median_ms": float(np.median(per_frame) * 1e3),
+        "engine_p99_ms": float(np.percentile(per_frame, 99) * 1e3), "frame_ms": bundle.audio.frame_s * 1e3,
+        "jumps": pipeline.voice.sampler.jumps, "frames": n_frames,
+    }
+
+
+def _worker_process(bundle_dir: str, spawned_monotonic: float, seconds: float) -> dict:
+    import threading
+
+    from device.bundle import load_bundle
+    from device.engine import Engine
+    from device.sinks import PyAudioSink
+
+    imported = time.monotonic()
+    engine = Engine(load_bundle(bundle_dir), sink=PyAudioSink(None), seed=1)
+    engine.start()
+    started = engine.wait_started(10.0)
+    first_block = time.monotonic()
+    latency_s = engine.sink._stream.get_output_latency()
+    threading.Event().wait(seconds)  # let it play (the file device is unpaced: this is a load test)
+    stats = engine.stats
+    engine.stop()
+    status = Path("/proc/self/status").read_text()
+    fields = {line.split(":")[0]: line.split(":")[1].strip() for line in status.splitlines() if ":" in line}
+    return {
+        "started": started, "first_block_s": first_block - spawned_monotonic, "imports_s": imported - spawned_monotonic,
+        "rss_mb": int(fields["VmRSS"].split()[0]) / 1024, "hwm_mb": int(fields["VmHWM"].split()[0]) / 1024,
+        "frames": stats.frames_produced, "portaudio_latency_ms": latency_s * 1e3,
+        "heavy_modules": sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "librosa")),
+    }
+
+
+def worker() -> None:
+    mode, bundle_dir = sys.argv[1], sys.argv[2]
+    if mode == "timing":
+        result = _worker_timing(bundle_dir, sys.argv[3] == "1")
+    else:
+        result = _worker_process(bundle_dir, float(sys.argv[3]), float(sys.argv[4]))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def _run_worker(args: list[str], *, pin: bool, home: Path | None = None, spawned: float | None = None) -> dict:
+    python = DEVICE_PYTHON if DEVICE_PYTHON.exists() else Path(sys.executable)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **ONE_THREAD)
+    if home is not None:
+        env["HOME"] = str(home)
+        env.pop("ALSA_CONFIG_PATH", None)
+    command = [str(python), "-c", "from benchmarks.bench_engine import worker; worker()", *args]
+    if pin and shutil.which("taskset"):
+        command = ["taskset", "-c", "0", *command]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0:
+        raise RuntimeError(f"bench worker {args[0]} failed:\n{result.stderr[-3000:]}")
+    line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+# -- in-process measurements ------------------------------------------------------------------------------------
+LATENCY_THRESHOLD_DB = -20.0
+LATENCY_CHANGE_FRAMES = (60, 100, 140, 180, 220)
+
+
+def control_latency_frames(bundle) -> dict[str, int]:
+    """Worst case over several change points: frames from a control change (at a frame boundary) to the first
+    block where the difference from the unchanged render (same seed) reaches LATENCY_THRESHOLD_DB relative to the
+    signal; 'reseed' is the jump button (warm-up + crossfade)."""
+    from device.controls import Controls, ControlStore
+    from device.engine import render
+
+    hop = bundle.audio.hop_length
+    seconds = (max(LATENCY_CHANGE_FRAMES) + 40) * bundle.audio.frame_s
+    base = render(bundle, seconds, controls=Controls(jump=0.0), seed=3)
+    usable = len(base) // hop * hop
+    base_power = (base[:usable].reshape(-1, hop) ** 2).mean(axis=1) + 1e-20
+    out = {}
+    for name, value in (("gain_db", -20.0), ("temperature", 1.5), ("hold", True), ("reseed", None)):
+        worst = 0
+        for change in LATENCY_CHANGE_FRAMES:
+            store = ControlStore(Controls(jump=0.0))
+
+            def on_frame(i, store=store, name=name, value=value, change=change):
+                if i == change:
+                    store.trigger("reseed") if value is None else store.set(name, value)
+
+            changed = render(bundle, seconds, controls=store, seed=3, on_frame=on_frame)
+            diff_power = ((changed - base)[:usable].reshape(-1, hop) ** 2).mean(axis=1)
+            audible = np.nonzero(10 * np.log10(diff_power[change:] / base_power[change:] + 1e-20) > LATENCY_THRESHOLD_DB)[0]
+            worst = max(worst, int(audible[0]) if len(audible) else 10**6)
+        out[name] = worst
+    return out
+
+
+def _second_spectra(audio: np.ndarray, n_fft: int, hop: int, rate: int) -> np.ndarray:
+    """Mean log-magnitude spectrum of each whole second of ``audio`` -> (n_seconds, n_bins)."""
+    from device.frames import stft_magnitudes
+
+    n_seconds = len(audio) // rate
+    out = np.empty((n_seconds, n_fft // 2 + 1), dtype=np.float32)
+    for s in range(n_seconds):
+        mags = stft_magnitudes(audio[s * rate : (s + 1) * rate], n_fft=n_fft, hop_length=hop, center=False)
+        out[s] = np.log(mags + 1e-5).mean(axis=0)
+    return out
+
+
+def _movement(spectra: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(np.diff(spectra, axis=0), axis=1)
+
+
+def training_reference(bundle) -> tuple[np.ndarray, str]:
+    """The training audio when the bundle names a file we can find (the demo clip), else None."""
+    names = [f.get("name", "") for f in bundle.meta.get("training", {}).get("data", {}).get("files", [])]
+    candidates = [ROOT / "trainer" / "demo" / name for name in names]
+    for path in candidates:
+        if path.is_file():
+            from device.wavio import read_audio
+
+            audio, rate = read_audio(path)
+            if rate != bundle.audio.sample_rate_hz:
+                continue
+            return audio.astype(np.float32), path.name
+    return None, "seed frames"
+
+
+def stability_run(bundle, seconds: float) -> dict:
+    from device.controls import Controls
+    from device.engine import BlockPipeline
+    from device.frames import denormalise
+
+    rate, hop, n_fft = bundle.audio.sample_rate_hz, bundle.audio.hop_length, bundle.audio.n_fft
+    pipeline = BlockPipeline(bundle, seed=1)
+    controls = Controls()
+    n_seconds = int(seconds)
+    second = np.empty(rate + hop, dtype=np.float32)
+    filled = 0
+    energies = np.empty(n_seconds)
+    spectra = np.empty((n_seconds, n_fft // 2 + 1), dtype=np.float32)
+    nonfinite = clips = 0
+    peak = 0.0
+    started = time.perf_counter()
+    for s in range(n_seconds):
+        while filled < rate:
+            block = pipeline.next_block(controls)
+            nonfinite += int(block.size - np.isfinite(block).sum())
+            second[filled : filled + hop] = block
+            filled += hop
+        chunk = second[:rate]
+        clips += int(np.count_nonzero(np.abs(chunk) >= CLIP_LEVEL))
+        peak = max(peak, float(np.abs(chunk).max()))
+        energies[s] = float(np.mean(chunk.astype(np.float64) ** 2))
+        spectra[s] = _second_spectra(chunk, n_fft, hop, rate)[0]
+        second[: filled - rate] = second[rate:filled]
+        filled -= rate
+    elapsed = time.perf_counter() - started
+
+    reference, reference_name = training_reference(bundle)
+    if reference is not None:
+        ref_spectra = _second_spectra(reference, n_fft, hop, rate)
+        ref_energy = np.array([np.mean(reference[s * rate : (s + 1) * rate].astype(np.float64) ** 2)
+                               for s in range(len(reference) // rate)])
+    else:  # the seed frames are the training frames: their per-second mean log spectra (no phase needed)
+        frames_per_s = int(round(rate / hop))
+        mags = denormalise(bundle.seed_frames(0, bundle.n_seed_frames), bundle.mean, bundle.std, bundle.log_floor)
+        n = len(mags) // frames_per_s
+        ref_spectra = np.log(mags[: n * frames_per_s] + 1e-5).reshape(n, frames_per_s, -1).mean(axis=1)
+        ref_energy = np.array([np.nan])
+    movement = _movement(spectra)
+    ref_movement = _movement(ref_spectra)
+    level_db = 10 * np.log10(energies + 1e-20)
+    window = min(10, n_seconds)
+    window_db = 10 * np.log10(np.convolve(energies, np.ones(window) / window, mode="valid") + 1e-20)
+    ref_window_db = (10 * np.log10(np.convolve(ref_energy, np.ones(10) / 10, mode="valid") + 1e-20)
+                     if len(ref_energy) >= 10 else np.array([np.nan]))
+    # longest stretch (s) covered by 10-s windows below -50 dBFS
+    below = window_db < SILENCE_DBFS
+    longest = run = 0
+    for flag in below:
+        run = run + 1 if flag else 0
+        longest = max(longest, run)
+    ref_level_db = float(10 * np.log10(ref_energy.mean())) if np.isfinite(ref_energy).all() else float("nan")
+    static = movement < STATIC_FRACTION_OF_TRAINING * float(np.median(ref_movement))
+    return {
+        "seconds": n_seconds, "realtime_x": n_seconds / elapsed, "nonfinite_samples": nonfinite,
+        "nonfinite_frames_recovered": pipeline.nonfinite_frames, "hard_clips": clips, "peak_dbfs": 20 * math.log10(max(peak, 1e-12)),
+        "min_10s_dbfs": float(window_db.min()), "windows_below": int(below.sum()),
+        "longest_below_s": (longest + window - 1) if longest else 0,
+        "ref_min_10s_dbfs": float(ref_window_db.min()) if np.isfinite(ref_window_db).all() else float("nan"),
+        "movement_ratio": float(movement.mean() / ref_movement.mean()), "static_fraction": float(static.mean()),
+        "level_dbfs": float(10 * np.log10(energies.mean() + 1e-20)), "ref_level_dbfs": ref_level_db,
+        "seconds_6db_off": float(np.mean(np.abs(level_db - ref_level_db) > 6.0)) if math.isfinite(ref_level_db) else float("nan"),
+        "jumps": pipeline.voice.sampler.jumps, "reference": reference_name,
+    }
+
+
+# -- report -------------------------------------------------------------------------------------------------------
+def _ok(value: float, target: float, higher_is_better: bool = False) -> str:
+    good = value >= target if higher_is_better else value <= target
+    return "yes" if good else "**no**"
+
+
+def run(quick: bool) -> str:
+    from device.bundle import load_bundle
+
+    bundle_dir = demo_bundle_dir()
+    bundle = load_bundle(bundle_dir)
+    timing = _run_worker(["timing", str(bundle_dir), "1" if quick else "0"], pin=True)
+    with tempfile.TemporaryDirectory() as home:
+        Path(home, ".asoundrc").write_text(ASOUNDRC)
+        spawned = time.monotonic()
+        process = _run_worker(["process", str(bundle_dir), repr(spawned), "3" if quick else "10"], pin=False,
+                              home=Path(home))
+    latency = control_latency_frames(bundle)
+    stability = stability_run(bundle, 60.0 if quick else 3600.0)
+
+    frame_ms = bundle.audio.frame_s * 1e3
+    buffer_frames = 3
+    sound_latency = {k: v for k, v in latency.items() if k != "reseed"}
+    worst = max(sound_latency.values())
+    latency_ms = (worst + buffer_frames) * frame_ms
+    s = stability
+    rt = frame_ms / timing["engine_cpu_ms"]
+    level_row = (f"| level vs training; seconds > 6 dB off | {s['level_dbfs']:.1f} vs {s['ref_level_dbfs']:.1f} dBFS; "
+                 f"{100 * s['seconds_6db_off']:.0f} % | ±3 dB | {_ok(abs(s['level_dbfs'] - s['ref_level_dbfs']), 3.0)} |"
+                 if math.isfinite(s["ref_level_dbfs"]) else
+                 f"| level | {s['level_dbfs']:.1f} dBFS (no training audio found to compare) | ±3 dB of training | n/a |")
+    lines = [
+        "## Engine (real-time generation)",
+        "",
+        f"`make bench ARGS=\"--only engine\"`{' (quick)' if quick else ''} — bundle `{bundle.bundle_id}` "
+        f"({bundle.audio.sample_rate_hz} Hz, n_fft {bundle.audio.n_fft}, hop {bundle.audio.hop_length} = "
+        f"{frame_ms:.2f} ms/frame, {len(bundle.model.state_sizes) // 2} x LSTM {bundle.model.state_sizes[0]}, "
+        f"{bundle.model.quantisation}), runtime {timing['runtime']}.",
+        "",
+        "| figure | value | target | met |",
+        "|---|---|---|---|",
+        f"| model step (one core) | {timing['step_ms']:.3f} ms | ≤ {TARGETS['step_ms']} ms | {_ok(timing['step_ms'], TARGETS['step_ms'])} |",
+        f"| vocoder per frame (one core) | {timing['vocoder_ms']:.3f} ms | ≤ {TARGETS['vocoder_ms']} ms | {_ok(timing['vocoder_ms'], TARGETS['vocoder_ms'])} |",
+        f"| whole engine per frame (one core): CPU time mean | {timing['engine_cpu_ms']:.3f} ms | ≤ {TARGETS['engine_ms']} ms | {_ok(timing['engine_cpu_ms'], TARGETS['engine_ms'])} |",
+        f"| whole engine per frame, wall clock: mean / median / p99 | {timing['engine_wall_ms']:.3f} / "
+        f"{timing['engine_median_ms']:.3f} / {timing['engine_p99_ms']:.3f} ms | (shared machine: preemption shows here) | |",
+        f"| whole engine, × real time (one core) | {rt:.1f}× | ≥ 10× | {_ok(rt, 10.0, True)} |",
+        f"| device process RSS (playing; peak) | {process['rss_mb']:.0f} MB ({process['hwm_mb']:.0f} MB) | ≤ {TARGETS['rss_mb']:.0f} MB | {_ok(process['hwm_mb'], TARGETS['rss_mb'])} |",
+        f"| start to first audio block (process spawn → sink) | {process['first_block_s']:.2f} s (imports {process['imports_s']:.2f} s) | ≤ {TARGETS['first_block_s']} s | {_ok(process['first_block_s'], TARGETS['first_block_s'])} |",
+        f"| control → sound (gain / temperature / hold), frames | {latency['gain_db']} / {latency['temperature']} / {latency['hold']} + {buffer_frames} buffered = {latency_ms:.0f} ms | ≤ 100 ms | {_ok(latency_ms, TARGETS['latency_ms'])} |",
+        f"| reseed button → new material audible, frames | {latency['reseed']} ({latency['reseed'] * frame_ms:.0f} ms + buffer) | — | |",
+        "",
+        f"Free-running stability: {s['seconds'] / 60:.0f} min of audio, default controls, seed 1, rendered at "
+        f"{s['realtime_x']:.0f}× real time ({s['jumps']} jumps); reference: {s['reference']}.",
+        "",
+        "| figure | value | target | met |",
+        "|---|---|---|---|",
+        f"| NaN/inf samples (frames recovered by the guard) | {s['nonfinite_samples']} ({s['nonfinite_frames_recovered']}) | 0 | {_ok(s['nonfinite_samples'] + s['nonfinite_frames_recovered'], 0)} |",
+        f"| longest stretch in 10-s windows below −50 dBFS | {s['longest_below_s']} s (quietest window {s['min_10s_dbfs']:.1f} dBFS; training {s['ref_min_10s_dbfs']:.1f} dBFS) | 0 s | {_ok(s['longest_below_s'], 0)} |",
+        f"| movement ratio vs training (DESIGN §8) | {s['movement_ratio']:.2f} | ~1 (reference drone 0.1) | {_ok(s['movement_ratio'], 0.5, True)} |",
+        f"| static seconds | {100 * s['static_fraction']:.1f} % | 0 % (drone 70–95 %) | {_ok(s['static_fraction'], 0.01)} |",
+        f"| hard clips (\\|x\\| ≥ 0.999) | {s['hard_clips']} (peak {s['peak_dbfs']:.1f} dBFS) | 0 | {_ok(s['hard_clips'], 0)} |",
+        level_row,
+        "",
+        "How measured:",
+        "- Model step: `StepModel.time_step_ms` (free-running steps through the raw tensor views; median of runs). "
+        "Vocoder: median `StreamingVocoder.process` time on generated frames. Whole engine: each "
+        "`BlockPipeline.next_block` (controls → sampler → model → vocoder → gain → limiter), CPU time of the thread "
+        "(`time.thread_time`, immune to other processes on the shared core) and wall clock, in a `.venv/device` "
+        "process pinned with `taskset -c 0`, BLAS/OMP threads 1. × real time = frame duration / CPU time.",
+        f"- Device process: `.venv/device` opening the bundle and playing through PyAudio into ALSA's `file` plugin "
+        f"(/dev/null); first block = process spawn (parent's monotonic clock) to the first block pulled by the "
+        f"PortAudio callback; RSS/peak from /proc/self/status after {3 if quick else 10} s of playing. TF/librosa "
+        f"imported: {process['heavy_modules'] or 'none'}. PortAudio reports {process['portaudio_latency_ms']:.0f} ms "
+        "output latency on this (virtual) device: add the sound card's own buffer to the control latency.",
+        f"- Control latency: the same seeded render with and without a change at frames {LATENCY_CHANGE_FRAMES}; "
+        f"frames until the difference per {frame_ms:.1f}-ms block reaches {LATENCY_THRESHOLD_DB:.0f} dB relative to "
+        f"the signal (worst case); plus the engine's ring lead ({buffer_frames} frames). The vocoder's look-ahead is "
+        "inside the measured frames. Gain acts after the vocoder (0 frames).",
+        "- Stability: `BlockPipeline` streamed second by second. Dead air: mean power over sliding 10-s windows. "
+        "Drone: per 1-s window the mean log-magnitude spectrum (n_fft/hop of the bundle); movement = norm of its "
+        "change from one second to the next, divided by the same on the training audio; a second is static when it "
+        f"moves less than {STATIC_FRACTION_OF_TRAINING} × the training audio's median movement. Clips: samples at "
+        "|x| ≥ 0.999 after the soft limiter.",
+    ]
+    return "\n".join(lines).replace("training nan dBFS", "no training audio")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(run(quick="--quick" in sys.argv))

@@ -159,7 +159,7 @@ def run(quick: bool) -> str:
     seconds = 3.0 if quick else CLIP_SECONDS
     clips = reference_clips(ROOT / "out" / "bench" / "vocoder", seconds=seconds)
     n_fft = 2048
-    griffin_lim(np.ones((8, n_fft // 2 + 1), np.float32), n_fft=n_fft, hop_length=512, n_samples=4096, n_iter=1)  # warm-up
+    griffin_lim(np.ones((9, n_fft // 2 + 1), np.float32), n_fft=n_fft, hop_length=512, n_samples=4096, n_iter=1)  # warm-up
     lines = [
         "## Vocoder (streaming RTISI-LA) vs Griffin-Lim",
         "",

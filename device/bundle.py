@@ -284,6 +284,7 @@ def write_bundle(out_dir: str | os.PathLike[str], meta: dict[str, Any], files: d
             )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    old_dir = None
     try:
         checksums: dict[str, dict[str, Any]] = {}
         for name, content in files.items():
@@ -299,7 +300,6 @@ def write_bundle(out_dir: str | os.PathLike[str], meta: dict[str, Any], files: d
             with open(entry, "rb") as f:
                 os.fsync(f.fileno())
         os.chmod(tmp_dir, 0o755)
-        old_dir = None
         if out_dir.exists():
             old_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
             os.rename(out_dir, old_dir / "bundle")
@@ -309,6 +309,10 @@ def write_bundle(out_dir: str | os.PathLike[str], meta: dict[str, Any], files: d
             shutil.rmtree(old_dir, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+        if old_dir is not None:  # interrupted between the two renames: put the old bundle back, drop the aside dir
+            if (old_dir / "bundle").is_dir() and not out_dir.exists():
+                os.rename(old_dir / "bundle", out_dir)
+            shutil.rmtree(old_dir, ignore_errors=True)
         raise
     return out_dir
 

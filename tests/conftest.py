@@ -5,6 +5,7 @@
 - ``tiny_bundle`` (Path): bundle directory, 3 LSTM layers x 32 units, dynamic-range, hop 512, 44.1 kHz.
 - ``tiny_bundle_factory(**overrides) -> Path``: the same with ``trainer.pipeline.TrainOptions`` fields changed
   (e.g. ``quantisation="float16"``, ``hop_length=256``), cached per distinct overrides for the session.
+- ``tiny_training_factory(**overrides)``: the whole ``TrainOutcome`` behind such a bundle (trainer tests).
 
 Treat the returned directories as read-only (copy them with ``shutil.copytree`` to change anything).
 """
@@ -56,19 +57,28 @@ def tiny_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_bundle_factory(tmp_path_factory: pytest.TempPathFactory, tiny_audio: Path):
+def tiny_training_factory(tmp_path_factory: pytest.TempPathFactory, tiny_audio: Path):
+    """``(**overrides) -> trainer.pipeline.TrainOutcome`` (dataset, fit result with the Keras model, export)."""
     from trainer.pipeline import TrainOptions, train_bundle
 
-    made: dict[tuple, Path] = {}
+    made: dict[tuple, object] = {}
     cache_dir = tmp_path_factory.mktemp("tiny_cache")
 
-    def make(**overrides) -> Path:
+    def make(**overrides):
         key = tuple(sorted(overrides.items()))
         if key not in made:
             options = TrainOptions(**dict(TINY_OPTIONS, cache_dir=cache_dir, name="tiny", **overrides))
             out = tmp_path_factory.mktemp("tiny_bundle") / "bundle"
-            made[key] = train_bundle(tiny_audio, out, options).export.path
+            made[key] = train_bundle(tiny_audio, out, options)
         return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_factory(tiny_training_factory):
+    def make(**overrides) -> Path:
+        return tiny_training_factory(**overrides).export.path
 
     return make
 

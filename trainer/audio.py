@@ -17,6 +17,8 @@ from device.errors import AudioFileError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc")
 SILENCE_PEAK = 10 ** (-80 / 20)  # a file whose peak is below -80 dBFS is treated as silent
+TRIM_BELOW_PEAK_DB = 40.0  # leading/trailing stretches this far below the loudest block are trimmed (fade-ins, tails, room tone)
+TRIM_BLOCK = 1024  # samples per level block when looking for the trim points
 
 
 @dataclass
@@ -55,6 +57,22 @@ def find_audio_files(data: str | os.PathLike[str]) -> list[Path]:
     return audio
 
 
+def trim_silence(samples: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """Cut leading/trailing blocks whose RMS is TRIM_BELOW_PEAK_DB below the loudest block -> (view, (cut_start, cut_end)).
+
+    Silence at the ends teaches the model silence (dead air on the device) and skews the held-out end part.
+    """
+    n_blocks = samples.shape[0] // TRIM_BLOCK
+    if n_blocks < 2:
+        return samples, (0, 0)
+    blocks = samples[: n_blocks * TRIM_BLOCK].reshape(n_blocks, TRIM_BLOCK)
+    rms = np.sqrt(np.mean(blocks.astype(np.float64) ** 2, axis=1))
+    loud = np.flatnonzero(rms > rms.max() * 10 ** (-TRIM_BELOW_PEAK_DB / 20))
+    start = int(loud[0]) * TRIM_BLOCK
+    stop = samples.shape[0] if loud[-1] == n_blocks - 1 else (int(loud[-1]) + 1) * TRIM_BLOCK
+    return samples[start:stop], (start, samples.shape[0] - stop)
+
+
 def decode(path: str | os.PathLike[str], sample_rate_hz: int) -> DecodedAudio:
     """Decode one file -> mono float32 at ``sample_rate_hz``. Refuses unreadable, NaN-holding and silent audio."""
     path = Path(path)
@@ -87,6 +105,9 @@ def decode(path: str | os.PathLike[str], sample_rate_hz: int) -> DecodedAudio:
         raise AudioFileError(
             f"{path}: the audio is silent (peak {level}); remove the file or record it again with signal"
         )
+    mono, trimmed = trim_silence(mono)
+    if trimmed[0] + trimmed[1] > 0.05 * source_rate:
+        notes.append(f"trimmed silence: {trimmed[0] / source_rate:.2f} s at the start, {trimmed[1] / source_rate:.2f} s at the end")
     if source_rate != sample_rate_hz:
         import librosa  # heavy import, only when needed
 

@@ -2,7 +2,9 @@
 
 Memory stays bounded for long inputs: each file's frames live in one ``.npy`` file in the cache and are
 memory-mapped; batches gather ``seq_len + 1`` frames per window by index (never one copy per window), and the
-STFT is computed in chunks. The last ``val_fraction`` of every file is held out for validation.
+STFT is computed in chunks. Every file is cut into blocks of ~VAL_BLOCK_S seconds and the last ``val_fraction`` of each block is held out for
+validation: the held-out part samples the whole piece, not only its ending (an ending is often a held chord
+that "repeat the last frame" predicts perfectly, which says little about the music).
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from device.errors import AudioFileError
 
 from .audio import decode
 
-CACHE_FORMAT = 1  # bump when the cached content changes meaning
+CACHE_FORMAT = 3  # bump when the cached content changes meaning (3: ends trimmed at -40 dB re peak block)
 DB_PER_NEPER = 20.0 / np.log(10.0)  # natural-log magnitude difference -> dB
 STFT_CHUNK_FRAMES = 2048  # frames per STFT chunk: bounds the (chunk, n_fft) temporary to ~16 MB at n_fft 2048
 MAX_VALIDATION_WINDOWS = 512  # caps validation memory/time on very long inputs (windows spread evenly)
+VAL_BLOCK_S = 10.0  # every file is cut into blocks of about this length; the end of each block is held out
 
 
 @dataclass(frozen=True)
@@ -132,14 +135,21 @@ def load_source(path: Path, settings: FrameSettings, cache_dir: Path) -> SourceF
 
 @dataclass
 class Segment:
-    """A source file split in time: frames [0, n_train) train, [n_train, n_frames) validation."""
+    """A block of a source file, frames [start, stop): its first n_train frames train, the rest is held out."""
 
     source: SourceFrames
+    start: int
+    stop: int
     n_train: int
 
     @property
     def n_frames(self) -> int:
-        return self.source.n_frames
+        return self.stop - self.start
+
+    @property
+    def log_mag(self) -> np.ndarray:
+        """(n_frames, n_bins) float32 view of the source's memory-mapped frames."""
+        return self.source.log_mag[self.start : self.stop]
 
 
 @dataclass
@@ -164,10 +174,12 @@ class Dataset:
     """Normalised access to all segments; ``mean`` (n_bins,) and ``std`` define model units (DESIGN §9)."""
 
     settings: FrameSettings
+    sources: list[SourceFrames]
     segments: list[Segment]
     mean: np.ndarray
     std: float
     seq_len: int
+    val_fraction: float
     validation: ValidationSet = field(repr=False)
 
     @property
@@ -193,27 +205,48 @@ class Dataset:
         for row, pick in enumerate(picks):
             seg_index = int(np.searchsorted(cumulative, pick, side="right"))
             start = int(pick - (cumulative[seg_index] - counts[seg_index]))
-            window = self.segments[seg_index].source.log_mag[start : start + self.seq_len + 1]
+            window = self.segments[seg_index].log_mag[start : start + self.seq_len + 1]
             window = self.normalised(window)
             x_out[row] = window[:-1]
             y_out[row] = window[1:]
 
+    def persistence_scale(self, noise_std: float = 0.0) -> np.ndarray:
+        """Per-bin least-squares coefficient a of x[t+1] ~ a * x[t] over the training frames, (n_bins,) float32.
+
+        With ``noise_std`` the inputs are taken as noisy (x + N(0, noise_std²)), which shrinks a further.
+        Model units are centred per bin, so this is "shrink the last frame toward the mean" (DESIGN §9).
+        """
+        cross = np.zeros(self.mean.shape[0])
+        power = np.zeros(self.mean.shape[0])
+        count = 0
+        for seg in self.segments:
+            for start in range(0, seg.n_train - 1, STFT_CHUNK_FRAMES):
+                stop = min(start + STFT_CHUNK_FRAMES + 1, seg.n_train)
+                block = self.normalised(np.asarray(seg.log_mag[start:stop])).astype(np.float64)
+                cross += np.sum(block[:-1] * block[1:], axis=0)
+                power += np.sum(block[:-1] ** 2, axis=0)
+                count += stop - start - 1
+        return (cross / np.maximum(power + count * noise_std**2, 1e-9)).astype(np.float32)
+
     def summary(self) -> dict:
         """JSON-ready description of the data, for bundle.json and the CLI."""
+        def held_out(source: SourceFrames) -> int:
+            return sum(s.n_frames - s.n_train for s in self.segments if s.source is source)
+
         return {
             "files": [
                 {
-                    "name": s.source.path.name,
-                    "sha256": s.source.sha256,
-                    "duration_s": round(s.source.duration_s, 3),
-                    "frames": s.n_frames,
-                    "train_frames": s.n_train,
-                    "validation_frames": s.n_frames - s.n_train,
-                    "notes": s.source.notes,
+                    "name": src.path.name,
+                    "sha256": src.sha256,
+                    "duration_s": round(src.duration_s, 3),
+                    "frames": src.n_frames,
+                    "validation_frames": held_out(src),
+                    "notes": src.notes,
                 }
-                for s in self.segments
+                for src in self.sources
             ],
-            "total_duration_s": round(sum(s.source.duration_s for s in self.segments), 3),
+            "total_duration_s": round(sum(src.duration_s for src in self.sources), 3),
+            "validation": f"the last {self.val_fraction:g} of every ~{VAL_BLOCK_S:g}-s block of every file",
             "train_frames": self.n_train_frames,
             "validation_frames": self.n_val_frames,
             "seq_len": self.seq_len,
@@ -230,18 +263,18 @@ def min_frames(seq_len: int, val_fraction: float) -> int:
 
 def _normalisation(segments: list[Segment]) -> tuple[np.ndarray, float]:
     """Per-bin mean and one global std of the training frames' log magnitudes (float64 accumulation)."""
-    n_bins = segments[0].source.log_mag.shape[1]
+    n_bins = segments[0].log_mag.shape[1]
     total = np.zeros(n_bins)
     count = 0
     for seg in segments:
         for start in range(0, seg.n_train, STFT_CHUNK_FRAMES):
-            total += seg.source.log_mag[start : min(start + STFT_CHUNK_FRAMES, seg.n_train)].sum(axis=0, dtype=np.float64)
+            total += seg.log_mag[start : min(start + STFT_CHUNK_FRAMES, seg.n_train)].sum(axis=0, dtype=np.float64)
         count += seg.n_train
     mean = total / count
     sq = 0.0
     for seg in segments:
         for start in range(0, seg.n_train, STFT_CHUNK_FRAMES):
-            block = seg.source.log_mag[start : min(start + STFT_CHUNK_FRAMES, seg.n_train)].astype(np.float64) - mean
+            block = seg.log_mag[start : min(start + STFT_CHUNK_FRAMES, seg.n_train)].astype(np.float64) - mean
             sq += float(np.sum(block * block))
     std = float(np.sqrt(sq / (count * n_bins)))
     return mean.astype(np.float32), std
@@ -263,7 +296,7 @@ def _validation_set(segments: list[Segment], mean: np.ndarray, std: float, seq_l
     targets = np.empty_like(inputs)
     weights = np.zeros((len(picks), seq_len), np.float32)
     for row, (seg, start, first, last) in enumerate(picks):
-        window = frames.normalise(seg.source.log_mag[start : start + seq_len + 1], mean, std)
+        window = frames.normalise(seg.log_mag[start : start + seq_len + 1], mean, std)
         inputs[row], targets[row] = window[:-1], window[1:]
         # target j is frame start + 1 + j
         weights[row, first - start - 1 : last - start] = 1.0
@@ -285,7 +318,8 @@ def build_dataset(
     settings.check()
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
     need = min_frames(seq_len, val_fraction)
-    segments = []
+    block_frames = max(need, int(VAL_BLOCK_S * settings.sample_rate_hz / settings.hop_length))
+    sources, segments = [], []
     for path in paths:
         source = load_source(path, settings, cache_dir)
         if source.n_frames < need:
@@ -295,15 +329,19 @@ def build_dataset(
                 f"({need_s:.2f} s = {need} frames of hop {settings.hop_length} at {settings.sample_rate_hz} Hz); "
                 "remove it, use a longer recording, or lower --seq-len"
             )
-        n_val = max(1, int(round(val_fraction * source.n_frames)))
-        segments.append(Segment(source, source.n_frames - n_val))
+        sources.append(source)
+        n_blocks = max(1, int(round(source.n_frames / block_frames)))
+        edges = np.linspace(0, source.n_frames, n_blocks + 1).round().astype(int)
+        for start, stop in zip(edges[:-1], edges[1:], strict=True):
+            n_val = max(1, int(round(val_fraction * (stop - start))))
+            segments.append(Segment(source, int(start), int(stop), int(stop - start - n_val)))
         if on_file is not None:
             on_file(source)
     mean, std = _normalisation(segments)
     if not std > 0:
         raise AudioFileError(f"{paths[0]}: the spectrum never changes (std 0); use a recording with some variation")
     validation = _validation_set(segments, mean, std, seq_len)
-    return Dataset(settings, segments, mean, std, seq_len, validation)
+    return Dataset(settings, sources, segments, mean, std, seq_len, val_fraction, validation)
 
 
 def lsd_db(pred: np.ndarray, target: np.ndarray, weights: np.ndarray, std: float) -> float:

@@ -118,20 +118,20 @@ def seed_frames(dataset: Dataset, max_frames: int) -> tuple[np.ndarray, np.ndarr
     Every frame of every file if they fit in ``max_frames``; else evenly spaced runs of SEED_SEGMENT_FRAMES
     frames (each run its own segment, so the device never treats a jump between runs as continuous).
     """
-    runs: list[tuple[int, int, int]] = []  # (segment index, start, stop)
-    total = sum(s.n_frames for s in dataset.segments)
+    runs: list[tuple[int, int, int]] = []  # (source index, start, stop)
+    total = sum(s.n_frames for s in dataset.sources)
     if total <= max_frames:
-        runs = [(i, 0, s.n_frames) for i, s in enumerate(dataset.segments)]
+        runs = [(i, 0, s.n_frames) for i, s in enumerate(dataset.sources)]
     else:
         run = min(SEED_SEGMENT_FRAMES, max_frames)
         candidates = [(i, start, min(start + run, s.n_frames))
-                      for i, s in enumerate(dataset.segments) for start in range(0, s.n_frames - 1, run)]
+                      for i, s in enumerate(dataset.sources) for start in range(0, s.n_frames - 1, run)]
         keep = max(1, max_frames // run)
         picks = np.linspace(0, len(candidates) - 1, min(keep, len(candidates))).round().astype(int)
         runs = [candidates[i] for i in sorted(set(picks.tolist()))]
     parts, starts, at = [], [], 0
-    for seg_index, start, stop in runs:
-        parts.append(dataset.normalised(dataset.segments[seg_index].source.log_mag[start:stop]))
+    for source_index, start, stop in runs:
+        parts.append(dataset.normalised(dataset.sources[source_index].log_mag[start:stop]))
         starts.append(at)
         at += stop - start
     return np.concatenate(parts).astype(np.float32), np.asarray(starts, np.int64)
@@ -147,7 +147,7 @@ def seeds_npz(frames_norm: np.ndarray, mean: np.ndarray, segment_starts: np.ndar
 
 def _fit_seeds(dataset: Dataset, room_bytes: int) -> tuple[bytes, int]:
     """Largest seed set whose compressed npz fits ``room_bytes`` (shrinks by measured bytes per frame)."""
-    max_frames = sum(s.n_frames for s in dataset.segments)
+    max_frames = sum(s.n_frames for s in dataset.sources)
     for _ in range(6):
         frames_norm, starts = seed_frames(dataset, max_frames)
         blob = seeds_npz(frames_norm, dataset.mean, starts)
@@ -188,8 +188,8 @@ def export_bundle(
     copy_weights(sequence, step, cfg)
     model_bytes = convert(step, cfg, quantisation)
     ops = check_ops(model_bytes)
-    first = dataset.segments[0]
-    probe = dataset.normalised(first.source.log_mag[: min(parity_steps, first.n_frames)])
+    first = dataset.sources[0]
+    probe = dataset.normalised(first.log_mag[: min(parity_steps, first.n_frames)])
     worst = parity(model_bytes, step, cfg, probe)
     tolerance = PARITY_TOLERANCE[quantisation]
     if not worst <= tolerance:

@@ -76,6 +76,7 @@ def train(
     deadline_s: float,
     patience: int = 8,
     max_epochs: int = 1000,
+    init_scale: bool = True,
     on_progress: Callable[[Progress], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> FitResult:
@@ -83,6 +84,9 @@ def train(
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_sequence_model(cfg)
+    if init_scale:
+        # start from the best "shrink the last frame toward the mean" predictor instead of plain persistence
+        model.get_layer("scale").set_weights([dataset.persistence_scale()])
     optimizer = keras.optimizers.Adam(cfg.learning_rate)
     optimizer.build(model.trainable_variables)
     variables = model.trainable_variables

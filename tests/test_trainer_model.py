@@ -1,0 +1,158 @@
+"""Trainer model side, on a real tiny training run (conftest ``tiny_training_factory``): the exported bundle,
+the TFLite file under the device runtime against the Keras step model, quantisation options, atomic writes,
+seeded reproducibility and the time budget."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import device.bundle as bundle_mod
+from device.bundle import load_bundle
+from trainer.export import PARITY_TOLERANCE, export_bundle
+from trainer.model import ModelConfig, build_step_model, copy_weights
+from trainer.pipeline import TrainOptions, train_bundle
+
+pytestmark = pytest.mark.slow
+
+
+def config_of(outcome) -> ModelConfig:
+    return ModelConfig(**outcome.export.meta["training"]["model_config"])
+
+
+def keras_steps(step_model, cfg: ModelConfig, inputs: np.ndarray) -> np.ndarray:
+    states = {f"{k}{i}": np.zeros((1, cfg.units), np.float32) for i in range(cfg.layers) for k in ("h", "c")}
+    outs = []
+    for frame in inputs:
+        out = step_model({"frame": frame[None], **states}, training=False)
+        outs.append(np.asarray(out["next_frame"])[0])
+        states = {name: np.asarray(out[f"{name}_out"]) for name in states}
+    return np.stack(outs)
+
+
+def test_tiny_bundle_loads_and_describes_itself(tiny_bundle: Path):
+    bundle = load_bundle(tiny_bundle)
+    meta = bundle.meta
+    assert bundle.audio.sample_rate_hz == 44100 and bundle.audio.n_fft == 2048 and bundle.audio.hop_length == 512
+    assert bundle.model.quantisation == "dynamic" and bundle.model.state_sizes == (32,) * 6
+    assert meta["model"]["runtimes_verified"][0] == "ai_edge_litert"
+    assert 0 <= meta["model"]["parity_max_abs_error"] <= meta["model"]["parity_tolerance"]
+    validation = meta["training"]["validation"]
+    assert validation["teacher_forced_lsd_db"] > 0 and validation["repeat_last_frame_lsd_db"] > 0
+    assert meta["training"]["epochs"] == len(meta["training"]["history"]) >= 1
+    assert meta["training"]["data"]["files"][0]["name"] == "tiny.wav"
+    assert {"tensorflow-cpu", "keras", "numpy", "ai-edge-litert"} <= set(meta["tools"])
+    assert bundle.n_seed_frames == meta["training"]["data"]["files"][0]["frames"]  # 5 s: every frame kept
+    assert np.all(bundle.lo < bundle.hi)
+
+
+def test_step_model_equals_sequence_model(tiny_training_factory):
+    outcome = tiny_training_factory()
+    cfg = config_of(outcome)
+    step = build_step_model(cfg)
+    copy_weights(outcome.fit.model, step, cfg)
+    frames = outcome.dataset.validation.inputs[0][:20]
+    sequence_out = np.asarray(outcome.fit.model(frames[None], training=False))[0]
+    np.testing.assert_allclose(keras_steps(step, cfg, frames), sequence_out, atol=2e-5)
+
+
+def test_device_runtime_loads_the_file_and_steps_like_keras(tiny_training_factory):
+    from ai_edge_litert.interpreter import Interpreter
+
+    outcome = tiny_training_factory()
+    bundle = load_bundle(outcome.export.path)
+    cfg = config_of(outcome)
+    interpreter = Interpreter(model_path=str(bundle.model_path))
+    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    assert "FULLY_CONNECTED" in ops and not any(op.startswith(("FLEX", "WHILE", "CUSTOM")) for op in ops)
+    runner = interpreter.get_signature_runner(bundle.model.signature)
+    inputs = bundle.seed_frames(0, 60)
+    states = {name: np.zeros((1, size), np.float32) for name, size in zip(bundle.model.input_states, bundle.model.state_sizes, strict=True)}
+    got = []
+    for frame in inputs:
+        out = runner(**{bundle.model.input_frame: frame[None]}, **states)
+        got.append(out[bundle.model.output_frame][0])
+        states = {i: out[o] for i, o in zip(bundle.model.input_states, bundle.model.output_states, strict=True)}
+    step = build_step_model(cfg)
+    copy_weights(outcome.fit.model, step, cfg)
+    error = float(np.max(np.abs(np.stack(got) - keras_steps(step, cfg, inputs))))
+    assert error <= PARITY_TOLERANCE["dynamic"]
+    assert error > 0  # int8 weights really are in the file (an exact match would mean no quantisation)
+
+
+def test_float_exports_are_bigger_and_closer(tiny_training_factory, tmp_path):
+    outcome = tiny_training_factory()
+    cfg = config_of(outcome)
+    results = {"dynamic": outcome.export}
+    for q in ("float16", "float32"):
+        results[q] = export_bundle(outcome.fit.model, cfg, outcome.dataset, tmp_path / q, quantisation=q)
+        assert load_bundle(results[q].path).model.quantisation == q
+    sizes = {q: r.model_bytes for q, r in results.items()}
+    errors = {q: r.parity_max_abs_error for q, r in results.items()}
+    assert sizes["dynamic"] < sizes["float16"] < sizes["float32"]
+    assert errors["float32"] <= 1e-4 and errors["float32"] < errors["float16"] <= PARITY_TOLERANCE["float16"]
+
+
+@pytest.mark.parametrize("fail_at", ["writing files", "moving the old bundle aside", "between the two renames"])
+def test_interrupted_export_leaves_the_old_bundle(tiny_training_factory, tmp_path, monkeypatch, fail_at):
+    outcome = tiny_training_factory()
+    out = tmp_path / "bundle"
+    shutil.copytree(outcome.export.path, out)
+    old_id = load_bundle(out).bundle_id
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if fail_at == "writing files":
+        monkeypatch.setattr(bundle_mod, "sha256_file", interrupt)
+    else:
+        real_rename = bundle_mod.os.rename
+        victim = 0 if fail_at == "moving the old bundle aside" else 1  # source, or target, of the rename that fails
+        fired = []
+
+        def rename(a, b):
+            if Path((a, b)[victim]) == out and not fired:
+                fired.append(1)
+                interrupt()
+            real_rename(a, b)
+
+        monkeypatch.setattr(bundle_mod.os, "rename", rename)
+    with pytest.raises(KeyboardInterrupt):
+        export_bundle(outcome.fit.model, config_of(outcome), outcome.dataset, out, name="new")
+    monkeypatch.undo()
+    assert load_bundle(out).bundle_id == old_id  # the old bundle, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]  # no temporary leftovers
+
+
+def test_interrupted_first_export_leaves_nothing(tiny_training_factory, tmp_path, monkeypatch):
+    outcome = tiny_training_factory()
+    monkeypatch.setattr(bundle_mod, "sha256_file", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        export_bundle(outcome.fit.model, config_of(outcome), outcome.dataset, tmp_path / "bundle")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_training_is_reproducible_under_a_seed(tiny_audio, tmp_path):
+    def run(seed: int, name: str):
+        options = TrainOptions(units=16, layers=3, max_epochs=2, minutes=2, seed=seed, cache_dir=tmp_path / "cache",
+                               export_reserve_s=0)
+        return train_bundle(tiny_audio, tmp_path / name, options)
+
+    a, b, c = run(7, "a"), run(7, "b"), run(8, "c")
+    losses = [[(r.loss, r.val_loss) for r in o.fit.history] for o in (a, b, c)]
+    assert losses[0] == losses[1] and losses[0] != losses[2]
+    for wa, wb in zip(a.fit.model.get_weights(), b.fit.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+    assert (a.export.path / "model.tflite").read_bytes() == (b.export.path / "model.tflite").read_bytes()
+
+
+def test_time_budget_stops_training(tiny_audio, tmp_path):
+    options = TrainOptions(units=8, layers=3, minutes=0.05, patience=10_000, cache_dir=tmp_path / "cache",
+                           export_reserve_s=0)
+    outcome = train_bundle(tiny_audio, tmp_path / "b", options)
+    assert outcome.fit.stop_reason == "time budget reached"
+    assert outcome.fit.train_seconds < 3.0 + 3 * max(r.seconds / r.epoch for r in outcome.fit.history)
+    assert load_bundle(outcome.export.path).meta["training"]["stop_reason"] == "time budget reached"

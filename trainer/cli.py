@@ -1,0 +1,205 @@
+"""Command line: ``train`` (your audio -> bundle + preview) and ``demo`` (the bundled clip -> out/demo/…).
+
+Exit status: 0 done, 1 bad input or a failed check (the message names the file and the fix), 130 Ctrl-C.
+Nothing is written to OUT unless the whole run succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_CLIP = Path(__file__).resolve().parent / "demo" / "demo.ogg"
+PREVIEW_SECONDS = 30.0
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+class ProgressBar:
+    """One line, redrawn in place on a terminal (one line per epoch otherwise): epoch, bar, losses, time, ETA."""
+
+    def __init__(self, stream=sys.stderr, width: int = 24):
+        self.stream, self.width = stream, width
+        self.tty = stream.isatty()
+        self.last_draw = 0.0
+
+    def update(self, p) -> None:
+        now = time.monotonic()
+        if not self.tty or (now - self.last_draw < 0.2 and p.batch < p.batches_per_epoch):
+            return
+        self.last_draw = now
+        self.stream.write("\r" + self._line(p) + "\x1b[K")
+        self.stream.flush()
+
+    def _line(self, p) -> str:
+        fraction = min(1.0, p.elapsed_s / p.deadline_s) if p.deadline_s > 0 else 1.0
+        filled = int(round(fraction * self.width))
+        val = "   —  " if p.val_loss is None else f"{p.val_loss:.4f}"
+        best = "" if p.best_val_loss is None else f" best {p.best_val_loss:.4f}"
+        return (f"epoch {p.epoch:3d} {p.batch:2d}/{p.batches_per_epoch} [{'#' * filled}{'.' * (self.width - filled)}] "
+                f"loss {p.loss:.4f} val {val}{best}  {_duration(p.elapsed_s)}  ETA ≤{_duration(p.deadline_s - p.elapsed_s)}")
+
+    def epoch(self, record) -> None:
+        if not self.tty:
+            self.stream.write(f"epoch {record.epoch:3d}  loss {record.loss:.4f}  val {record.val_loss:.4f}  "
+                              f"held-out LSD {record.val_lsd_db:.2f} dB  {_duration(record.seconds)}\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    from .pipeline import TrainOptions
+
+    d = TrainOptions()
+    parser.add_argument("--minutes", type=float, default=d.minutes,
+                        help=f"time budget for preprocessing + training + export (default {d.minutes:g})")
+    parser.add_argument("--units", type=int, default=d.units, help=f"LSTM units per layer (default {d.units})")
+    parser.add_argument("--layers", type=int, default=d.layers, help=f"LSTM layers (default {d.layers})")
+    parser.add_argument("--hop", type=int, default=d.hop_length, dest="hop_length",
+                        help=f"STFT hop in samples (default {d.hop_length}; smaller = better phase, more frames)")
+    parser.add_argument("--n-fft", type=int, default=d.n_fft, help=f"STFT size (default {d.n_fft})")
+    parser.add_argument("--sample-rate", type=int, default=d.sample_rate_hz, dest="sample_rate_hz",
+                        help=f"bundle sample rate in Hz; input is resampled to it (default {d.sample_rate_hz})")
+    parser.add_argument("--quantisation", choices=("dynamic", "float16", "float32"), default=d.quantisation,
+                        help="TFLite weights: dynamic-range int8 (default, smallest, fastest), float16, float32")
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                        help=f"held-out end part of every file (default {d.val_fraction:g})")
+    parser.add_argument("--seq-len", type=int, default=d.seq_len, help=f"training window in frames (default {d.seq_len})")
+    parser.add_argument("--patience", type=int, default=d.patience,
+                        help=f"epochs without held-out improvement before stopping (default {d.patience})")
+    parser.add_argument("--input-noise", type=float, default=d.input_noise,
+                        help=f"Gaussian input noise in training, model units (default {d.input_noise:g})")
+    parser.add_argument("--cache", type=Path, default=None, dest="cache_dir",
+                        help="frame cache folder (default $MURMUR_CACHE or ~/.cache/murmur)")
+    parser.add_argument("--name", default=None, help="bundle name (default: the OUT folder name)")
+    parser.add_argument("--preview-seconds", type=float, default=PREVIEW_SECONDS,
+                        help=f"length of the preview render (default {PREVIEW_SECONDS:g}; 0 = no preview)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description="Murmur trainer: your audio -> a bundle.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="train on a file or folder and write a bundle + preview")
+    train.add_argument("data", type=Path, help="an audio file or a folder of them (WAV FLAC OGG MP3 AIFF)")
+    train.add_argument("--out", type=Path, required=True, help="bundle directory to write (new, or an old bundle)")
+    _add_model_options(train)
+    demo = commands.add_parser("demo", help=f"train on the bundled clip ({DEMO_CLIP.relative_to(ROOT)})")
+    demo.add_argument("--out", type=Path, default=Path("out/demo"),
+                      help="folder for bundle/, preview.wav and preview.png (default out/demo)")
+    demo.add_argument("--data", type=Path, default=DEMO_CLIP, help=argparse.SUPPRESS)
+    _add_model_options(demo)
+    return parser
+
+
+@dataclass
+class Paths:
+    bundle: Path
+    preview_wav: Path
+    preview_png: Path
+
+
+def _paths(args) -> Paths:
+    if args.command == "demo":
+        return Paths(args.out / "bundle", args.out / "preview.wav", args.out / "preview.png")
+    out = args.out
+    return Paths(out, out.with_name(f"{out.name}-preview.wav"), out.with_name(f"{out.name}-preview.png"))
+
+
+def run(args) -> int:
+    from device.errors import DeviceError
+
+    from .pipeline import TrainOptions, train_bundle
+
+    option_names = set(TrainOptions.__dataclass_fields__)
+    options = TrainOptions(**{k: v for k, v in vars(args).items() if k in option_names})
+    paths = _paths(args)
+    data = args.data
+    out = sys.stderr
+    print(f"murmur trainer: {data} -> {paths.bundle}  (budget {options.minutes:g} min, {options.layers} x LSTM "
+          f"{options.units}, hop {options.hop_length}, {options.quantisation})", file=out, flush=True)
+    bar = ProgressBar(out)
+
+    def on_file(source) -> None:
+        how = "cached" if source.from_cache else "decoded"
+        notes = f" — {'; '.join(source.notes)}" if source.notes else ""
+        print(f"  {source.path}: {source.duration_s:.1f} s, {source.n_frames} frames ({how}){notes}", file=out, flush=True)
+
+    try:
+        outcome = train_bundle(data, paths.bundle, options, on_file=on_file, on_progress=bar.update, on_epoch=bar.epoch)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"\ninterrupted: stopped cleanly, no bundle written ({paths.bundle} is as it was)", file=out)
+        return 130
+    except (DeviceError, ValueError) as exc:
+        bar.close()
+        print(f"error: {exc}", file=out)
+        return 1
+    bar.close()
+    fit, export, t = outcome.fit, outcome.export, outcome.timings_s
+    best = next((r for r in fit.history if r.epoch == fit.best_epoch), None)
+    lines = [
+        f"done in {_duration(t['total'])} (preprocessing {t['preprocess']:.1f} s, training {_duration(t['train'])} "
+        f"over {len(fit.history)} epochs, export {t['export']:.1f} s); {fit.stop_reason}",
+        f"held-out next-frame LSD: {fit.best_val_lsd_db:.2f} dB at epoch {fit.best_epoch} "
+        f"(repeat-the-last-frame baseline {fit.baseline_lsd_db:.2f} dB; lower is better)"
+        if best else "held-out: no epoch finished",
+        f"bundle: {export.path}  {_megabytes(export.bundle_bytes)} (model {_megabytes(export.model_bytes)} "
+        f"{options.quantisation}, seeds {_megabytes(export.seeds_bytes)}), TFLite parity max error "
+        f"{export.parity_max_abs_error:.2g}; id {export.meta['bundle_id']}",
+    ]
+    print("\n".join(lines), file=out, flush=True)
+    if args.preview_seconds > 0:
+        try:
+            _preview(outcome, paths, args.preview_seconds, options.seed)
+            print(f"preview: {paths.preview_wav} ({args.preview_seconds:g} s)\npicture: {paths.preview_png}", file=out)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted during the preview; the bundle is complete at {paths.bundle}", file=out)
+            return 130
+        except (ImportError, DeviceError) as exc:
+            print(f"preview skipped: {exc} (the bundle itself is complete)", file=out)
+    print(str(paths.bundle))
+    return 0
+
+
+def _preview(outcome, paths: Paths, seconds: float, seed: int) -> None:
+    from .preview import draw, render_preview, write_wav
+
+    audio, rate = render_preview(outcome.export.path, seconds, seed=seed)
+    paths.preview_wav.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(paths.preview_wav, audio, rate)
+    ds = outcome.dataset
+    source = ds.sources[0].log_mag[: int(seconds * rate / ds.settings.hop_length)]
+    draw(paths.preview_png, np.asarray(source), audio, sample_rate_hz=rate, n_fft=ds.settings.n_fft,
+         hop_length=ds.settings.hop_length, history=outcome.fit.history, baseline_lsd_db=outcome.fit.baseline_lsd_db,
+         title=f"{outcome.export.meta['bundle_id']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo" and not args.data.is_file():
+        print(f"error: the demo clip {args.data} is missing; restore it with `git checkout {DEMO_CLIP.relative_to(ROOT)}`",
+              file=sys.stderr)
+        return 1
+    return run(args)
+

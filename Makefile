@@ -5,6 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV_T := .venv/trainer
 VENV_D := .venv/device
+VENV_R := .venv/tflite-runtime
 PY_T := $(VENV_T)/bin/python
 PY_D := $(VENV_D)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -43,7 +44,12 @@ $(VENV_D)/.installed: requirements/device.txt requirements/dev.txt scripts/setup
 	$(VENV_D)/bin/pip install -q --disable-pip-version-check -r requirements/device.txt -r requirements/dev.txt
 	touch $@
 
-setup: $(VENV_T)/.installed $(VENV_D)/.installed ## create .venv/trainer and .venv/device (apt packages too)
+$(VENV_R)/.installed: requirements/tflite-runtime.txt
+	$(PYTHON) -m venv $(VENV_R)
+	$(VENV_R)/bin/pip install -q --disable-pip-version-check -r requirements/tflite-runtime.txt
+	touch $@
+
+setup: $(VENV_T)/.installed $(VENV_D)/.installed $(VENV_R)/.installed ## create .venv/trainer, .venv/device, .venv/tflite-runtime (apt packages too)
 
 demo: setup ## train on the bundled clip, render a preview WAV + picture, print where they are
 	$(PY_T) -m trainer demo --out out/demo $(ARGS)

@@ -8,9 +8,12 @@ ai-edge-litert and stepped alongside the Keras step model before the bundle is w
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import platform
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ SIGNATURE = "serving_default"
 # Max |Keras - TFLite| over the parity steps (model units, i.e. global-std units of log magnitude) that we accept.
 PARITY_TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "dynamic": 0.15}
 FORBIDDEN_OPS = ("WHILE", "CUSTOM", "FLEX")
+ROOT = Path(__file__).resolve().parent.parent
 BUNDLE_BYTES_LIMIT = 4_000_000  # target: the whole bundle (model + seeds + json) fits in 4 MB
 SEED_SEGMENT_FRAMES = 256  # when not every frame fits, seeds are kept as evenly spaced runs of this many frames
 
@@ -65,6 +69,9 @@ def convert(step: keras.Model, cfg: ModelConfig, quantisation: str) -> bytes:
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if quantisation == "dynamic":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            # one scale per weight matrix instead of per output channel: FULLY_CONNECTED stays at an op version
+            # tflite-runtime 2.14 (the last legacy release) can load; per-channel would need version 12
+            converter._experimental_disable_per_channel_quantization_for_dense_layers = True
         elif quantisation == "float16":
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
             converter.target_spec.supported_types = [tf.float16]
@@ -110,6 +117,43 @@ def parity(model_bytes: bytes, step: keras.Model, cfg: ModelConfig, frames_norm:
             tfl_states[i_name] = out_t[o_name]
             keras_states[i_name] = np.asarray(out_k[o_name])
     return worst
+
+
+def tflite_runtime_python() -> Path | None:
+    """Python of the legacy-runtime venv (``$MURMUR_TFLITE_RUNTIME_PYTHON`` or .venv/tflite-runtime), if present."""
+    configured = os.environ.get("MURMUR_TFLITE_RUNTIME_PYTHON")
+    path = Path(configured) if configured else ROOT / ".venv" / "tflite-runtime" / "bin" / "python"
+    return path if path.is_file() else None
+
+
+def legacy_runtime_error(model_bytes: bytes, model_table: dict[str, Any], frames_norm: np.ndarray,
+                         reference: np.ndarray, python: Path) -> float:
+    """Step the model under tflite-runtime 2.14 in its own venv -> max |difference| from ``reference`` outputs."""
+    with tempfile.TemporaryDirectory(prefix="murmur-tflrt-") as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "model.tflite").write_bytes(model_bytes)
+        (tmp_path / "meta.json").write_text(json.dumps({"model": model_table}))
+        np.save(tmp_path / "frames.npy", frames_norm.astype(np.float32))
+        proc = subprocess.run(
+            [str(python), str(Path(__file__).with_name("tflite_runtime_probe.py")), str(tmp_path / "model.tflite"),
+             str(tmp_path / "frames.npy"), str(tmp_path / "out.npy"), str(tmp_path / "meta.json")],
+            capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise ExportError(f"tflite-runtime ({python}) cannot run the exported model: {proc.stderr.strip()[-400:]}")
+        return float(np.max(np.abs(np.load(tmp_path / "out.npy") - reference)))
+
+
+def device_runtime_outputs(model_bytes: bytes, cfg: ModelConfig, frames_norm: np.ndarray) -> np.ndarray:
+    """(n, n_bins) predictions of ai-edge-litert over ``frames_norm``, states carried."""
+    runner = _interpreter(model_bytes).get_signature_runner(SIGNATURE)
+    in_names, out_names = state_names(cfg)
+    states = {name: np.zeros((1, cfg.units), np.float32) for name in in_names}
+    outputs = np.empty_like(frames_norm, dtype=np.float32)
+    for i, frame in enumerate(frames_norm):
+        out = runner(frame=frame[None].astype(np.float32), **states)
+        outputs[i] = out["next_frame"][0]
+        states = {i_name: out[o_name] for i_name, o_name in zip(in_names, out_names, strict=True)}
+    return outputs
 
 
 def seed_frames(dataset: Dataset, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -181,6 +225,7 @@ def export_bundle(
     training: dict[str, Any] | None = None,
     parity_steps: int = 200,
     bundle_limit_bytes: int = BUNDLE_BYTES_LIMIT,
+    verify_legacy_runtime: bool = True,
 ) -> ExportResult:
     """Convert, check ops, check parity against Keras, pick seeds to fit the size limit, write the bundle."""
     started = time.monotonic()
@@ -199,10 +244,34 @@ def export_bundle(
         )
     seeds_blob, n_seed_frames = _fit_seeds(dataset, bundle_limit_bytes - len(model_bytes) - 16_000)
     in_names, out_names = state_names(cfg)
+    model_table: dict[str, Any] = {
+        "file": bundle_mod.MODEL_FILE,
+        "signature": SIGNATURE,
+        "input_frame": "frame",
+        "output_frame": "next_frame",
+        "input_states": in_names,
+        "output_states": out_names,
+        "state_sizes": [cfg.units] * len(in_names),
+        "quantisation": quantisation,
+        "units": cfg.units,
+        "layers": cfg.layers,
+        "ops": ops,
+        "parity_max_abs_error": worst,
+        "parity_tolerance": tolerance,
+        "parity_steps": int(len(probe)),
+        "runtimes_verified": ["ai_edge_litert"],
+    }
+    legacy_python = tflite_runtime_python() if verify_legacy_runtime else None
+    if legacy_python is not None:
+        reference = device_runtime_outputs(model_bytes, cfg, probe)
+        legacy_error = legacy_runtime_error(model_bytes, model_table, probe, reference, legacy_python)
+        if not legacy_error <= tolerance:
+            raise ExportError(f"tflite-runtime's output differs from ai-edge-litert's by {legacy_error:.3g} "
+                              f"(tolerance {tolerance}); nothing was written")
+        model_table["runtimes_verified"].append("tflite_runtime")
+        model_table["tflite_runtime_max_abs_difference"] = legacy_error
     created = datetime.now(UTC)
     name = name or out_dir.name
-    import hashlib
-
     bundle_id = f"{name}-{created:%Y%m%dT%H%M%SZ}-{hashlib.sha256(model_bytes).hexdigest()[:8]}"
     settings = dataset.settings
     meta: dict[str, Any] = {
@@ -213,23 +282,7 @@ def export_bundle(
                   "hop_length": settings.hop_length, "window": settings.window},
         "normalisation": {"log_floor": settings.log_floor, "std": dataset.std,
                           "formula": "x = (log(mag + log_floor) - mean[bin]) / std; mean in seeds.npz"},
-        "model": {
-            "file": bundle_mod.MODEL_FILE,
-            "signature": SIGNATURE,
-            "input_frame": "frame",
-            "output_frame": "next_frame",
-            "input_states": in_names,
-            "output_states": out_names,
-            "state_sizes": [cfg.units] * len(in_names),
-            "quantisation": quantisation,
-            "units": cfg.units,
-            "layers": cfg.layers,
-            "ops": ops,
-            "parity_max_abs_error": worst,
-            "parity_tolerance": tolerance,
-            "parity_steps": int(len(probe)),
-            "runtimes_verified": ["ai_edge_litert"],
-        },
+        "model": model_table,
         "seeds": {"frames": n_seed_frames, "segments_are": "contiguous runs of frames (a file, or a part of one)"},
         "training": dict(training or {}, data=dataset.summary(), model_config=cfg.to_dict()),
         "tools": tool_versions(),

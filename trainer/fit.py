@@ -77,6 +77,7 @@ def train(
     patience: int = 8,
     max_epochs: int = 1000,
     init_scale: bool = True,
+    restore_best: bool = True,
     on_progress: Callable[[Progress], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
 ) -> FitResult:
@@ -138,6 +139,9 @@ def train(
         if time.monotonic() - started + epoch_seconds > deadline_s:
             stop_reason = "time budget reached"
             break
-    model.set_weights(best_weights)
+    if restore_best:
+        model.set_weights(best_weights)
+    else:
+        best_epoch = history[-1].epoch if history else 0
     best_lsd = next((r.val_lsd_db for r in history if r.epoch == best_epoch), float("nan"))
     return FitResult(model, history, best_epoch, stop_reason, time.monotonic() - started, baseline, best_lsd)

@@ -301,7 +301,9 @@ def run(quick: bool) -> str:
     stability = stability_run(bundle, 60.0 if quick else 3600.0)
 
     frame_ms = bundle.audio.frame_s * 1e3
-    buffer_frames = 3
+    from device.engine import DEFAULT_BUFFER_FRAMES
+
+    buffer_frames = DEFAULT_BUFFER_FRAMES
     sound_latency = {k: v for k, v in latency.items() if k != "reseed"}
     worst = max(sound_latency.values())
     latency_ms = (worst + buffer_frames) * frame_ms

@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 FADE_IN_S = 0.05  # fade at start (the vocoder has been pre-rolled, so sound starts at once)
 STOP_FADE_S = 0.05  # fade before the sink stops
 LEVEL_WINDOW_S = 10.0  # stats: RMS window
+DEFAULT_BUFFER_FRAMES = 4  # ring lead: 46 ms at 44.1 kHz / hop 512
+BUFFER_DECAY_S = 300.0  # the ring lead shrinks back one frame after this long without underruns
 LIMITER_KNEE = 0.7  # soft limiter: identity below knee * ceiling, tanh above, never reaching the ceiling
 
 
@@ -59,7 +61,7 @@ class EngineStats:
 
     frames_produced: int
     blocks_delivered: int
-    underruns: int  # sink pulls that found fewer samples ready than asked (the gap was filled with silence)
+    underruns: int  # sink pulls that found fewer samples ready than asked, filled with silence (not the first few)
     level_dbfs_10s: float  # RMS of the produced audio over the last 10 s, dBFS (-inf when silent)
     peak_dbfs_10s: float  # highest |sample| over the last 10 s, dBFS
     identical_blocks: int  # consecutive produced blocks that were bit-identical to the one before (stuck output)
@@ -67,7 +69,7 @@ class EngineStats:
     bundle_id: str
     start_time_unix: float
     last_progress_monotonic: float  # time.monotonic() of the last produced frame
-    buffer_frames: int  # ring lead in frames
+    buffer_frames: int  # ring lead in frames now (grows after underruns, up to max_buffer_frames)
     swapping: bool
 
 
@@ -84,6 +86,10 @@ class Ring:
 
     def free(self) -> int:
         return self.capacity - (self.written - self.read)
+
+    def lead(self) -> int:
+        """Samples written and not yet read."""
+        return self.written - self.read
 
     def write(self, block: np.ndarray) -> None:
         """Append (n,) samples; the caller made sure ``free() >= n``; capacity is a multiple of n (no wrap)."""
@@ -174,6 +180,10 @@ class BlockPipeline:
         begin, end, start, length = self._fade
         progress = min(max((frame_index - start) / length, 0.0), 1.0)
         return begin + (end - begin) * progress
+
+    def fade_start_frame(self) -> int:
+        """Frames produced before the current fade began (blocks [0, this) were not touched by it)."""
+        return self._fade[2]
 
     def fade_done_frame(self) -> int:
         return self._fade[2] + self._fade[3]
@@ -302,6 +312,10 @@ def render(bundle: Bundle, seconds: float, *, controls: Controls | ControlStore 
 class Engine:
     """Live playback: a producer thread keeps ``buffer_frames`` blocks ready; the sink pulls them.
 
+    ``buffer_frames`` (4 = 46 ms at 44.1 kHz / hop 512) keeps a control change within 100 ms. After an underrun
+    the lead grows by one frame (up to ``max_buffer_frames``, logged): on a starved machine, sound without gaps
+    beats latency; it shrinks back one frame per ``BUFFER_DECAY_S`` without underruns.
+
     ``sink`` has ``realtime`` (bool), ``start(pull, *, sample_rate_hz, block_frames)`` and ``stop()``; it calls
     ``pull(out (n,) float32) -> bool`` (False once the engine has stopped). ``on_frame(i)`` runs in the producer
     after every frame (keep it cheap). ``on_event(name)`` receives the one-shot events other than ``reseed``
@@ -310,8 +324,8 @@ class Engine:
 
     def __init__(self, bundle: Bundle, *, sink, controls: ControlStore | None = None, seed: int | None = None,
                  volume_cap_db: float = 0.0, on_frame: Callable[[int], None] | None = None,
-                 on_event: Callable[[str], None] | None = None, buffer_frames: int = 3, model_factory=None,
-                 vocoder_factory=None):
+                 on_event: Callable[[str], None] | None = None, buffer_frames: int = DEFAULT_BUFFER_FRAMES, max_buffer_frames: int = 12,
+                 model_factory=None, vocoder_factory=None):
         self.sink = sink
         self.controls = controls if controls is not None else ControlStore()
         self.on_frame = on_frame
@@ -321,14 +335,16 @@ class Engine:
         self.pipeline.on_event = on_event
         self.hop = self.pipeline.hop
         self.sample_rate_hz = bundle.audio.sample_rate_hz
-        self.buffer_frames = max(1, int(buffer_frames))
-        self.ring = Ring(self.buffer_frames * self.hop)
+        self.min_buffer_frames = self.buffer_frames = max(1, int(buffer_frames))
+        self.max_buffer_frames = max(self.buffer_frames, int(max_buffer_frames))
+        self.ring = Ring(self.max_buffer_frames * self.hop)
         n_level = max(1, round(LEVEL_WINDOW_S / self.pipeline.frame_s))
         self._block_power = np.zeros(n_level, dtype=np.float64)
         self._block_peak = np.zeros(n_level, dtype=np.float32)
         self._previous = np.zeros(self.hop, dtype=np.float32)
         self._identical = 0
         self._underruns = 0
+        self._pulls = 0
         self._blocks_delivered = 0
         self._samples_delivered = 0
         self._lock = threading.Lock()  # swap/fade scheduling against each other (never taken per frame)
@@ -351,7 +367,7 @@ class Engine:
         self._thread = threading.Thread(target=self._produce, name="murmur-producer", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 5.0
-        while self.ring.free() > 0 and self._thread.is_alive() and time.monotonic() < deadline:
+        while self.ring.lead() < self.buffer_frames * self.hop and self._thread.is_alive() and time.monotonic() < deadline:
             self.ring.filled.wait(0.05)
             self.ring.filled.clear()
         if self._error is not None:
@@ -435,11 +451,22 @@ class Engine:
     def _produce(self) -> None:
         ring, pipeline, controls, hop = self.ring, self.pipeline, self.controls, self.hop
         n_level = self._block_power.shape[0]
+        seen_underruns, quiet_since = self._underruns, time.monotonic()
         try:
             while not self._stop.is_set():
-                if ring.free() < hop:
+                if self._underruns != seen_underruns:
+                    seen_underruns, quiet_since = self._underruns, time.monotonic()
+                    if self.buffer_frames < self.max_buffer_frames:
+                        self.buffer_frames += 1
+                        log.warning("engine: underrun (%d so far); buffering %d frames (%.0f ms) from now on",
+                                    seen_underruns, self.buffer_frames, self.buffer_frames * pipeline.frame_s * 1e3)
+                elif self.buffer_frames > self.min_buffer_frames and time.monotonic() - quiet_since > BUFFER_DECAY_S:
+                    self.buffer_frames -= 1
+                    quiet_since = time.monotonic()
+                target = self.buffer_frames * hop
+                if ring.lead() >= target:
                     ring.space.clear()
-                    if ring.free() < hop:
+                    if ring.lead() >= target:
                         ring.space.wait(pipeline.frame_s)
                     continue
                 block = pipeline.next_block(controls.snapshot(), controls.take_events())
@@ -464,7 +491,9 @@ class Engine:
     def _pull_nowait(self, out: np.ndarray) -> bool:
         """Real-time pull (audio callback): copy what is ready, silence for the rest, count an underrun."""
         ready = self.ring.read_into(out)
-        if ready < out.shape[0] and not self._stop.is_set():
+        self._pulls += 1
+        # the first pulls may come in a burst (PortAudio priming the card's buffer): not counted as underruns
+        if ready < out.shape[0] and not self._stop.is_set() and self._pulls > self.max_buffer_frames:
             self._underruns += 1
         self._delivered(ready)
         return not self._stop.is_set()

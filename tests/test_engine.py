@@ -16,7 +16,7 @@ import pytest
 
 from device.bundle import load_bundle
 from device.controls import Controls, ControlStore
-from device.engine import BlockPipeline, Engine, Ring, render
+from device.engine import DEFAULT_BUFFER_FRAMES, BlockPipeline, Engine, Ring, render
 from device.fakes import FakeStepModel, FakeVocoder
 from device.sinks import NullSink, WavSink, _ThreadSink
 
@@ -65,8 +65,8 @@ def test_render_is_deterministic_sized_alive_and_never_clips(bundle):
 
 @pytest.mark.parametrize(("name", "value"), [("hold", True), ("temperature", 1.5), ("gain_db", -20.0)])
 def test_a_control_change_is_heard_within_the_latency_target(bundle, name, value):
-    """Frames from the change to the first block whose difference from the unchanged render is within 10 dB of
-    the signal; plus the ring's lead (buffer_frames), this must stay within 100 ms."""
+    """Frames from the change to the first block whose difference from the unchanged render reaches -20 dB of
+    the signal (as benchmarks/bench_engine.py); plus the ring's lead (buffer_frames), this must stay within 100 ms."""
     hop = bundle.audio.hop_length
     change_frame = 60
     base = render(bundle, 1.5, controls=Controls(jump=0.0), seed=3)
@@ -79,9 +79,9 @@ def test_a_control_change_is_heard_within_the_latency_target(bundle, name, value
     changed = render(bundle, 1.5, controls=store, seed=3, on_frame=on_frame)
     np.testing.assert_array_equal(changed[: change_frame * hop], base[: change_frame * hop])  # causal
     difference = np.sqrt((blocks(changed - base, hop) ** 2).mean(axis=1) / ((blocks(base, hop) ** 2).mean(axis=1) + 1e-12))
-    audible = np.nonzero(20 * np.log10(difference[change_frame:] + 1e-12) > -10.0)[0]
+    audible = np.nonzero(20 * np.log10(difference[change_frame:] + 1e-12) > -20.0)[0]
     assert len(audible), f"{name}={value} never changed the sound"
-    buffer_frames = 3  # Engine default
+    buffer_frames = DEFAULT_BUFFER_FRAMES
     budget_frames = CONTROL_LATENCY_TARGET_S / bundle.audio.frame_s - buffer_frames
     assert audible[0] <= budget_frames, f"{name}: {audible[0]} frames + {buffer_frames} buffered > 100 ms"
 
@@ -199,8 +199,9 @@ def test_engine_streams_the_render_exactly_and_stops_with_a_fade(bundle):
     assert not engine._thread.is_alive() and not sink._thread.is_alive()
     played = sink.audio
     reference = render(bundle, len(played) / bundle.audio.sample_rate_hz + 0.1, seed=21)
-    fade_samples = int(0.05 * bundle.audio.sample_rate_hz) + 4 * engine.hop
-    np.testing.assert_array_equal(played[:-fade_samples], reference[: len(played) - fade_samples])
+    head = engine.pipeline.fade_start_frame() * engine.hop  # everything before the stop fade
+    assert head > 100 * engine.hop
+    np.testing.assert_array_equal(played[:head], reference[:head])
     assert np.abs(played[-engine.hop :]).max() == 0.0, "stop must fade to silence before the sink stops"
     stats = engine.stats
     assert stats.underruns == 0 and stats.blocks_delivered == len(played) // engine.hop
@@ -298,8 +299,14 @@ def test_engine_counts_underruns_when_the_producer_is_late(bundle):
             break
         release.wait(0.01)
     release.set()
-    engine.stop(fade_s=0.0)
     assert engine.stats.underruns > 0
+    produced = engine.stats.frames_produced
+    for _ in range(1000):  # the producer notices the underrun on its next frames and buffers one frame more
+        if engine.stats.frames_produced > produced + 2:
+            break
+        release.wait(0.01)
+    assert engine.stats.buffer_frames == DEFAULT_BUFFER_FRAMES + 1
+    engine.stop(fade_s=0.0)
     assert sink.samples > 0
 
 
@@ -352,7 +359,7 @@ def test_wav_sink_writes_what_the_engine_played(bundle, tmp_path):
         pcm = np.frombuffer(wav.readframes(n), dtype=np.int16) / 32767.0
     assert n == sink.samples and n % engine.hop == 0 and n >= 100 * engine.hop
     reference = render(bundle, n / bundle.audio.sample_rate_hz, seed=8)
-    head = n - int(0.05 * bundle.audio.sample_rate_hz) - 4 * engine.hop
+    head = engine.pipeline.fade_start_frame() * engine.hop
     assert np.abs(pcm[:head] - reference[:head]).max() < 2.0 / 32767
 
 

@@ -60,7 +60,8 @@ PLAYER = textwrap.dedent("""
     engine.stop()
     stats = engine.stats
     result.update(callbacks=sink.callbacks, channels=sink.channels, block=engine.hop, device=sink.device.name,
-                  delivered=engine._samples_delivered, underruns=stats.underruns)
+                  delivered=engine._samples_delivered, underruns=stats.underruns,
+                  fade_start=engine.pipeline.fade_start_frame(), buffer_frames=stats.buffer_frames)
     print("RESULT " + json.dumps(result))
 """)
 
@@ -98,12 +99,14 @@ def test_pyaudio_writes_the_engine_audio_through_alsa(tiny_bundle, tmp_path):
     # the delivered samples themselves are exactly the offline render of the same seed
     sounding = mono[mono != 0.0]
     # (the engine's last few delivered blocks are the exact zeros at the end of its stop fade)
-    assert report["delivered"] - 4 * block <= sounding.size <= report["delivered"]
+    # (the unpaced file device underruns, so the engine's lead has grown: buffer_frames at the stop)
+    assert report["delivered"] - (report["buffer_frames"] + 2) * block <= sounding.size <= report["delivered"]
     assert sounding.size >= 100 * block
     assert 20 * np.log10(np.sqrt(np.mean(sounding**2))) > -40.0
     bundle = load_bundle(tiny_bundle)
     reference = render(bundle, sounding.size / bundle.audio.sample_rate_hz + 0.1, seed=5)
-    head = sounding.size - int(0.05 * bundle.audio.sample_rate_hz) - 4 * block  # before the stop fade
+    head = report["fade_start"] * block  # before the stop fade
+    assert head >= 100 * block
     reference_sounding = reference[reference != 0.0]
     np.testing.assert_array_equal(sounding[:head], reference_sounding[:head])
 

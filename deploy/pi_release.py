@@ -193,10 +193,13 @@ class Pi:
             return "health report not updated since the switch"
         if restarted and old_pid is not None and report.get("pid") == old_pid:
             return f"service not restarted yet (pid {old_pid})"
-        if report.get("release") not in (None, release_id):
+        if restarted and report.get("release") not in (None, release_id):  # a reload keeps the process (same code)
             return f"running release {report.get('release')!r}, wanted {release_id!r}"
         if report.get("bundle_id") != bundle_id:
             return f"playing bundle {report.get('bundle_id')!r}, wanted {bundle_id!r}"
+        age = report.get("bundle_age_s")
+        if isinstance(age, (int, float)) and age > time.time() - since_unix + 1.0:
+            return f"bundle {bundle_id!r} was loaded {age:.0f} s ago, before the switch (reload refused?)"
         state = report.get("state")
         if state == "quiet-hours" and self.allow_quiet_hours and report.get("ready"):
             return None
@@ -275,8 +278,11 @@ class Pi:
         step("journal")
         old_pid = (self.read_status(self.layout.releases / to_id) or {}).get("pid")
         since = time.time()
-        restarted = self.switch_to(to_id, reload_ok=reload_ok)
-        problem = self.gate(to_id, since_unix=since, old_pid=old_pid, restarted=restarted)
+        try:
+            restarted = self.switch_to(to_id, reload_ok=reload_ok)
+            problem = self.gate(to_id, since_unix=since, old_pid=old_pid, restarted=restarted)
+        except DeployFailed as exc:  # e.g. the new code dies before READY, so `systemctl restart` fails
+            restarted, problem = True, str(exc)
         if problem is None:
             step("healthy", f"{to_id} plays, after {time.monotonic() - started:.1f} s")
             write_atomic(self.layout.releases / to_id / "HEALTHY", f"{time.time():.0f}\n".encode())
@@ -295,7 +301,11 @@ class Pi:
         started = time.monotonic()
         since = time.time()
         old_pid = (self.read_status(self.layout.releases / from_id) or {}).get("pid") if from_id else None
-        restarted = self.switch_to(from_id, reload_ok=reload_ok)
+        try:
+            restarted = self.switch_to(from_id, reload_ok=reload_ok)
+        except DeployFailed as exc:
+            restarted = True
+            step("rollback-restart-failed", str(exc))
         if from_id is None:
             self.layout.journal.unlink(missing_ok=True)
             return "nothing was live before: current removed and the service stopped"
@@ -375,6 +385,24 @@ def lock(layout: Layout):
     return fd
 
 
+RELEASE_OWN = {"release.json", "HEALTHY", "bundle"}  # per-release files, not part of the code id
+
+
+def code_id_of(tree: Path) -> str:
+    """The code id of a release tree: sha256 over (relative path, file sha256) of every file, as the laptop makes it."""
+    files = []
+    for dirpath, dirnames, filenames in os.walk(tree):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        for name in filenames:
+            rel = (Path(dirpath) / name).relative_to(tree)
+            if str(rel) not in RELEASE_OWN:
+                files.append(str(rel))
+    digest = hashlib.sha256()
+    for rel in sorted(files):
+        digest.update(rel.encode() + b"\0" + sha256_file(tree / rel).encode() + b"\n")
+    return digest.hexdigest()[:16]
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -413,7 +441,7 @@ def copy_release_code(src: Path, dst: Path) -> None:
     Files are never modified in place (rsync and write_atomic replace them), so sharing inodes is safe; the
     per-release files (release.json, HEALTHY, bundle link, managed config) are not carried over.
     """
-    skip = {"release.json", "HEALTHY", "bundle"}
+    skip = RELEASE_OWN
 
     def ignore(directory: str, names: list[str]) -> set[str]:
         return skip.intersection(names) if Path(directory) == src else {n for n in names if n == "__pycache__"}
@@ -450,6 +478,10 @@ def cmd_commit(pi: Pi, args: argparse.Namespace) -> dict:
         copy_release_code(layout.releases / current, staging)
     elif not (staging / "device").is_dir():
         raise DeployFailed(f"staged code {staging} is missing; the copy did not finish")
+    found = code_id_of(staging)
+    if found != args.code_id:
+        raise DeployFailed(f"staged code {staging.name} hashes to {found}, the laptop sent {args.code_id}: the copy is "
+                           "incomplete or was changed; deploy again")
     site = staging / "site" / "murmur.toml"
     if site.is_file():  # a managed config gets its own inode: never shared with another release
         write_atomic(site, site.read_bytes())
@@ -480,8 +512,12 @@ def verify_release(pi: Pi, release_id: str) -> str | None:
     release = pi.layout.releases / release_id
     command = [pi.python, "-m", "device", "verify", "--bundle", str(release / "bundle")]
     managed = release / "site" / "murmur.toml"
-    if managed.is_file():
-        command += ["--config", str(managed)]
+    if managed.is_file():  # check it as it will read after the switch: current/ is this release
+        live = f"{pi.layout.base}/current/"
+        as_after = managed.read_text().replace(live, f"{release}/").replace("/opt/murmur/current/", f"{release}/")
+        check = pi.layout.state / f"verify-{release_id}.toml"
+        check.write_text(as_after)
+        command += ["--config", str(check)]
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     try:
         proc = subprocess.run(command, cwd=release, env=env, capture_output=True, text=True, timeout=600)

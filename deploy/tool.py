@@ -34,7 +34,7 @@ PI_SCRIPT = Path(__file__).resolve().parent / "pi_release.py"
 CODE_DIRS = ("device", "deploy")
 CODE_FILES = ("README.md", "LICENSE")
 SKIP_PARTS = {"__pycache__", "arm64", ".pytest_cache"}
-SKIP_NAME = re.compile(r"(\.pyc$|^inventory.*\.toml$|^\.)")
+SKIP_NAME = re.compile(r"(\.pyc$|^inventory.*\.toml$|^loopback.*|^\.)")  # laptop-only files
 BASE = "/opt/murmur"
 print_lock = threading.Lock()
 
@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle-override", default=None, help="bundle for every host, whatever the inventory says")
     parser.add_argument("--ssh-config", default=os.environ.get("MURMUR_SSH_CONFIG"), help="ssh -F file")
     parser.add_argument("--to", default="", help="rollback: a release id instead of the previous healthy one")
+    parser.add_argument("--repo", type=Path, default=REPO, help="deploy: the checkout whose code is shipped")
     parser.add_argument("--lines", type=int, default=200, help="logs: how many journal lines")
     parser.add_argument("--follow", action="store_true", help="logs: keep following (one host)")
     args = parser.parse_args(argv)
@@ -379,7 +380,7 @@ def deploy_command(hosts: list[Host], args: argparse.Namespace, ssh_config: str 
             key = (str(Path(bundle).resolve()), str(host.config))
             with cache_lock:
                 if key not in cache:
-                    cache[key] = build_release(Path(bundle).resolve(), host.config, work / f"r{len(cache)}")
+                    cache[key] = build_release(Path(bundle).resolve(), host.config, work / f"r{len(cache)}", args.repo)
                 return cache[key]
 
         return in_parallel(hosts, lambda h: deploy_host(h, release_for, ssh_config))

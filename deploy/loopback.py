@@ -1,0 +1,177 @@
+"""A "Pi" on 127.0.0.1 for the deploy tests and benchmark: a real sshd on its own port with a throw-away host key
+and user key, a temporary directory as the Pi's filesystem, and ``systemctl`` replaced by
+``deploy/loopback_systemctl.py``, which runs the real ``python -m device serve`` from the live release (null sink,
+paced in real time) and waits for its READY=1 like systemd does for ``Type=notify``.
+
+Laptop-side test tooling only (never shipped to a Pi). Needs root (sshd's privilege separation, login as root).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SSHD = Path("/usr/sbin/sshd")
+STUB = HERE / "loopback_systemctl.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 20.0) -> None:
+    """Block until something accepts on 127.0.0.1:port (or sshd died / the bound passed)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sshd exited with {proc.returncode}: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"sshd did not listen on port {port} within {timeout_s} s")
+
+
+def sshd_available() -> str | None:
+    """None if a loopback Pi can run here, else why not (for pytest.skip)."""
+    if os.geteuid() != 0:
+        return "the loopback Pi needs root (sshd privilege separation, login as root)"
+    for tool in (str(SSHD), "ssh", "ssh-keygen", "rsync"):
+        if shutil.which(tool) is None:
+            return f"{tool} is missing (apt-get install openssh-server openssh-client rsync)"
+    return None
+
+
+@dataclass
+class LoopbackPi:
+    """One fake Pi. ``root`` is its filesystem; ``inventory_entry()`` says how the deploy tool reaches it."""
+
+    name: str
+    workdir: Path
+    python: str = str(REPO / ".venv/device/bin/python")
+    port: int = 0
+    proc: subprocess.Popen | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Path:
+        return self.workdir / "root"
+
+    @property
+    def keys(self) -> Path:
+        return self.workdir / "keys"
+
+    def start(self, user_key: Path) -> LoopbackPi:
+        self.keys.mkdir(parents=True, exist_ok=True)
+        (self.root / "opt/murmur").mkdir(parents=True, exist_ok=True)
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+        host_key = self.keys / "host_ed25519"
+        if not host_key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True)
+        (self.keys / "authorized_keys").write_text(Path(f"{user_key}.pub").read_text())
+        self.port = self.port or free_port()
+        config = self.keys / "sshd_config"
+        config.write_text("\n".join([
+            f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}",
+            f"PidFile {self.keys / 'sshd.pid'}", f"AuthorizedKeysFile {self.keys / 'authorized_keys'}",
+            "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no", "MaxStartups 50:30:100",
+            "MaxSessions 50", "LogLevel ERROR", "",
+        ]))
+        self.proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)
+        wait_for_port(self.port, self.proc)
+        return self
+
+    def stop(self) -> None:
+        subprocess.run([sys.executable, str(STUB), str(self.root), "stop", "murmur"], capture_output=True)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+
+    def ssh_config_block(self, user_key: Path, known_hosts: Path) -> str:
+        return "\n".join([
+            f"Host {self.name}", "  HostName 127.0.0.1", f"  Port {self.port}", "  User root",
+            f"  IdentityFile {user_key}", "  IdentitiesOnly yes", f"  UserKnownHostsFile {known_hosts}",
+            "  StrictHostKeyChecking accept-new", "  LogLevel ERROR", "",
+        ])
+
+    def inventory_entry(self, *, bundle: Path | None = None, config: Path | None = None, gate_timeout_s: float = 30,
+                        pip: str | None = None) -> str:
+        """TOML for [hosts.NAME]: the root prefix, the local device venv as the Pi's python, the stub systemctl,
+        and (for install.sh) a PATH whose apt-get/useradd/… only record what they were asked."""
+        recorders = self.workdir / "recorders"
+        make_recorders(recorders, self.root)
+        env = {"PATH": f"{recorders}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "MURMUR_PIP": f"{recorders / 'pip'}", "MURMUR_ALLOW_OS": "1", **self.extra_env}
+        lines = [f"[hosts.{self.name}]", f'root = "{self.root}"', f'python = "{self.python}"',
+                 f'systemctl = "{sys.executable} {STUB} {self.root}"', "sudo = false",
+                 f"gate_timeout_s = {gate_timeout_s}",
+                 "env = { " + ", ".join(f'{k} = "{v}"' for k, v in env.items()) + " }"]
+        if bundle is not None:
+            lines.append(f'bundle = "{bundle}"')
+        if config is not None:
+            lines.append(f'config = "{config}"')
+        return "\n".join(lines) + "\n"
+
+    def write_room_config(self, path: Path, **playback: object) -> Path:
+        """A managed config for this Pi: its bundle is the live release's, under the root prefix."""
+        values = {"bundle": f"{self.root}/opt/murmur/current/bundle", "crossfade_s": 0.5, "volume_cap_db": -6.0,
+                  **playback}
+        body = "[playback]\n" + "".join(
+            f"{k} = {v!r}\n".replace("'", '"') if isinstance(v, str) else f"{k} = {v}\n" for k, v in values.items())
+        path.write_text(body)
+        return path
+
+    # -- what tests look at -----------------------------------------------------------------------------------
+    def current(self) -> str | None:
+        link = self.root / "opt/murmur/current"
+        return Path(os.readlink(link)).name if link.is_symlink() else None
+
+    def systemctl_calls(self) -> list[str]:
+        log = self.root / "var/log/systemctl.calls"
+        return log.read_text().splitlines() if log.is_file() else []
+
+    def service_log(self) -> str:
+        log = self.root / "var/log/murmur.log"
+        return log.read_text() if log.is_file() else ""
+
+
+RECORDED = ("apt-get", "useradd", "usermod", "groupadd", "pip", "dpkg-query", "getent", "uname")
+
+
+def make_recorders(directory: Path, root: Path) -> None:
+    """Stand-ins for install.sh's system-changing commands: each appends its argv to ROOT/var/log/recorded.calls.
+    ``uname -m`` answers aarch64 and ``dpkg-query`` says nothing is installed, like a fresh Pi."""
+    directory.mkdir(parents=True, exist_ok=True)
+    log = root / "var/log/recorded.calls"
+    for name in RECORDED:
+        answer = {"uname": 'echo aarch64', "getent": "exit 2", "dpkg-query": "exit 1"}.get(name, "exit 0")
+        script = directory / name
+        script.write_text(f'#!/bin/sh\nmkdir -p "{log.parent}"\necho "{name} $*" >> "{log}"\n{answer}\n')
+        script.chmod(0o755)
+    systemctl = directory / "systemctl"  # install.sh's daemon-reload/enable reach the same stub as the deploy
+    systemctl.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{STUB}" "{root}" "$@"\n')
+    systemctl.chmod(0o755)
+    (root / "etc").mkdir(parents=True, exist_ok=True)
+    os_release = root / "etc/os-release"
+    if not os_release.exists():
+        os_release.write_text('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nVERSION_CODENAME=bookworm\n')
+
+
+def make_user_key(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    key = directory / "id_ed25519"
+    if not key.exists():
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key

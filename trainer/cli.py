@@ -88,6 +88,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seq-len", type=int, default=d.seq_len, help=f"training window in frames (default {d.seq_len})")
     parser.add_argument("--patience", type=int, default=d.patience,
                         help=f"epochs without held-out improvement before stopping (default {d.patience})")
+    parser.add_argument("--max-epochs", type=int, default=d.max_epochs,
+                        help=f"stop after this many epochs even with budget left (default {d.max_epochs})")
     parser.add_argument("--input-noise", type=float, default=d.input_noise,
                         help=f"Gaussian input noise in training, model units (default {d.input_noise:g})")
     parser.add_argument("--cache", type=Path, default=None, dest="cache_dir",
@@ -131,6 +133,8 @@ def run(args) -> int:
 
     from .pipeline import TrainOptions, train_bundle
 
+    if args.command == "demo" and args.name is None:
+        args.name = "demo"
     option_names = set(TrainOptions.__dataclass_fields__)
     options = TrainOptions(**{k: v for k, v in vars(args).items() if k in option_names})
     paths = _paths(args)

@@ -1,0 +1,76 @@
+"""Helpers shared by benchmark sections: the default model trained once on the demo clip.
+
+``trained_demo_bundle()`` runs the real command a user runs (``python -m trainer train trainer/demo/demo.ogg``,
+default options) the first time and reuses the bundle under ``out/bench/`` afterwards, as long as it still loads
+and was made by the same trainer code (a hash of ``trainer/*.py`` is kept beside it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_OUT = ROOT / "out" / "bench"
+DEMO_CLIP = ROOT / "trainer" / "demo" / "demo.ogg"
+DEMO_BUNDLE = BENCH_OUT / "demo_bundle"
+STAMP = BENCH_OUT / "demo_bundle.trainer-hash"
+
+
+@dataclass
+class TrainRun:
+    """One timed run of the train command: wall seconds, peak RSS of the child (bytes), exit code, stderr."""
+
+    bundle: Path
+    wall_s: float
+    peak_rss_bytes: int
+    returncode: int
+    stderr: str
+
+
+def trainer_code_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "trainer").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def run_train(out: Path, *extra: str, minutes: float = 3.0, cache: Path | None = None) -> TrainRun:
+    """``python -m trainer train demo.ogg --out OUT`` as a child process; peak RSS from its own rusage (wait4)."""
+    import time
+
+    cmd = [sys.executable, "-m", "trainer", "train", str(DEMO_CLIP), "--out", str(out), "--minutes", str(minutes), *extra]
+    if cache is not None:
+        cmd += ["--cache", str(cache)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    started = time.monotonic()
+    with open(BENCH_OUT / "train.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return TrainRun(out, wall, int(usage.ru_maxrss) * 1024, proc.returncode, (BENCH_OUT / "train.log").read_text())
+
+
+def trained_demo_bundle() -> Path:
+    """The default model trained on the demo clip (cached under out/bench/); raises RuntimeError if training fails."""
+    from device.bundle import load_bundle
+    from device.errors import BundleError
+
+    BENCH_OUT.mkdir(parents=True, exist_ok=True)
+    code = trainer_code_hash()
+    if DEMO_BUNDLE.is_dir() and STAMP.is_file() and STAMP.read_text().strip() == code:
+        try:
+            load_bundle(DEMO_BUNDLE)
+            return DEMO_BUNDLE
+        except BundleError:
+            pass
+    run = run_train(DEMO_BUNDLE, "--preview-seconds", "0", "--name", "demo")
+    if run.returncode != 0:
+        raise RuntimeError(f"training the demo bundle failed (exit {run.returncode}):\n{run.stderr[-3000:]}")
+    STAMP.write_text(code + "\n")
+    return DEMO_BUNDLE

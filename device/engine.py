@@ -149,6 +149,7 @@ class BlockPipeline:
         self.ceiling = min(db_to_linear(self.volume_cap_db), 1.0) * 0.999  # the limiter never reaches this
         n_bins = bundle.audio.n_bins
         self._mix = np.zeros(n_bins, dtype=np.float32)
+        self._mix_new = np.zeros(n_bins, dtype=np.float32)
         self._block = np.zeros(self.hop, dtype=np.float32)
         self._scratch = np.zeros(self.hop, dtype=np.float32)
         self._ramp = (np.arange(1, self.hop + 1, dtype=np.float32) / np.float32(self.hop))
@@ -222,7 +223,8 @@ class BlockPipeline:
             weight = 0.5 - 0.5 * math.cos(math.pi * min(self._swap_pos / self._swap_frames, 1.0))
             new_magnitudes = incoming.sampler.next_frame(controls)
             np.multiply(magnitudes, np.float32(1.0 - weight), out=self._mix)
-            self._mix += np.float32(weight) * new_magnitudes  # (n_bins,) temporary; only during a swap
+            np.multiply(new_magnitudes, np.float32(weight), out=self._mix_new)
+            np.add(self._mix, self._mix_new, out=self._mix)
             magnitudes = self._mix
             if self._swap_pos >= self._swap_frames:
                 self.voice, self.incoming = incoming, None
@@ -234,7 +236,7 @@ class BlockPipeline:
         block = self._block
         np.copyto(block, audio)
         self.frame_index += 1
-        if not np.isfinite(block).all():
+        if not math.isfinite(float(np.dot(block, block))):  # NaN/inf anywhere makes this non-finite
             self._recover()
         target = db_to_linear(min(controls.gain_db, self.volume_cap_db)) * self.fade_gain(self.frame_index)
         previous = self._gain

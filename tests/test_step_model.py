@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -64,3 +68,25 @@ def test_step_timing_is_measured(bundle):
     assert 0.0 < ms < 1000.0
     after = model.get_state()
     assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True)), "timing must not move the state"
+
+
+TFLITE_RUNTIME_PYTHON = Path(__file__).resolve().parent.parent / ".venv" / "tflite-runtime" / "bin" / "python"
+
+
+@pytest.mark.skipif(not TFLITE_RUNTIME_PYTHON.exists(), reason="no .venv/tflite-runtime (make setup)")
+def test_the_tflite_runtime_fallback_runs_the_same_model(bundle, tiny_bundle, tmp_path):
+    """tflite-runtime 2.14 (numpy 1.26) through MURMUR_TFLITE_RUNTIME: opens, takes the fast path, agrees."""
+    frames = bundle.seed_frames(0, 20)
+    expected = run(open_step_model(bundle), frames)
+    out = tmp_path / "steps.npy"
+    script = (
+        "import sys, numpy as np; from device.bundle import load_bundle; from device.step_model import open_step_model; "
+        f"b = load_bundle({str(tiny_bundle)!r}); m = open_step_model(b); f = b.seed_frames(0, 20); "
+        f"np.save({str(out)!r}, np.stack([m.step(x).copy() for x in f])); print(m.runtime_name, m.fast_path)"
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([str(TFLITE_RUNTIME_PYTHON), "-c", script], cwd=root, capture_output=True, text=True,
+                            timeout=120, env=dict(os.environ, PYTHONPATH=str(root), MURMUR_TFLITE_RUNTIME="tflite_runtime"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["tflite_runtime", "True"]
+    np.testing.assert_allclose(np.load(out), expected, atol=0.05)

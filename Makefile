@@ -75,6 +75,23 @@ test: setup ## run the test suite
 bench: setup ## measure the targets and write BENCHMARKS.md
 	$(PY_T) -m benchmarks $(ARGS)
 
+.PHONY: deploy rollback logs test-arm64
+DEPLOY_BUNDLE = $(if $(filter command line environment,$(origin BUNDLE)),--bundle-override "$(BUNDLE)",--bundle "$(BUNDLE)")
+deploy: setup ## make deploy PI="host1 host2 …" [BUNDLE=<dir>] — install if needed, verify, switch, health gate, auto-rollback
+	@[ -n "$(PI)" ] || { echo "make deploy: set PI=\"host1 host2 …\" (ssh names, inventory names, @group or all; see deploy/README.md)"; exit 2; }
+	$(PY_T) -m deploy deploy $(PI) $(DEPLOY_BUNDLE) $(ARGS)
+
+rollback: setup ## make rollback PI="host …" — back to the previous healthy release (ARGS="--to <release id>")
+	@[ -n "$(PI)" ] || { echo "make rollback: set PI=\"host …\""; exit 2; }
+	$(PY_T) -m deploy rollback $(PI) $(ARGS)
+
+logs: setup ## make logs PI="host …" [ARGS="--follow"] — the service's journal on each Pi
+	@[ -n "$(PI)" ] || { echo "make logs: set PI=\"host …\""; exit 2; }
+	$(PY_T) -m deploy logs $(PI) $(ARGS)
+
+test-arm64: setup ## the device side on arm64 Bookworm under qemu-user (root; builds a cached root in out/arm64)
+	bash deploy/arm64/run.sh
+
 .PHONY: status
 status: ## make status PI="host …" — health of the service on each Pi (playing, level, bundle, temperature)
 	@[ -n "$(PI)" ] || { echo "make status: set PI=<host> (ssh name of the Pi), e.g. make status PI=murmur.local"; exit 2; }

@@ -8,6 +8,7 @@ Laptop-side test tooling only (never shipped to a Pi). Needs root (sshd's privil
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -16,6 +17,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from device.bundle import load_bundle, write_bundle
+
+from .pi_release import code_id_of
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -175,3 +180,99 @@ def make_user_key(directory: Path) -> Path:
     if not key.exists():
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     return key
+
+
+def variant_bundle(src: Path, dst: Path, bundle_id: str, *, break_model: bool = False) -> Path:
+    """A copy of ``src`` with another bundle_id (a new sound as far as the service can tell); with
+    ``break_model`` the model file is cut short: checksums and the TFLite magic still pass, the runtime fails."""
+    meta = json.loads((src / "bundle.json").read_text())
+    meta["bundle_id"] = bundle_id
+    files: dict[str, bytes | Path] = {name: src / name for name in meta["files"]}
+    if break_model:
+        files["model.tflite"] = (src / "model.tflite").read_bytes()[:4096]
+    return write_bundle(dst, meta, files)
+
+
+class Fleet:
+    """Loopback Pis with one client key, one ssh_config, a managed room config each, and an inventory file;
+    ``run("deploy", "pi1")`` runs ``python -m deploy`` like ``make deploy`` does."""
+
+    def __init__(self, workdir: Path, names: tuple[str, ...] = ("pi1", "pi2")) -> None:
+        self.workdir = workdir
+        self.key = make_user_key(workdir / "client")
+        self.pis = {name: LoopbackPi(name, workdir / name).start(self.key) for name in names}
+        self.ssh_config = workdir / "ssh_config"
+        self.ssh_config.write_text("".join(p.ssh_config_block(self.key, workdir / "client/known_hosts")
+                                           for p in self.pis.values()))
+        self.rooms = {name: p.write_room_config(workdir / f"room-{name}.toml") for name, p in self.pis.items()}
+        self.inventory = workdir / "inventory.toml"
+
+    def write_inventory(self, bundles: dict[str, Path], env: dict[str, dict[str, str]] | None = None) -> None:
+        parts = []
+        for name, bundle in bundles.items():
+            pi = self.pis[name]
+            pi.extra_env = (env or {}).get(name, {})
+            parts.append(pi.inventory_entry(bundle=bundle, config=self.rooms[name]))
+        self.inventory.write_text("\n".join(parts))
+
+    def run(self, command: str, *hosts: str, args: tuple[str, ...] = (), repo: Path = REPO) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "deploy", command, *hosts, "--inventory", str(self.inventory),
+                "--ssh-config", str(self.ssh_config), *args]
+        if command == "deploy":
+            argv += ["--repo", str(repo)]
+        return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    def stop(self) -> None:
+        for pi in self.pis.values():
+            pi.stop()
+
+
+
+
+def status(pi: LoopbackPi) -> dict:
+    return json.loads((pi.root / "run/murmur/status.json").read_text())
+
+
+def bundle_id(path: Path) -> str:
+    return json.loads((path / "bundle.json").read_text())["bundle_id"]
+
+
+def live_problem(pi: LoopbackPi) -> str | None:
+    """None if the Pi's disk holds one whole release as `current` (code matching its id, a bundle that loads,
+    the managed config of that release); otherwise what is inconsistent."""
+    base = pi.root / "opt/murmur"
+    link = base / "current"
+    if not link.is_symlink():
+        return "no current symlink"
+    release = base / os.readlink(link)
+    if not release.is_dir() or release.name.startswith("."):
+        return f"current points at {os.readlink(link)}, not a finished release"
+    meta = json.loads((release / "release.json").read_text())
+    if code_id_of(release) != meta["code_id"]:
+        return f"release {release.name}: code does not match its id (partial copy)"
+    try:
+        bundle = load_bundle(release / "bundle")
+    except ValueError as exc:
+        return f"release {release.name}: bundle does not load: {exc}"
+    if Path(os.readlink(release / "bundle")).name != meta["bundle"]:
+        return f"release {release.name}: bundle link differs from release.json"
+    site = release / "site/murmur.toml"
+    if site.is_file() and site.read_bytes() != (pi.root / "etc/murmur/murmur.toml").read_bytes():
+        return f"release {release.name}: /etc/murmur/murmur.toml is not this release's config"
+    del bundle
+    return None
+
+
+def wait_playing(pi: LoopbackPi, wanted: str, timeout_s: float = 30.0) -> dict:
+    """The status file once it reports ``wanted`` playing (the service updates it about once a second)."""
+    deadline = time.monotonic() + timeout_s
+    report: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            report = status(pi)
+        except (OSError, ValueError):
+            report = {}
+        if report.get("playing") and report.get("bundle_id") == wanted:
+            return report
+        time.sleep(0.2)
+    raise AssertionError(f"{pi.name} does not play {wanted} within {timeout_s} s: {report}")

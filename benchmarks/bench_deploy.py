@@ -1,0 +1,126 @@
+"""Deploy figures on a loopback Pi (deploy/loopback.py: a real sshd on 127.0.0.1, a temporary directory as the Pi's
+filesystem, the real service on a null sink): bundle-only update to new sound, rollback, a code update, the
+kill-at-each-step count, and the last `make test-arm64` result (out/arm64/result.json)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from deploy.loopback import Fleet, live_problem, sshd_available, status, variant_bundle, wait_playing
+
+REPO = Path(__file__).resolve().parent.parent
+KILL_STEPS = ["bundle-ready", "release-ready", "verified", "journal", "switched", "reloaded", "healthy"]
+
+
+def tiny_bundle(out: Path) -> Path:
+    """A tiny real bundle (the test suite's tiny_bundle recipe), trained once and cached under out/."""
+    if (out / "bundle.json").is_file():
+        return out
+    import soundfile
+
+    from tests.conftest import TINY_OPTIONS, _tiny_audio_samples
+    from trainer.pipeline import TrainOptions, train_bundle
+
+    samples, rate = _tiny_audio_samples()
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "tiny.wav"
+        soundfile.write(wav, samples, rate, subtype="FLOAT")
+        train_bundle(wav, out, TrainOptions(**dict(TINY_OPTIONS, cache_dir=Path(tmp) / "cache", name="bench")))
+    return out
+
+
+def timed_until_playing(fleet: Fleet, pi, command: str, wanted: str) -> tuple[float, float, int]:
+    """(seconds to the new sound in the status report, seconds until the command returned, its exit code)."""
+    argv = [sys.executable, "-m", "deploy", command, pi.name, "--inventory", str(fleet.inventory), "--ssh-config",
+            str(fleet.ssh_config)]
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_playing(pi, wanted, timeout_s=120)
+    sound_s = time.monotonic() - started
+    proc.communicate(timeout=120)
+    return sound_s, time.monotonic() - started, proc.returncode
+
+
+def arm64_row() -> tuple[str, str]:
+    path = REPO / "out/arm64/result.json"
+    if not path.is_file():
+        return "not run here (`make test-arm64` as root)", "—"
+    result = json.loads(path.read_text())
+    what = (f"{result['date']}: venv install of deploy/requirements-pi.txt from aarch64 wheels, imports, "
+            f"`device verify` + 5 s `device render`, {len(result['tests'])} device test files; "
+            f"wall {result['wall_s']} s (root build/reuse {result['root_build_s']} s)")
+    return what, "PASS" if result["passed"] else "FAIL"
+
+
+def run(quick: bool) -> str:
+    why_not = sshd_available()
+    arm_what, arm_pass = arm64_row()
+    if why_not:
+        return f"## Deploy\n\nSkipped: {why_not}.\n\n| make test-arm64 | {arm_what} | {arm_pass} |\n"
+    work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
+    base = tiny_bundle(REPO / "out/bench-deploy/bundle")
+    bundles = {name: variant_bundle(base, work / f"bundle-{name}", f"bench-{name}") for name in ("a", "b")}
+    fleet = Fleet(work / "fleet", names=("pi1",))
+    pi = fleet.pis["pi1"]
+    try:
+        fleet.write_inventory({"pi1": bundles["a"]})
+        first_sound, first_done, code = timed_until_playing(fleet, pi, "deploy", "bench-a")
+        assert code == 0, "first deploy failed"
+        fleet.write_inventory({"pi1": bundles["b"]})
+        update_sound, update_done, code = timed_until_playing(fleet, pi, "deploy", "bench-b")
+        assert code == 0, "bundle-only update failed"
+        rollback_sound, rollback_done, code = timed_until_playing(fleet, pi, "rollback", "bench-a")
+        assert code == 0, "rollback failed"
+
+        steps = KILL_STEPS[::3] if quick else KILL_STEPS
+        inconsistent = 0
+        for i, kill_at in enumerate(steps):
+            old = status(pi)["bundle_id"]
+            new = variant_bundle(base, work / f"kill-{i}", f"kill-{i}")
+            fleet.write_inventory({"pi1": new}, env={"pi1": {"MURMUR_DEPLOY_KILL_AT": kill_at}})
+            fleet.run("deploy", "pi1")
+            playing = status(pi).get("bundle_id")
+            if live_problem(pi) or playing not in (old, f"kill-{i}"):
+                inconsistent += 1
+            stub = [sys.executable, str(REPO / "deploy/loopback_systemctl.py"), str(pi.root), "restart", "murmur"]
+            subprocess.run(stub, capture_output=True, check=True)  # the power comes back
+            if live_problem(pi):
+                inconsistent += 1
+    finally:
+        fleet.stop()
+
+    def verdict(value: float, target: float) -> str:
+        return "✅" if value <= target else "❌"
+
+    rows = [
+        ("first deploy incl. install.sh (loopback, recorders for apt/pip)", f"{first_sound:.1f} s to sound, "
+         f"{first_done:.1f} s total", "—", ""),
+        ("bundle-only update → new sound (hot reload)", f"{update_sound:.1f} s ({update_done:.1f} s incl. gate)",
+         "≤ 30 s", verdict(update_sound, 30)),
+        ("`make rollback` → old sound again", f"{rollback_sound:.1f} s ({rollback_done:.1f} s incl. gate)", "≤ 10 s",
+         verdict(rollback_sound, 10)),
+        (f"kill at each step ({len(steps)} steps: {', '.join(steps)})", f"{inconsistent} inconsistent states",
+         "0", verdict(inconsistent, 0)),
+        ("make test-arm64 (qemu-aarch64, cortex-a72)", arm_what, "pass", "✅" if arm_pass == "PASS" else arm_pass),
+    ]
+    table = "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows)
+    return f"""## Deploy
+
+`make bench ARGS="--only deploy"` (root: it starts sshd on 127.0.0.1). One loopback Pi: a real sshd with a
+throw-away key, a temporary directory as the Pi's filesystem, `systemctl` replaced by a stub that runs the real
+`python -m device serve` (null sink at real-time pace) and waits for READY=1. Times run from starting
+`python -m deploy …` on the laptop side until the service's status file reports the wanted bundle playing ("to
+sound") and until the command returned after its health gate ("incl. gate"). Kill test: the Pi side is SIGKILLed at
+each step of a bundle-only update (every rename before it fsynced), then the disk is checked (current is one whole
+release: code matches its id, bundle loads, config is that release's) and the service restarted as after a power
+cut. The bundle is the test suite's tiny one (3 × 32 units).
+
+| what | measured | target | |
+|---|---|---|---|
+{table}
+"""

@@ -1,0 +1,44 @@
+#!/bin/sh
+# Runs INSIDE the arm64 root (under qemu-aarch64, QEMU_CPU=cortex-a72, a Pi 4 /proc/cpuinfo): the Pi's install of
+# the device dependency set into a venv, then the device checks. Called by deploy/arm64/run.sh; exit 0 = pass.
+set -eu
+cd /opt/murmur/current
+echo "arm64: $(uname -m), $(python3 --version), $(grep -m1 '^Model' /proc/cpuinfo || echo 'no Model line')"
+VENV=/opt/murmur/venv
+REQS=deploy/requirements-pi.txt
+want=$(sha256sum "$REQS" | cut -d' ' -f1)
+if [ "$(cat "$VENV/.murmur-requirements.sha256" 2>/dev/null || true)" != "$want" ]; then
+  t0=$(date +%s)
+  rm -rf "$VENV"
+  python3 -m venv --system-site-packages "$VENV"
+  # The Pi's set (install.sh does the same) + the gpiozero 2 that Raspberry Pi OS ships in apt (Debian has 1.6).
+  "$VENV/bin/pip" install --disable-pip-version-check --no-input -q --no-index --find-links /opt/wheels \
+    -r "$REQS" $EXTRA_WHEELS
+  echo "$want" > "$VENV/.murmur-requirements.sha256"
+  echo "arm64: venv + pip install took $(( $(date +%s) - t0 )) s"
+fi
+"$VENV/bin/python" - <<'PY'
+import platform, numpy, ai_edge_litert, gpiozero, pyaudio, systemd.journal
+print(f"arm64: imports ok: {platform.machine()} numpy {numpy.__version__} gpiozero {gpiozero.__version__} "
+      f"pyaudio {pyaudio.get_portaudio_version_text()} (apt) systemd (apt)")
+PY
+t0=$(date +%s)
+"$VENV/bin/python" -m device verify --bundle /opt/murmur/bundle --seconds 2
+echo "arm64: verify (load, step, render 2 s offline) took $(( $(date +%s) - t0 )) s"
+t0=$(date +%s)
+"$VENV/bin/python" -m device render --bundle /opt/murmur/bundle --seconds 5 --out /tmp/arm64-render.wav --seed 1
+python3 - <<'PY'
+import wave, struct, math
+with wave.open("/tmp/arm64-render.wav") as w:
+    n, rate, width = w.getnframes(), w.getframerate(), w.getsampwidth()
+    raw = w.readframes(n)
+print(f"arm64: render wrote {n / rate:.2f} s at {rate} Hz, {width * 8}-bit")
+assert abs(n / rate - 5.0) < 0.1, "render length is off"
+PY
+echo "arm64: render 5 s took $(( $(date +%s) - t0 )) s"
+if [ -d tests ]; then
+  t0=$(date +%s)
+  MURMUR_TFLITE_RUNTIME=ai_edge_litert GPIOZERO_PIN_FACTORY=mock "$VENV/bin/python" -m pytest -q -p no:cacheprovider $ARM64_TESTS
+  echo "arm64: device tests took $(( $(date +%s) - t0 )) s"
+fi
+echo "arm64: PASS"

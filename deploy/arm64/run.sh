@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# `make test-arm64`: the device side on the Pi's CPU architecture. An arm64 Debian Bookworm root (built once by
+# mmdebstrap, cached under out/arm64/, never in git) runs under qemu-aarch64 (binfmt_misc, QEMU_CPU=cortex-a72):
+# the Pi's venv install of deploy/requirements-pi.txt from PyPI's aarch64 wheels, imports of the apt-provided
+# modules, `device verify` and `device render` of a bundle, and a device test subset (ARM64_TESTS).
+# The trap (DESIGN §6): ai-edge-litert reads /proc/cpuinfo and crashes on the host's x86 one, so a Raspberry Pi 4
+# cpuinfo is bind-mounted over it, in a private mount namespace (unshare -m) that vanishes with the run.
+# Emulated timings mean nothing; pass/fail does. Result: out/arm64/result.json (benchmarks/bench_deploy.py reports it).
+# Env: ARM64_ROOT (root dir), BUNDLE (bundle dir; default: a tiny one trained here once), ARM64_TESTS.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPO=$(pwd)
+ROOT_DIR=$(realpath -m "${ARM64_ROOT:-out/arm64/root}")
+OUT=out/arm64
+mkdir -p "$OUT"
+LOG="$OUT/last-run.log"
+RESULT="$OUT/result.json"
+start=$(date +%s)
+: > "$LOG"
+exec > >(tee -a "$LOG") 2>&1
+
+die() { echo "test-arm64: $*" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || die "run as root (mmdebstrap, chroot and mounts in a private namespace need it)"
+# Its own apt packages (not needed by anything else, so not in everyone's `make setup`).
+EXTRA_APT_PACKAGES="mmdebstrap qemu-user-static binfmt-support arch-test" bash scripts/setup-apt.sh
+for pair in mmdebstrap:mmdebstrap qemu-aarch64-static:qemu-user-static unshare:util-linux update-binfmts:binfmt-support arch-test:arch-test; do
+  command -v "${pair%%:*}" >/dev/null || die "${pair%%:*} is missing: apt-get install ${pair##*:} (scripts/setup-apt.sh with EXTRA_APT_PACKAGES)"
+done
+if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
+    || die "cannot mount binfmt_misc (a container without it cannot run arm64 binaries)"
+  update-binfmts --enable qemu-aarch64 || die "cannot register qemu-aarch64 with binfmt_misc"
+fi
+arch-test arm64 >/dev/null || die "arm64 binaries do not run here even with qemu-aarch64 registered"
+
+t0=$(date +%s)
+bash deploy/arm64/build-root.sh "$ROOT_DIR"
+root_s=$(( $(date +%s) - t0 ))
+
+BUNDLE_DIR=${BUNDLE:-}
+if [ -z "$BUNDLE_DIR" ] || [ ! -f "$BUNDLE_DIR/bundle.json" ]; then
+  BUNDLE_DIR="$OUT/bundle"
+  if [ ! -f "$BUNDLE_DIR/bundle.json" ]; then
+    echo "test-arm64: training a tiny bundle on this machine for the smoke test"
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/trainer/bin/python - "$BUNDLE_DIR" <<'PY'
+import sys, tempfile
+from pathlib import Path
+sys.path.insert(0, ".")
+from tests.conftest import TINY_OPTIONS, _tiny_audio_samples
+import soundfile
+from trainer.pipeline import TrainOptions, train_bundle
+samples, rate = _tiny_audio_samples()
+with tempfile.TemporaryDirectory() as tmp:
+    wav = Path(tmp) / "tiny.wav"
+    soundfile.write(wav, samples, rate, subtype="FLOAT")
+    train_bundle(wav, Path(sys.argv[1]), TrainOptions(**dict(TINY_OPTIONS, cache_dir=Path(tmp) / "cache", name="arm64-smoke")))
+PY
+  fi
+fi
+
+# aarch64 wheels from PyPI, fetched by the host's pip (its proxy and CA settings apply; the root has neither) and
+# installed inside by the arm64 pip with --no-index: the same wheels a Pi's pip would pick.
+PLATFORMS=""
+for minor in $(seq 17 36); do PLATFORMS="$PLATFORMS --platform manylinux_2_${minor}_aarch64"; done
+EXTRA_WHEELS="gpiozero==2.0.1.post3 colorzero==2.0 pytest==9.2.0 iniconfig==2.3.1 pluggy==1.7.0 Pygments==2.21.0"
+mkdir -p "$OUT/wheels"
+.venv/trainer/bin/pip download -q --disable-pip-version-check --only-binary=:all: $PLATFORMS \
+  --platform manylinux2014_aarch64 --platform linux_aarch64 --python-version 3.11 --implementation cp \
+  -d "$OUT/wheels" -r deploy/requirements-pi.txt $EXTRA_WHEELS
+mkdir -p "$ROOT_DIR/opt/wheels"
+
+# The code and the bundle where a deploy puts them.
+release="$ROOT_DIR/opt/murmur/releases/arm64-test"
+mkdir -p "$release" "$ROOT_DIR/opt/murmur/bundle"
+rsync -a --delete --exclude __pycache__ --exclude arm64/ device deploy tests pyproject.toml "$release/"
+mkdir -p "$release/deploy/arm64" && cp deploy/arm64/inside.sh "$release/deploy/arm64/"
+ln -sfn releases/arm64-test "$ROOT_DIR/opt/murmur/current"
+rsync -a --delete "$BUNDLE_DIR/" "$ROOT_DIR/opt/murmur/bundle/"
+cp -L /etc/resolv.conf "$ROOT_DIR/etc/resolv.conf"
+
+TESTS=${ARM64_TESTS:-tests/test_controls.py tests/test_frames.py tests/test_knobs_shaping.py tests/test_knobs_mapping.py tests/test_knobs_gpio.py tests/test_schedule.py tests/test_bundle_loading.py}
+status=0
+ROOT_DIR="$ROOT_DIR" REPO="$REPO" ARM64_TESTS="$TESTS" EXTRA_WHEELS="$EXTRA_WHEELS" QEMU_CPU=cortex-a72 unshare --mount --propagation private sh -eu -c '
+  mount -t proc proc "$ROOT_DIR/proc"
+  mount --bind "$REPO/deploy/arm64/cpuinfo-pi4.txt" "$ROOT_DIR/proc/cpuinfo"
+  mount --rbind /dev "$ROOT_DIR/dev"
+  mount -t tmpfs tmpfs "$ROOT_DIR/tmp"
+  mount --bind "$REPO/out/arm64/wheels" "$ROOT_DIR/opt/wheels"
+  chroot "$ROOT_DIR" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root QEMU_CPU=cortex-a72 \
+    ARM64_TESTS="$ARM64_TESTS" EXTRA_WHEELS="$EXTRA_WHEELS" TF_CPP_MIN_LOG_LEVEL=2 /bin/sh /opt/murmur/current/deploy/arm64/inside.sh
+' || status=$?
+
+wall=$(( $(date +%s) - start ))
+passed=$([ $status -eq 0 ] && echo true || echo false)
+python3 - "$RESULT" "$passed" "$wall" "$root_s" "$LOG" "$TESTS" <<'PY'
+import json, sys, time
+path, passed, wall, root_s, log, tests = sys.argv[1:]
+lines = [l.strip() for l in open(log, errors="replace") if l.startswith(("arm64:", "verify:")) or " passed" in l or " failed" in l]
+json.dump({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "passed": passed == "true", "wall_s": int(wall),
+           "root_build_s": int(root_s), "tests": tests.split(), "lines": lines[-20:]}, open(path, "w"), indent=1)
+PY
+echo "test-arm64: $([ $status -eq 0 ] && echo PASS || echo FAIL) in ${wall} s (root build/reuse ${root_s} s); log $LOG"
+exit $status

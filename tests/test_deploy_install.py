@@ -1,0 +1,143 @@
+"""deploy/install.sh against a temporary root (MURMUR_ROOT) with apt-get, useradd, usermod, groupadd, pip, uname,
+getent and systemctl replaced by recorders on PATH (deploy.loopback.make_recorders); the venv is made for real."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy.loopback import make_recorders
+
+REPO = Path(__file__).resolve().parent.parent
+INSTALL = REPO / "deploy/install.sh"
+KNOBS_WITH_POT = """
+[playback]
+bundle = "/opt/murmur/current/bundle"
+
+[knobs]
+enabled = true
+
+[knobs.noise]
+type = "pot"
+channel = 0
+control = "temperature"
+"""
+
+
+@pytest.fixture
+def pi_root(tmp_path):
+    root = tmp_path / "root"
+    make_recorders(tmp_path / "bin", root)
+    return root
+
+
+def install(root: Path, *args: str, uname: str | None = None) -> subprocess.CompletedProcess:
+    bin_dir = root.parent / "bin"
+    if uname is not None:
+        (bin_dir / "uname").write_text(f"#!/bin/sh\necho {uname}\n")
+    env = dict(os.environ, MURMUR_ROOT=str(root), MURMUR_PIP=str(bin_dir / "pip"),
+               PATH=f"{bin_dir}:{os.environ['PATH']}")
+    env.pop("MURMUR_ALLOW_OS", None)
+    return subprocess.run(["sh", str(INSTALL), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def recorded(root: Path) -> list[str]:
+    path = root / "var/log/recorded.calls"
+    return path.read_text().splitlines() if path.is_file() else []
+
+
+def test_fresh_install_does_everything_once_and_keeps_the_technicians_config(pi_root):
+    proc = install(pi_root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = recorded(pi_root)
+    apt = [c for c in calls if c.startswith("apt-get install")]
+    assert len(apt) == 1 and all(p in apt[0] for p in ("python3-venv", "python3-gpiozero", "python3-lgpio",
+                                                        "python3-spidev", "python3-pyaudio", "python3-systemd"))
+    assert any(c.startswith("useradd --system") and c.endswith(" murmur") for c in calls)
+    assert "usermod -a -G audio,gpio,spi murmur" in calls
+    pip = [c for c in calls if c.startswith("pip install")]
+    assert len(pip) == 1 and pip[0].endswith("deploy/requirements-pi.txt")
+    venv_cfg = (pi_root / "opt/murmur/venv/pyvenv.cfg").read_text()
+    assert "include-system-site-packages = true" in venv_cfg
+    assert (pi_root / "etc/systemd/system/murmur.service").read_bytes() == (REPO / "deploy/murmur.service").read_bytes()
+    assert "performance" in (pi_root / "etc/systemd/system/murmur-cpu-performance.service").read_text()
+    config = pi_root / "etc/murmur/murmur.toml"
+    assert config.read_bytes() == (REPO / "deploy/murmur.toml").read_bytes()
+    systemctl = (pi_root / "var/log/systemctl.calls").read_text().splitlines()
+    assert "daemon-reload" in systemctl and "enable murmur.service murmur-cpu-performance.service" in systemctl
+
+    config.write_text(config.read_text() + "\n# the technician's edit\n")
+    boot = pi_root / "boot/firmware/config.txt"
+    boot.parent.mkdir(parents=True)
+    boot.write_text("dtparam=audio=on\n")
+    for _ in range(2):
+        again = install(pi_root, "--hat", "hifiberry-dac")
+        assert again.returncode == 0, again.stdout + again.stderr
+    assert config.read_text().endswith("# the technician's edit\n")
+    assert "keeping" in again.stdout
+    assert len([c for c in recorded(pi_root) if c.startswith("pip install")]) == 1  # requirements unchanged
+    assert boot.read_text().count("dtoverlay=hifiberry-dac") == 1
+
+
+@pytest.mark.parametrize("machine", ["armv7l", "x86_64"])
+def test_refuses_anything_but_64_bit_arm(pi_root, machine):
+    proc = install(pi_root, uname=machine)
+    assert proc.returncode == 1
+    assert machine in proc.stderr and "64-bit" in proc.stderr
+    assert not [c for c in recorded(pi_root) if c.startswith(("apt-get", "useradd", "usermod", "pip"))]
+    assert not (pi_root / "opt/murmur/venv").exists()
+
+
+def test_refuses_an_os_other_than_bookworm(pi_root):
+    (pi_root / "etc/os-release").write_text("VERSION_CODENAME=bullseye\n")
+    proc = install(pi_root)
+    assert proc.returncode == 1
+    assert "bullseye" in proc.stderr and "Bookworm" in proc.stderr and "MURMUR_ALLOW_OS" in proc.stderr
+
+
+def test_pot_knobs_need_spi_enabled(pi_root):
+    (pi_root / "etc/murmur").mkdir(parents=True)
+    (pi_root / "etc/murmur/murmur.toml").write_text(KNOBS_WITH_POT)
+    proc = install(pi_root, "--check")
+    assert proc.returncode == 1
+    assert "SPI is off" in proc.stderr and "raspi-config nonint do_spi 0" in proc.stderr
+    boot = pi_root / "boot/firmware/config.txt"
+    boot.parent.mkdir(parents=True)
+    boot.write_text("#dtparam=spi=on\n")
+    assert install(pi_root, "--check").returncode == 1  # commented out is off
+    boot.write_text("dtparam=spi=on\n")
+    proc = install(pi_root, "--check")
+    assert proc.returncode == 0, proc.stderr
+    assert "SPI yes (needed: yes)" in proc.stdout
+
+
+def test_the_shipped_example_config_needs_no_spi(pi_root):
+    (pi_root / "etc/murmur").mkdir(parents=True)
+    (pi_root / "etc/murmur/murmur.toml").write_bytes((REPO / "deploy/murmur.toml").read_bytes())
+    proc = install(pi_root, "--check")
+    assert proc.returncode == 0, proc.stderr
+    assert "(needed: no)" in proc.stdout
+
+
+def test_inventory_example_parses_into_eight_rooms():
+    from deploy.inventory import load_inventory
+
+    inventory = load_inventory(REPO / "deploy/inventory.example.toml")
+    assert len(inventory.hosts) == 8
+    assert len({h.bundle for h in inventory.hosts.values()}) > 1  # rooms play different bundles
+    hall = inventory.resolve(["@hall"])
+    assert hall and all("hall" in h.groups for h in hall)
+
+
+def test_ssh_and_rsync_only_ship_device_code(tmp_path):
+    from deploy.tool import code_files
+
+    files = code_files(REPO)
+    assert "device/verify.py" in files and "deploy/install.sh" in files and "deploy/murmur.service" in files
+    assert not [f for f in files if f.startswith(("trainer/", "tests/", "deploy/arm64/")) or "loopback" in f
+                or f.endswith(".pyc")]
+    assert sys.modules.get("tensorflow") is None

@@ -182,6 +182,14 @@ class BlockPipeline:
         progress = min(max((frame_index - start) / length, 0.0), 1.0)
         return begin + (end - begin) * progress
 
+    def fade_target(self) -> float:
+        """The gain the current fade ends at."""
+        return self._fade[1]
+
+    def fade_from_silence(self, gain_linear: float, seconds: float) -> None:
+        """Start a fade at 0 now, up to ``gain_linear`` over ``seconds`` (after a restart or a recovery)."""
+        self._fade = (0.0, float(gain_linear), self.frame_index, max(1, round(seconds / self.frame_s)))
+
     def fade_start_frame(self) -> int:
         """Frames produced before the current fade began (blocks [0, this) were not touched by it)."""
         return self._fade[2]
@@ -278,7 +286,7 @@ class BlockPipeline:
         self.voice.model.reset()
         self.voice.sampler.reset()
         self._gain = 0.0
-        self._fade = (0.0, 1.0, self.frame_index, max(1, round(FADE_IN_S / self.frame_s)))
+        self.fade_from_silence(self.fade_target(), FADE_IN_S)
 
 
 def _as_store(controls: Controls | ControlStore | None) -> ControlStore:
@@ -357,6 +365,7 @@ class Engine:
         self._start_time_unix = 0.0
         self._last_progress = time.monotonic()
         self._running = False
+        self._resume_gain: float | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -364,6 +373,9 @@ class Engine:
         if self._running:
             return
         self._stop.clear()
+        if self._resume_gain is not None:  # a restart: come back from the stop fade to where it was
+            self.pipeline.fade_from_silence(self._resume_gain, FADE_IN_S)
+            self._resume_gain = None
         self._running = True
         self._start_time_unix = time.time()
         self._thread = threading.Thread(target=self._produce, name="murmur-producer", daemon=True)
@@ -386,6 +398,7 @@ class Engine:
         if not self._running:
             return
         if fade_s > 0 and self._thread is not None and self._thread.is_alive() and self._started.is_set():
+            self._resume_gain = self.pipeline.fade_target()
             self.fade_to(0.0, fade_s)
             done_sample = (self.pipeline.fade_done_frame() + self.buffer_frames) * self.hop
             deadline = time.monotonic() + fade_s + 1.0 + self.buffer_frames * self.pipeline.frame_s

@@ -225,19 +225,25 @@ def test_engine_on_frame_sees_every_frame_in_order(bundle):
     assert indices == list(range(indices[0], indices[0] + len(indices)))
 
 
-def test_engine_restarts_after_stop(bundle):
-    sink = NullSink()
+def test_engine_restarts_after_stop_and_sounds_again(bundle):
+    sink = RecordingSink()
     engine = Engine(bundle, sink=sink, seed=1)
+    runs = []
     for _ in range(2):
         reached = threading.Event()
-        target = engine.stats.frames_produced + 40
+        target = engine.stats.frames_produced + 60
         engine.on_frame = lambda i, target=target, reached=reached: i >= target and reached.set()
+        first_block = len(sink.blocks)
         engine.start()
         assert engine.wait_started(5.0)
         wait_frames(engine, reached)
         engine.stop()
         assert not engine._thread.is_alive()
-    assert sink.samples > 80 * engine.hop
+        runs.append(np.concatenate(sink.blocks[first_block:]))
+    for audio in runs:  # each run sounds (the restart fades back in from the stop fade) and ends in silence
+        middle = audio[len(audio) // 4 : len(audio) // 2]
+        assert 20 * np.log10(np.sqrt(np.mean(middle**2)) + 1e-12) > -40.0
+        assert np.abs(audio[-engine.hop :]).max() == 0.0
 
 
 def test_engine_swap_bundle_changes_the_bundle_without_underruns(bundle):

@@ -104,9 +104,9 @@ def _play(args) -> int:
     engine = Engine(bundle, sink=PyAudioSink(args.device), controls=store, seed=args.seed,
                     volume_cap_db=args.volume_cap_db)
     done = threading.Event()
+    engine.start()  # OutputDeviceError (with the list of outputs) comes from here
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     knobs = None
-    engine.start()
     try:
         if sys.stdin.isatty():
             try:

@@ -384,10 +384,17 @@ class Engine:
         while self.ring.lead() < self.buffer_frames * self.hop and self._thread.is_alive() and time.monotonic() < deadline:
             self.ring.filled.wait(0.05)
             self.ring.filled.clear()
-        if self._error is not None:
-            raise self._error
-        pull = self._pull_nowait if self.sink.realtime else self._pull_wait
-        self.sink.start(pull, sample_rate_hz=self.sample_rate_hz, block_frames=self.hop)
+        try:
+            if self._error is not None:
+                raise self._error
+            pull = self._pull_nowait if self.sink.realtime else self._pull_wait
+            self.sink.start(pull, sample_rate_hz=self.sample_rate_hz, block_frames=self.hop)
+        except BaseException:  # e.g. OutputDeviceError: leave nothing running
+            self._stop.set()
+            self.ring.space.set()
+            self._thread.join(timeout=5.0)
+            self._running = False
+            raise
 
     def wait_started(self, timeout: float | None = None) -> bool:
         """True once the first audio block has reached the sink."""

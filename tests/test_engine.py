@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import os
 import subprocess
-import sys
 import threading
 import wave
 from pathlib import Path
@@ -369,5 +368,15 @@ def test_wav_sink_writes_what_the_engine_played(bundle, tmp_path):
     assert np.abs(pcm[:head] - reference[:head]).max() < 2.0 / 32767
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
+def test_a_sink_that_cannot_open_leaves_no_producer_running(bundle):
+    from device.errors import OutputDeviceError
+
+    class BrokenSink(NullSink):
+        def start(self, pull, *, sample_rate_hz, block_frames):
+            raise OutputDeviceError("no audio output device has 'x' in its name")
+
+    engine = Engine(bundle, sink=BrokenSink(), seed=1)
+    with pytest.raises(OutputDeviceError):
+        engine.start()
+    assert not engine._thread.is_alive()
+    engine.stop()  # idempotent after a failed start

@@ -23,8 +23,8 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_shipped_example_loads_with_its_bundle_path_swapped(tmp_path):
     """The example is the documentation: it must stay loadable (only the bundle path differs on a laptop)."""
     text = EXAMPLE.read_text()
-    assert 'bundle = "/opt/murmur/bundles/demo"' in text
-    path = write(tmp_path, text.replace("/opt/murmur/bundles/demo", str(tmp_path / "bundles" / "a")))
+    assert 'bundle = "/opt/murmur/current/bundle"' in text
+    path = write(tmp_path, text.replace("/opt/murmur/current/bundle", str(tmp_path / "bundles" / "a")))
     config = load_config(path)
     assert config.playback.bundles == (tmp_path / "bundles" / "a",)
     assert config.playback.volume_cap_db == -6.0 and config.playback.output_device is None

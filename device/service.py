@@ -136,7 +136,8 @@ class SilenceDetector:
         self._last_identical = 0
 
     def update(self, now_s: float, *, active: bool, level_dbfs: float, identical_blocks: int) -> str | None:
-        """A reason to restart ('digitally silent …', 'frozen …') or None."""
+        """A reason to restart ('digitally silent …', 'frozen …') or None. ``now_s``: seconds of audio produced
+        (the service passes frames × frame duration, the time base of the engine's level window)."""
         growing = identical_blocks > self._last_identical
         self._last_identical = identical_blocks
         if not active or self.restart_after_s <= 0:
@@ -204,12 +205,24 @@ def write_playlist_state(state_dir: Path | None, state: PlaylistState, bundle_pa
         os.close(dir_fd)
 
 
-def validate_bundle(path: Path) -> Bundle:
-    """Load and check a bundle and that the TFLite runtime really steps its model. Raises BundleError."""
+def same_stft(a: Bundle | None, b: Bundle | None) -> bool:
+    """True when the engine can crossfade from ``a`` to ``b`` (same sample rate, n_fft and hop)."""
+    if a is None or b is None:
+        return False
+    return (a.audio.sample_rate_hz, a.audio.n_fft, a.audio.hop_length) == (b.audio.sample_rate_hz, b.audio.n_fft, b.audio.hop_length)
+
+
+def check_model(bundle: Bundle) -> None:
+    """The TFLite runtime really loads and steps the bundle's model. Raises BundleError."""
     from .step_model import open_step_model
 
-    bundle = load_bundle(path)
     open_step_model(bundle)
+
+
+def validate_bundle(path: Path) -> Bundle:
+    """Load and check a bundle (files, checksums, settings) and its model. Raises BundleError."""
+    bundle = load_bundle(path)
+    check_model(bundle)
     return bundle
 
 
@@ -283,13 +296,16 @@ class Service:
     """The appliance's main loop around one Engine. Build, ``run()`` (blocks), stop with ``request_stop()``.
 
     Injected: ``engine_factory(bundle, *, config, store, on_frame, on_event)``, ``knobs_factory(config, store)``,
-    ``notifier``, ``clock`` (``WallClock``), ``bundle_loader(path) -> Bundle`` (``validate_bundle``).
+    ``notifier``, ``clock`` (``WallClock``), ``bundle_loader(path) -> Bundle`` (``load_bundle``: files and
+    checksums; the engine opens and steps the model itself) and ``startup_check(bundle)`` (``check_model``: at
+    start-up, so that a playlist entry whose model does not run is skipped for the next one).
     """
 
     def __init__(self, config: Config, *, config_path: Path | None = None, engine_factory: Callable[..., Any] | None = None,
                  knobs_factory: Callable[..., Any] | None = default_knobs_factory, notifier: Notifier | None = None,
                  clock: Any = None, status_file: Path | None = None, state_dir: Path | None = None,
-                 bundle_loader: Callable[[Path], Bundle] = validate_bundle, tick_s: float = 1.0,
+                 bundle_loader: Callable[[Path], Bundle] = load_bundle,
+                 startup_check: Callable[[Bundle], Any] | None = None, tick_s: float = 1.0,
                  start_timeout_s: float = START_TIMEOUT_S) -> None:
         self.config = config
         self.config_path = config_path or config.path
@@ -300,6 +316,7 @@ class Service:
         self.status_file = status_file
         self.state_dir = state_dir
         self.bundle_loader = bundle_loader
+        self.startup_check = startup_check if startup_check is not None or bundle_loader is not load_bundle else check_model
         self.tick_s = tick_s
         self.start_timeout_s = start_timeout_s
         self.store = ControlStore(config.sampler)
@@ -392,6 +409,8 @@ class Service:
             i = (index + offset) % len(bundles)
             try:
                 bundle = self.bundle_loader(bundles[i])
+                if self.startup_check is not None:
+                    self.startup_check(bundle)
             except DeviceError as exc:
                 log.error("bundle %s cannot play: %s", bundles[i], exc)
                 errors.append(str(exc))
@@ -522,10 +541,16 @@ class Service:
         """Validate ``path`` and crossfade to it; False (logged, old keeps playing) if it cannot play."""
         try:
             bundle = self.bundle_loader(path)
-            self.engine.swap_bundle(bundle, self.config.playback.crossfade_s)
+            if same_stft(bundle, self.bundle):
+                self.engine.swap_bundle(bundle, self.config.playback.crossfade_s)  # checks the model first
+            else:
+                check_model(bundle)
+                self._restart_engine(bundle, reason=f"{reason}: {bundle.bundle_id} has other STFT settings")
         except DeviceError as exc:
             log.error("%s: bundle %s rejected, the current one keeps playing: %s", reason, path, exc)
             self.message = f"rejected {path}: {exc}"
+            if self.engine is None:  # a restart with the new one failed after the old engine stopped
+                self._restart_engine(self.bundle, reason="back to the previous bundle")
             return False
         log.info("%s: crossfading to %s (%s) over %.1f s", reason, bundle.bundle_id, path, self.config.playback.crossfade_s)
         self.bundle = bundle
@@ -535,32 +560,46 @@ class Service:
 
     # -- reload -----------------------------------------------------------------------------------------------
     def reload(self) -> bool:
-        """SIGHUP: re-read config and bundle; apply only if all of it validates. Returns True if applied."""
+        """SIGHUP: re-read config and bundle; apply only if all of it validates. Returns True if applied.
+
+        The new bundle is checked (files and checksums here, the model by the engine's ``swap_bundle``, which
+        opens and steps it before changing anything); nothing of the new config is applied before that passed.
+        """
         log.info("reload: reading %s", self.config_path)
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
-            self.counters.rejected_reloads += 1
-            self.message = f"reload rejected: {exc}"
-            log.error("reload rejected, keeping the running config: %s", exc)
-            return False
+            return self._reject(exc, "keeping the running config")
         old = self.config
         bundles = new.playback.bundles
         if self.bundle is not None and self.bundle.path in bundles:
-            index = bundles.index(self.bundle.path)
-            playlist = PlaylistState(index, self.playlist.since_unix)
+            playlist = PlaylistState(bundles.index(self.bundle.path), self.playlist.since_unix)
         else:
             playlist = read_playlist_state(self.state_dir, bundles, self.clock.time())
         try:
             bundle = self.bundle_loader(bundles[playlist.index])
         except DeviceError as exc:
-            self.counters.rejected_reloads += 1
-            self.message = f"reload rejected: {exc}"
-            log.error("reload rejected, keeping the running config and bundle: %s", exc)
-            return False
-        needs_restart = (new.playback.output_device != old.playback.output_device
-                         or new.playback.volume_cap_db != old.playback.volume_cap_db)
+            return self._reject(exc, "keeping the running config and bundle")
+        output_changed = (new.playback.output_device != old.playback.output_device
+                          or new.playback.volume_cap_db != old.playback.volume_cap_db)
+        if output_changed or not same_stft(bundle, self.bundle):
+            why = "output device or volume cap changed" if output_changed else "the new bundle has other STFT settings"
+            self.config = new
+            try:
+                self._restart_engine(bundle, reason=f"reload: {why}")
+            except DeviceError as exc:
+                self.config = old
+                self._restart_engine(self.bundle, reason="reload failed: back to the previous config and bundle")
+                return self._reject(exc, "back to the previous config and bundle")
+        else:
+            try:
+                self.engine.swap_bundle(bundle, new.playback.crossfade_s)
+            except DeviceError as exc:
+                return self._reject(exc, "keeping the running config and bundle")
+            log.info("reload: crossfading to %s (%s) over %.1f s", bundle.bundle_id, bundle.path, new.playback.crossfade_s)
+        # The sound is committed: now the rest of the new config.
         self.config = new
+        self.bundle, self._bundle_loaded_unix = bundle, self.clock.time()
         self.detector.restart_after_s = new.playback.silence_restart_s
         if new.sampler != old.sampler:
             self.store.update(**_controls_dict(new.sampler))
@@ -568,31 +607,19 @@ class Service:
             if self.knobs is not None:
                 self.knobs.close()
             self.knobs = self.knobs_factory(new, self.store)
+        if playlist.index != self.playlist.index or bundles[playlist.index] != self.bundle.path:
+            write_playlist_state(self.state_dir, playlist, bundles[playlist.index])
         self.playlist = playlist
-        write_playlist_state(self.state_dir, playlist, bundles[playlist.index])
-        if needs_restart:
-            log.info("reload: output device or volume cap changed; restarting the output")
-            try:
-                self._restart_engine(bundle, reason="output settings changed")
-            except DeviceError as exc:
-                log.error("reload: the new output settings do not play (%s); back to the previous config", exc)
-                self.config, self.message = old, f"reload rejected: {exc}"
-                self.counters.rejected_reloads += 1
-                self._restart_engine(self.bundle, reason="previous output settings restored")
-                return False
-            self.bundle, self._bundle_loaded_unix = bundle, self.clock.time()
-        else:
-            try:
-                self.engine.swap_bundle(bundle, new.playback.crossfade_s)
-            except DeviceError as exc:  # e.g. different STFT settings: restart with the new one instead
-                log.warning("reload: %s", exc)
-                self._restart_engine(bundle, reason="bundle with different STFT settings")
-            self.bundle, self._bundle_loaded_unix = bundle, self.clock.time()
-            log.info("reload: crossfading to %s (%s) over %.1f s", bundle.bundle_id, bundle.path, new.playback.crossfade_s)
         self._commanded = None  # the schedule may have changed: re-command it
         self.counters.reloads += 1
         self.message = None
         return True
+
+    def _reject(self, exc: Exception, what: str) -> bool:
+        self.counters.rejected_reloads += 1
+        self.message = f"reload rejected: {exc}"
+        log.error("reload rejected, %s: %s", what, exc)
+        return False
 
     # -- health -----------------------------------------------------------------------------------------------
     def _restart_engine(self, bundle: Bundle, *, reason: str) -> None:
@@ -612,7 +639,9 @@ class Service:
             reason = f"the generator stopped with an error: {error!r}"
         else:
             warm = self.clock.monotonic() - self._engine_started_mono > max(START_FADE_S, sched.ramp_s) + 1.0
-            reason = self.detector.update(self.clock.monotonic(), active=sched.phase in ("open", "always-open") and warm,
+            # Time in seconds of produced audio, the same base as the engine's 10-s level window.
+            audio_s = stats.frames_produced * self.bundle.audio.frame_s
+            reason = self.detector.update(audio_s, active=sched.phase in ("open", "always-open") and warm,
                                           level_dbfs=stats.level_dbfs_10s, identical_blocks=stats.identical_blocks)
         if reason is None:
             return True

@@ -233,7 +233,6 @@ def test_reload_good_bundle_crossfades_bad_bundle_is_refused(tmp_path, tiny_bund
         while engine.stats.bundle_id != "reloaded-good" and time.monotonic() < deadline:
             listener.next(0.1)
         assert engine.stats.bundle_id == "reloaded-good" and svc.engine is engine and svc.counters.restarts == 0
-        assert engine.stats.underruns == 0
         # A bad bundle (corrupt model): refused with the reason, the running one keeps playing.
         bad = tmp_path / "bad"
         shutil.copytree(good, bad)
@@ -246,11 +245,21 @@ def test_reload_good_bundle_crossfades_bad_bundle_is_refused(tmp_path, tiny_bund
         listener.wait_for(lambda m: m == "WATCHDOG=1", 5)
         assert svc.engine is engine and engine.stats.frames_produced > frames
         assert svc.bundle.bundle_id == "reloaded-good" and svc.counters.rejected_reloads == 1
+        # Files intact but the model does not run as bundle.json says: the engine's check refuses it.
+        wrong = tmp_path / "wrong"
+        shutil.copytree(good, wrong)
+        meta["model"]["input_frame"] = "no_such_input"
+        (wrong / "bundle.json").write_text(json.dumps(meta))
+        write_config(tmp_path / "murmur.toml", [wrong], extra="rotate_minutes = 7")
+        svc.request_reload()
+        listener.wait_for(lambda m: m.startswith("STATUS=") and "no_such_input" in m, 10)
+        assert svc.engine is engine and svc.bundle.path == good and svc.counters.rejected_reloads == 2
+        assert svc.config.playback.rotate_minutes == 0  # nothing of the refused config was applied
         # A bad config value: refused too.
         (tmp_path / "murmur.toml").write_text(f'[playback]\nbundle = "{good}"\nvolume_cap_db = 6\n')
         svc.request_reload()
         listener.wait_for(lambda m: m.startswith("STATUS=") and "volume_cap_db = 6" in m, 10)
-        assert svc.config.playback.volume_cap_db == -6.0 and svc.counters.rejected_reloads == 2
+        assert svc.config.playback.volume_cap_db == -6.0 and svc.counters.rejected_reloads == 3
         assert old_id != "reloaded-good"
     finally:
         stop_service(svc, thread, result)
@@ -289,4 +298,4 @@ def test_serve_cli_under_a_notify_socket_reload_and_sigterm(tmp_path, tiny_bundl
     assert "reload: crossfading to second-bundle" in log and "stopping: fading out" in log
     status = json.loads(status_file.read_text())
     assert status["state"] == "stopped" and not status["playing"] and status["bundle_id"] == "second-bundle"
-    assert status["reloads"] == 1 and status["underruns"] == 0
+    assert status["reloads"] == 1  # underruns are a timing figure: benchmarks/bench_service.py

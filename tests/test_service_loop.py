@@ -57,8 +57,9 @@ class Stats:
 
 
 class FakeEngine:
-    def __init__(self, bundle, log):
-        self.bundle, self.log = bundle, log
+    def __init__(self, bundle, log, clock):
+        self.bundle, self.log, self.clock = bundle, log, clock
+        self.started_at = clock.offset
         self._stats = Stats(bundle_id=bundle.bundle_id)
         self.error = None
         self.fades: list[tuple[float, float]] = []
@@ -66,6 +67,7 @@ class FakeEngine:
     @property
     def stats(self):
         self._stats.last_progress_monotonic = time.monotonic()  # the producer is alive
+        self._stats.frames_produced = int((self.clock.offset - self.started_at) / FakeAudio.frame_s)  # real-time
         return self._stats
 
     def start(self):
@@ -86,9 +88,18 @@ class FakeEngine:
 
 
 @dataclass(frozen=True)
+class FakeAudio:
+    frame_s: float = 512 / 44100
+    sample_rate_hz: int = 44100
+    n_fft: int = 2048
+    hop_length: int = 512
+
+
+@dataclass(frozen=True)
 class FakeBundle:
     path: Path
     bundle_id: str
+    audio: FakeAudio = FakeAudio()
 
 
 def make_service(tmp_path, text, *, start=MONDAY_9, bad=()):
@@ -106,7 +117,7 @@ def make_service(tmp_path, text, *, start=MONDAY_9, bad=()):
         return FakeBundle(path, f"id-{path.name}")
 
     def engine_factory(bundle, **kwargs):
-        engines.append(FakeEngine(bundle, log))
+        engines.append(FakeEngine(bundle, log, clock))
         return engines[-1]
 
     svc = Service(config, engine_factory=engine_factory, knobs_factory=None, notifier=Notifier(""), clock=clock,

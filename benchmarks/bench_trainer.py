@@ -144,7 +144,9 @@ Choices this defends (development runs on this clip, 2-core machine under load, 
 | 3 × 192, scale initialised to 1 (persistence) — **default** | 6.44 | 0.98 / 0.99 |
 | 3 × 192, scale initialised to the least-squares shrink | 6.29 | 0.40 / 0.29 (drone) |
 | 3 × 192, persistence init, 12 epochs, no early stopping | 6.50 | 1.00 / 0.92 |
-| 3 × 128 / 3 × 256 (shrink init), best epoch | 6.27 / 6.26 | — |
+| 3 × 128, persistence init | 6.40 (epoch 14) | 0.86 / 0.80 |
+| 3 × 256, persistence init (model 2.7 MB: only 1 048 seed frames fit) | 6.42 (epoch 7) | 0.95 / 0.85 |
+| 3 × 128 / 3 × 256, shrink init, best epoch | 6.27 / 6.26 | — |
 | bundle with 3 × 256: model 2.74 MB, so only 1 048 of 2 584 seed frames fit in 4 MB; 3 × 192: 1.82 MB + all frames | | |
 
 Held-out loss is lowest after 2–4 epochs at every size (2 300 training frames against 1–3 M weights), so

@@ -303,14 +303,14 @@ def test_engine_counts_underruns_when_the_producer_is_late(bundle):
         if engine.stats.underruns > 0:
             break
         release.wait(0.01)
-    release.set()
     assert engine.stats.underruns > 0
     produced = engine.stats.frames_produced
-    for _ in range(1000):  # the producer notices the underrun on its next frames and buffers one frame more
-        if engine.stats.frames_produced > produced + 2:
-            break
-        release.wait(0.01)
-    assert engine.stats.buffer_frames == DEFAULT_BUFFER_FRAMES + 1
+    moved_on = threading.Event()
+    engine.on_frame = lambda i: i > produced + 2 and moved_on.set()
+    release.set()
+    # the producer notices the underrun on its next frames and buffers one frame more
+    assert moved_on.wait(10.0)
+    assert engine.stats.buffer_frames > DEFAULT_BUFFER_FRAMES
     engine.stop(fade_s=0.0)
     assert sink.samples > 0
 

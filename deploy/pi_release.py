@@ -340,6 +340,11 @@ class Pi:
 
     # -- housekeeping ------------------------------------------------------------------------------------------
     def clean_staging(self) -> None:
+        """Remove what killed runs left: staging and trash directories, temporary symlinks."""
+        if self.layout.base.is_dir():
+            for p in self.layout.base.iterdir():
+                if p.name.startswith(".current.tmp-"):
+                    p.unlink()
         for parent in (self.layout.releases, self.layout.bundles, self.layout.state):
             if parent.is_dir():
                 for p in parent.iterdir():
@@ -347,9 +352,13 @@ class Pi:
                         shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink()
 
     def prune(self, keep: int = KEEP_RELEASES) -> None:
-        """Keep the newest ``keep`` releases (and always current); delete bundles no release refers to."""
-        ids = self.layout.release_ids()
+        """Delete releases that never passed their gate, keep the newest ``keep`` (always current), then delete the
+        bundles no release refers to."""
         current = self.layout.current_id()
+        for release_id in self.layout.release_ids():  # failed or interrupted ones first (their logs stay in .deploy)
+            if release_id != current and not (self.layout.releases / release_id / "HEALTHY").exists():
+                remove_tree(self.layout.releases / release_id, self.layout.releases)
+        ids = self.layout.release_ids()
         for release_id in ids[:-keep] if len(ids) > keep else []:
             if release_id != current:
                 remove_tree(self.layout.releases / release_id, self.layout.releases)

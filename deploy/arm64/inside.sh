@@ -19,8 +19,9 @@ if [ "$(cat "$VENV/.murmur-requirements.sha256" 2>/dev/null || true)" != "$want"
 fi
 "$VENV/bin/python" - <<'PY'
 import platform, numpy, ai_edge_litert, gpiozero, pyaudio, systemd.journal
-print(f"arm64: imports ok: {platform.machine()} numpy {numpy.__version__} gpiozero {gpiozero.__version__} "
-      f"pyaudio {pyaudio.get_portaudio_version_text()} (apt) systemd (apt)")
+from importlib.metadata import version
+print(f"arm64: imports ok: {platform.machine()} numpy {numpy.__version__} ai-edge-litert {version('ai-edge-litert')} "
+      f"gpiozero {version('gpiozero')} pyaudio from {pyaudio.__file__.rsplit('/', 2)[0]}, systemd (apt)")
 PY
 t0=$(date +%s)
 "$VENV/bin/python" -m device verify --bundle /opt/murmur/bundle --seconds 2
@@ -38,7 +39,8 @@ PY
 echo "arm64: render 5 s took $(( $(date +%s) - t0 )) s"
 if [ -d tests ]; then
   t0=$(date +%s)
-  MURMUR_TFLITE_RUNTIME=ai_edge_litert GPIOZERO_PIN_FACTORY=mock "$VENV/bin/python" -m pytest -q -p no:cacheprovider $ARM64_TESTS
+  MURMUR_TFLITE_RUNTIME=ai_edge_litert GPIOZERO_PIN_FACTORY=mock PYTHONPATH=deploy/arm64 \
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider -p pi_subset $ARM64_TESTS
   echo "arm64: device tests took $(( $(date +%s) - t0 )) s"
 fi
 echo "arm64: PASS"

@@ -68,7 +68,7 @@ class ProgressBar:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    from .pipeline import TrainOptions
+    from .options import TrainOptions
 
     d = TrainOptions()
     parser.add_argument("--minutes", type=float, default=d.minutes,
@@ -131,7 +131,8 @@ def _paths(args) -> Paths:
 def run(args) -> int:
     from device.errors import DeviceError
 
-    from .pipeline import TrainOptions, train_bundle
+    from .options import TrainOptions
+    from .pipeline import train_bundle
 
     if args.command == "demo" and args.name is None:
         args.name = "demo"

@@ -30,8 +30,8 @@ from device.errors import BundleError
 
 from .dataset import Dataset
 from .model import ModelConfig, build_step_model, copy_weights, state_names
+from .options import QUANTISATIONS
 
-QUANTISATIONS = ("dynamic", "float16", "float32")
 SIGNATURE = "serving_default"
 # Max |Keras - TFLite| over the parity steps (model units, i.e. global-std units of log magnitude) that we accept.
 PARITY_TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "dynamic": 0.15}

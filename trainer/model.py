@@ -23,6 +23,7 @@ class ModelConfig:
     units: int = 256
     layers: int = 3
     input_noise: float = 0.5
+    dropout: float = 0.0  # after each LSTM layer, training only (the step model has no dropout)
     learning_rate: float = 1e-3
     batch_size: int = 32
     seq_len: int = 64
@@ -53,6 +54,8 @@ def build_sequence_model(cfg: ModelConfig) -> keras.Model:
     h = x
     for i in range(cfg.layers):
         h = keras.layers.LSTM(cfg.units, return_sequences=True, name=f"lstm{i}")(h)
+        if cfg.dropout > 0:
+            h = keras.layers.Dropout(cfg.dropout, name=f"dropout{i}")(h)
     delta = _head(cfg.n_bins)(h)
     kept = PerBinScale(name="scale")(x)
     y = keras.layers.Add(name="next_frame")([kept, delta])

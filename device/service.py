@@ -267,6 +267,23 @@ def default_knobs_factory(config: Config, store: ControlStore):
         return None
 
 
+def release_free_heap() -> bool:
+    """Hand the heap pages freed by a bundle change (old interpreter, seeds, crossfade voice) back to the kernel:
+    glibc keeps them in its per-thread arenas otherwise, and RSS steps up with every change. glibc only."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    return bool(_malloc_trim and _malloc_trim(0))
+
+
+_malloc_trim = None
+
+
 def release_id() -> str | None:
     """The deployed release directory name (/opt/murmur/releases/<id>), or $MURMUR_RELEASE."""
     if os.environ.get("MURMUR_RELEASE"):
@@ -339,6 +356,7 @@ class Service:
         self._heartbeat = time.monotonic()  # main loop alive (real monotonic: the watchdog is real)
         self._heartbeat_grace_s = max(5.0, 4 * self._ping_interval_s)
         self._commanded: float | None = None
+        self._trim_pending = False  # a bundle changed: release freed heap once its crossfade is over
         self._status_text = ""
         self._started_mono = self.clock.monotonic()
         self._engine_started_mono = self._started_mono
@@ -556,6 +574,7 @@ class Service:
         self.bundle = bundle
         self._bundle_loaded_unix = self.clock.time()
         self.message = None
+        self._trim_pending = True
         return True
 
     # -- reload -----------------------------------------------------------------------------------------------
@@ -600,6 +619,7 @@ class Service:
         # The sound is committed: now the rest of the new config.
         self.config = new
         self.bundle, self._bundle_loaded_unix = bundle, self.clock.time()
+        self._trim_pending = True
         self.detector.restart_after_s = new.playback.silence_restart_s
         if new.sampler != old.sampler:
             self.store.update(**_controls_dict(new.sampler))
@@ -629,10 +649,14 @@ class Service:
         old, self.engine = self.engine, None
         if old is not None:
             old.stop(fade_s=0.05)
+        self._trim_pending = True
         self._start_engine(bundle)
 
     def _check_health(self, sched: ScheduleState) -> bool:
         stats = self.engine.stats
+        if self._trim_pending and not getattr(stats, "swapping", False):
+            self._trim_pending = False
+            release_free_heap()
         error = getattr(self.engine, "error", None)
         reason = None
         if error is not None:

@@ -57,8 +57,8 @@ class Stats:
 
 
 class FakeEngine:
-    def __init__(self, bundle, log, clock):
-        self.bundle, self.log, self.clock = bundle, log, clock
+    def __init__(self, bundle, log, clock, output="default"):
+        self.bundle, self.log, self.clock, self.output = bundle, log, clock, output
         self.started_at = clock.offset
         self._stats = Stats(bundle_id=bundle.bundle_id)
         self.error = None
@@ -74,7 +74,7 @@ class FakeEngine:
         self.log.append(("start", self.bundle.bundle_id))
 
     def wait_started(self, timeout):
-        return True
+        return self.output != "broken"  # a sound card that never takes a block
 
     def stop(self, fade_s=0.05):
         self.log.append(("stop", self.bundle.bundle_id))
@@ -117,7 +117,7 @@ def make_service(tmp_path, text, *, start=MONDAY_9, bad=()):
         return FakeBundle(path, f"id-{path.name}")
 
     def engine_factory(bundle, **kwargs):
-        engines.append(FakeEngine(bundle, log, clock))
+        engines.append(FakeEngine(bundle, log, clock, kwargs["config"].playback.output_device))
         return engines[-1]
 
     svc = Service(config, engine_factory=engine_factory, knobs_factory=None, notifier=Notifier(""), clock=clock,
@@ -289,3 +289,21 @@ def test_logging_goes_to_the_journal_under_systemd(monkeypatch):
     finally:
         root.handlers[:], _ = saved
         root.setLevel(saved[1])
+
+
+def test_reload_to_an_output_that_does_not_play_rolls_back(tmp_path, caplog):
+    svc, clock, engines, log = make_service(tmp_path, '[playback]\nbundle = "a"\noutput_device = "usb"\n')
+    svc._start()
+    (tmp_path / "murmur.toml").write_text('[playback]\nbundle = "b"\noutput_device = "broken"\n')
+    svc.request_reload()
+    with caplog.at_level(logging.ERROR, logger="murmur.service"):
+        run_for(svc, clock, 1)
+    assert [e.output for e in engines] == ["usb", "broken", "usb"]
+    assert svc.engine is engines[-1] and svc.bundle.bundle_id == "id-a"
+    assert svc.config.playback.output_device == "usb" and svc.counters.rejected_reloads == 1
+    assert "no audio reached the output" in caplog.text
+    # A good change of output restarts on the new one.
+    (tmp_path / "murmur.toml").write_text('[playback]\nbundle = "b"\noutput_device = "hifiberry"\n')
+    svc.request_reload()
+    run_for(svc, clock, 1)
+    assert engines[-1].output == "hifiberry" and svc.bundle.bundle_id == "id-b" and svc.counters.reloads == 1

@@ -4,7 +4,9 @@ What keeps an autoregressive LSTM alive unattended (DESIGN §8/§9): each fed-ba
 (``temperature``, model units) and is clamped to its bin's training range [bundle.lo, bundle.hi]; a jump
 (``jump`` per second on average, or a ``reseed`` event) re-warms a second LSTM state on a fresh window of real seed
 frames, spread over a few frames so no frame costs more than a few steps, then crossfades to it over
-``crossfade_frames``. ``position``/``spread`` choose where seed windows come from, never across a source-file
+``crossfade_frames``. A slow level keeper (30-s average, at most ±6 dB) scales the emitted magnitudes toward the
+training frames' mean power: an MSE-trained model predicts log magnitudes low on average, which sampling noise
+only partly makes up (measured: −10 dB without noise, −2 dB with 0.3). ``position``/``spread`` choose where seed windows come from, never across a source-file
 boundary (bundle.segment_starts). ``hold`` freezes the current frame. Output gain is the engine's job.
 
 Deterministic under a seed: one ``numpy.random.Generator`` drives every random choice, in frame order.
@@ -28,6 +30,8 @@ class SamplerSettings:
     warm_frames: int = 32  # seed frames a fresh LSTM state is warmed on
     warm_steps_per_frame: int = 8  # extra model steps per output frame while warming (spreads the cost)
     crossfade_frames: int = 16  # old chain -> new chain crossfade after a jump, frames
+    level_time_constant_s: float = 30.0  # level keeper: averaging time of the output frame power
+    max_level_correction_db: float = 6.0  # level keeper: largest correction either way (0 turns it off)
 
 
 class Sampler:
@@ -69,7 +73,33 @@ class Sampler:
         self.jumps = 0
         self.last_seed_start = 0
         self._controls = controls or Controls()
+        self.target_power = self._training_frame_power()
+        self._level_alpha = min(1.0, self.frame_s / max(self.settings.level_time_constant_s, 1e-6))
+        self._level_limit = 10.0 ** (self.settings.max_level_correction_db / 20.0)
+        self._power_average = self.target_power
+        self.level_gain = 1.0  # linear factor the level keeper applies now
         self.reset(seed)
+
+    def _training_frame_power(self) -> float:
+        """Mean over the seed (training) frames of sum(magnitude^2), in chunks (no big temporary)."""
+        chunk = np.empty((min(512, self.bundle.n_seed_frames), self.n_bins), dtype=np.float32)
+        total, count = 0.0, 0
+        for start in range(0, self.bundle.n_seed_frames, chunk.shape[0]):
+            n = min(chunk.shape[0], self.bundle.n_seed_frames - start)
+            frames = self.bundle.seed_frames(start, n, out=chunk[:n])
+            np.multiply(frames, np.float32(self.bundle.std), out=frames)
+            np.add(frames, self._mean, out=frames)
+            np.exp(frames, out=frames)
+            np.subtract(frames, np.float32(self.bundle.log_floor), out=frames)
+            np.maximum(frames, 0.0, out=frames)
+            total += float(np.einsum("ij,ij->", frames, frames, dtype=np.float64))
+            count += n
+        return total / max(count, 1)
+
+    @property
+    def level_correction_db(self) -> float:
+        """What the level keeper adds now, dB."""
+        return 20.0 * float(np.log10(self.level_gain))
 
     @property
     def frame_model_units(self) -> np.ndarray:
@@ -202,4 +232,11 @@ class Sampler:
     def _emit(self, frame_norm: np.ndarray) -> np.ndarray:
         if frame_norm is not self._output:
             self._output[:] = frame_norm
-        return denormalise_into(frame_norm, self._mean, self.bundle.std, self.bundle.log_floor, self._magnitudes)
+        magnitudes = denormalise_into(frame_norm, self._mean, self.bundle.std, self.bundle.log_floor, self._magnitudes)
+        if self.settings.max_level_correction_db > 0.0 and self.target_power > 0.0:
+            power = float(np.dot(magnitudes, magnitudes))
+            self._power_average += self._level_alpha * (power - self._power_average)
+            gain = (self.target_power / max(self._power_average, 1e-30)) ** 0.5
+            self.level_gain = min(max(gain, 1.0 / self._level_limit), self._level_limit)
+            magnitudes *= np.float32(self.level_gain)
+        return magnitudes

@@ -133,3 +133,21 @@ def test_fake_model_runs_the_same_sampler(bundle):
     sampler = Sampler(bundle, fake, seed=1)
     out = frames(sampler, Controls(jump=4.0), 300)
     assert np.isfinite(out).all() and sampler.jumps > 0 and fake.steps > 300
+
+
+def test_level_keeper_holds_the_training_frame_power(bundle, model):
+    from device.sampler import SamplerSettings
+
+    settings = SamplerSettings(level_time_constant_s=5.0)
+    kept = Sampler(bundle, model, seed=9, settings=settings)
+    free = Sampler(bundle, model, seed=9, settings=SamplerSettings(max_level_correction_db=0.0))
+    n = int(30.0 / bundle.audio.frame_s)
+    quiet = Controls(temperature=0.0)  # without sampling noise an MSE-trained model runs low
+    kept_frames = frames(kept, quiet, n)[n // 2 :]
+    free_frames = frames(free, quiet, n)[n // 2 :]
+    kept_db = 10 * np.log10((kept_frames.astype(np.float64) ** 2).sum(axis=1).mean() / kept.target_power)
+    free_db = 10 * np.log10((free_frames.astype(np.float64) ** 2).sum(axis=1).mean() / free.target_power)
+    assert free.level_gain == 1.0
+    assert abs(free_db) > 1.0, f"the tiny model should be off level by itself ({free_db:.2f} dB) for this test to bite"
+    assert abs(kept_db) < 1.0, f"kept {kept_db:.2f} dB from the training power (uncorrected {free_db:.2f} dB)"
+    assert abs(kept.level_correction_db) <= 6.0 + 1e-6

@@ -405,6 +405,7 @@ class Service:
         return 0
 
     def _start(self) -> None:
+        self.write_status(playing=False)  # "starting": the status command can tell a slow start from no service
         now_unix = self.clock.time()
         bundles = self.config.playback.bundles
         self.playlist = read_playlist_state(self.state_dir, bundles, now_unix)

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -306,7 +306,6 @@ class ServiceCounters:
     watchdog_pings: int = 0
     engine_started_unix: float = 0.0
     last_problem: str | None = None
-    events: list[str] = field(default_factory=list)
 
 
 class Service:
@@ -322,7 +321,7 @@ class Service:
                  knobs_factory: Callable[..., Any] | None = default_knobs_factory, notifier: Notifier | None = None,
                  clock: Any = None, status_file: Path | None = None, state_dir: Path | None = None,
                  bundle_loader: Callable[[Path], Bundle] = load_bundle,
-                 startup_check: Callable[[Bundle], Any] | None = None, tick_s: float = 1.0,
+                 startup_check: Callable[[Bundle], Any] | None = check_model, tick_s: float = 1.0,
                  start_timeout_s: float = START_TIMEOUT_S) -> None:
         self.config = config
         self.config_path = config_path or config.path
@@ -333,7 +332,7 @@ class Service:
         self.status_file = status_file
         self.state_dir = state_dir
         self.bundle_loader = bundle_loader
-        self.startup_check = startup_check if startup_check is not None or bundle_loader is not load_bundle else check_model
+        self.startup_check = startup_check
         self.tick_s = tick_s
         self.start_timeout_s = start_timeout_s
         self.store = ControlStore(config.sampler)

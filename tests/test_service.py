@@ -111,10 +111,10 @@ class GatedModel:
         return self._model.step(frame)
 
 
-def start_service(tmp_path, tiny_bundle, listener, monkeypatch, *, sink=None, models=None, **kwargs):
+def start_service(tmp_path, tiny_bundle, listener, monkeypatch, *, sink=None, models=None, playlist=None, **kwargs):
     monkeypatch.setenv("WATCHDOG_USEC", "400000")  # ping every 0.1 s
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    config = load_config(write_config(tmp_path / "murmur.toml", [tiny_bundle]))
+    config = load_config(write_config(tmp_path / "murmur.toml", playlist or [tiny_bundle]))
     sinks = []
 
     def model_factory(bundle):
@@ -299,3 +299,20 @@ def test_serve_cli_under_a_notify_socket_reload_and_sigterm(tmp_path, tiny_bundl
     status = json.loads(status_file.read_text())
     assert status["state"] == "stopped" and not status["playing"] and status["bundle_id"] == "second-bundle"
     assert status["reloads"] == 1  # underruns are a timing figure: benchmarks/bench_service.py
+
+
+def test_start_skips_a_playlist_entry_whose_model_does_not_run(tmp_path, tiny_bundle, listener, monkeypatch, caplog):
+    wrong = tmp_path / "wrong"
+    shutil.copytree(tiny_bundle, wrong)
+    meta = json.loads((wrong / "bundle.json").read_text())
+    meta["model"]["input_frame"] = "no_such_input"
+    (wrong / "bundle.json").write_text(json.dumps(meta))
+    svc, thread, result, _ = start_service(tmp_path, tiny_bundle, listener, monkeypatch, playlist=[wrong, tiny_bundle])
+    try:
+        listener.wait_for(lambda m: m == "READY=1", 30)
+        assert svc.bundle.path == tiny_bundle and svc.playlist.index == 1
+        saved = json.loads((tmp_path / "state" / "playlist.json").read_text())
+        assert saved["index"] == 1 and saved["bundle_path"] == str(tiny_bundle)
+        assert "no_such_input" in caplog.text
+    finally:
+        stop_service(svc, thread, result)

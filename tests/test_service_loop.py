@@ -121,7 +121,8 @@ def make_service(tmp_path, text, *, start=MONDAY_9, bad=()):
         return engines[-1]
 
     svc = Service(config, engine_factory=engine_factory, knobs_factory=None, notifier=Notifier(""), clock=clock,
-                  status_file=tmp_path / "status.json", state_dir=tmp_path / "state", bundle_loader=loader)
+                  status_file=tmp_path / "status.json", state_dir=tmp_path / "state", bundle_loader=loader,
+                  startup_check=None)
     return svc, clock, engines, log
 
 

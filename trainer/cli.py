@@ -92,6 +92,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help=f"stop after this many epochs even with budget left (default {d.max_epochs})")
     parser.add_argument("--input-noise", type=float, default=d.input_noise,
                         help=f"Gaussian input noise in training, model units (default {d.input_noise:g})")
+    parser.add_argument("--dropout", type=float, default=d.dropout,
+                        help=f"dropout after each LSTM layer in training (default {d.dropout:g})")
     parser.add_argument("--cache", type=Path, default=None, dest="cache_dir",
                         help="frame cache folder (default $MURMUR_CACHE or ~/.cache/murmur)")
     parser.add_argument("--name", default=None, help="bundle name (default: the OUT folder name)")

@@ -19,6 +19,7 @@ class TrainOptions:
     seq_len: int = 64
     batch_size: int = 32
     input_noise: float = 0.5
+    dropout: float = 0.3
     learning_rate: float = 1e-3
     patience: int = 8
     max_epochs: int = 1000

@@ -64,7 +64,7 @@ def train_bundle(
                             cache_dir=options.cache_dir, on_file=on_file)
     prepared = time.monotonic()
     cfg = ModelConfig(n_bins=settings.n_bins, units=options.units, layers=options.layers,
-                      input_noise=options.input_noise, learning_rate=options.learning_rate,
+                      input_noise=options.input_noise, dropout=options.dropout, learning_rate=options.learning_rate,
                       batch_size=options.batch_size, seq_len=options.seq_len)
     budget_s = options.minutes * 60.0
     deadline_s = max(1.0, budget_s - (prepared - started) - options.export_reserve_s)

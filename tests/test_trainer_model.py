@@ -156,3 +156,13 @@ def test_time_budget_stops_training(tiny_audio, tmp_path):
     assert outcome.fit.stop_reason == "time budget reached"
     assert outcome.fit.train_seconds < 3.0 + 3 * max(r.seconds / r.epoch for r in outcome.fit.history)
     assert load_bundle(outcome.export.path).meta["training"]["stop_reason"] == "time budget reached"
+
+
+def test_hop_and_sample_rate_are_settings_recorded_in_the_bundle(tiny_bundle_factory, tiny_bundle):
+    path = tiny_bundle_factory(hop_length=256, sample_rate_hz=32000, max_epochs=1)
+    bundle = load_bundle(path)
+    assert (bundle.audio.sample_rate_hz, bundle.audio.hop_length, bundle.audio.n_fft) == (32000, 256, 2048)
+    seconds = bundle.meta["training"]["data"]["total_duration_s"]
+    assert bundle.n_seed_frames == 1 + int(seconds * 32000) // 256  # every frame of the resampled clip
+    default = load_bundle(tiny_bundle)
+    assert bundle.n_seed_frames > 1.3 * default.n_seed_frames  # 125 frames/s against 86

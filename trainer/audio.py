@@ -18,6 +18,7 @@ from device.errors import AudioFileError
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc")
 SILENCE_PEAK = 10 ** (-80 / 20)  # a file whose peak is below -80 dBFS is treated as silent
 TRIM_BELOW_PEAK_DB = 40.0  # leading/trailing stretches this far below the loudest block are trimmed (fade-ins, tails, room tone)
+DECODE_BLOCK = 1 << 16  # frames decoded at a time
 TRIM_BLOCK = 1024  # samples per level block when looking for the trim points
 
 
@@ -76,29 +77,36 @@ def trim_silence(samples: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
 def decode(path: str | os.PathLike[str], sample_rate_hz: int) -> DecodedAudio:
     """Decode one file -> mono float32 at ``sample_rate_hz``. Refuses unreadable, NaN-holding and silent audio."""
     path = Path(path)
+    parts: list[np.ndarray] = []
+    n_bad, first_bad, position = 0, -1, 0
     try:
-        data, source_rate = soundfile.read(path, dtype="float32", always_2d=True)
+        # block by block, mixed down as it goes: a long multichannel file never sits in memory whole
+        with soundfile.SoundFile(path) as f:
+            source_rate, n_channels = int(f.samplerate), int(f.channels)
+            for block in f.blocks(blocksize=DECODE_BLOCK, dtype="float32", always_2d=True):
+                bad = ~np.isfinite(block)
+                if bad.any():
+                    if n_bad == 0:
+                        first_bad = position + int(np.argwhere(bad)[0][0])
+                    n_bad += int(bad.sum())
+                parts.append(block.mean(axis=1, dtype=np.float32) if n_channels > 1 else block[:, 0].copy())
+                position += block.shape[0]
     except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as exc:
         raise AudioFileError(
             f"{path}: cannot be decoded as audio ({exc}); check the file plays, or export it again as WAV or FLAC"
         ) from exc
-    n_samples, n_channels = data.shape
-    if n_samples == 0:
+    if position == 0:
         raise AudioFileError(f"{path}: holds no samples; remove it or export the recording again")
-    bad = ~np.isfinite(data)
-    if bad.any():
-        first = int(np.argwhere(bad)[0][0])
+    if n_bad:
         raise AudioFileError(
-            f"{path}: {int(bad.sum())} samples are NaN or infinite (first at {first / source_rate:.3f} s); "
+            f"{path}: {n_bad} samples are NaN or infinite (first at {first_bad / source_rate:.3f} s); "
             "re-export the file from your editor (fixed-point WAV or FLAC cannot hold NaN)"
         )
+    mono = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    del parts
     notes: list[str] = []
     if n_channels > 1:
-        mono = data.mean(axis=1, dtype=np.float32)
         notes.append(f"{n_channels} channels mixed down to mono")
-    else:
-        mono = data[:, 0]
-    del data
     peak = float(np.max(np.abs(mono)))
     if peak < SILENCE_PEAK:
         level = f"{20 * np.log10(peak):.0f} dBFS" if peak > 0 else "digital silence"

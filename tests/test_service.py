@@ -316,3 +316,70 @@ def test_start_skips_a_playlist_entry_whose_model_does_not_run(tmp_path, tiny_bu
         assert "no_such_input" in caplog.text
     finally:
         stop_service(svc, thread, result)
+
+
+ASOUNDRC = """\
+pcm.!default {{
+  type file
+  slave.pcm "null"
+  file "{raw}.default"
+  format "raw"
+}}
+pcm.murmurtest {{
+  type file
+  slave.pcm "null"
+  file "{raw}.named"
+  format "raw"
+}}
+"""
+
+
+def serve_through_alsa(tmp_path: Path, listener: NotifyListener, bundle: Path, output_device: str):
+    """``python -m device serve`` on PyAudio, ALSA's ``file`` plugin standing in for the sound cards (DESIGN §6)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    raw = tmp_path / "out.raw"
+    (home / ".asoundrc").write_text(ASOUNDRC.format(raw=raw))
+    config = tmp_path / "murmur.toml"
+    config.write_text(f'[playback]\nbundle = "{bundle}"\noutput_device = "{output_device}"\n')
+    device_python = ROOT / ".venv" / "device" / "bin" / "python"
+    env = dict(os.environ, HOME=str(home), PYTHONPATH=str(ROOT), NOTIFY_SOCKET=str(listener.path),
+               MURMUR_STATUS_FILE=str(tmp_path / "status.json"))
+    for name in ("ALSA_CONFIG_PATH", "MURMUR_SINK", "JOURNAL_STREAM", "INVOCATION_ID", "STATE_DIRECTORY"):
+        env.pop(name, None)
+    python = str(device_python) if device_python.exists() else sys.executable
+    proc = subprocess.Popen([python, "-m", "device", "serve", "--config", str(config)], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return proc, raw
+
+
+@pytest.mark.slow
+def test_serve_plays_on_the_output_named_in_the_config(tmp_path, tiny_bundle, listener):
+    proc, raw = serve_through_alsa(tmp_path, listener, tiny_bundle, "MURMURTEST")
+    try:
+        listener.wait_for(lambda m: m == "READY=1", 60)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = proc.stdout.read()
+    named = Path(f"{raw}.named")
+    assert named.exists() and named.stat().st_size > 0, log[-2000:]
+    assert not Path(f"{raw}.default").exists() or Path(f"{raw}.default").stat().st_size == 0
+
+
+@pytest.mark.slow
+def test_serve_with_a_missing_output_fails_and_says_which(tmp_path, tiny_bundle, listener):
+    proc, _ = serve_through_alsa(tmp_path, listener, tiny_bundle, "nosuchcard")
+    try:
+        assert proc.wait(60) == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = proc.stdout.read()
+    assert "nosuchcard" in log and "READY=1" not in [m for _, m in listener.messages]
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["state"] == "error" and "nosuchcard" in status["message"] and not status["playing"]

@@ -14,6 +14,7 @@ playlist position in the StateDirectory (/var/lib/murmur), atomically. Nothing e
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -284,6 +285,7 @@ def release_free_heap() -> bool:
 _malloc_trim = None
 
 
+@functools.cache
 def release_id() -> str | None:
     """The deployed release directory name (/opt/murmur/releases/<id>), or $MURMUR_RELEASE."""
     if os.environ.get("MURMUR_RELEASE"):
@@ -470,7 +472,6 @@ class Service:
         self.ready = False
         if self.state != "error":
             self.state = "stopped"
-        self._set_led("error")
         if self.knobs is not None:
             try:
                 self.knobs.close()

@@ -168,11 +168,16 @@ def schedule_state(now: datetime, schedule: Schedule) -> ScheduleState:
     if schedule.always_open:
         return ScheduleState(True, "always-open", 1.0, 1.0, 0.0, None, float("inf"))
     # Yesterday's windows may run into today; a week plus a day ahead always holds the next opening if any.
-    spans = intervals(schedule, now - timedelta(days=1), 10)
+    first_day = now - timedelta(days=1)
+    spans = intervals(schedule, first_day, 10)
+    horizon = first_day.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=10)
     for start, end in spans:
         if start <= now < end:
             since_open = (now - start).total_seconds()
             until_close = (end - now).total_seconds()
+            next_edge: datetime | None = end
+            if end >= horizon:  # open around the clock for the next week: no closing in sight
+                until_close, next_edge = float("inf"), None
             fade_in = min(1.0, since_open / schedule.fade_in_s) if schedule.fade_in_s > 0 else 1.0
             fade_out = min(1.0, until_close / schedule.fade_out_s) if schedule.fade_out_s > 0 else 1.0
             gain = min(fade_in, fade_out)
@@ -182,7 +187,7 @@ def schedule_state(now: datetime, schedule: Schedule) -> ScheduleState:
                 phase, target, ramp = "fading-in", 1.0, schedule.fade_in_s - since_open
             else:
                 phase, target, ramp = "open", 1.0, 0.0
-            return ScheduleState(True, phase, gain, target, ramp, end, until_close)
+            return ScheduleState(True, phase, gain, target, ramp, next_edge, until_close)
         if start > now:
             return ScheduleState(False, "closed", 0.0, 0.0, 0.0, start, (start - now).total_seconds())
     return ScheduleState(False, "closed", 0.0, 0.0, 0.0, None, float("inf"))  # closed every day

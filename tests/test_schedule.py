@@ -133,3 +133,16 @@ def test_bad_schedule_keys_and_fades():
         parse_schedule({"fade_s": -1})
     assert parse_windows(["10:00-12:00", "13:00-24:00"], where="x") == ((600, 720), (780, 1440))
     assert parse_windows("22:00-02:00", where="x") == ((1320, 1560),)
+
+
+def test_every_day_always_has_no_closing_edge():
+    schedule = parse_schedule({day: "always" for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")})
+    state = schedule_state(at(2, "03:00"), schedule)
+    assert state.is_open and state.phase == "open" and state.gain == 1.0
+    assert state.next_edge is None and state.seconds_to_next_edge == float("inf")
+
+
+def test_opening_into_a_week_of_always_still_fades_in():
+    schedule = parse_schedule({day: "always" for day in ("tue", "wed", "thu", "fri", "sat", "sun")} | {"fade_s": 30})
+    state = schedule_state(at(1, "00:00", 10), schedule)
+    assert state.phase == "fading-in" and state.ramp_s == pytest.approx(20) and state.next_edge == at(7, "00:00")

@@ -501,7 +501,11 @@ class Service:
         self._heartbeat = time.monotonic()
         if self._reload.is_set():
             self._reload.clear()
-            self.reload()
+            self.notifier.notify("RELOADING=1")  # systemd shows "reloading" until READY=1 (sd_notify protocol)
+            try:
+                self.reload()
+            finally:
+                self.notifier.notify("READY=1")
         with self._events_lock:
             events, self._events = self._events, []
         for event in events:

@@ -286,6 +286,8 @@ def test_serve_cli_under_a_notify_socket_reload_and_sigterm(tmp_path, tiny_bundl
         assert listener.count("WATCHDOG=1", 1.2) >= 2  # every 0.25 s
         write_config(config, [good])
         proc.send_signal(signal.SIGHUP)
+        listener.wait_for(lambda m: m == "RELOADING=1", 15)
+        listener.wait_for(lambda m: m == "READY=1", 15)
         listener.wait_for(lambda m: m.startswith("STATUS=") and "second-bundle" in m, 15)
         proc.send_signal(signal.SIGTERM)
         listener.wait_for(lambda m: m == "STOPPING=1", 15)

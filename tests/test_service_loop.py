@@ -308,3 +308,21 @@ def test_reload_to_an_output_that_does_not_play_rolls_back(tmp_path, caplog):
     svc.request_reload()
     run_for(svc, clock, 1)
     assert engines[-1].output == "hifiberry" and svc.bundle.bundle_id == "id-b" and svc.counters.reloads == 1
+
+
+def test_notifier_reaches_an_abstract_socket_and_never_blocks():
+    import os
+    import socket
+
+    name = f"murmur-test-{os.getpid()}"
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind("\0" + name)
+    receiver.settimeout(5)
+    try:
+        notifier = Notifier("@" + name)
+        assert notifier.notify("READY=1") and receiver.recv(100) == b"READY=1"
+        sent = sum(notifier.notify("WATCHDOG=1") for _ in range(5000))  # nobody reads: the queue fills up
+        assert sent < 5000 and notifier.failed == 5000 - sent  # refused at once, not blocked
+    finally:
+        receiver.close()
+    assert not Notifier("").enabled and Notifier("").notify("READY=1") is False

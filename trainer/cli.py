@@ -62,9 +62,10 @@ class ProgressBar:
             self.stream.flush()
 
     def close(self) -> None:
-        if self.tty:
+        if self.tty and self.last_draw:
             self.stream.write("\n")
             self.stream.flush()
+        self.last_draw = 0.0
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -152,8 +153,13 @@ def run(args) -> int:
         notes = f" — {'; '.join(source.notes)}" if source.notes else ""
         print(f"  {source.path}: {source.duration_s:.1f} s, {source.n_frames} frames ({how}){notes}", file=out, flush=True)
 
+    def on_stage(text: str) -> None:
+        bar.close()
+        print(text, file=out, flush=True)
+
     try:
-        outcome = train_bundle(data, paths.bundle, options, on_file=on_file, on_progress=bar.update, on_epoch=bar.epoch)
+        outcome = train_bundle(data, paths.bundle, options, on_file=on_file, on_progress=bar.update, on_epoch=bar.epoch,
+                               on_stage=on_stage)
     except KeyboardInterrupt:
         bar.close()
         print(f"\ninterrupted: stopped cleanly, no bundle written ({paths.bundle} is as it was)", file=out)
@@ -162,7 +168,6 @@ def run(args) -> int:
         bar.close()
         print(f"error: {exc}", file=out)
         return 1
-    bar.close()
     fit, export, t = outcome.fit, outcome.export, outcome.timings_s
     best = next((r for r in fit.history if r.epoch == fit.best_epoch), None)
     lines = [
@@ -177,6 +182,7 @@ def run(args) -> int:
     ]
     print("\n".join(lines), file=out, flush=True)
     if args.preview_seconds > 0:
+        print(f"rendering a {args.preview_seconds:g}-s preview with the device's generator and vocoder …", file=out, flush=True)
         try:
             _preview(outcome, paths, args.preview_seconds, options.seed)
             print(f"preview: {paths.preview_wav} ({args.preview_seconds:g} s)\npicture: {paths.preview_png}", file=out)

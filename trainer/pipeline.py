@@ -52,6 +52,7 @@ def train_bundle(
     on_file: Callable[[SourceFrames], None] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> TrainOutcome:
     """Train on ``data`` (file or folder) and write a verified bundle to ``out_dir`` within ``options.minutes``."""
     started = time.monotonic()
@@ -89,6 +90,8 @@ def train_bundle(
         "history": [{"epoch": r.epoch, "loss": round(r.loss, 6), "val_loss": round(r.val_loss, 6),
                      "val_lsd_db": round(r.val_lsd_db, 4)} for r in fit.history],
     }
+    if on_stage is not None:
+        on_stage(f"exporting: TFLite ({options.quantisation}), checking it against Keras, writing {out_dir}")
     export = export_bundle(fit.model, cfg, dataset, out_dir, quantisation=options.quantisation,
                            name=options.name, training=training)
     done = time.monotonic()

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 FADE_IN_S = 0.05  # fade at start (the vocoder has been pre-rolled, so sound starts at once)
 STOP_FADE_S = 0.05  # fade before the sink stops
 LEVEL_WINDOW_S = 10.0  # stats: RMS window
-DEFAULT_BUFFER_FRAMES = 4  # ring lead: 46 ms at 44.1 kHz / hop 512
+DEFAULT_BUFFER_FRAMES = 3  # ring lead: 35 ms at 44.1 kHz / hop 512 (grows after underruns)
 BUFFER_DECAY_S = 300.0  # the ring lead shrinks back one frame after this long without underruns
 LIMITER_KNEE = 0.7  # soft limiter: identity below knee * ceiling, tanh above, never reaching the ceiling
 
@@ -322,7 +322,7 @@ def render(bundle: Bundle, seconds: float, *, controls: Controls | ControlStore 
 class Engine:
     """Live playback: a producer thread keeps ``buffer_frames`` blocks ready; the sink pulls them.
 
-    ``buffer_frames`` (4 = 46 ms at 44.1 kHz / hop 512) keeps a control change within 100 ms. After an underrun
+    ``buffer_frames`` (3 = 35 ms at 44.1 kHz / hop 512) keeps a control change within 100 ms. After an underrun
     the lead grows by one frame (up to ``max_buffer_frames``, logged): on a starved machine, sound without gaps
     beats latency; it shrinks back one frame per ``BUFFER_DECAY_S`` without underruns.
 

@@ -263,6 +263,12 @@ def live_problem(pi: LoopbackPi) -> str | None:
     return None
 
 
+def release_bundle_ids(pi: LoopbackPi) -> set[str]:
+    """bundle_id of every finished release on the Pi (what a whole release could be playing)."""
+    releases = pi.root / "opt/murmur/releases"
+    return {bundle_id(r / "bundle") for r in releases.iterdir() if not r.name.startswith(".")} if releases.is_dir() else set()
+
+
 def wait_playing(pi: LoopbackPi, wanted: str, timeout_s: float = 30.0) -> dict:
     """The status file once it reports ``wanted`` playing (the service updates it about once a second)."""
     deadline = time.monotonic() + timeout_s

@@ -166,3 +166,18 @@ def test_hop_and_sample_rate_are_settings_recorded_in_the_bundle(tiny_bundle_fac
     assert bundle.n_seed_frames == 1 + int(seconds * 32000) // 256  # every frame of the resampled clip
     default = load_bundle(tiny_bundle)
     assert bundle.n_seed_frames > 1.3 * default.n_seed_frames  # 125 frames/s against 86
+
+
+def test_seeds_are_cut_to_runs_when_the_bundle_would_pass_its_size_limit(tiny_training_factory, tmp_path):
+    outcome = tiny_training_factory()
+    limit = outcome.export.model_bytes + 200_000
+    result = export_bundle(outcome.fit.model, config_of(outcome), outcome.dataset, tmp_path / "small",
+                           bundle_limit_bytes=limit, verify_legacy_runtime=False)
+    bundle = load_bundle(result.path)
+    total_frames = outcome.dataset.sources[0].n_frames
+    assert result.bundle_bytes <= limit and 32 <= bundle.n_seed_frames < total_frames
+    assert bundle.meta["seeds"]["frames"] == bundle.n_seed_frames
+    # the kept run is real, contiguous training audio: frame k of the run is frame k of the source
+    source = outcome.dataset.normalised(np.asarray(outcome.dataset.sources[0].log_mag[: bundle.n_seed_frames]))
+    step = (bundle.hi - bundle.lo) / 255
+    assert np.all(np.abs(bundle.seed_frames(0, bundle.n_seed_frames) - source) <= step * 0.51 + 1e-5)

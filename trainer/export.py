@@ -39,6 +39,7 @@ FORBIDDEN_OPS = ("WHILE", "CUSTOM", "FLEX")
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE_BYTES_LIMIT = 4_000_000  # target: the whole bundle (model + seeds + json) fits in 4 MB
 SEED_SEGMENT_FRAMES = 256  # when not every frame fits, seeds are kept as evenly spaced runs of this many frames
+MIN_SEED_FRAMES = 64  # never fewer (the sampler warms a fresh LSTM state on 32 seed frames)
 
 
 class ExportError(BundleError):
@@ -195,10 +196,10 @@ def _fit_seeds(dataset: Dataset, room_bytes: int) -> tuple[bytes, int]:
     for _ in range(6):
         frames_norm, starts = seed_frames(dataset, max_frames)
         blob = seeds_npz(frames_norm, dataset.mean, starts)
-        if len(blob) <= room_bytes or frames_norm.shape[0] <= SEED_SEGMENT_FRAMES:
+        if len(blob) <= room_bytes or frames_norm.shape[0] <= MIN_SEED_FRAMES:
             return blob, frames_norm.shape[0]
         per_frame = len(blob) / frames_norm.shape[0]
-        max_frames = max(SEED_SEGMENT_FRAMES, int(room_bytes / per_frame * 0.97))
+        max_frames = max(MIN_SEED_FRAMES, int(room_bytes / per_frame * 0.97))
     return blob, frames_norm.shape[0]
 
 

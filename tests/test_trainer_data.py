@@ -44,6 +44,21 @@ def test_folder_is_searched_recursively_and_only_audio_is_kept(tmp_path, clip):
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["b.wav", "sub/a.flac"]
 
 
+def test_previews_the_trainer_wrote_are_not_training_data(tmp_path, clip):
+    samples, rate = clip
+    write(tmp_path / "take.wav", samples, rate)
+    for bundle_dir in (tmp_path / "mine", tmp_path / "demo" / "bundle"):
+        bundle_dir.mkdir(parents=True)
+        (bundle_dir / "bundle.json").write_text("{}")
+    write(tmp_path / "mine-preview.wav", samples, rate)
+    write(tmp_path / "demo" / "preview.wav", samples, rate)
+    write(tmp_path / "other-preview.wav", samples, rate)  # no bundle beside it: the artist's own file
+    skipped: list[Path] = []
+    found = find_audio_files(tmp_path, skipped)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["other-preview.wav", "take.wav"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in skipped) == ["demo/preview.wav", "mine-preview.wav"]
+
+
 def test_empty_folder_is_refused_with_the_fix(tmp_path):
     with pytest.raises(AudioFileError, match="folder is empty") as err:
         find_audio_files(tmp_path)

@@ -38,8 +38,19 @@ class DecodedAudio:
         return self.samples.shape[0] / self.sample_rate_hz
 
 
-def find_audio_files(data: str | os.PathLike[str]) -> list[Path]:
-    """A file, or every audio file under a folder (recursive, sorted) -> list of paths. Raises AudioFileError."""
+def is_trainer_preview(path: Path) -> bool:
+    """True for a preview WAV this trainer wrote beside its bundle (``OUT-preview.wav``, or ``preview.wav`` next
+    to ``bundle/``): keeping OUT inside DATA must not feed the model its own output on the next run."""
+    if path.name.endswith("-preview.wav"):
+        return (path.parent / path.name[: -len("-preview.wav")] / "bundle.json").is_file()
+    return path.name == "preview.wav" and (path.parent / "bundle" / "bundle.json").is_file()
+
+
+def find_audio_files(data: str | os.PathLike[str], skipped: list[Path] | None = None) -> list[Path]:
+    """A file, or every audio file under a folder (recursive, sorted) -> list of paths. Raises AudioFileError.
+
+    Previews written by this trainer are left out (and appended to ``skipped`` if given).
+    """
     data = Path(data)
     if not data.exists():
         raise AudioFileError(f"{data}: no such file or folder; pass DATA=<audio file or folder of audio files>")
@@ -49,6 +60,11 @@ def find_audio_files(data: str | os.PathLike[str]) -> list[Path]:
     if not every:
         raise AudioFileError(f"{data}: the folder is empty; put your recordings (WAV, FLAC, OGG, MP3, AIFF) in it")
     audio = [p for p in every if p.suffix.lower() in AUDIO_EXTENSIONS]
+    previews = [p for p in audio if is_trainer_preview(p)]
+    if previews:
+        audio = [p for p in audio if p not in previews]
+        if skipped is not None:
+            skipped.extend(previews)
     if not audio:
         shown = ", ".join(p.name for p in every[:5]) + (" …" if len(every) > 5 else "")
         raise AudioFileError(

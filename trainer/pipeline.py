@@ -60,7 +60,10 @@ def train_bundle(
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
     settings = FrameSettings(sample_rate_hz=options.sample_rate_hz, n_fft=options.n_fft, hop_length=options.hop_length)
-    paths = find_audio_files(data)
+    skipped: list[Path] = []
+    paths = find_audio_files(data, skipped)
+    if skipped and on_stage is not None:
+        on_stage(f"skipping {len(skipped)} preview(s) this trainer wrote: {', '.join(str(p) for p in skipped)}")
     dataset = build_dataset(paths, settings, seq_len=options.seq_len, val_fraction=options.val_fraction,
                             cache_dir=options.cache_dir, on_file=on_file)
     prepared = time.monotonic()

@@ -5,6 +5,7 @@ kill-at-each-step count, and the last `make test-arm64` result (out/arm64/result
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -56,12 +57,18 @@ def timed_until_playing(fleet: Fleet, pi, command: str, wanted: str) -> tuple[fl
 
 def arm64_row() -> tuple[str, str]:
     path = REPO / "out/arm64/result.json"
-    if not path.is_file():
+    if not path.is_file():  # not run on this machine: keep the last recorded figure, saying so
+        previous = REPO / "BENCHMARKS.md"
+        text = previous.read_text() if previous.is_file() else ""
+        match = re.search(r"^\| make test-arm64 [^|]*\| (?:\(last recorded\) )?([^|]+) \| pass \| (\S+) \|$", text, re.M)
+        if match:
+            return f"(last recorded) {match.group(1).strip()}", "PASS" if match.group(2) == "✅" else match.group(2)
         return "not run here (`make test-arm64` as root)", "—"
     result = json.loads(path.read_text())
-    what = (f"{result['date']}: venv install of deploy/requirements-pi.txt from aarch64 wheels, imports, "
-            f"`device verify` + 5 s `device render`, {len(result['tests'])} device test files; "
-            f"wall {result['wall_s']} s (root build/reuse {result['root_build_s']} s)")
+    tests = next((line for line in result["lines"] if " passed" in line), "no test summary")
+    what = (f"{result['date']}: venv from aarch64 wheels, imports, `device verify` + 5 s `device render`, device "
+            f"tests: {tests}; wall {result['wall_s']} s with the root and venv cached (a fresh machine adds the "
+            f"root build, 172 s, and the venv install under emulation, 114 s, measured 2026-11-24)")
     return what, "PASS" if result["passed"] else "FAIL"
 
 

@@ -380,3 +380,32 @@ def test_a_sink_that_cannot_open_leaves_no_producer_running(bundle):
         engine.start()
     assert not engine._thread.is_alive()
     engine.stop()  # idempotent after a failed start
+
+
+# -- other real bundles: another STFT setting, another model ---------------------------------------------------
+@pytest.mark.slow
+def test_engine_plays_a_bundle_at_its_own_hop_and_rate(tiny_bundle_factory):
+    other = load_bundle(tiny_bundle_factory(hop_length=256, sample_rate_hz=32000, max_epochs=1))  # shared with trainer tests
+    audio = render(other, 1.0, seed=1)
+    assert audio.shape == (32000,) and np.isfinite(audio).all()
+    assert 20 * np.log10(np.sqrt(np.mean(audio[8000:] ** 2))) > -45.0
+    assert np.abs(audio).max() < 0.999
+
+
+@pytest.mark.slow
+def test_swap_to_another_model_is_seamless_and_other_settings_are_refused(bundle, tiny_bundle_factory):
+    from device.errors import BundleError
+
+    other_model = load_bundle(tiny_bundle_factory(units=16, max_epochs=1))
+    pipeline = BlockPipeline(bundle, seed=4)
+    controls = Controls(jump=0.0)
+    hop = pipeline.hop
+    before = np.concatenate([pipeline.next_block(controls).copy() for _ in range(150)])
+    with pytest.raises(BundleError, match="seamless swap needs the same STFT settings"):
+        pipeline.prepare_voice(load_bundle(tiny_bundle_factory(hop_length=256, sample_rate_hz=32000, max_epochs=1)), controls)
+    pipeline.start_swap(pipeline.prepare_voice(other_model, controls), crossfade_s=0.3)
+    during = np.concatenate([pipeline.next_block(controls).copy() for _ in range(150)])
+    assert pipeline.bundle is other_model
+    assert max_step(np.concatenate([before[-hop * 20 :], during])) <= 1.5 * max(max_step(before), max_step(during[-hop * 60 :]))
+    rms_db = 10 * np.log10((blocks(during, hop) ** 2).mean(axis=1) + 1e-20)
+    assert rms_db.min() > 10 * np.log10(np.mean(before**2)) - 20.0

@@ -185,8 +185,14 @@ def open_step_model(bundle: Bundle, *, runtime: str | None = None, check_steps: 
     count = max(1, min(check_steps, bundle.n_seed_frames))
     frames = bundle.seed_frames(0, count)
     outputs = np.empty((count, model.n_bins), dtype=np.float32)
-    for t in range(count):
-        outputs[t] = model.step(frames[t])
+    try:
+        for t in range(count):
+            outputs[t] = model.step(frames[t])
+    except (RuntimeError, ValueError) as exc:  # an op the runtime cannot run fails here, at invoke
+        raise BundleError(
+            f"{bundle.model_path}: the TFLite runtime ({model.runtime_name}) fails running this model ({exc}); "
+            "re-export the bundle with builtin ops only"
+        ) from exc
     state_after = model.get_state()
     bad = ~np.isfinite(outputs)
     if bad.any() or not all(np.isfinite(s).all() for s in state_after):

@@ -179,3 +179,14 @@ def test_missing_runtime_gives_the_pip_command(monkeypatch):
     monkeypatch.setattr(runtime, "_cache", {})
     with pytest.raises(RuntimeNotFound, match=r"pip install -r requirements/device\.txt"):
         load_interpreter_class("tflite_runtime")
+
+
+def test_a_model_that_fails_at_invoke_is_refused(tiny_bundle, monkeypatch):
+    import device.step_model as step_model
+
+    def failing_step(self, frame):
+        raise RuntimeError("Encountered unresolved custom op: FlexTensorListReserve")
+
+    monkeypatch.setattr(step_model.StepModel, "step", failing_step)
+    with pytest.raises(BundleError, match=r"fails running this model \(Encountered unresolved custom op"):
+        open_step_model(load_bundle(tiny_bundle))

@@ -193,6 +193,17 @@ def variant_bundle(src: Path, dst: Path, bundle_id: str, *, break_model: bool = 
     return write_bundle(dst, meta, files)
 
 
+def snapshot_code(dest: Path) -> Path:
+    """Copy the shipped code (device/, deploy/, README.md) of this checkout to ``dest``: a deploy's code id then
+    stays the same for a whole test run (an update is "bundle only" only if the code did not change)."""
+    for part in ("device", "deploy"):
+        shutil.copytree(REPO / part, dest / part, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True)
+    for name in ("README.md", "LICENSE"):
+        if (REPO / name).is_file():
+            shutil.copy2(REPO / name, dest / name)
+    return dest
+
+
 class Fleet:
     """Loopback Pis with one client key, one ssh_config, a managed room config each, and an inventory file;
     ``run("deploy", "pi1")`` runs ``python -m deploy`` like ``make deploy`` does."""
@@ -206,6 +217,7 @@ class Fleet:
                                            for p in self.pis.values()))
         self.rooms = {name: p.write_room_config(workdir / f"room-{name}.toml") for name, p in self.pis.items()}
         self.inventory = workdir / "inventory.toml"
+        self.repo = snapshot_code(workdir / "repo")  # fixed code for the whole run, whatever happens in the checkout
 
     def write_inventory(self, bundles: dict[str, Path], env: dict[str, dict[str, str]] | None = None) -> None:
         parts = []
@@ -215,11 +227,11 @@ class Fleet:
             parts.append(pi.inventory_entry(bundle=bundle, config=self.rooms[name]))
         self.inventory.write_text("\n".join(parts))
 
-    def run(self, command: str, *hosts: str, args: tuple[str, ...] = (), repo: Path = REPO) -> subprocess.CompletedProcess:
+    def run(self, command: str, *hosts: str, args: tuple[str, ...] = (), repo: Path | None = None) -> subprocess.CompletedProcess:
         argv = [sys.executable, "-m", "deploy", command, *hosts, "--inventory", str(self.inventory),
                 "--ssh-config", str(self.ssh_config), *args]
         if command == "deploy":
-            argv += ["--repo", str(repo)]
+            argv += ["--repo", str(repo or self.repo)]
         return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=300)
 
     def stop(self) -> None:

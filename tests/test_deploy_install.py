@@ -82,6 +82,16 @@ def test_fresh_install_does_everything_once_and_keeps_the_technicians_config(pi_
     assert boot.read_text().count("dtoverlay=hifiberry-dac") == 1
 
 
+@pytest.mark.skipif(not Path("/usr/bin/systemd-analyze").exists() and not Path("/bin/systemd-analyze").exists(),
+                    reason="systemd-analyze missing (apt systemd)")
+def test_the_governor_unit_install_writes_passes_systemd_analyze(pi_root, tmp_path):
+    assert install(pi_root).returncode == 0
+    unit = pi_root / "etc/systemd/system/murmur-cpu-performance.service"
+    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
+                          env=dict(os.environ, SYSTEMD_LOG_LEVEL="warning"))
+    assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
+
+
 @pytest.mark.parametrize("machine", ["armv7l", "x86_64"])
 def test_refuses_anything_but_64_bit_arm(pi_root, machine):
     proc = install(pi_root, uname=machine)

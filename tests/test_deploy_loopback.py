@@ -97,9 +97,7 @@ def test_bundle_only_update_hot_reloads_without_copying_code(fleet, bundles):
 def test_code_that_fails_its_health_gate_is_rolled_back(fleet, bundles, tmp_path):
     pi = fleet.pis["pi1"]
     before = pi.current()
-    broken_repo = tmp_path / "repo"
-    for part in ("device", "deploy"):
-        shutil.copytree(REPO / part, broken_repo / part, ignore=shutil.ignore_patterns("__pycache__"))
+    broken_repo = shutil.copytree(fleet.repo, tmp_path / "repo")
     with open(broken_repo / "device/service.py", "a") as f:  # imports fine for verify; the service dies at start
         f.write("\nraise SystemExit('deliberately broken release (test)')\n")
     proc = fleet.run("deploy", "pi1", repo=broken_repo)
@@ -182,7 +180,7 @@ def test_killing_the_laptop_mid_activation_still_finishes_on_the_pi(fleet, bundl
     pi = fleet.pis["pi1"]
     fleet.write_inventory({"pi1": bundles["a"]})
     argv = [sys.executable, "-m", "deploy", "deploy", "pi1", "--inventory", str(fleet.inventory), "--ssh-config",
-            str(fleet.ssh_config)]
+            str(fleet.ssh_config), "--repo", str(fleet.repo)]
     laptop = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, text=True, start_new_session=True)
     for line in laptop.stdout:
         if "step switched" in line:
@@ -202,14 +200,18 @@ def test_two_hosts_in_parallel_one_failing_does_not_stop_the_other(fleet, bundle
     pi1, pi2 = fleet.pis["pi1"], fleet.pis["pi2"]
     fleet.write_inventory({"pi1": bundles["b"], "pi2": bundles["b"]})
     pi2.write_room_config(fleet.rooms["pi2"], volume_cap_db=99.0)  # a bad room config on pi2 only
+    with open(fleet.ssh_config, "a") as f:  # and a Pi that is switched off
+        f.write("Host gone\n  HostName 127.0.0.1\n  Port 1\n  ConnectTimeout 5\n")
     try:
-        proc = fleet.run("deploy", "pi1", "pi2")
+        proc = fleet.run("deploy", "pi1", "pi2", "gone", args=("--bundle", str(bundles["b"])))
     finally:
         fleet.pis["pi2"].write_room_config(fleet.rooms["pi2"])
     assert proc.returncode == 1
     assert "OK" in summary_line(proc.stdout, "pi1")
-    assert "FAILED" in summary_line(proc.stdout, "pi2")
-    assert "1 of 2 hosts OK; failed: pi2" in proc.stdout
+    assert "FAILED verify on the Pi failed" in summary_line(proc.stdout, "pi2")
+    assert "volume_cap_db" in summary_line(proc.stdout, "pi2")
+    assert "FAILED at connect: no answer from the Pi" in summary_line(proc.stdout, "gone")
+    assert "1 of 3 hosts OK; failed: pi2 gone" in proc.stdout
     wait_playing(pi1, "room-sound-b")
     assert pi2.current() is None  # nothing went live on pi2
     lines = proc.stdout.splitlines()

@@ -48,6 +48,17 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout_s: float = 20.0) ->
     raise TimeoutError(f"sshd did not listen on port {port} within {timeout_s} s")
 
 
+def root_locked() -> bool:
+    """True if root's password is locked with '!': without PAM, sshd then refuses even a key login."""
+    try:
+        for line in Path("/etc/shadow").read_text().splitlines():
+            if line.startswith("root:"):
+                return line.split(":")[1].startswith("!")
+    except OSError:
+        pass
+    return False
+
+
 def sshd_available() -> str | None:
     """None if a loopback Pi can run here, else why not (for pytest.skip)."""
     if os.geteuid() != 0:
@@ -91,7 +102,8 @@ class LoopbackPi:
             f"Port {self.port}", "ListenAddress 127.0.0.1", f"HostKey {host_key}",
             f"PidFile {self.keys / 'sshd.pid'}", f"AuthorizedKeysFile {self.keys / 'authorized_keys'}",
             "PubkeyAuthentication yes", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password", "StrictModes no", "UsePAM no", "MaxStartups 50:30:100",
+            "PermitRootLogin prohibit-password", "StrictModes no", f"UsePAM {'yes' if root_locked() else 'no'}",
+            "MaxStartups 50:30:100",
             "MaxSessions 50", "LogLevel ERROR", "",
         ]))
         self.proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=subprocess.PIPE)

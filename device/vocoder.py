@@ -29,6 +29,24 @@ _ZERO = np.float32(0.0)
 _ONSET_RATIO = np.float32(0.1)  # a bin whose previous magnitude is below this fraction of the new one is an onset
 # Floor of the partial window-square sum, relative to its steady-state maximum (keeps the tail gain finite).
 _PARTIAL_FLOOR = 5e-3
+# numpy >= 2 writes FFT results into ``out=``; numpy 1.x (the tflite-runtime 2.14 fallback needs it) cannot.
+_FFT_HAS_OUT = int(np.__version__.split(".")[0]) >= 2
+
+
+def _rfft_into(x: np.ndarray, out: np.ndarray) -> None:
+    """rfft along the last axis into ``out`` (no allocation on numpy 2; a copy on numpy 1.x)."""
+    if _FFT_HAS_OUT:
+        np.fft.rfft(x, axis=-1, out=out)
+    else:
+        out[...] = np.fft.rfft(x, axis=-1)
+
+
+def _irfft_into(spectrum: np.ndarray, n: int, out: np.ndarray) -> None:
+    """irfft of length ``n`` along the last axis into ``out`` (as _rfft_into)."""
+    if _FFT_HAS_OUT:
+        np.fft.irfft(spectrum, n=n, axis=-1, out=out)
+    else:
+        out[...] = np.fft.irfft(spectrum, n=n, axis=-1)
 
 
 class StreamingVocoder:
@@ -155,7 +173,7 @@ class StreamingVocoder:
         np.maximum(newest, _ZERO, out=newest)
 
         self._start_phase(newest, prev_spec, spec[last])
-        np.fft.irfft(spec[last], n=self.n_fft, out=synth[last])
+        _irfft_into(spec[last], self.n_fft, synth[last])
         np.multiply(synth[last], self._synth_win[0], out=synth[last])
         for _ in range(self.iterations):
             self._iterate(mags, spec, tprev, synth, fixed)
@@ -209,7 +227,7 @@ class StreamingVocoder:
         for j in slots:
             np.multiply(ola[j * h : j * h + n], self._slot_win[j], out=self._seg[j])
         rebuilt, angles, scale = self._rebuilt, self._angles, self._absbuf
-        np.fft.rfft(self._seg, axis=-1, out=rebuilt)  # numpy computes float32 FFTs in float64 internally
+        _rfft_into(self._seg, rebuilt)  # numpy computes float32 FFTs in float64 internally
         np.multiply(tprev, self._beta, out=angles)
         np.subtract(rebuilt, angles, out=angles)
         np.copyto(tprev, rebuilt)
@@ -218,7 +236,7 @@ class StreamingVocoder:
         np.divide(mags, scale, out=scale)
         np.multiply(angles.real, scale, out=spec.real)
         np.multiply(angles.imag, scale, out=spec.imag)
-        np.fft.irfft(spec, n=n, axis=-1, out=synth)
+        _irfft_into(spec, n, synth)
         np.multiply(synth, self._synth_win, out=synth)
 
 

@@ -36,7 +36,7 @@ class Host:
     bundle: Path | None = None
     config: Path | None = None  # a managed /etc/murmur/murmur.toml (per room: knob map, schedule, …)
     gate_timeout_s: float = 60.0
-    allow_quiet_hours: bool = False
+    allow_quiet_hours: bool = True  # outside opening hours "ready, silent on schedule" passes the health gate
     groups: tuple[str, ...] = ()
 
     @property

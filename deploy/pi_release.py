@@ -284,7 +284,9 @@ class Pi:
         except DeployFailed as exc:  # e.g. the new code dies before READY, so `systemctl restart` fails
             restarted, problem = True, str(exc)
         if problem is None:
-            step("healthy", f"{to_id} plays, after {time.monotonic() - started:.1f} s")
+            state = (self.read_status(self.layout.releases / to_id) or {}).get("state")
+            quiet = " (quiet hours: READY, silent on schedule)" if state == "quiet-hours" else ""
+            step("healthy", f"{to_id} plays{quiet}, after {time.monotonic() - started:.1f} s")
             write_atomic(self.layout.releases / to_id / "HEALTHY", f"{time.time():.0f}\n".encode())
             self.layout.journal.unlink(missing_ok=True)
             fsync_path(self.layout.state)

@@ -149,3 +149,18 @@ def test_ssh_and_rsync_only_ship_device_code(tmp_path):
     assert "device/verify.py" in files and "deploy/install.sh" in files and "deploy/murmur.service" in files
     assert not [f for f in files if f.startswith(("trainer/", "tests/", "deploy/arm64/")) or "loopback" in f
                 or f.endswith(".pyc")]
+
+
+def test_inventory_errors_name_the_host_key_and_value(tmp_path):
+    from deploy.inventory import load_inventory
+    from device.errors import ConfigError
+
+    bad = tmp_path / "inventory.toml"
+    bad.write_text('[hosts.hall-1]\naddress = "a"\nbundel = "x"\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'bundel' for host 'hall-1'.*bundle"):
+        load_inventory(bad)
+    bad.write_text('[hosts.hall-1]\nport = "22"\n')
+    with pytest.raises(ConfigError, match=r"'hall-1' key 'port' = '22'"):
+        load_inventory(bad)
+    with pytest.raises(ConfigError, match="no host in the inventory has groups"):
+        load_inventory(REPO / "deploy/inventory.example.toml").resolve(["@attic"])

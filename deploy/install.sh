@@ -67,7 +67,7 @@ import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     knobs = tomllib.load(f).get("knobs", {})
 pots = [k for k, v in knobs.items() if isinstance(v, dict) and v.get("type") == "pot"]
-print("yes" if knobs.get("enabled") and pots else "no")
+print("yes" if knobs.get("enabled", True) and pots else "no")  # the knob parser treats a missing enabled as on
 EOF
 )
   [ "$needs_spi" = unreadable ] && die "$CONFIG is not valid TOML; fix it (python3 -m device verify --config shows where) and run again"

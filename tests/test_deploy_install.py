@@ -108,9 +108,11 @@ def test_refuses_an_os_other_than_bookworm(pi_root):
     assert "bullseye" in proc.stderr and "Bookworm" in proc.stderr and "MURMUR_ALLOW_OS" in proc.stderr
 
 
-def test_pot_knobs_need_spi_enabled(pi_root):
+@pytest.mark.parametrize("config", [KNOBS_WITH_POT, KNOBS_WITH_POT.replace("enabled = true\n", "")],
+                         ids=["enabled", "enabled-by-default"])
+def test_pot_knobs_need_spi_enabled(pi_root, config):
     (pi_root / "etc/murmur").mkdir(parents=True)
-    (pi_root / "etc/murmur/murmur.toml").write_text(KNOBS_WITH_POT)
+    (pi_root / "etc/murmur/murmur.toml").write_text(config)
     proc = install(pi_root, "--check")
     assert proc.returncode == 1
     assert "SPI is off" in proc.stderr and "raspi-config nonint do_spi 0" in proc.stderr

@@ -40,7 +40,7 @@ from pathlib import Path
 from device.bundle import load_bundle
 from device.config import load_config
 from device.engine import Engine
-from device.service import Notifier, Service, WallClock
+from device.service import BUFFER_FRAMES, Notifier, Service, WallClock
 from device.sinks import NullSink
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -186,7 +186,7 @@ def make_service(config_path: Path, listener: WatchdogListener, sink: NullSink, 
 
     def engine_factory(bundle, *, config, store, on_frame, on_event):
         return engines.add(Engine(bundle, sink=sink, controls=store, volume_cap_db=config.playback.volume_cap_db,
-                                  on_frame=on_frame, on_event=on_event))
+                                  on_frame=on_frame, on_event=on_event, buffer_frames=BUFFER_FRAMES))
 
     svc = Service(load_config(config_path), engine_factory=engine_factory, knobs_factory=None,
                   notifier=Notifier(str(listener.path)), clock=clock, status_file=WORK / "run" / "status.json",

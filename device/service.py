@@ -46,6 +46,7 @@ STOP_FADE_S = 0.5  # fade out on SIGTERM
 SILENT_DBFS = -100.0  # RMS over 10 s below this counts as digital silence
 DEFAULT_WATCHDOG_PING_S = 5.0  # when not under a systemd watchdog (WATCHDOG_USEC unset)
 STATE_FILE = "playlist.json"
+BUFFER_FRAMES = 6  # audio computed ahead (70 ms at hop 512/44.1 kHz): unattended, robustness beats knob latency
 SINK_ENV = "MURMUR_SINK"  # "pyaudio" (default), "null", "wav:PATH": picks the sink without editing the config
 
 
@@ -249,7 +250,7 @@ def default_engine_factory(bundle: Bundle, *, config: Config, store: ControlStor
     from .engine import Engine
 
     return Engine(bundle, sink=make_sink(config, sink_spec), controls=store, volume_cap_db=config.playback.volume_cap_db,
-                  on_frame=on_frame, on_event=on_event)
+                  on_frame=on_frame, on_event=on_event, buffer_frames=BUFFER_FRAMES)
 
 
 def default_knobs_factory(config: Config, store: ControlStore):

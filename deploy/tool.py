@@ -162,9 +162,12 @@ class Remote:
         proc = subprocess.Popen([*self.ssh, self.host.destination, command], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         assert proc.stdin is not None and proc.stdout is not None
-        if stdin is not None:
-            proc.stdin.write(stdin)
-        proc.stdin.close()
+        try:
+            if stdin is not None:
+                proc.stdin.write(stdin)
+            proc.stdin.close()
+        except BrokenPipeError:  # ssh already gave up (host unreachable): its exit code and output say why
+            pass
         lines: list[str] = []
         timer = threading.Timer(timeout, proc.kill)
         timer.start()

@@ -46,7 +46,8 @@ STOP_FADE_S = 0.5  # fade out on SIGTERM
 SILENT_DBFS = -100.0  # RMS over 10 s below this counts as digital silence
 DEFAULT_WATCHDOG_PING_S = 5.0  # when not under a systemd watchdog (WATCHDOG_USEC unset)
 STATE_FILE = "playlist.json"
-BUFFER_FRAMES = 6  # audio computed ahead (70 ms at hop 512/44.1 kHz): unattended, robustness beats knob latency
+BUFFER_FRAMES = 4  # audio computed ahead (46 ms at hop 512/44.1 kHz): one more than the engine's default for
+# margin, small enough that a knob still reaches the sound in <= 100 ms; the engine grows it after underruns
 SINK_ENV = "MURMUR_SINK"  # "pyaudio" (default), "null", "wav:PATH": picks the sink without editing the config
 
 

@@ -56,7 +56,9 @@ def _measure(turns: int) -> tuple[list[float], list[float]]:
     Device.pin_factory = factory  # gpiozero 2.0's software SPI bus uses the default factory
     try:
         adc = MockMCP3008(pin_factory=factory)
-        table = {"noise": {"type": "pot", "channel": 0, "control": "temperature", "range": [0.0, 2.0]},
+        # the bench presses faster than a visitor would: lift the floating-pin rate limit (30/min) out of the way
+        table = {"max_presses_per_minute": 600,
+                 "noise": {"type": "pot", "channel": 0, "control": "temperature", "range": [0.0, 2.0]},
                  "next": {"type": "button", "pin": 22, "press": "reseed"}}
         store = _NotifyingStore()
         pot_ms, button_ms = [], []

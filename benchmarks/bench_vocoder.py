@@ -29,7 +29,6 @@ import numpy as np  # noqa: E402
 
 from device import frames, wavio  # noqa: E402
 from device.vocoder import StreamingVocoder, spectral_convergence_db, vocode  # noqa: E402
-from trainer.demo.make_demo import track as midi_track  # noqa: E402  (the demo clip's MIDI writer)
 
 ROOT = Path(__file__).resolve().parent.parent
 MUSIC = ROOT / "trainer" / "demo" / "demo.ogg"
@@ -37,6 +36,15 @@ SPEECH = [Path("/usr/share/sounds/alsa") / f"{name}.wav" for name in ("Front_Lef
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 CLIP_SECONDS = 6.0
 GL_CHUNK_S = 1.74  # MAGNet's block length
+
+
+def _varlen(value: int) -> bytes:
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    return bytes(reversed(out))
 
 
 def bells_midi() -> bytes:
@@ -58,7 +66,12 @@ def bells_midi() -> bytes:
         if i % 4 in (0, 2):
             note(i / 2, 9, 36 if i % 4 == 0 else 38, 105, 0.125)
     note(8, 9, 49, 100, 0.125)
-    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, tpb) + midi_track(events)
+    data, now = b"", 0
+    for tick, message in sorted(events, key=lambda e: (e[0], e[1][0] & 0xF0 != 0x80)):
+        data += _varlen(tick - now) + message
+        now = tick
+    data += b"\x00\xff\x2f\x00"
+    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, tpb) + b"MTrk" + struct.pack(">I", len(data)) + data
 
 
 def render_bells(out_wav: Path) -> Path:

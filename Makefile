@@ -95,7 +95,7 @@ test-arm64: setup ## the device side on arm64 Bookworm under qemu-user (root; bu
 .PHONY: status
 status: ## make status PI="host …" — health of the service on each Pi (playing, level, bundle, temperature)
 	@[ -n "$(PI)" ] || { echo "make status: set PI=<host> (ssh name of the Pi), e.g. make status PI=murmur.local"; exit 2; }
-	@rc=0; for host in $(PI); do echo "== $$host"; ssh "$$host" 'cd /opt/murmur/current && /opt/murmur/venv/bin/python -m device status $(ARGS)' || rc=$$?; done; exit $$rc
+	@rc=0; for host in $(PI); do echo "== $$host"; ssh "$$host" 'cd /opt/murmur/current && ./venv/bin/python -m device status $(ARGS)' || rc=$$?; done; exit $$rc
 
 lint: setup ## ruff over the code
 	$(VENV_T)/bin/ruff check device trainer deploy tests benchmarks

@@ -1,20 +1,20 @@
 #!/bin/sh
 # First install of Murmur on a Raspberry Pi (64-bit Raspberry Pi OS Bookworm). Idempotent: run it again at any
 # time; it only does what is missing and never overwrites /etc/murmur/murmur.toml once it exists.
-# `make deploy PI=host` runs it when the Pi lacks it (or when deploy/requirements-pi.txt changed). By hand:
+# `make deploy PI=host` runs it when the Pi lacks it (or when this file changed). By hand:
 #   sudo sh deploy/install.sh                    install / repair
 #   sudo sh deploy/install.sh --hat hifiberry-dac   also enable an audio HAT's overlay in config.txt (then reboot)
 #   sh deploy/install.sh --check                  only check this Pi and print hints (nothing is changed)
-# What it does: checks (64-bit, Bookworm, SPI when knobs need it); apt packages; the venv /opt/murmur/venv
-# (--system-site-packages, pip pins from requirements-pi.txt); the `murmur` user (audio gpio spi); the unit;
-# the config if absent; the performance CPU governor at boot; hints for the sound card.
+# What it does: checks (64-bit, Bookworm, SPI when knobs need it); apt packages; the venv for requirements-pi.txt
+# in /opt/murmur/venvs/<key> (--system-site-packages; pi_release.py venv); the `murmur` user (audio gpio spi);
+# the unit if none is installed (afterwards each release installs its own when it goes live); the config if absent;
+# the performance CPU governor at boot; hints for the sound card.
 # Test seams: MURMUR_ROOT (filesystem prefix, default empty), MURMUR_PIP (pip command), and PATH.
 set -eu
 
 ROOT=${MURMUR_ROOT:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 BASE="$ROOT/opt/murmur"
-VENV="$BASE/venv"
 APT_PACKAGES="python3 python3-venv python3-gpiozero python3-lgpio python3-spidev python3-pyaudio python3-systemd rsync alsa-utils"
 HAT=""
 CHECK_ONLY=0
@@ -141,26 +141,19 @@ fi
 usermod -a -G audio,gpio,spi murmur
 
 # ---------------------------------------------------------------------------------------------- venv
-mkdir -p "$BASE/releases" "$BASE/bundles" "$ROOT/etc/murmur" "$ROOT/etc/systemd/system"
-if [ ! -x "$VENV/bin/python" ]; then
-  say "creating $VENV (--system-site-packages: apt's gpiozero, lgpio, spidev, PyAudio, systemd)"
-  python3 -m venv --system-site-packages "$VENV"
-fi
-REQS="$HERE/requirements-pi.txt"
-want=$(sha256sum "$REQS" | cut -d' ' -f1)
-have=$(cat "$VENV/.murmur-requirements.sha256" 2>/dev/null || true)
-if [ "$want" != "$have" ]; then
-  say "pip install -r requirements-pi.txt into $VENV"
-  ${MURMUR_PIP:-"$VENV/bin/pip"} install --disable-pip-version-check --no-input -q -r "$REQS"
-  printf '%s\n' "$want" > "$VENV/.murmur-requirements.sha256.tmp"
-  mv "$VENV/.murmur-requirements.sha256.tmp" "$VENV/.murmur-requirements.sha256"
-else
-  say "venv requirements up to date"
-fi
+# One venv per requirements file, beside (never inside) the one the live release runs: a deploy with new packages
+# that then fails leaves the old code on its old packages. pi_release.py builds it (the same code `make deploy` uses).
+mkdir -p "$BASE/releases" "$BASE/bundles" "$BASE/venvs" "$BASE/.deploy" "$ROOT/etc/murmur" "$ROOT/etc/systemd/system"
+python3 "$HERE/pi_release.py" venv --root "$ROOT" --requirements "$HERE/requirements-pi.txt" \
+  || die "building the venv for $HERE/requirements-pi.txt failed (the reason is above); fix it and run this again"
 
 # ---------------------------------------------------------------------------------------------- unit + config
+# The unit comes with each release and is switched with it (pi_release.py); here only when none is installed, so
+# re-running this from a new release never changes what the live release runs under.
 UNIT="$ROOT/etc/systemd/system/murmur.service"
-if ! cmp -s "$HERE/murmur.service" "$UNIT"; then
+if [ -f "$UNIT" ]; then
+  say "keeping the installed $UNIT (each release installs its own when it goes live)"
+else
   cp "$HERE/murmur.service" "$UNIT.tmp" && chmod 644 "$UNIT.tmp" && mv "$UNIT.tmp" "$UNIT"
   say "installed $UNIT"
 fi
@@ -193,6 +186,8 @@ else
   cp "$HERE/murmur.toml" "$CONFIG.tmp" && chmod 644 "$CONFIG.tmp" && mv "$CONFIG.tmp" "$CONFIG"
   say "installed $CONFIG from the example; edit it, then: sudo systemctl reload murmur"
 fi
+sha256sum "$0" | cut -d' ' -f1 > "$BASE/.deploy/installed.sha256.tmp"
+mv "$BASE/.deploy/installed.sha256.tmp" "$BASE/.deploy/installed.sha256"
 sync
 hints
 say "done. Next: make deploy PI=<this host> from the laptop (copies code + bundle, starts the service)"

@@ -29,7 +29,7 @@ class Host:
     port: int | None = None
     identity: str | None = None
     root: str = ""  # filesystem prefix on the Pi; "" on a real Pi, a temp dir in the tests
-    python: str | None = None  # remote python with the device dependencies (default: the venv)
+    python: str | None = None  # remote python with the device dependencies (default: each release's own venv)
     systemctl: str = "systemctl"
     sudo: bool = True  # run the Pi-side steps through `sudo -n` (the Pi's login user is not root)
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the Pi-side steps

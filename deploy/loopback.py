@@ -75,7 +75,7 @@ class LoopbackPi:
 
     name: str
     workdir: Path
-    python: str = str(REPO / ".venv/device/bin/python")
+    python: str = ""  # empty: the Pi runs each release in its own venv, as a real one does
     port: int = 0
     proc: subprocess.Popen | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -125,14 +125,14 @@ class LoopbackPi:
 
     def inventory_entry(self, *, bundle: Path | None = None, config: Path | None = None, gate_timeout_s: float = 30,
                         pip: str | None = None) -> str:
-        """TOML for [hosts.NAME]: the root prefix, the local device venv as the Pi's python, the stub systemctl,
-        and (for install.sh) a PATH whose apt-get/useradd/… only record what they were asked."""
+        """TOML for [hosts.NAME]: the root prefix, the stub systemctl, and (for install.sh and the venv build) a PATH
+        whose apt-get/useradd/… only record what they were asked and a pip that links the local device venv."""
         recorders = self.workdir / "recorders"
         make_recorders(recorders, self.root)
         env = {"PATH": f"{recorders}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "MURMUR_PIP": f"{recorders / 'pip'}", "MURMUR_ALLOW_OS": "1", **self.extra_env}
-        lines = [f"[hosts.{self.name}]", f'root = "{self.root}"', f'python = "{self.python}"',
-                 f'systemctl = "{sys.executable} {STUB} {self.root}"', "sudo = false",
+        lines = [f"[hosts.{self.name}]", f'root = "{self.root}"',
+                 *([f'python = "{self.python}"'] if self.python else []), f'systemctl = "{sys.executable} {STUB} {self.root}"', "sudo = false",
                  f"gate_timeout_s = {gate_timeout_s}",
                  "env = { " + ", ".join(f'{k} = "{v}"' for k, v in env.items()) + " }"]
         if bundle is not None:
@@ -167,13 +167,31 @@ class LoopbackPi:
 RECORDED = ("apt-get", "useradd", "usermod", "groupadd", "pip", "dpkg-query", "getent", "uname")
 
 
+def device_site_packages() -> Path:
+    """site-packages of this checkout's device venv (numpy, ai-edge-litert: what pip would put in a Pi's venv)."""
+    found = sorted((REPO / ".venv/device/lib").glob("python3*/site-packages"))
+    if not found:
+        raise RuntimeError(f"{REPO / '.venv/device'} has no site-packages: run make setup")
+    return found[-1]
+
+
+# pip for the venvs the "Pi" builds (pi_release.py venv sets VIRTUAL_ENV): instead of downloading the pins it adds
+# a .pth with this checkout's device venv, so the venv runs the device code for real; with
+# MURMUR_LOOPBACK_PIP=empty it adds nothing (a venv whose packages cannot run the code).
+PIP_LINKS_DEVICE_VENV = """if [ -n "${{VIRTUAL_ENV:-}}" ] && [ "${{MURMUR_LOOPBACK_PIP:-}}" != empty ]; then
+  for d in "$VIRTUAL_ENV"/lib/python3*/site-packages; do echo "{site}" > "$d/murmur-loopback.pth"; done
+fi"""
+
+
 def make_recorders(directory: Path, root: Path) -> None:
     """Stand-ins for install.sh's system-changing commands: each appends its argv to ROOT/var/log/recorded.calls.
-    ``uname -m`` answers aarch64 and ``dpkg-query`` says nothing is installed, like a fresh Pi."""
+    ``uname -m`` answers aarch64 and ``dpkg-query`` says nothing is installed, like a fresh Pi; ``pip`` links the
+    device venv into the venv being built (PIP_LINKS_DEVICE_VENV)."""
     directory.mkdir(parents=True, exist_ok=True)
     log = root / "var/log/recorded.calls"
     for name in RECORDED:
-        answer = {"uname": 'echo aarch64', "getent": "exit 2", "dpkg-query": "exit 1"}.get(name, "exit 0")
+        answer = {"uname": 'echo aarch64', "getent": "exit 2", "dpkg-query": "exit 1",
+                  "pip": PIP_LINKS_DEVICE_VENV.format(site=device_site_packages())}.get(name, "exit 0")
         script = directory / name
         script.write_text(f'#!/bin/sh\nmkdir -p "{log.parent}"\necho "{name} $*" >> "{log}"\n{answer}\n')
         script.chmod(0o755)

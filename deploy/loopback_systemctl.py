@@ -1,15 +1,16 @@
 """``systemctl`` for the loopback Pi (deploy tests): ``loopback_systemctl.py ROOT VERB [murmur]``.
 
-Runs the real ``python -m device serve`` the way the unit does (working directory /opt/murmur/current, config
-/etc/murmur/murmur.toml, status in /run/murmur) under ROOT, with the null sink paced in real time, and waits for
-its READY=1 on a notify socket like systemd does for ``Type=notify`` (``restart`` fails if the service dies or
-does not get ready). Every call is appended to ROOT/var/log/systemctl.calls; the service's output goes to
-ROOT/var/log/murmur.log (the journal's stand-in). The python comes from $MURMUR_LOOPBACK_PYTHON or this one's venv.
+Runs the installed unit's ``ExecStart`` (ROOT/etc/systemd/system/murmur.service; its /opt and /etc paths under
+ROOT: the release's own venv python, ``-m device serve``) in its ``WorkingDirectory``, with the null sink paced in
+real time, and waits for its READY=1 on a notify socket like systemd does for ``Type=notify`` (``restart`` fails
+if the service dies or does not get ready). Every call is appended to ROOT/var/log/systemctl.calls; the service's
+output goes to ROOT/var/log/murmur.log (the journal's stand-in).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -81,12 +82,32 @@ def stop(pid_file: Path) -> None:
     pid_file.unlink(missing_ok=True)
 
 
+def unit_command(root: Path) -> tuple[list[str], Path]:
+    """(ExecStart argv, WorkingDirectory) of the installed unit, with its /opt and /etc paths under ``root``."""
+    directives: dict[str, str] = {}
+    for line in (root / "etc/systemd/system/murmur.service").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in ("ExecStart", "WorkingDirectory"):
+            directives[key.strip()] = value.strip()
+
+    def under_root(arg: str) -> str:
+        return f"{root}{arg}" if arg.startswith(("/opt/", "/etc/")) else arg
+
+    return [under_root(a) for a in shlex.split(directives["ExecStart"])], Path(under_root(directives["WorkingDirectory"]))
+
+
 def start(root: Path, pid_file: Path, run_dir: Path) -> int:
-    current = root / "opt/murmur/current"
-    if not current.is_dir():
-        print(f"murmur.service: {current} missing (no release)", file=sys.stderr)
+    try:
+        argv, workdir = unit_command(root)
+    except (OSError, KeyError) as exc:
+        print(f"murmur.service: no usable unit under {root}: {exc}", file=sys.stderr)
         return 1
-    python = os.environ.get("MURMUR_LOOPBACK_PYTHON") or str(Path(__file__).resolve().parent.parent / ".venv/device/bin/python")
+    if not workdir.is_dir():
+        print(f"murmur.service: {workdir} missing (no release)", file=sys.stderr)
+        return 1
+    if not os.access(argv[0], os.X_OK):
+        print(f"murmur.service: failed at step EXEC spawning {argv[0]}: No such file or directory", file=sys.stderr)
+        return 1
     notify_path = run_dir / f"notify-{os.getpid()}.sock"
     notify_path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -97,8 +118,7 @@ def start(root: Path, pid_file: Path, run_dir: Path) -> int:
     env.pop("MURMUR_RELEASE", None)
     (root / "run/murmur").mkdir(parents=True, exist_ok=True)
     with open(root / "var/log/murmur.log", "ab") as log:
-        proc = subprocess.Popen([python, "-m", "device", "serve", "--config", str(root / "etc/murmur/murmur.toml")],
-                                cwd=str(current), env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(argv, cwd=str(workdir), env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
     pid_file.write_text(str(proc.pid))
     deadline = time.monotonic() + START_TIMEOUT_S

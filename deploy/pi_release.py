@@ -5,9 +5,12 @@ Runs on the Pi with the system ``python3`` (standard library only); the laptop p
 
 Layout under ``ROOT`` (empty on a real Pi; a temporary directory in the tests)::
 
-    /opt/murmur/releases/<id>/        code (device/, deploy/, README.md), release.json, bundle -> ../../bundles/<name>
-    /opt/murmur/current -> releases/<id>      the ONE pointer: code, bundle, unit and managed config switch together
+    /opt/murmur/releases/<id>/        code (device/, deploy/, README.md), release.json, bundle -> ../../bundles/<name>,
+                                      venv -> ../../venvs/<key>
+    /opt/murmur/current -> releases/<id>      the ONE pointer: code, venv, bundle, unit and managed config switch together
     /opt/murmur/bundles/<name>/       bundles, named <bundle_id>-<sha of bundle.json> (content-addressed)
+    /opt/murmur/venvs/<key>/          one venv per deploy/requirements-pi.txt (key: its sha256, 16 hex digits), shared
+                                      by the releases that pin the same packages; ``.murmur-complete`` marks it whole
     /opt/murmur/.deploy/              lock, activation journal, per-release logs and results
     /etc/murmur/murmur.toml           its [playback] bundle = "/opt/murmur/current/bundle"
 
@@ -54,7 +57,8 @@ class Layout:
         self.state = self.base / ".deploy"
         self.journal = self.state / "activation.json"
         self.lock = self.state / "lock"
-        self.venv_marker = self.base / "venv/.murmur-requirements.sha256"
+        self.venvs = self.base / "venvs"
+        self.installed = self.state / "installed.sha256"  # sha256 of the install.sh that last ran to the end
         self.unit = self.root / "etc/systemd/system" / UNIT_NAME
         self.config = self.root / "etc/murmur/murmur.toml"
         self.status_file = self.root / "run/murmur/status.json"
@@ -134,6 +138,61 @@ def remove_tree(path: Path, trash_dir: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
+# ------------------------------------------------------------------------------------------------- venvs
+VENV_COMPLETE = ".murmur-complete"
+REQUIREMENTS = "deploy/requirements-pi.txt"
+
+
+def venv_key(requirements: Path) -> str:
+    """The venv a requirements file needs: the first 16 hex digits of its sha256."""
+    return sha256_file(requirements)[:16]
+
+
+def complete_venvs(layout: Layout) -> list[str]:
+    """Keys of the venvs that finished building (a power cut mid-build leaves one without its marker)."""
+    if not layout.venvs.is_dir():
+        return []
+    return sorted(p.name for p in layout.venvs.iterdir() if (p / VENV_COMPLETE).is_file())
+
+
+def build_venv(layout: Layout, requirements: Path) -> tuple[str, bool]:
+    """Make ``venvs/<key>`` for ``requirements`` unless it is complete already; returns (key, built).
+
+    A new venv never touches the one the live release runs: that is what lets a deploy with new packages fail and
+    leave the old code on its old packages. ``--system-site-packages`` lets apt's gpiozero, lgpio, spidev, PyAudio
+    and systemd bindings through (DESIGN §4). $MURMUR_PIP replaces ``python -m pip`` (tests; the venv's path is
+    in $VIRTUAL_ENV for it).
+    """
+    if not requirements.is_file():
+        raise DeployFailed(f"{requirements}: not found; the release must hold {REQUIREMENTS}")
+    key = venv_key(requirements)
+    venv = layout.venvs / key
+    if (venv / VENV_COMPLETE).is_file():
+        return key, False
+    layout.venvs.mkdir(parents=True, exist_ok=True)
+    remove_tree(venv, layout.venvs)  # an unfinished build (power cut, kill): start over
+    step("venv", f"building venvs/{key} (pip install -r {REQUIREMENTS}; minutes on a Pi)")
+    pip = os.environ.get("MURMUR_PIP")
+    make = [sys.executable, "-m", "venv", "--system-site-packages", *(["--without-pip"] if pip else []), str(venv)]
+    install = ([pip] if pip else [str(venv / "bin/python"), "-m", "pip"]) + [
+        "install", "--disable-pip-version-check", "--no-input", "-q", "-r", str(requirements)]
+    env = dict(os.environ, VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}")
+    for argv in (make, install):
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            tail = " | ".join((proc.stderr.strip() or proc.stdout.strip()).splitlines()[-3:])
+            remove_tree(venv, layout.venvs)
+            raise DeployFailed(f"building venvs/{key} failed at `{' '.join(argv[:4])} …` ({proc.returncode}): {tail}. "
+                               "Check the Pi's network (pip needs PyPI) and "
+                               f"{REQUIREMENTS}, then deploy again")
+    shutil.copy2(requirements, venv / "requirements-pi.txt")
+    step("venv-installed")
+    os.sync()  # thousands of files: one sync instead of an fsync each, then the marker that says it is whole
+    write_atomic(venv / VENV_COMPLETE, f"{sha256_file(requirements)}\n".encode())
+    step("venv-ready", key)
+    return key, True
+
+
 # ------------------------------------------------------------------------------------------------ the steps
 KILL_AT = os.environ.get("MURMUR_DEPLOY_KILL_AT", "")  # tests: SIGKILL this process at the named step
 
@@ -151,11 +210,15 @@ class Pi:
     def __init__(self, layout: Layout, *, python: str, systemctl: str, gate_timeout_s: float, min_level_dbfs: float,
                  allow_quiet_hours: bool) -> None:
         self.layout = layout
-        self.python = python
+        self.python_override = python
         self.systemctl = systemctl.split()
         self.gate_timeout_s = gate_timeout_s
         self.min_level_dbfs = min_level_dbfs
         self.allow_quiet_hours = allow_quiet_hours
+
+    def python(self, release_dir: Path) -> str:
+        """The python that runs ``release_dir``'s code: its own venv (as the unit runs current/venv/bin/python)."""
+        return self.python_override or str(release_dir / "venv/bin/python")
 
     # -- service manager -------------------------------------------------------------------------------------
     def systemd(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -172,7 +235,7 @@ class Pi:
         """The service's health report via ``python -m device status --json`` (the file itself if that fails)."""
         env = dict(os.environ, MURMUR_STATUS_FILE=str(self.layout.status_file), PYTHONDONTWRITEBYTECODE="1")
         try:
-            proc = subprocess.run([self.python, "-m", "device", "status", "--json"], cwd=release_dir, env=env,
+            proc = subprocess.run([self.python(release_dir), "-m", "device", "status", "--json"], cwd=release_dir, env=env,
                                   capture_output=True, text=True, timeout=30)
             report = json.loads(proc.stdout)
             if isinstance(report, dict) and "ready" in report:
@@ -347,7 +410,7 @@ class Pi:
             for p in self.layout.base.iterdir():
                 if p.name.startswith(".current.tmp-"):
                     p.unlink()
-        for parent in (self.layout.releases, self.layout.bundles, self.layout.state):
+        for parent in (self.layout.releases, self.layout.bundles, self.layout.venvs, self.layout.state):
             if parent.is_dir():
                 for p in parent.iterdir():
                     if p.name.startswith((STAGING, TRASH)):
@@ -355,7 +418,7 @@ class Pi:
 
     def prune(self, keep: int = KEEP_RELEASES) -> None:
         """Delete releases that never passed their gate, keep the newest ``keep`` (always current), then delete the
-        bundles no release refers to."""
+        bundles and venvs no release refers to."""
         current = self.layout.current_id()
         for release_id in self.layout.release_ids():  # failed or interrupted ones first (their logs stay in .deploy)
             if release_id != current and not (self.layout.releases / release_id / "HEALTHY").exists():
@@ -364,15 +427,16 @@ class Pi:
         for release_id in ids[:-keep] if len(ids) > keep else []:
             if release_id != current:
                 remove_tree(self.layout.releases / release_id, self.layout.releases)
-        used = set()
-        for release_id in self.layout.release_ids():
-            target = self.layout.releases / release_id / "bundle"
-            if target.is_symlink():
-                used.add(Path(os.readlink(target)).name)
-        if self.layout.bundles.is_dir():
-            for bundle in self.layout.bundles.iterdir():
-                if not bundle.name.startswith(".") and bundle.name not in used:
-                    remove_tree(bundle, self.layout.bundles)
+        for link, parent in (("bundle", self.layout.bundles), ("venv", self.layout.venvs)):
+            used = set()
+            for release_id in self.layout.release_ids():
+                target = self.layout.releases / release_id / link
+                if target.is_symlink():
+                    used.add(Path(os.readlink(target)).name)
+            if parent.is_dir():
+                for entry in parent.iterdir():
+                    if not entry.name.startswith(".") and entry.name not in used:
+                        remove_tree(entry, parent)
 
 
 def bundle_id_of(bundle_dir: Path) -> str:
@@ -396,7 +460,7 @@ def lock(layout: Layout):
     return fd
 
 
-RELEASE_OWN = {"release.json", "HEALTHY", "bundle"}  # per-release files, not part of the code id
+RELEASE_OWN = {"release.json", "HEALTHY", "bundle", "venv"}  # per-release files, not part of the code id
 
 
 def code_id_of(tree: Path) -> str:
@@ -432,11 +496,12 @@ def cmd_prepare(pi: Pi, args: argparse.Namespace) -> dict:
         d.mkdir(parents=True, exist_ok=True)
     current = layout.current_id()
     meta = layout.release_meta(current) if current else {}
-    marker = layout.venv_marker.read_text().strip() if layout.venv_marker.is_file() else None
+    install_sha = layout.installed.read_text().strip() if layout.installed.is_file() else None
     return {
         "ok": True,
-        "installed": marker is not None and layout.unit.is_file(),
-        "requirements_sha256": marker,
+        "installed": install_sha is not None and layout.unit.is_file(),
+        "install_sha256": install_sha,
+        "venvs": complete_venvs(layout),
         "current": current,
         "code_id": meta.get("code_id"),
         "bundle": meta.get("bundle"),
@@ -496,11 +561,15 @@ def cmd_commit(pi: Pi, args: argparse.Namespace) -> dict:
     site = staging / "site" / "murmur.toml"
     if site.is_file():  # a managed config gets its own inode: never shared with another release
         write_atomic(site, site.read_bytes())
-    bundle_link = staging / "bundle"
-    if bundle_link.is_symlink() or bundle_link.exists():
-        bundle_link.unlink()
-    os.symlink(f"../../bundles/{bundle_name}", bundle_link)
-    meta = {"id": release_id, "code_id": args.code_id, "bundle": bundle_name, "git": args.git,
+    key = venv_key(staging / REQUIREMENTS)
+    if not (layout.venvs / key / VENV_COMPLETE).is_file():
+        raise DeployFailed(f"venvs/{key} (for this release's {REQUIREMENTS}) is not built on this Pi; nothing "
+                           "switched. Deploy again: it builds the venv first")
+    for link, target in (("bundle", f"../../bundles/{bundle_name}"), ("venv", f"../../venvs/{key}")):
+        if (staging / link).is_symlink() or (staging / link).exists():
+            (staging / link).unlink()
+        os.symlink(target, staging / link)
+    meta = {"id": release_id, "code_id": args.code_id, "bundle": bundle_name, "venv": key, "git": args.git,
             "created_unix": time.time(), "from": current}
     (staging / "release.json").write_text(json.dumps(meta, indent=2) + "\n")
     fsync_tree(staging)
@@ -521,7 +590,7 @@ def cmd_commit(pi: Pi, args: argparse.Namespace) -> dict:
 def verify_release(pi: Pi, release_id: str) -> str | None:
     """``python -m device verify`` from the new release: imports, bundle loads and steps, a second renders."""
     release = pi.layout.releases / release_id
-    command = [pi.python, "-m", "device", "verify", "--bundle", str(release / "bundle")]
+    command = [pi.python(release), "-m", "device", "verify", "--bundle", str(release / "bundle")]
     managed = release / "site" / "murmur.toml"
     if managed.is_file():  # check it as it will read after the switch: current/ is this release
         live = f"{pi.layout.base}/current/"
@@ -619,14 +688,23 @@ def run_detached(pi: Pi, work, log_path: Path) -> dict:
         return {"ok": False, "reason": f"the activation ended without a result; see {log_path}"}
 
 
-COMMANDS = {"prepare": cmd_prepare, "commit": cmd_commit, "rollback": cmd_rollback, "status": cmd_status}
+def cmd_venv(pi: Pi, args: argparse.Namespace) -> dict:
+    """Build the venv a staged release's requirements need (before ``commit``; install.sh calls this too)."""
+    if not args.requirements:
+        raise DeployFailed("venv needs --requirements FILE (a release's deploy/requirements-pi.txt)")
+    key, built = build_venv(pi.layout, Path(args.requirements))
+    return {"ok": True, "venv": key, "built": built}
+
+
+COMMANDS = {"prepare": cmd_prepare, "commit": cmd_commit, "rollback": cmd_rollback, "status": cmd_status,
+            "venv": cmd_venv}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pi_release.py")
     parser.add_argument("command", choices=sorted(COMMANDS))
     parser.add_argument("--root", default="", help="filesystem prefix (tests); empty on a real Pi")
-    parser.add_argument("--python", default="", help="python with the device code's dependencies (default: the venv)")
+    parser.add_argument("--python", default="", help="python with the device code's dependencies (default: the release's venv)")
     parser.add_argument("--systemctl", default="systemctl")
     parser.add_argument("--gate-timeout", type=float, default=60.0, help="seconds to reach READY and play")
     parser.add_argument("--min-level-dbfs", type=float, default=-90.0, help="level over 10 s below which the output counts as silent")
@@ -638,9 +716,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from-current", action="store_true", help="bundle-only: hard-link the live release's code")
     parser.add_argument("--reload-ok", action="store_true", help="same code: hot reload instead of a restart")
     parser.add_argument("--to", default="", help="rollback: this release instead of the previous healthy one")
+    parser.add_argument("--requirements", default="", help="venv: the requirements file to build a venv for")
     args = parser.parse_args(argv)
     layout = Layout(args.root)
-    pi = Pi(layout, python=args.python or str(layout.base / "venv/bin/python"), systemctl=args.systemctl,
+    pi = Pi(layout, python=args.python, systemctl=args.systemctl,
             gate_timeout_s=args.gate_timeout, min_level_dbfs=args.min_level_dbfs,
             allow_quiet_hours=args.allow_quiet_hours)
     try:

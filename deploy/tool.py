@@ -1,10 +1,12 @@
 """The laptop side of ``make deploy``, ``make rollback``, ``make logs`` and ``make status``: ssh + rsync, per host in
 parallel, one summary line per host, exit 1 if any host failed.
 
-Per host: ask the Pi for its state (``pi_release.py prepare``); run ``install.sh`` if the Pi lacks it; rsync the
-code (only if it changed; unchanged files are hard-linked from the live release) and the bundle (only if the Pi
-lacks it) into dot-named staging directories; then ``pi_release.py commit`` finalises, verifies on the Pi and
-activates (switch, reload or restart, health gate, automatic switch back). ``pi_release.py`` is piped over ssh.
+Per host: ask the Pi for its state (``pi_release.py prepare``); rsync the code (only if it changed; unchanged
+files are hard-linked from the live release) and the bundle (only if the Pi lacks it) into dot-named staging
+directories; run ``install.sh`` if the Pi lacks it (or it changed); build the venv for the release's
+requirements-pi.txt beside the live one if the Pi has none for it; then ``pi_release.py commit`` finalises,
+verifies on the Pi and activates (switch, reload or restart, health gate, automatic switch back).
+``pi_release.py`` is piped over ssh.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class Release:
 
     tree: Path
     code_id: str
-    requirements_sha256: str
+    venv_key: str  # sha256 of deploy/requirements-pi.txt, 16 hex digits: the venv this release runs in
+    install_sha256: str  # sha256 of deploy/install.sh: the Pi re-runs it when it changed
     bundle_dir: Path
     bundle_id: str
     bundle_name: str
@@ -118,10 +121,14 @@ def build_release(bundle_dir: Path, config: Path | None, work: Path, repo: Path 
     digest = hashlib.sha256()
     for rel in sorted(files):
         digest.update(rel.encode() + b"\0" + sha256_bytes((tree / rel).read_bytes()).encode() + b"\n")
-    requirements = tree / "deploy" / "requirements-pi.txt"
+    requirements, install = tree / "deploy" / "requirements-pi.txt", tree / "deploy" / "install.sh"
+    for needed in (requirements, install):
+        if not needed.is_file():
+            raise ConfigError(f"{repo / needed.relative_to(tree)}: missing; a release needs it (run from a full checkout)")
     bundle_id, bundle_name = bundle_name_of(bundle_dir)
     return Release(tree=tree, code_id=digest.hexdigest()[:16],
-                   requirements_sha256=sha256_bytes(requirements.read_bytes()) if requirements.is_file() else "",
+                   venv_key=sha256_bytes(requirements.read_bytes())[:16],
+                   install_sha256=sha256_bytes(install.read_bytes()),
                    bundle_dir=bundle_dir, bundle_id=bundle_id, bundle_name=bundle_name, git=git_describe(repo),
                    files=sorted(files))
 
@@ -249,18 +256,26 @@ def deploy_host(host: Host, release_for, ssh_config: str | None) -> Outcome:
         release_id = new_release_id(release.git)
         staging = f"{BASE}/releases/.staging-{release_id}/"
         code_changed = state.get("code_id") != release.code_id or state.get("current") is None
-        needs_install = not state.get("installed") or state.get("requirements_sha256") != release.requirements_sha256
-        if code_changed or needs_install:
+        needs_install = not state.get("installed") or state.get("install_sha256") != release.install_sha256
+        needs_venv = release.venv_key not in state.get("venvs", [])
+        if code_changed:
             log(f"copying code ({len(release.files)} files) to {staging}")
             link = ["--link-dest", remote.path(f"{BASE}/releases/{state['current']}")] if state.get("current") else []
             remote.rsync(f"{release.tree}/", staging, *link)
-        if needs_install:
-            log("first install (or new requirements): running deploy/install.sh on the Pi")
-            code, output = remote.run(["env", f"MURMUR_ROOT={remote.root}", "sh", remote.path(staging + "deploy/install.sh")],
+        code_on_pi = staging if code_changed else f"{BASE}/current/"  # same code: the live release has these files
+        if needs_install:  # it builds the venv too
+            log("first install (or a new install.sh): running deploy/install.sh on the Pi")
+            code, output = remote.run(["env", f"MURMUR_ROOT={remote.root}", "sh", remote.path(code_on_pi + "deploy/install.sh")],
                                       on_line=lambda line: log(f"  install: {line}"))
             if code != 0:
                 last = output.strip().splitlines()[-1] if output.strip() else f"exit {code}"
                 raise StepFailed("install", last)
+        elif needs_venv:
+            log(f"new requirements-pi.txt: building venvs/{release.venv_key} beside the live one")
+            built = remote.pi("venv", "--requirements", remote.path(code_on_pi + "deploy/requirements-pi.txt"),
+                              on_line=lambda line: log(f"  pi: {line}"))
+            if not built.get("ok"):
+                raise StepFailed("venv", built.get("reason", "?"))
         if release.bundle_name not in state.get("bundles", []):
             log(f"copying bundle {release.bundle_id} to bundles/{release.bundle_name}")
             remote.rsync(f"{release.bundle_dir}/", f"{BASE}/bundles/.staging-{release.bundle_name}/")

@@ -151,7 +151,7 @@ def format_report(status: dict[str, Any] | None, now_unix: float, *, stale_after
         f"  bundle:       {status.get('bundle_id', '?')}  ({status.get('bundle_path', '?')}), "
         f"age {_duration(status.get('bundle_age_s'))}",
         f"  uptime:       {_duration(status.get('uptime_s'))}  (pid {status.get('pid', '?')}, "
-        f"release {status.get('release') or '?'})",
+        f"release {status.get('release') or '?'}, venv {status.get('venv') or '?'})",
     ]
     if status.get("schedule"):
         lines.append(f"  schedule:     {status['schedule']}")

@@ -296,6 +296,24 @@ def release_id() -> str | None:
     return code_root.name if code_root.parent.name == "releases" else None
 
 
+def pin_import_paths() -> None:
+    """Resolve the symlinks in ``sys.path`` (``/opt/murmur/current/venv/...`` -> ``/opt/murmur/venvs/<key>/...``).
+
+    The unit starts ``/opt/murmur/current/venv/bin/python``; without this, a module imported late (the TFLite
+    runtime loads with the first bundle) would come from whatever release ``current`` points at by then — a deploy
+    switches it a moment before it restarts the service. The code itself is already pinned: ``python -m`` puts the
+    resolved working directory on the path.
+    """
+    sys.path[:] = [os.path.realpath(p) if p else p for p in sys.path]
+
+
+@functools.cache
+def venv_id() -> str | None:
+    """The venv this process runs in (/opt/murmur/venvs/<key>, resolved at start-up), for the health report."""
+    prefix = Path(sys.prefix).resolve()
+    return prefix.name if prefix.parent.name == "venvs" else None
+
+
 def _controls_dict(controls: Controls) -> dict[str, Any]:
     return {name: getattr(controls, name) for name in controls.__slots__}
 
@@ -724,6 +742,7 @@ class Service:
             "cpu_temp_c": health.read_cpu_temp_c(),
             "throttled": health.read_throttled(),
             "release": release_id(),
+            "venv": venv_id(),
             "updated_unix": now_unix,
             "pid": os.getpid(),
         }
@@ -783,6 +802,8 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--sink", default=None, help=f"pyaudio (default), null or wav:PATH (also ${SINK_ENV})")
     parser.add_argument("--check", action="store_true", help="validate the config and its bundles, then exit")
     args = parser.parse_args(argv[1:])
+    pin_import_paths()
+    venv_id()
     setup_logging()
     try:
         config = load_config(args.config)

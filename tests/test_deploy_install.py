@@ -1,8 +1,10 @@
 """deploy/install.sh against a temporary root (MURMUR_ROOT) with apt-get, useradd, usermod, groupadd, pip, uname,
-getent and systemctl replaced by recorders on PATH (deploy.loopback.make_recorders); the venv is made for real."""
+getent and systemctl replaced by recorders on PATH (deploy.loopback.make_recorders); the venv is made for real
+(by pi_release.py venv, in venvs/<key>; the recorded pip links the checkout's device venv into it)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 from pathlib import Path
@@ -60,9 +62,16 @@ def test_fresh_install_does_everything_once_and_keeps_the_technicians_config(pi_
     assert "usermod -a -G audio,gpio,spi murmur" in calls
     pip = [c for c in calls if c.startswith("pip install")]
     assert len(pip) == 1 and pip[0].endswith("deploy/requirements-pi.txt")
-    venv_cfg = (pi_root / "opt/murmur/venv/pyvenv.cfg").read_text()
-    assert "include-system-site-packages = true" in venv_cfg
-    assert (pi_root / "etc/systemd/system/murmur.service").read_bytes() == (REPO / "deploy/murmur.service").read_bytes()
+    key = hashlib.sha256((REPO / "deploy/requirements-pi.txt").read_bytes()).hexdigest()[:16]
+    venv = pi_root / "opt/murmur/venvs" / key
+    assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
+    assert (venv / ".murmur-complete").is_file()
+    assert subprocess.run([venv / "bin/python", "-c", "import numpy"]).returncode == 0  # a venv that runs the code
+    assert not (pi_root / "opt/murmur/venv").exists()  # no shared venv any more
+    unit = pi_root / "etc/systemd/system/murmur.service"
+    assert unit.read_bytes() == (REPO / "deploy/murmur.service").read_bytes()
+    stamp = (pi_root / "opt/murmur/.deploy/installed.sha256").read_text().strip()
+    assert stamp == hashlib.sha256(INSTALL.read_bytes()).hexdigest()  # what `make deploy` compares to re-run it
     assert "performance" in (pi_root / "etc/systemd/system/murmur-cpu-performance.service").read_text()
     config = pi_root / "etc/murmur/murmur.toml"
     assert config.read_bytes() == (REPO / "deploy/murmur.toml").read_bytes()
@@ -70,6 +79,7 @@ def test_fresh_install_does_everything_once_and_keeps_the_technicians_config(pi_
     assert "daemon-reload" in systemctl and "enable murmur.service murmur-cpu-performance.service" in systemctl
 
     config.write_text(config.read_text() + "\n# the technician's edit\n")
+    unit.write_text(unit.read_text() + "\n# the live release's unit\n")  # releases own the unit after the first
     boot = pi_root / "boot/firmware/config.txt"
     boot.parent.mkdir(parents=True)
     boot.write_text("dtparam=audio=on\n")
@@ -78,6 +88,7 @@ def test_fresh_install_does_everything_once_and_keeps_the_technicians_config(pi_
         assert again.returncode == 0, again.stdout + again.stderr
     assert config.read_text().endswith("# the technician's edit\n")
     assert "keeping" in again.stdout
+    assert unit.read_text().endswith("# the live release's unit\n")
     assert len([c for c in recorded(pi_root) if c.startswith("pip install")]) == 1  # requirements unchanged
     assert boot.read_text().count("dtoverlay=hifiberry-dac") == 1
 
@@ -98,7 +109,7 @@ def test_refuses_anything_but_64_bit_arm(pi_root, machine):
     assert proc.returncode == 1
     assert machine in proc.stderr and "64-bit" in proc.stderr
     assert not [c for c in recorded(pi_root) if c.startswith(("apt-get", "useradd", "usermod", "pip"))]
-    assert not (pi_root / "opt/murmur/venv").exists()
+    assert not (pi_root / "opt/murmur/venvs").exists()
 
 
 def test_refuses_an_os_other_than_bookworm(pi_root):
@@ -166,3 +177,15 @@ def test_inventory_errors_name_the_host_key_and_value(tmp_path):
         load_inventory(bad)
     with pytest.raises(ConfigError, match="no host in the inventory has groups"):
         load_inventory(REPO / "deploy/inventory.example.toml").resolve(["@attic"])
+
+
+def test_a_failed_venv_build_stops_the_install_and_leaves_no_half_venv(pi_root):
+    pip = pi_root.parent / "bin/pip"
+    pip.write_text("#!/bin/sh\necho 'ERROR: No matching distribution found for ai-edge-litert==2.3.0' >&2\nexit 1\n")
+    proc = install(pi_root)
+    assert proc.returncode == 1
+    assert "No matching distribution found for ai-edge-litert" in proc.stdout + proc.stderr
+    assert "building the venv" in proc.stderr and "run this again" in proc.stderr
+    venvs = pi_root / "opt/murmur/venvs"
+    assert [p.name for p in venvs.iterdir()] == []  # removed, not left half-built under its key
+    assert not (pi_root / "opt/murmur/.deploy/installed.sha256").exists()  # the next deploy runs install.sh again

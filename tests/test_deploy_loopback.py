@@ -7,6 +7,7 @@ The tests run in file order on two shared Pis (a deploy is stateful: each step b
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ from deploy.loopback import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+OLD_VENV = hashlib.sha256((REPO / "deploy/requirements-pi.txt").read_bytes()).hexdigest()[:16]
 pytestmark = pytest.mark.skipif(sshd_available() is not None, reason=str(sshd_available()))
 
 
@@ -46,6 +48,20 @@ def bundles(tiny_bundle, tmp_path_factory):
     made = {name: variant_bundle(tiny_bundle, work / name, f"room-sound-{name}") for name in ("a", "b", "c")}
     made["broken"] = variant_bundle(tiny_bundle, work / "broken", "room-sound-broken", break_model=True)
     return made
+
+
+def venv_of(pi, release: str | None = None) -> str:
+    """The venv key a release (default: current) runs in: where its ``venv`` link resolves."""
+    link = pi.root / "opt/murmur" / (f"releases/{release}" if release else "current") / "venv"
+    return Path(os.path.realpath(link)).name
+
+
+def with_new_requirements(repo: Path, dest: Path, pin_comment: str) -> tuple[Path, str]:
+    """A copy of the shipped code whose requirements-pi.txt differs (so it needs another venv), and that venv's key."""
+    copy = shutil.copytree(repo, dest)
+    requirements = copy / "deploy/requirements-pi.txt"
+    requirements.write_text(requirements.read_text() + f"# {pin_comment}\n")
+    return copy, hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
 
 
 def summary_line(output: str, host: str) -> str:
@@ -65,12 +81,13 @@ def test_first_deploy_installs_and_plays(fleet, bundles):
     assert re.search(r"^apt-get install .*python3-gpiozero.*python3-pyaudio", recorded, re.M)
     assert re.search(r"^useradd --system .* murmur$", recorded, re.M)
     assert "usermod -a -G audio,gpio,spi murmur" in recorded
-    assert (pi.root / "opt/murmur/venv/bin/python").exists()
+    assert venv_of(pi) == OLD_VENV and (pi.root / "opt/murmur/venvs" / OLD_VENV / ".murmur-complete").is_file()
+    assert not (pi.root / "opt/murmur/venv").exists()  # no shared venv: each release links its own
     assert (pi.root / "etc/systemd/system/murmur.service").read_bytes() == (REPO / "deploy/murmur.service").read_bytes()
     assert "restart murmur" in pi.systemctl_calls()
     assert live_problem(pi) is None
     report = wait_playing(pi, "room-sound-a")
-    assert report["release"] == pi.current()
+    assert report["release"] == pi.current() and report["venv"] == OLD_VENV  # the unit's current/venv/bin/python
 
 
 @pytest.mark.slow
@@ -94,6 +111,18 @@ def test_bundle_only_update_hot_reloads_without_copying_code(fleet, bundles):
 
 
 @pytest.mark.slow
+def test_a_lost_install_is_redone_from_the_live_release_without_copying_code(fleet, bundles):
+    pi = fleet.pis["pi1"]
+    before = pi.current()
+    (pi.root / "opt/murmur/.deploy/installed.sha256").unlink()  # e.g. a half-restored SD card
+    proc = fleet.run("deploy", "pi1")  # same code, same bundle
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "running deploy/install.sh" in proc.stdout and "copying code" not in proc.stdout
+    assert "already live" in summary_line(proc.stdout, "pi1")
+    assert (pi.root / "opt/murmur/.deploy/installed.sha256").is_file() and pi.current() == before
+
+
+@pytest.mark.slow
 def test_code_that_fails_its_health_gate_is_rolled_back(fleet, bundles, tmp_path):
     pi = fleet.pis["pi1"]
     before = pi.current()
@@ -109,6 +138,51 @@ def test_code_that_fails_its_health_gate_is_rolled_back(fleet, bundles, tmp_path
     wait_playing(pi, "room-sound-b")
     failed = [r for r in os.listdir(pi.root / "opt/murmur/releases") if r > before]
     assert failed and not (pi.root / "opt/murmur/releases" / failed[0] / "HEALTHY").exists()
+
+
+@pytest.mark.slow
+def test_new_requirements_get_their_own_venv_and_a_failed_gate_leaves_the_old_code_on_the_old_one(fleet, tmp_path):
+    """Changed pins + code that fails its gate: the new venv is built beside the live one, the switch-back puts the
+    old code on its old venv (never old code on new packages), and the live venv was not touched at all."""
+    pi = fleet.pis["pi1"]
+    before = pi.current()
+    live_venv = pi.root / "opt/murmur/venvs" / OLD_VENV
+    marker_before = (live_venv / ".murmur-complete").stat()
+    pth_before = sorted(p.name for p in live_venv.rglob("*.pth"))
+    new_repo, new_venv = with_new_requirements(fleet.repo, tmp_path / "repo", "test: a new pin")
+    with open(new_repo / "device/service.py", "a") as f:
+        f.write("\nraise SystemExit('deliberately broken release (test)')\n")
+    proc = fleet.run("deploy", "pi1", repo=new_repo)
+    assert proc.returncode == 1, proc.stdout
+    assert f"building venvs/{new_venv} beside the live one" in proc.stdout
+    line = summary_line(proc.stdout, "pi1")
+    assert "health gate" in line and "switched back to " + before in line and "plays again" in line, line
+    assert pi.current() == before and venv_of(pi) == OLD_VENV
+    assert (pi.root / "opt/murmur/venvs" / new_venv / ".murmur-complete").is_file()  # kept for a retry until pruned
+    after = (live_venv / ".murmur-complete").stat()
+    assert (after.st_ino, after.st_mtime_ns) == (marker_before.st_ino, marker_before.st_mtime_ns)
+    assert sorted(p.name for p in live_venv.rglob("*.pth")) == pth_before
+    assert wait_playing(pi, "room-sound-b")["venv"] == OLD_VENV  # the restarted old release runs on the old venv
+    assert live_problem(pi) is None
+
+
+@pytest.mark.slow
+def test_a_venv_that_cannot_run_the_code_never_goes_live(fleet, bundles, tmp_path):
+    pi = fleet.pis["pi1"]
+    before = pi.current()
+    calls_before = len(pi.systemctl_calls())
+    new_repo, new_venv = with_new_requirements(fleet.repo, tmp_path / "repo", "test: packages that break imports")
+    fleet.write_inventory({"pi1": bundles["b"]}, env={"pi1": {"MURMUR_LOOPBACK_PIP": "empty"}})
+    try:
+        proc = fleet.run("deploy", "pi1", repo=new_repo)
+    finally:
+        fleet.write_inventory({"pi1": bundles["b"]})
+    assert proc.returncode == 1, proc.stdout
+    line = summary_line(proc.stdout, "pi1")
+    assert "verify on the Pi failed, nothing switched" in line and "No module named" in line, line
+    assert pi.current() == before and venv_of(pi) == OLD_VENV
+    assert pi.systemctl_calls()[calls_before:] == []  # the service was never touched
+    assert status(pi)["venv"] == OLD_VENV
 
 
 @pytest.mark.slow
@@ -139,6 +213,8 @@ def test_rollback_command_returns_to_the_previous_healthy_release(fleet, bundles
     wait_playing(pi, "room-sound-a")
     proc = fleet.run("status", "pi1")
     assert proc.returncode == 0 and "room-sound-a" in summary_line(proc.stdout, "pi1")
+    # the healthy activation pruned the failed releases and the venvs only they used
+    assert sorted(os.listdir(pi.root / "opt/murmur/venvs")) == [OLD_VENV]
 
 
 KILL_STEPS = ["bundle-ready", "release-ready", "verified", "journal", "switched", "reloaded", "healthy"]
@@ -165,7 +241,21 @@ def test_a_deploy_killed_at_each_step_leaves_old_or_new_never_a_mix(fleet, bundl
         wait_playing(pi, bundle_id(pi.root / "opt/murmur/current/bundle"))
         assert live_problem(pi) is None
     assert inconsistent == []
-    # the next deploy undoes an unfinished activation and goes through
+    # a power cut while new pins are installed: the live release keeps its venv; the unfinished one has no marker,
+    # so nothing links it, and the next deploy builds it again
+    new_repo, new_venv = with_new_requirements(fleet.repo, tmp_path / "repo-venv", "test: killed venv build")
+    fleet.write_inventory({"pi1": bundles["c"]}, env={"pi1": {"MURMUR_DEPLOY_KILL_AT": "venv-installed"}})
+    proc = fleet.run("deploy", "pi1", repo=new_repo)
+    assert "step venv-installed" in proc.stdout and proc.returncode == 1, proc.stdout
+    half = pi.root / "opt/murmur/venvs" / new_venv
+    assert (half / "pyvenv.cfg").is_file() and not (half / ".murmur-complete").exists()
+    assert live_problem(pi) is None and venv_of(pi) == OLD_VENV
+    fleet.write_inventory({"pi1": bundles["c"]})
+    proc = fleet.run("deploy", "pi1", repo=new_repo)
+    assert proc.returncode == 0, proc.stdout
+    assert f"building venvs/{new_venv}" in proc.stdout and venv_of(pi) == new_venv
+    assert wait_playing(pi, "room-sound-c")["venv"] == new_venv
+    # and back to the shipped code and its venv
     fleet.write_inventory({"pi1": bundles["c"]})
     proc = fleet.run("deploy", "pi1")
     assert proc.returncode == 0, proc.stdout

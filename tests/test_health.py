@@ -20,7 +20,7 @@ def sample_status(**changes) -> dict:
         "playing": True, "ready": True, "state": "playing", "message": None, "level_dbfs_10s": -23.46,
         "underruns": 2, "bundle_id": "sea-20261124", "bundle_path": "/opt/murmur/bundles/sea", "bundle_age_s": 93784.0,
         "uptime_s": 3725.0, "knobs": {"temperature": 0.3, "hold": False}, "cpu_temp_c": 51.2, "throttled": "0x50000",
-        "release": "20261124-0901", "updated_unix": time.time(), "pid": 4242, "schedule": "open until Tue 18:00",
+        "release": "20261124-0901", "venv": "3f2a9c0d1e4b5a67", "updated_unix": time.time(), "pid": 4242, "schedule": "open until Tue 18:00",
     }
     status.update(changes)
     return status
@@ -42,7 +42,7 @@ def test_report_says_playing_level_bundle_age_uptime_knobs_temperature():
     assert report.startswith("murmur: PLAYING")
     for fragment in ("-23.5 dBFS", "underruns:    2", "sea-20261124", "1 d 02:03:04", "01:02:05",
                      "temperature=0.3", "hold=False", "51.2 °C", "under-voltage has occurred", "throttling has occurred",
-                     "release 20261124-0901", "open until Tue 18:00"):
+                     "release 20261124-0901, venv 3f2a9c0d1e4b5a67", "open until Tue 18:00"):
         assert fragment in report, fragment
 
 
@@ -99,6 +99,6 @@ def test_makefile_status_target_runs_the_command_on_the_pi():
     result = subprocess.run(["make", "-n", "status", "PI=gallery-pi"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert "ssh" in result.stdout and "gallery-pi" in result.stdout
-    assert "cd /opt/murmur/current && /opt/murmur/venv/bin/python -m device status" in result.stdout
+    assert "cd /opt/murmur/current && ./venv/bin/python -m device status" in result.stdout
     missing = subprocess.run(["make", "status"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert missing.returncode != 0 and "PI=" in (missing.stdout + missing.stderr)

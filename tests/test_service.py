@@ -385,3 +385,24 @@ def test_serve_with_a_missing_output_fails_and_says_which(tmp_path, tiny_bundle,
     assert "nosuchcard" in log and "READY=1" not in [m for _, m in listener.messages]
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["state"] == "error" and "nosuchcard" in status["message"] and not status["playing"]
+
+
+def test_import_paths_are_pinned_to_the_release_that_started(tmp_path, monkeypatch):
+    """The unit starts current/venv/bin/python; after start-up a switch of `current` must not change where this
+    process imports from (a deploy switches a moment before it restarts the service)."""
+    for key in ("aaaa", "bbbb"):
+        site = tmp_path / "venvs" / key / "site-packages"
+        site.mkdir(parents=True)
+        (site / "murmur_pin_probe.py").write_text(f"VENV = {key!r}\n")
+    current = tmp_path / "current"
+    current.symlink_to(tmp_path / "venvs/aaaa")
+    monkeypatch.setattr(sys, "path", [str(current / "site-packages"), *sys.path])
+    monkeypatch.delitem(sys.modules, "murmur_pin_probe", raising=False)
+    service_mod.pin_import_paths()
+    current.unlink()
+    current.symlink_to(tmp_path / "venvs/bbbb")  # the deploy's switch
+    import murmur_pin_probe
+
+    assert murmur_pin_probe.VENV == "aaaa"
+    assert sys.path[0] == os.path.realpath(tmp_path / "venvs/aaaa/site-packages")
+    del sys.modules["murmur_pin_probe"]

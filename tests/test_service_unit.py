@@ -107,7 +107,7 @@ def test_unit_keeps_what_the_appliance_needs():
     assert d["Type"] == ["notify"] and d["NotifyAccess"] == ["main"] and d["WatchdogSec"]
     assert d["Restart"] == ["always"] and d["StartLimitBurst"] and d["StartLimitIntervalSec"]
     assert d["User"] == ["murmur"] and set(d["SupplementaryGroups"][0].split()) == {"audio", "gpio", "spi"}
-    assert d["ExecStart"] == ["/opt/murmur/venv/bin/python -m device serve --config /etc/murmur/murmur.toml"]
+    assert d["ExecStart"] == ["/opt/murmur/current/venv/bin/python -m device serve --config /etc/murmur/murmur.toml"]
     assert d["WorkingDirectory"] == ["/opt/murmur/current"]
     assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert d["CPUSchedulingPolicy"] == ["fifo"]

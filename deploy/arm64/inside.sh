@@ -4,18 +4,17 @@
 set -eu
 cd /opt/murmur/current
 echo "arm64: $(uname -m), $(python3 --version), $(grep -m1 '^Model' /proc/cpuinfo || echo 'no Model line')"
-VENV=/opt/murmur/venv
-REQS=deploy/requirements-pi.txt
-want=$(sha256sum "$REQS" | cut -d' ' -f1)
-if [ "$(cat "$VENV/.murmur-requirements.sha256" 2>/dev/null || true)" != "$want" ]; then
-  t0=$(date +%s)
-  rm -rf "$VENV"
-  python3 -m venv --system-site-packages "$VENV"
-  # The Pi's set (install.sh does the same) + the gpiozero 2 that Raspberry Pi OS ships in apt (Debian has 1.6).
-  "$VENV/bin/pip" install --disable-pip-version-check --no-input -q --no-index --find-links /opt/wheels \
-    -r "$REQS" $EXTRA_WHEELS
-  echo "$want" > "$VENV/.murmur-requirements.sha256"
-  echo "arm64: venv + pip install took $(( $(date +%s) - t0 )) s"
+# The Pi's venv build itself (pi_release.py venv: venvs/<key> beside any other, marker last), with pip reading the
+# aarch64 wheels fetched by run.sh instead of PyPI; then the release's venv link, as `make deploy` makes it.
+t0=$(date +%s)
+PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/wheels python3 deploy/pi_release.py venv --requirements deploy/requirements-pi.txt
+key=$(sha256sum deploy/requirements-pi.txt | cut -c1-16)
+ln -sfn "../../venvs/$key" venv
+VENV=/opt/murmur/current/venv
+echo "arm64: venv venvs/$key ready in $(( $(date +%s) - t0 )) s"
+# + the gpiozero 2 that Raspberry Pi OS ships in apt (Debian has 1.6), and pytest for the device tests.
+if ! "$VENV/bin/python" -c "import pytest, importlib.metadata as m; assert m.version('gpiozero') >= '2'" 2>/dev/null; then
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q --no-index --find-links /opt/wheels $EXTRA_WHEELS
 fi
 "$VENV/bin/python" - <<'PY'
 import platform, numpy, ai_edge_litert, gpiozero, pyaudio, systemd.journal

@@ -1,6 +1,7 @@
 """Deploy figures on a loopback Pi (deploy/loopback.py: a real sshd on 127.0.0.1, a temporary directory as the Pi's
-filesystem, the real service on a null sink): bundle-only update to new sound, rollback, a code update, the
-kill-at-each-step count, and the last `make test-arm64` result (out/arm64/result.json)."""
+filesystem, the real service on a null sink): bundle-only update to new sound, rollback, new pins with code that
+fails its gate (the live venv must stay untouched), the kill-at-each-step count, and the last `make test-arm64`
+result (out/arm64/result.json)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from deploy.loopback import (
     sshd_available,
     status,
     variant_bundle,
+    venv_of,
     wait_playing,
+    with_new_requirements,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,6 +58,11 @@ def timed_until_playing(fleet: Fleet, pi, command: str, wanted: str) -> tuple[fl
     return sound_s, time.monotonic() - started, proc.returncode
 
 
+def tree_state(top: Path) -> set[tuple[str, int, int]]:
+    """(relative path, size, mtime ns) of every file below ``top``: any write shows up as a difference."""
+    return {(str(p.relative_to(top)), p.lstat().st_size, p.lstat().st_mtime_ns) for p in top.rglob("*")}
+
+
 def arm64_row() -> tuple[str, str]:
     path = REPO / "out/arm64/result.json"
     if not path.is_file():  # not run on this machine: keep the last recorded figure, saying so
@@ -66,7 +74,8 @@ def arm64_row() -> tuple[str, str]:
         return "not run here (`make test-arm64` as root)", "—"
     result = json.loads(path.read_text())
     tests = next((line for line in result["lines"] if " passed" in line), "no test summary")
-    what = (f"{result['date']}: venv from aarch64 wheels, imports, `device verify` + 5 s `device render`, device "
+    venv = next((line.removeprefix("arm64: ") for line in result["lines"] if "venv venvs/" in line), "")
+    what = (f"{result['date']}: the Pi's venv build (`pi_release.py venv` from aarch64 wheels{': ' + venv if venv else ''}), imports, `device verify` + 5 s `device render`, device "
             f"tests: {tests}; wall {result['wall_s']} s, of which building the arm64 root {result['root_build_s']} s "
             f"(0 = cached in out/arm64). Fresh root + venv measured 2026-11-24 on the loaded 2-core machine: 406 s "
             f"(root 296 s, venv 42 s with the wheels already fetched, tests 47 s); cached: 176 s")
@@ -93,6 +102,18 @@ def run(quick: bool) -> str:
         rollback_sound, rollback_done, code = timed_until_playing(fleet, pi, "rollback", "bench-a")
         assert code == 0, "rollback failed"
 
+        live_venv = pi.root / "opt/murmur/venvs" / venv_of(pi)
+        live_files = tree_state(live_venv)
+        pins_repo, _ = with_new_requirements(fleet.repo, work / "repo-pins", "bench: new pins")
+        with open(pins_repo / "device/service.py", "a") as f:  # imports fine for verify; dies at start
+            f.write("\nraise SystemExit('deliberately broken release (bench)')\n")
+        started = time.monotonic()
+        pins_code = fleet.run("deploy", "pi1", repo=pins_repo).returncode
+        report = wait_playing(pi, "bench-a")
+        pins_s = time.monotonic() - started
+        pins_back = pins_code == 1 and venv_of(pi) == live_venv.name and report.get("venv") == live_venv.name
+        pins_changed = len(live_files ^ tree_state(live_venv))
+
         steps = KILL_STEPS[::3] if quick else KILL_STEPS
         inconsistent = 0
         for i, kill_at in enumerate(steps):
@@ -106,6 +127,12 @@ def run(quick: bool) -> str:
             subprocess.run(stub, capture_output=True, check=True)  # the power comes back
             if live_problem(pi):
                 inconsistent += 1
+        steps = [*steps, "venv-installed"]  # and a power cut while new pins are installed
+        kill_repo, _ = with_new_requirements(fleet.repo, work / "repo-kill", "bench: killed venv build")
+        fleet.write_inventory({"pi1": bundles["b"]}, env={"pi1": {"MURMUR_DEPLOY_KILL_AT": "venv-installed"}})
+        fleet.run("deploy", "pi1", repo=kill_repo)
+        if live_problem(pi) or venv_of(pi) != live_venv.name or status(pi).get("venv") != live_venv.name:
+            inconsistent += 1
     finally:
         fleet.stop()
 
@@ -119,6 +146,10 @@ def run(quick: bool) -> str:
          "≤ 30 s", verdict(update_sound, 30)),
         ("`make rollback` → old sound again", f"{rollback_sound:.1f} s ({rollback_done:.1f} s incl. gate)", "≤ 10 s",
          verdict(rollback_sound, 10)),
+        ("new pins + code that fails its gate: switched back onto the old venv, which the new one never touched",
+         f"{'yes' if pins_back else 'NO'}, old sound again {pins_s:.1f} s after the deploy started; "
+         f"{pins_changed} files changed in the live venv", "yes; 0 files",
+         verdict(0 if pins_back and pins_changed == 0 else 1, 0)),
         (f"kill at each step ({len(steps)} steps: {', '.join(steps)})", f"{inconsistent} inconsistent states",
          "0", verdict(inconsistent, 0)),
         ("make test-arm64 (qemu-aarch64, cortex-a72)", arm_what, "pass", "✅" if arm_pass == "PASS" else arm_pass),
@@ -133,7 +164,9 @@ throw-away key, a temporary directory as the Pi's filesystem, `systemctl` replac
 sound") and until the command returned after its health gate ("incl. gate"). Kill test: the Pi side is SIGKILLed at
 each step of a bundle-only update (every rename before it fsynced), then the disk is checked (current is one whole
 release: code matches its id, bundle loads, config is that release's) and the service restarted as after a power
-cut. The bundle is the test suite's tiny one (3 × 32 units).
+cut; one more kill lands while a venv for new pins is being installed. On loopback pip is a stand-in that links
+the device venv into the venv being built (the real pip build is timed under qemu by `make test-arm64`). The bundle
+is the test suite's tiny one (3 × 32 units).
 
 | what | measured | target | |
 |---|---|---|---|

@@ -21,6 +21,7 @@ from pathlib import Path
 from device.bundle import load_bundle, write_bundle
 
 from .pi_release import code_id_of
+from .pi_release import venv_key as requirements_key
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -324,3 +325,17 @@ def wait_playing(pi: LoopbackPi, wanted: str, timeout_s: float = 30.0) -> dict:
             return report
         time.sleep(0.2)
     raise AssertionError(f"{pi.name} does not play {wanted} within {timeout_s} s: {report}")
+
+
+def venv_of(pi: LoopbackPi, release: str | None = None) -> str:
+    """The venv key a release (default: current) runs in: where its ``venv`` link resolves."""
+    link = pi.root / "opt/murmur" / (f"releases/{release}" if release else "current") / "venv"
+    return Path(os.path.realpath(link)).name
+
+
+def with_new_requirements(repo: Path, dest: Path, pin_comment: str) -> tuple[Path, str]:
+    """A copy of the shipped code whose requirements-pi.txt differs (so it needs another venv), and that venv's key."""
+    copy = shutil.copytree(repo, dest)
+    requirements = copy / "deploy/requirements-pi.txt"
+    requirements.write_text(requirements.read_text() + f"# {pin_comment}\n")
+    return copy, requirements_key(requirements)

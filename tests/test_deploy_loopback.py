@@ -7,7 +7,6 @@ The tests run in file order on two shared Pis (a deploy is stateful: each step b
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -24,14 +23,17 @@ from deploy.loopback import (
     bundle_id,
     live_problem,
     release_bundle_ids,
+    requirements_key,
     sshd_available,
     status,
     variant_bundle,
+    venv_of,
     wait_playing,
+    with_new_requirements,
 )
 
 REPO = Path(__file__).resolve().parent.parent
-OLD_VENV = hashlib.sha256((REPO / "deploy/requirements-pi.txt").read_bytes()).hexdigest()[:16]
+OLD_VENV = requirements_key(REPO / "deploy/requirements-pi.txt")
 pytestmark = pytest.mark.skipif(sshd_available() is not None, reason=str(sshd_available()))
 
 
@@ -48,20 +50,6 @@ def bundles(tiny_bundle, tmp_path_factory):
     made = {name: variant_bundle(tiny_bundle, work / name, f"room-sound-{name}") for name in ("a", "b", "c")}
     made["broken"] = variant_bundle(tiny_bundle, work / "broken", "room-sound-broken", break_model=True)
     return made
-
-
-def venv_of(pi, release: str | None = None) -> str:
-    """The venv key a release (default: current) runs in: where its ``venv`` link resolves."""
-    link = pi.root / "opt/murmur" / (f"releases/{release}" if release else "current") / "venv"
-    return Path(os.path.realpath(link)).name
-
-
-def with_new_requirements(repo: Path, dest: Path, pin_comment: str) -> tuple[Path, str]:
-    """A copy of the shipped code whose requirements-pi.txt differs (so it needs another venv), and that venv's key."""
-    copy = shutil.copytree(repo, dest)
-    requirements = copy / "deploy/requirements-pi.txt"
-    requirements.write_text(requirements.read_text() + f"# {pin_comment}\n")
-    return copy, hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
 
 
 def summary_line(output: str, host: str) -> str:

@@ -115,6 +115,7 @@ def run(quick: bool) -> str:
         pins_changed = len(live_files ^ tree_state(live_venv))
 
         steps = KILL_STEPS[::3] if quick else KILL_STEPS
+        before_kills = pi.current()
         inconsistent = 0
         for i, kill_at in enumerate(steps):
             new = variant_bundle(base, work / f"kill-{i}", f"kill-{i}")
@@ -123,9 +124,8 @@ def run(quick: bool) -> str:
             playing = status(pi).get("bundle_id")
             if live_problem(pi) or playing not in release_bundle_ids(pi):
                 inconsistent += 1
-            stub = [sys.executable, str(REPO / "deploy/loopback_systemctl.py"), str(pi.root), "restart", "murmur"]
-            subprocess.run(stub, capture_output=True, check=True)  # the power comes back
-            if live_problem(pi):
+            pi.reboot()  # the power comes back: murmur-recover.service, then the service
+            if live_problem(pi) or pi.current() != before_kills:  # no killed deploy passed its gate: the old plays
                 inconsistent += 1
         steps = [*steps, "venv-installed"]  # and a power cut while new pins are installed
         kill_repo, _ = with_new_requirements(fleet.repo, work / "repo-kill", "bench: killed venv build")
@@ -164,7 +164,8 @@ throw-away key, a temporary directory as the Pi's filesystem, `systemctl` replac
 sound") and until the command returned after its health gate ("incl. gate"). Kill test: the Pi side is SIGKILLed at
 each step of a bundle-only update (every rename before it fsynced), then the disk is checked (current is one whole
 release: code matches its id, bundle loads, config is that release's) and the service restarted as after a power
-cut; one more kill lands while a venv for new pins is being installed. On loopback pip is a stand-in that links
+cut (`murmur-recover.service` first, then the service), which must bring back the release that played before the
+killed deploy; one more kill lands while a venv for new pins is being installed. On loopback pip is a stand-in that links
 the device venv into the venv being built (the real pip build is timed under qemu by `make test-arm64`). The bundle
 is the test suite's tiny one (3 × 32 units).
 

@@ -8,7 +8,8 @@
 # What it does: checks (64-bit, Bookworm, SPI when knobs need it); apt packages; the venv for requirements-pi.txt
 # in /opt/murmur/venvs/<key> (--system-site-packages; pi_release.py venv); the `murmur` user (audio gpio spi);
 # the unit if none is installed (afterwards each release installs its own when it goes live); the config if absent;
-# the performance CPU governor at boot; hints for the sound card.
+# at boot the performance CPU governor and murmur-recover.service (undoes a deploy a power cut interrupted);
+# hints for the sound card.
 # Test seams: MURMUR_ROOT (filesystem prefix, default empty), MURMUR_PIP (pip command), and PATH.
 set -eu
 
@@ -23,7 +24,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --hat) HAT=${2:?--hat needs an overlay name, e.g. hifiberry-dac}; shift 2 ;;
     --check) CHECK_ONLY=1; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -174,8 +175,11 @@ RemainAfterExit=yes
 WantedBy=multi-user.target
 EOF
 mv "$GOVERNOR_UNIT.tmp" "$GOVERNOR_UNIT"
+# At boot, before the service: undo a deploy that a power cut cut short (runs only when one did).
+RECOVER_UNIT="$ROOT/etc/systemd/system/murmur-recover.service"
+cp "$HERE/murmur-recover.service" "$RECOVER_UNIT.tmp" && chmod 644 "$RECOVER_UNIT.tmp" && mv "$RECOVER_UNIT.tmp" "$RECOVER_UNIT"
 systemctl daemon-reload
-systemctl enable murmur.service murmur-cpu-performance.service
+systemctl enable murmur.service murmur-cpu-performance.service murmur-recover.service
 if [ -z "$ROOT" ]; then
   systemctl start murmur-cpu-performance.service || say "could not set the governor now (it is set at boot)"
 fi

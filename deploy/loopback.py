@@ -151,6 +151,21 @@ class LoopbackPi:
         path.write_text(body)
         return path
 
+    def reboot(self) -> subprocess.CompletedProcess | None:
+        """What a power cycle does to the Pi's software: murmur-recover.service (only when a deploy left its
+        journal: ConditionPathExists) undoes an unfinished activation, then murmur.service starts. Returns the
+        recovery run, or None when its condition was false."""
+        recovery = None
+        if (self.root / "opt/murmur/.deploy/activation.json").exists():
+            recovery = subprocess.run(
+                [sys.executable, str(self.root / "opt/murmur/current/deploy/pi_release.py"), "boot", "--root",
+                 str(self.root), "--systemctl", f"{sys.executable} {STUB} {self.root}"],
+                capture_output=True, text=True, timeout=60, env={k: v for k, v in os.environ.items()
+                                                                 if k != "MURMUR_DEPLOY_KILL_AT"})
+        subprocess.run([sys.executable, str(STUB), str(self.root), "stop", "murmur"], capture_output=True, check=True)
+        subprocess.run([sys.executable, str(STUB), str(self.root), "start", "murmur"], capture_output=True, check=True)
+        return recovery
+
     # -- what tests look at -----------------------------------------------------------------------------------
     def current(self) -> str | None:
         link = self.root / "opt/murmur/current"

@@ -16,7 +16,8 @@ Layout under ``ROOT`` (empty on a real Pi; a temporary directory in the tests)::
 
 Crash safety: everything is built under a dot-name (``.staging-*``), fsynced, then renamed into place; the live
 state changes only by renaming a new ``current`` symlink over the old one. An activation journal written before
-the switch lets the next run undo a switch whose health gate never finished (power cut, kill).
+the switch lets the next run undo a switch whose health gate never finished (kill, lost laptop), and after a power
+cut ``murmur-recover.service`` (``boot``) undoes it before the service starts: what was live before plays again.
 """
 
 from __future__ import annotations
@@ -311,17 +312,24 @@ class Pi:
                 write_atomic(self.layout.config, data)
         return unit_changed
 
-    def switch_to(self, release_id: str | None, *, reload_ok: bool) -> bool:
-        """Point ``current`` at ``release_id`` and make the service pick it up; True if it was restarted."""
+    def switch_files(self, release_id: str | None) -> bool:
+        """Point ``current`` at ``release_id`` (None: remove it) and install that release's unit and managed config;
+        True if the unit changed (systemd must re-read it)."""
         if release_id is None:
             if self.layout.current.is_symlink():
                 self.layout.current.unlink()
                 fsync_path(self.layout.base)
-            self.systemd("stop", SERVICE, check=False)
             return False
         point_symlink(self.layout.current, f"releases/{release_id}")
         step("switched", f"current -> releases/{release_id}")
-        unit_changed = self.install_release_files(release_id)
+        return self.install_release_files(release_id)
+
+    def switch_to(self, release_id: str | None, *, reload_ok: bool) -> bool:
+        """Point ``current`` at ``release_id`` and make the service pick it up; True if it was restarted."""
+        unit_changed = self.switch_files(release_id)
+        if release_id is None:
+            self.systemd("stop", SERVICE, check=False)
+            return False
         if unit_changed:
             self.systemd("daemon-reload")
         if reload_ok and not unit_changed and self.service_active():
@@ -383,8 +391,12 @@ class Pi:
             return f"switched back to {from_id} in {took:.1f} s, but it is NOT healthy either: {problem}"
         return f"switched back to {from_id} in {took:.1f} s; it plays again"
 
-    def recover(self) -> str | None:
-        """Undo an activation whose gate never finished (journal left behind by a power cut or a kill)."""
+    def recover(self, *, at_boot: bool = False) -> str | None:
+        """Undo an activation whose gate never finished (journal left behind by a power cut or a kill).
+
+        ``at_boot``: run by murmur-recover.service before the service starts, so only the files switch back (and
+        systemd re-reads a changed unit); the service then starts on the old release by itself.
+        """
         try:
             journal = json.loads(self.layout.journal.read_text())
         except FileNotFoundError:
@@ -395,8 +407,14 @@ class Pi:
         to_id, from_id = journal.get("to"), journal.get("from")
         current = self.layout.current_id()
         if current == to_id and not (self.layout.releases / str(to_id) / "HEALTHY").exists():
-            self.switch_to(from_id, reload_ok=False)
+            if at_boot:
+                if self.switch_files(from_id):
+                    self.systemd("daemon-reload", check=False)
+            else:
+                self.switch_to(from_id, reload_ok=False)
             message = f"an interrupted deploy of {to_id} was undone: back on {from_id}"
+        elif current == to_id:
+            message = f"an interrupted deploy of {to_id} had passed its health gate; it stays"
         else:
             message = f"an interrupted deploy of {to_id} had not switched; {current} stays"
         self.layout.journal.unlink(missing_ok=True)
@@ -628,6 +646,16 @@ def cmd_rollback(pi: Pi, args: argparse.Namespace) -> dict:
     return run_detached(pi, lambda: pi.activate(target, reload_ok=same_code), layout.state / f"rollback-{target}.log")
 
 
+def cmd_boot(pi: Pi, args: argparse.Namespace) -> dict:
+    """At boot, before the service starts (deploy/murmur-recover.service, only when a journal exists): a deploy that
+    a power cut stopped before its health gate passed is undone, so the Pi plays the release it played before."""
+    message = pi.recover(at_boot=True)
+    pi.clean_staging()
+    if message:
+        print(message, flush=True)
+    return {"ok": True, "recovered": message}
+
+
 def cmd_status(pi: Pi, args: argparse.Namespace) -> dict:
     current = pi.layout.current_id()
     report = pi.read_status(pi.layout.releases / current) if current else None
@@ -697,7 +725,7 @@ def cmd_venv(pi: Pi, args: argparse.Namespace) -> dict:
 
 
 COMMANDS = {"prepare": cmd_prepare, "commit": cmd_commit, "rollback": cmd_rollback, "status": cmd_status,
-            "venv": cmd_venv}
+            "venv": cmd_venv, "boot": cmd_boot}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -76,7 +77,10 @@ def test_fresh_install_does_everything_once_and_keeps_the_technicians_config(pi_
     config = pi_root / "etc/murmur/murmur.toml"
     assert config.read_bytes() == (REPO / "deploy/murmur.toml").read_bytes()
     systemctl = (pi_root / "var/log/systemctl.calls").read_text().splitlines()
-    assert "daemon-reload" in systemctl and "enable murmur.service murmur-cpu-performance.service" in systemctl
+    assert "daemon-reload" in systemctl
+    assert "enable murmur.service murmur-cpu-performance.service murmur-recover.service" in systemctl
+    recover = (pi_root / "etc/systemd/system/murmur-recover.service").read_text()
+    assert recover == (REPO / "deploy/murmur-recover.service").read_text()
 
     config.write_text(config.read_text() + "\n# the technician's edit\n")
     unit.write_text(unit.read_text() + "\n# the live release's unit\n")  # releases own the unit after the first
@@ -95,10 +99,20 @@ def test_fresh_install_does_everything_once_and_keeps_the_technicians_config(pi_
 
 @pytest.mark.skipif(not Path("/usr/bin/systemd-analyze").exists() and not Path("/bin/systemd-analyze").exists(),
                     reason="systemd-analyze missing (apt systemd)")
-def test_the_governor_unit_install_writes_passes_systemd_analyze(pi_root, tmp_path):
+@pytest.mark.parametrize("name", ["murmur-cpu-performance.service", "murmur-recover.service"])
+def test_the_helper_units_install_writes_pass_systemd_analyze(pi_root, tmp_path, name):
+    """As installed; the /opt path the recovery unit runs is mapped into a throw-away directory (verify checks
+    that ExecStart's program exists)."""
     assert install(pi_root).returncode == 0
-    unit = pi_root / "etc/systemd/system/murmur-cpu-performance.service"
-    proc = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True,
+    text = (pi_root / "etc/systemd/system" / name).read_text()
+    for path in set(re.findall(r"/opt/\S+", text)):
+        stand_in = tmp_path / path.lstrip("/")
+        stand_in.parent.mkdir(parents=True, exist_ok=True)
+        stand_in.write_text("")
+        text = text.replace(path, str(stand_in))
+    checked = tmp_path / name
+    checked.write_text(text)
+    proc = subprocess.run(["systemd-analyze", "verify", str(checked)], capture_output=True, text=True,
                           env=dict(os.environ, SYSTEMD_LOG_LEVEL="warning"))
     assert proc.returncode == 0 and proc.stderr.strip() == "", proc.stderr
 
@@ -160,6 +174,7 @@ def test_ssh_and_rsync_only_ship_device_code(tmp_path):
 
     files = code_files(REPO)
     assert "device/verify.py" in files and "deploy/install.sh" in files and "deploy/murmur.service" in files
+    assert "deploy/pi_release.py" in files and "deploy/murmur-recover.service" in files  # what the recovery unit runs
     assert not [f for f in files if f.startswith(("trainer/", "tests/", "deploy/arm64/")) or "loopback" in f
                 or f.endswith(".pyc")]
 

@@ -11,34 +11,14 @@ Noise: ±2 LSB of uniform noise on a pot at rest, shaped at 100 Hz for 10 minute
 from __future__ import annotations
 
 import random
-import threading
 import time
 
 import numpy as np
 
-from device.controls import ControlStore
 from device.knobs import parse_knobs, start_knobs
 from device.knobs.shaping import PotShaper
 
 TARGET_MS = 100.0
-
-
-class _NotifyingStore(ControlStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.changed = threading.Condition()
-        self.events = 0
-
-    def update(self, **changes) -> None:
-        super().update(**changes)
-        with self.changed:
-            self.changed.notify_all()
-
-    def trigger(self, event: str) -> None:
-        super().trigger(event)
-        with self.changed:
-            self.events += 1
-            self.changed.notify_all()
 
 
 def _percentiles(values_ms: list[float]) -> tuple[float, float, float]:
@@ -50,7 +30,7 @@ def _measure(turns: int) -> tuple[list[float], list[float]]:
     from gpiozero import Device
     from gpiozero.pins.mock import MockFactory
 
-    from device.knobs.mock import MockMCP3008
+    from device.knobs.mock import MockMCP3008, RecordingStore
 
     saved, factory = Device.pin_factory, MockFactory()
     Device.pin_factory = factory  # gpiozero 2.0's software SPI bus uses the default factory
@@ -60,7 +40,7 @@ def _measure(turns: int) -> tuple[list[float], list[float]]:
         table = {"max_presses_per_minute": 600,
                  "noise": {"type": "pot", "channel": 0, "control": "temperature", "range": [0.0, 2.0]},
                  "next": {"type": "button", "pin": 22, "press": "reseed"}}
-        store = _NotifyingStore()
+        store = RecordingStore()
         pot_ms, button_ms = [], []
         rng = random.Random(0)
         with start_knobs(parse_knobs(table, None, "bench"), store, pin_factory=factory) as knobs:
@@ -77,13 +57,13 @@ def _measure(turns: int) -> tuple[list[float], list[float]]:
                     store.changed.wait_for(lambda b=before, up=upwards: (store.snapshot().temperature > b) == up
                                            and store.snapshot().temperature != b, 1.0)
                 pot_ms.append((time.perf_counter() - started) * 1000)
-                events = store.events
+                events = len(store.triggered)
                 knobs.wait_polls(1)
                 time.sleep(rng.random() * 0.01)
                 started = time.perf_counter()
                 pin.drive_low()
                 with store.changed:
-                    store.changed.wait_for(lambda n=events: store.events > n, 1.0)
+                    store.changed.wait_for(lambda n=events: len(store.triggered) > n, 1.0)
                 button_ms.append((time.perf_counter() - started) * 1000)
                 pin.drive_high()
                 knobs.wait_polls(4)

@@ -14,10 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from .atomic import replace_file
 
 STATUS_ENV = "MURMUR_STATUS_FILE"
 DEFAULT_STATUS_FILE = Path("/run/murmur/status.json")
@@ -48,19 +49,7 @@ def status_path() -> Path:
 def write_status(path: Path, status: dict[str, Any]) -> None:
     """Replace the status file atomically (temporary sibling + rename), world-readable so any login can run
     ``status``. No fsync: it lives on tmpfs and is rewritten every second."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".status-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            os.fchmod(f.fileno(), 0o644)
-            json.dump(status, f, separators=(",", ":"), allow_nan=False)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    replace_file(path, json.dumps(status, separators=(",", ":"), allow_nan=False).encode(), mode=0o644, durable=False)
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

@@ -22,7 +22,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import health
+from .atomic import replace_file
 from .bundle import Bundle, load_bundle
 from .config import Config, load_config
 from .controls import Controls, ControlStore
@@ -186,26 +186,8 @@ def write_playlist_state(state_dir: Path | None, state: PlaylistState, bundle_pa
     """Atomic, durable write (temp file, fsync, rename, fsync dir): a power cut leaves the old or the new one."""
     if state_dir is None:
         return
-    state_dir.mkdir(parents=True, exist_ok=True)
     payload = json.dumps({"index": state.index, "since_unix": state.since_unix, "bundle_path": str(bundle_path)})
-    fd, tmp = tempfile.mkstemp(prefix=".playlist-", dir=state_dir)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, state_dir / STATE_FILE)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(state_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    replace_file(state_dir / STATE_FILE, payload.encode(), durable=True)
 
 
 def same_stft(a: Bundle | None, b: Bundle | None) -> bool:

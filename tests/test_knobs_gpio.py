@@ -14,37 +14,9 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from device.controls import Controls, ControlStore
 from device.knobs import Knobs, parse_knobs, start_knobs
-from device.knobs.mock import MockMCP3008
+from device.knobs.mock import MockMCP3008, RecordingStore
 
 WHERE = "test.toml"
-
-
-class RecordingStore(ControlStore):
-    """A ControlStore that lets a test wait for what the knob threads write."""
-
-    def __init__(self, initial: Controls | None = None) -> None:
-        super().__init__(initial)
-        self.changed = threading.Condition()
-        self.triggered: list[str] = []
-
-    def update(self, **changes) -> None:
-        super().update(**changes)
-        with self.changed:
-            self.changed.notify_all()
-
-    def trigger(self, event: str) -> None:
-        super().trigger(event)
-        with self.changed:
-            self.triggered.append(event)
-            self.changed.notify_all()
-
-    def wait_for(self, predicate, timeout: float = 3.0) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: predicate(self.snapshot()), timeout)
-
-    def wait_triggered(self, count: int, timeout: float = 3.0) -> bool:
-        with self.changed:
-            return self.changed.wait_for(lambda: len(self.triggered) >= count, timeout)
 
 
 @pytest.fixture

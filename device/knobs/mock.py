@@ -10,7 +10,11 @@ on the software SPI that MockFactory gives an MCP3008 (clock GPIO 11, MOSI 10, M
 
 from __future__ import annotations
 
+import threading
+
 from gpiozero.pins.mock import MockSPIDevice
+
+from ..controls import Controls, ControlStore
 
 SELECT_PINS = {0: 8, 1: 7}  # chip select -> GPIO (SPI0 CE0 / CE1)
 
@@ -47,3 +51,31 @@ class MockMCP3008(MockSPIDevice):
             self.tx_word(min(int(round(ratio * 1023)), 1023), 12)
             self.reads += 1
             self._phase = "result"
+
+
+class RecordingStore(ControlStore):
+    """A ControlStore that lets a test or a bench wait for what the knob threads write (no polling)."""
+
+    def __init__(self, initial: Controls | None = None) -> None:
+        super().__init__(initial)
+        self.changed = threading.Condition()
+        self.triggered: list[str] = []
+
+    def update(self, **changes) -> None:
+        super().update(**changes)
+        with self.changed:
+            self.changed.notify_all()
+
+    def trigger(self, event: str) -> None:
+        super().trigger(event)
+        with self.changed:
+            self.triggered.append(event)
+            self.changed.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 3.0) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: predicate(self.snapshot()), timeout)
+
+    def wait_triggered(self, count: int, timeout: float = 3.0) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: len(self.triggered) >= count, timeout)

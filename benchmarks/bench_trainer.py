@@ -137,7 +137,10 @@ How each figure is measured:
   preview / median over the training audio. A second is static when its movement is below ¼ of the training
   audio's median.
 
-Choices this defends (development runs on this clip, 2-core machine under load, 2026-11-24; seed 0):
+Choices this defends: a record of development runs on this clip (2-core machine under load, 2026-11-24, seed 0),
+not re-measured by this bench. Rows but the shrink-init ones re-run with `make train DATA=trainer/demo/demo.ogg
+OUT=… ARGS="--units N --dropout D --input-noise X --max-epochs E --patience P"`; shrink init was a code change
+that was not kept.
 
 | variant | best held-out LSD dB (baseline 6.50) | 60-s preview movement ratio (2 seeds) |
 |---|---|---|

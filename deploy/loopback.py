@@ -160,8 +160,7 @@ class LoopbackPi:
             recovery = subprocess.run(
                 [sys.executable, str(self.root / "opt/murmur/current/deploy/pi_release.py"), "boot", "--root",
                  str(self.root), "--systemctl", f"{sys.executable} {STUB} {self.root}"],
-                capture_output=True, text=True, timeout=60, env={k: v for k, v in os.environ.items()
-                                                                 if k != "MURMUR_DEPLOY_KILL_AT"})
+                capture_output=True, text=True, timeout=60)
         subprocess.run([sys.executable, str(STUB), str(self.root), "stop", "murmur"], capture_output=True, check=True)
         subprocess.run([sys.executable, str(STUB), str(self.root), "start", "murmur"], capture_output=True, check=True)
         return recovery
@@ -346,6 +345,13 @@ def venv_of(pi: LoopbackPi, release: str | None = None) -> str:
     """The venv key a release (default: current) runs in: where its ``venv`` link resolves."""
     link = pi.root / "opt/murmur" / (f"releases/{release}" if release else "current") / "venv"
     return Path(os.path.realpath(link)).name
+
+
+def break_service_start(repo: Path) -> Path:
+    """Make the code in ``repo`` die when the service starts; it still imports, so `device verify` passes."""
+    with open(repo / "device/service.py", "a") as f:
+        f.write("\nraise SystemExit('deliberately broken release (deploy test)')\n")
+    return repo
 
 
 def with_new_requirements(repo: Path, dest: Path, pin_comment: str) -> tuple[Path, str]:

@@ -20,6 +20,7 @@ import pytest
 
 from deploy.loopback import (
     Fleet,
+    break_service_start,
     bundle_id,
     live_problem,
     release_bundle_ids,
@@ -114,9 +115,7 @@ def test_a_lost_install_is_redone_from_the_live_release_without_copying_code(fle
 def test_code_that_fails_its_health_gate_is_rolled_back(fleet, bundles, tmp_path):
     pi = fleet.pis["pi1"]
     before = pi.current()
-    broken_repo = shutil.copytree(fleet.repo, tmp_path / "repo")
-    with open(broken_repo / "device/service.py", "a") as f:  # imports fine for verify; the service dies at start
-        f.write("\nraise SystemExit('deliberately broken release (test)')\n")
+    broken_repo = break_service_start(shutil.copytree(fleet.repo, tmp_path / "repo"))
     proc = fleet.run("deploy", "pi1", repo=broken_repo)
     assert proc.returncode == 1, proc.stdout
     line = summary_line(proc.stdout, "pi1")
@@ -138,8 +137,7 @@ def test_new_requirements_get_their_own_venv_and_a_failed_gate_leaves_the_old_co
     marker_before = (live_venv / ".murmur-complete").stat()
     pth_before = sorted(p.name for p in live_venv.rglob("*.pth"))
     new_repo, new_venv = with_new_requirements(fleet.repo, tmp_path / "repo", "test: a new pin")
-    with open(new_repo / "device/service.py", "a") as f:
-        f.write("\nraise SystemExit('deliberately broken release (test)')\n")
+    break_service_start(new_repo)
     proc = fleet.run("deploy", "pi1", repo=new_repo)
     assert proc.returncode == 1, proc.stdout
     assert f"building venvs/{new_venv} beside the live one" in proc.stdout

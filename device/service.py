@@ -785,7 +785,7 @@ def cli(argv: list[str]) -> int:
     parser.add_argument("--check", action="store_true", help="validate the config and its bundles, then exit")
     args = parser.parse_args(argv[1:])
     pin_import_paths()
-    venv_id()
+    venv_id()  # resolved (and cached) now, before a deploy can move `current`
     setup_logging()
     try:
         config = load_config(args.config)

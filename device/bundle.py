@@ -3,9 +3,14 @@
 A bundle is a directory holding
 
 - ``model.tflite``: the one-frame step model, inputs and outputs addressed by signature name;
-- ``seeds.npz``: seed frames from the training audio (``frames_u8`` (n_frames, n_bins) uint8, dequantised with
+- ``seeds.npz``: frames of the training audio (``frames_u8`` (n_frames, n_bins) uint8, dequantised with
   ``lo``/``hi`` (n_bins,) float32, in model units), the per-bin log-magnitude ``mean`` (n_bins,) float32 and
-  ``segment_starts`` (n_segments,) int64, the first seed frame of each source file;
+  ``segment_starts`` (n_segments,) int64, the first frame of each contiguous run (a source file, or an evenly
+  spaced part of one);
+  from format 2 on, these frames are the *frame bank* the generator plays (every training frame up to
+  ``MAX_BANK_SECONDS`` of audio, evenly spaced runs beyond), indexed by a PCA of the frames: ``pca_mean``
+  (n_bins,) float32 and ``pca_components`` (n_dims, n_bins) float32 (model units), ``bank_coords`` (n_frames,
+  n_dims) float16 = (dequantised frame - pca_mean) @ pca_components.T;
 - ``bundle.json``: format version, audio settings, normalisation, model tensor names and sizes, quantisation,
   training summary, tool versions and the sha256 of every other file.
 
@@ -30,7 +35,8 @@ import numpy as np
 from .errors import BundleError
 
 FORMAT = "murmur-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what the trainer writes: 2 = the seeds are the frame bank, with its PCA index
+READABLE_VERSIONS = (1, 2)  # 1: seeds only (played by the regression sampler, device.sampler)
 META_FILE = "bundle.json"
 MODEL_FILE = "model.tflite"
 SEEDS_FILE = "seeds.npz"
@@ -74,6 +80,22 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class BankIndex:
+    """Format 2: a PCA of the bank frames, so the generator finds real frames near a predicted one.
+
+    ``coords[i] = (seed_frames(i) - mean) @ components.T``, all in model units.
+    """
+
+    mean: np.ndarray  # (n_bins,) float32
+    components: np.ndarray  # (n_dims, n_bins) float32, orthonormal rows
+    coords: np.ndarray  # (n_frames, n_dims) float32 (stored as float16)
+
+    @property
+    def n_dims(self) -> int:
+        return int(self.components.shape[0])
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A verified bundle, loaded in memory. Seeds stay uint8 (one byte per bin) until a window is asked for."""
 
@@ -88,6 +110,11 @@ class Bundle:
     hi: np.ndarray  # (n_bins,) float32, per-bin maximum seen in training, model units
     seeds_u8: np.ndarray  # (n_seed_frames, n_bins) uint8
     segment_starts: np.ndarray  # (n_segments,) int64
+    bank: BankIndex | None = None  # format 2: the PCA index over the seed frames (the frame bank); None in format 1
+
+    @property
+    def format_version(self) -> int:
+        return int(self.meta.get("format_version", 1))
 
     @property
     def bundle_id(self) -> str:
@@ -145,9 +172,10 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(f"{meta_path}: format is {meta.get('format') if isinstance(meta, dict) else meta!r}, expected {FORMAT!r}")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise BundleError(
-            f"{meta_path}: format_version {version!r} is not supported by this device (it reads {FORMAT_VERSION}); "
+            f"{meta_path}: format_version {version!r} is not supported by this device (it reads {readable}); "
             "update the device code (`make deploy`) or re-export the bundle with this version of the trainer"
         )
 
@@ -219,9 +247,12 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         raise BundleError(f"{model_path}: not a TFLite flatbuffer (no 'TFL3' identifier); re-export the bundle")
 
     seeds_path = path / SEEDS_FILE
+    keys = ("frames_u8", "lo", "hi", "mean", "segment_starts")
+    if version >= 2:
+        keys += ("pca_mean", "pca_components", "bank_coords")
     try:
         with np.load(seeds_path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in ("frames_u8", "lo", "hi", "mean", "segment_starts")}
+            arrays = {key: npz[key] for key in keys}
     except KeyError as exc:
         raise BundleError(f"{seeds_path}: array {exc} is missing; re-export the bundle") from exc
     except (OSError, ValueError) as exc:
@@ -241,6 +272,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             or segment_starts[-1] >= seeds_u8.shape[0]:
         raise BundleError(f"{seeds_path}: segment_starts {segment_starts[:8]} must start at 0 and increase within the seed frames")
 
+    bank = _bank_index(arrays, seeds_path, n_bins) if version >= 2 else None
     return Bundle(
         path=path,
         meta=meta,
@@ -253,7 +285,25 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         hi=arrays["hi"].astype(np.float32),
         seeds_u8=seeds_u8,
         segment_starts=segment_starts,
+        bank=bank,
     )
+
+
+def _bank_index(arrays: dict[str, np.ndarray], seeds_path: Path, n_bins: int) -> BankIndex:
+    """Check the format-2 PCA arrays against the frames and each other. Raises BundleError."""
+    components, mean, coords = arrays["pca_components"], arrays["pca_mean"], arrays["bank_coords"]
+    n_frames = arrays["frames_u8"].shape[0]
+    if components.ndim != 2 or components.shape[1] != n_bins or not 1 <= components.shape[0] <= 256:
+        raise BundleError(f"{seeds_path}: pca_components has shape {components.shape}, expected (n_dims <= 256, "
+                          f"{n_bins}); re-export the bundle with `make train`")
+    if mean.shape != (n_bins,) or coords.shape != (n_frames, components.shape[0]):
+        raise BundleError(f"{seeds_path}: pca_mean {mean.shape} / bank_coords {coords.shape} do not match "
+                          f"{n_frames} frames of {n_bins} bins and {components.shape[0]} dims; re-export the bundle")
+    for name, array in (("pca_components", components), ("pca_mean", mean), ("bank_coords", coords)):
+        if not np.all(np.isfinite(array)):
+            raise BundleError(f"{seeds_path}: {name} holds non-finite values; re-export the bundle")
+    return BankIndex(mean=mean.astype(np.float32), components=np.ascontiguousarray(components, dtype=np.float32),
+                     coords=np.ascontiguousarray(coords, dtype=np.float32))
 
 
 def quantise_seeds(frames_norm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -266,7 +316,8 @@ def quantise_seeds(frames_norm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return frames_u8, lo, hi
 
 
-def write_bundle(out_dir: str | os.PathLike[str], meta: dict[str, Any], files: dict[str, bytes | Path]) -> Path:
+def write_bundle(out_dir: str | os.PathLike[str], meta: dict[str, Any], files: dict[str, bytes | Path], *,
+                 format_version: int = FORMAT_VERSION) -> Path:
     """Write ``files`` and ``meta`` (plus checksums) as a bundle at ``out_dir``, atomically.
 
     The new bundle is built in a temporary sibling directory, fsynced, then renamed into place; an existing
@@ -294,7 +345,7 @@ def write_bundle(out_dir: str | os.PathLike[str], meta: dict[str, Any], files: d
             else:
                 target.write_bytes(content)
             checksums[name] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
-        full_meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION, files=checksums)
+        full_meta = dict(meta, format=FORMAT, format_version=format_version, files=checksums)
         (tmp_dir / META_FILE).write_text(json.dumps(full_meta, indent=2, sort_keys=False) + "\n")
         for entry in tmp_dir.iterdir():
             with open(entry, "rb") as f:

@@ -27,12 +27,15 @@ def _parser(command: str) -> argparse.ArgumentParser:
         return parser
     parser.add_argument("--bundle", required=command == "render", help="bundle directory (written by `make train`)")
     parser.add_argument("--set", default="", metavar='"name=value …"',
-                        help="sampler controls: temperature, jump, position, spread, hold, gain_db")
+                        help="sampler controls: fidelity, temperature, jump, position, spread, hold, gain_db")
     parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
     parser.add_argument("--volume-cap-db", type=float, default=0.0, help="the output never exceeds this, dBFS")
     if command == "render":
         parser.add_argument("--seconds", type=float, required=True, help="length of the render, seconds")
         parser.add_argument("--out", required=True, help="WAV file to write (16-bit mono)")
+        parser.add_argument("--generator", default="auto", choices=("auto", "bank", "regression", "bank-no-model"),
+                            help="for comparisons: 'regression' plays the model's own frames even from a bundle "
+                                 "with a frame bank; 'bank-no-model' picks cuts without the LSTM (default auto)")
     else:
         parser.add_argument("--device", default=None, help="output device: part of its name (see --list-devices)")
         parser.add_argument("--list-devices", action="store_true", help="list audio outputs and exit")
@@ -82,7 +85,8 @@ def _render(args) -> int:
     store = _store(args)
     bundle = load_bundle(args.bundle)
     started = time.perf_counter()
-    audio = render(bundle, args.seconds, controls=store, seed=args.seed, volume_cap_db=args.volume_cap_db)
+    audio = render(bundle, args.seconds, controls=store, seed=args.seed, volume_cap_db=args.volume_cap_db,
+                   generator=args.generator)
     elapsed = time.perf_counter() - started
     path = write_wav(args.out, audio, bundle.audio.sample_rate_hz)
     peak = float(abs(audio).max()) if audio.size else 0.0

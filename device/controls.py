@@ -15,10 +15,15 @@ from .errors import ConfigError
 
 # name -> (minimum, maximum) for every continuous control; booleans are listed in BOOL_CONTROLS.
 CONTROL_RANGES: dict[str, tuple[float, float]] = {
-    "temperature": (0.0, 2.0),  # std of the sampling noise added to each predicted frame, model units
-    "jump": (0.0, 4.0),  # re-seeds from the training material per second (a jump every 1/jump s on average)
-    "position": (0.0, 1.0),  # where in the training material seeds come from (0 = start, 1 = end)
-    "spread": (0.0, 1.0),  # how far around `position` seeds may be drawn (fraction of the material)
+    # how freely the generator picks the next real frame at a cut (0 = always the nearest to the LSTM's
+    # prediction; format-1 bundles: std of the noise added to each predicted frame, model units)
+    "temperature": (0.0, 2.0),
+    # faithful (1: long real phrases of the recording) <-> inventive (0: every frame chosen anew by the LSTM);
+    # sets the mean phrase length, from one frame (11.6 ms) to 6 s, exponentially (format-2 bundles)
+    "fidelity": (0.0, 1.0),
+    "jump": (0.0, 4.0),  # jumps per second to a random spot of the material (a jump every 1/jump s on average)
+    "position": (0.0, 1.0),  # where in the training material the sound comes from (0 = start, 1 = end)
+    "spread": (0.0, 1.0),  # how much of the material around `position` may play (fraction of it; 1 = all)
     "gain_db": (-60.0, 12.0),  # output gain before the volume cap, dB
 }
 BOOL_CONTROLS = ("hold",)  # hold: freeze the sound on the current frame
@@ -30,6 +35,7 @@ class Controls:
     """The sampler's controls as values; defaults give a living, musical result unattended."""
 
     temperature: float = 0.3
+    fidelity: float = 0.5
     jump: float = 0.25
     position: float = 0.5
     spread: float = 1.0

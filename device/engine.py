@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bank import BankSampler, BankSettings
 from .bundle import Bundle
 from .controls import Controls, ControlStore
 from .errors import BundleError
@@ -115,13 +116,33 @@ class Ring:
         return ready
 
 
+GENERATORS = ("auto", "bank", "regression", "bank-no-model")
+
+
+def make_sampler(bundle: Bundle, model, *, seed: int | None, controls: Controls, generator: str = "auto"):
+    """The generator for ``bundle``: the frame bank (format 2) or the regression sampler (format 1).
+
+    ``generator`` overrides the choice for comparisons: "regression" plays the model's own output even when the
+    bundle has a bank; "bank-no-model" picks cuts near the current frame instead of the LSTM's prediction.
+    """
+    if generator not in GENERATORS:
+        raise ValueError(f"generator {generator!r}: choose one of {', '.join(GENERATORS)}")
+    if generator == "regression" or (generator == "auto" and bundle.bank is None):
+        return Sampler(bundle, model, seed=seed, controls=controls)
+    if bundle.bank is None:
+        raise BundleError(f"{bundle.path}: a format-{bundle.format_version} bundle has no frame bank, so generator "
+                          f"{generator!r} cannot play it; retrain it with `make train` (or use generator 'auto')")
+    settings = BankSettings(proposer="current") if generator == "bank-no-model" else None
+    return BankSampler(bundle, model, seed=seed, controls=controls, settings=settings)
+
+
 class _Voice:
     """One bundle's generator: its step model and sampler."""
 
-    def __init__(self, bundle: Bundle, model, seed: int | None, controls: Controls):
+    def __init__(self, bundle: Bundle, model, seed: int | None, controls: Controls, generator: str = "auto"):
         self.bundle = bundle
         self.model = model
-        self.sampler = Sampler(bundle, model, seed=seed, controls=controls)
+        self.sampler = make_sampler(bundle, model, seed=seed, controls=controls, generator=generator)
 
 
 class BlockPipeline:
@@ -134,12 +155,14 @@ class BlockPipeline:
     """
 
     def __init__(self, bundle: Bundle, *, seed: int | None = None, volume_cap_db: float = 0.0,
-                 controls: Controls | None = None, model_factory=None, vocoder_factory=None, preroll: bool = True):
+                 controls: Controls | None = None, model_factory=None, vocoder_factory=None, preroll: bool = True,
+                 generator: str = "auto"):
         self.model_factory = model_factory or default_model_factory
         self.vocoder_factory = vocoder_factory or default_vocoder_factory
         self.seed = seed
+        self.generator = generator
         controls = controls or Controls()
-        self.voice = _Voice(bundle, self.model_factory(bundle), seed, controls)
+        self.voice = _Voice(bundle, self.model_factory(bundle), seed, controls, generator)
         self.incoming: _Voice | None = None
         self.audio = bundle.audio
         self.hop = bundle.audio.hop_length
@@ -206,7 +229,7 @@ class BlockPipeline:
                 f"the playing bundle's {old.sample_rate_hz}/{old.n_fft}/{old.hop_length}; a seamless swap needs the "
                 "same STFT settings: stop and start playback with the new bundle instead"
             )
-        return _Voice(bundle, self.model_factory(bundle), self.seed, controls)
+        return _Voice(bundle, self.model_factory(bundle), self.seed, controls, self.generator)
 
     def start_swap(self, voice: _Voice, crossfade_s: float) -> None:
         """Crossfade to ``voice`` over ``crossfade_s``; if a swap is under way, this one follows it."""
@@ -297,7 +320,7 @@ def _as_store(controls: Controls | ControlStore | None) -> ControlStore:
 
 def render(bundle: Bundle, seconds: float, *, controls: Controls | ControlStore | None = None, seed: int | None = None,
            volume_cap_db: float = 0.0, on_frame: Callable[[int], None] | None = None, model_factory=None,
-           vocoder_factory=None) -> np.ndarray:
+           vocoder_factory=None, generator: str = "auto") -> np.ndarray:
     """Render ``seconds`` of the bundle offline, synchronously, with the engine's pipeline -> (n_samples,) float32.
 
     ``controls`` is fixed Controls or a ControlStore read once per frame (``on_frame(i)`` runs before frame i,
@@ -307,7 +330,7 @@ def render(bundle: Bundle, seconds: float, *, controls: Controls | ControlStore 
         raise ValueError(f"seconds={seconds!r} must be > 0")
     store = _as_store(controls)
     pipeline = BlockPipeline(bundle, seed=seed, volume_cap_db=volume_cap_db, controls=store.snapshot(),
-                             model_factory=model_factory, vocoder_factory=vocoder_factory)
+                             model_factory=model_factory, vocoder_factory=vocoder_factory, generator=generator)
     hop = pipeline.hop
     n_samples = int(round(seconds * bundle.audio.sample_rate_hz))
     n_frames = math.ceil(n_samples / hop)

@@ -72,7 +72,7 @@ def test_unknown_format_version_says_what_this_device_reads(tiny_bundle, tmp_pat
     meta = json.loads((path / META_FILE).read_text())
     meta["format_version"] = 99
     (path / META_FILE).write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match=r"format_version 99 is not supported.*reads 1"):
+    with pytest.raises(BundleError, match=r"format_version 99 is not supported.*reads 1, 2"):
         load_bundle(path)
 
 
@@ -104,7 +104,8 @@ def test_n_fft_that_disagrees_with_the_model_is_refused_at_open(tiny_bundle, tmp
         arrays = {key: npz[key] for key in npz.files}
     half = meta["audio"]["n_fft"] // 2
     n_bins = half // 2 + 1
-    arrays = {k: (v[..., :n_bins] if k in ("frames_u8", "lo", "hi", "mean") else v) for k, v in arrays.items()}
+    arrays = {k: (v[..., :n_bins] if k in ("frames_u8", "lo", "hi", "mean", "pca_mean", "pca_components") else v)
+              for k, v in arrays.items()}
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     resign(path, meta_changes={"audio.n_fft": half, "audio.hop_length": half // 4}, files={SEEDS_FILE: buffer.getvalue()})

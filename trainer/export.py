@@ -37,9 +37,12 @@ SIGNATURE = "serving_default"
 PARITY_TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "dynamic": 0.15}
 FORBIDDEN_OPS = ("WHILE", "CUSTOM", "FLEX")
 ROOT = Path(__file__).resolve().parent.parent
-BUNDLE_BYTES_LIMIT = 4_000_000  # target: the whole bundle (model + seeds + json) fits in 4 MB
-SEED_SEGMENT_FRAMES = 256  # when not every frame fits, seeds are kept as evenly spaced runs of this many frames
+BUNDLE_BYTES_LIMIT = 20_000_000  # the whole bundle (model + frame bank + json): 3 min of uint8 frames is ~16 MB
+MAX_BANK_SECONDS = 200.0  # the frame bank keeps every frame of up to this much audio, evenly spaced runs beyond
+SEED_SEGMENT_FRAMES = 256  # when not every frame fits, the bank keeps evenly spaced runs of this many frames
 MIN_SEED_FRAMES = 64  # never fewer (the sampler warms a fresh LSTM state on 32 seed frames)
+PCA_DIMS = 32  # the bank's search space: 32 principal components of the frames (model units)
+PCA_FIT_FRAMES = 6000  # frames (evenly spaced) the PCA is fitted on
 
 
 class ExportError(BundleError):
@@ -182,24 +185,60 @@ def seed_frames(dataset: Dataset, max_frames: int) -> tuple[np.ndarray, np.ndarr
     return np.concatenate(parts).astype(np.float32), np.asarray(starts, np.int64)
 
 
+def bank_pca(frames_norm: np.ndarray, n_dims: int = PCA_DIMS) -> tuple[np.ndarray, np.ndarray]:
+    """PCA of bank frames (n, n_bins) model units -> (mean (n_bins,), components (n_dims, n_bins)) float32.
+
+    Fitted on at most PCA_FIT_FRAMES evenly spaced frames (an SVD of a few thousand frames takes well under a second).
+    """
+    picks = np.linspace(0, frames_norm.shape[0] - 1, min(PCA_FIT_FRAMES, frames_norm.shape[0])).round().astype(int)
+    sample = frames_norm[picks].astype(np.float64)
+    mean = sample.mean(axis=0)
+    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    components = np.zeros((n_dims, frames_norm.shape[1]))
+    keep = min(n_dims, vt.shape[0])
+    components[:keep] = vt[:keep]  # a bank smaller than n_dims frames leaves zero rows (distance unaffected)
+    return mean.astype(np.float32), components.astype(np.float32)
+
+
+def bank_coords(frames_u8: np.ndarray, lo: np.ndarray, hi: np.ndarray, pca_mean: np.ndarray,
+                components: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """PCA coordinates (n, n_dims) float16 of the *dequantised* bank frames (what the device plays and feeds)."""
+    step = (hi - lo) / np.float32(255.0)
+    coords = np.empty((frames_u8.shape[0], components.shape[0]), np.float16)
+    for start in range(0, frames_u8.shape[0], chunk):
+        frames = frames_u8[start : start + chunk] * step + lo - pca_mean
+        coords[start : start + chunk] = frames @ components.T
+    return coords
+
+
 def seeds_npz(frames_norm: np.ndarray, mean: np.ndarray, segment_starts: np.ndarray) -> bytes:
+    """The bank (seeds.npz, format 2): uint8 frames, their per-bin ranges, the log mean, runs, and the PCA index."""
     frames_u8, lo, hi = bundle_mod.quantise_seeds(frames_norm)
+    pca_mean, components = bank_pca(frames_norm)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, frames_u8=frames_u8, lo=lo, hi=hi, mean=mean.astype(np.float32),
-                        segment_starts=segment_starts.astype(np.int64))
+                        segment_starts=segment_starts.astype(np.int64), pca_mean=pca_mean,
+                        pca_components=components, bank_coords=bank_coords(frames_u8, lo, hi, pca_mean, components))
     return buffer.getvalue()
 
 
+def max_bank_frames(dataset: Dataset) -> int:
+    """Frames in MAX_BANK_SECONDS of audio at the dataset's hop."""
+    settings = dataset.settings
+    return int(MAX_BANK_SECONDS * settings.sample_rate_hz / settings.hop_length)
+
+
 def _fit_seeds(dataset: Dataset, room_bytes: int) -> tuple[bytes, int]:
-    """Largest seed set whose compressed npz fits ``room_bytes`` (shrinks by measured bytes per frame)."""
-    max_frames = sum(s.n_frames for s in dataset.sources)
+    """Largest bank whose compressed npz fits ``room_bytes`` (shrinks by measured bytes per frame)."""
+    max_frames = min(sum(s.n_frames for s in dataset.sources), max_bank_frames(dataset))
     for _ in range(6):
         frames_norm, starts = seed_frames(dataset, max_frames)
         blob = seeds_npz(frames_norm, dataset.mean, starts)
         if len(blob) <= room_bytes or frames_norm.shape[0] <= MIN_SEED_FRAMES:
             return blob, frames_norm.shape[0]
-        per_frame = len(blob) / frames_norm.shape[0]
-        max_frames = max(MIN_SEED_FRAMES, int(room_bytes / per_frame * 0.97))
+        fixed = 4 * dataset.settings.n_bins * (PCA_DIMS + 4)  # PCA components and per-bin arrays (float32)
+        per_frame = max(len(blob) - fixed, 1) / frames_norm.shape[0]
+        max_frames = max(MIN_SEED_FRAMES, int((room_bytes - fixed) / per_frame * 0.97))
     return blob, frames_norm.shape[0]
 
 
@@ -284,7 +323,10 @@ def export_bundle(
         "normalisation": {"log_floor": settings.log_floor, "std": dataset.std,
                           "formula": "x = (log(mag + log_floor) - mean[bin]) / std; mean in seeds.npz"},
         "model": model_table,
-        "seeds": {"frames": n_seed_frames, "segments_are": "contiguous runs of frames (a file, or a part of one)"},
+        "seeds": {"frames": n_seed_frames, "segments_are": "contiguous runs of frames (a file, or a part of one)",
+                  "seconds": round(n_seed_frames * settings.hop_length / settings.sample_rate_hz, 2),
+                  "every_frame": n_seed_frames == sum(s.n_frames for s in dataset.sources),
+                  "bank": {"pca_dims": PCA_DIMS, "played_by": "device.bank.BankSampler"}},
         "training": dict(training or {}, data=dataset.summary(), model_config=cfg.to_dict()),
         "tools": tool_versions(),
     }

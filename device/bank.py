@@ -17,8 +17,9 @@ Each frame (11.6 ms at 44.1 kHz / hop 512):
    over all candidates, no sorting), so temperature 0 always takes the nearest frame. Not allowed: frames played in
    the last ``bar_s`` seconds (a bar on recent frames: no freezing, no short loops), the frame that would just
    continue the phrase (a cut is a cut), and frames outside the ``position``/``spread`` region.
-   Turning ``temperature`` or ``fidelity`` (by ``KNOB_MOVE`` or more) ends the phrase at once, so a knob turn is
-   heard within a frame; a ``position``/``spread`` change that leaves the current frame outside the region too.
+   Turning ``temperature`` (by ``KNOB_MOVE`` or more) ends the phrase at once, and turning ``fidelity`` draws the
+   rest of the phrase anew from the new mean, so a knob turn is heard within a frame or two; a ``position``/
+   ``spread`` change that leaves the current frame outside the region ends the phrase too.
 3. **Guards.** More than ``max_quiet_s`` of frames below ``QUIET_DBFS`` (dead air), or ``max_repeat_s`` of frames
    that repeat, step for step, a passage this generator already played in the last ``repeat_window_s`` (a loop):
    the generator jumps to a random audible frame of the region. ``jump`` (per second) and the ``reseed`` event jump
@@ -57,6 +58,7 @@ class BankSettings:
     max_repeat_s: float = 2.0  # longer than this repeating our own recent output: jump
     repeat_window_s: float = 30.0  # "recent" for the repeat guard
     min_region_s: float = 8.0  # position/spread never narrow the choice below this much material
+    cut_skip_s: float = 0.0  # a cut also skips this much of the phrase's continuation (beyond the next frame)
     proposer: str = "model"  # "model": the LSTM's prediction picks the cut; "current": the frame itself (ablation)
 
 
@@ -120,7 +122,8 @@ class BankSampler:
         self._centred = np.zeros(self.n_bins, dtype=np.float32)
         self._query = np.zeros(bank.n_dims, dtype=np.float32)
         self._distance = np.zeros(self.n_frames, dtype=np.float32)
-        self._noise = np.zeros(self.n_frames, dtype=np.float32)
+        table = np.random.default_rng(seed).standard_exponential(2 * self.n_frames)  # (2 n_frames,) Gumbel values
+        self._gumbel = (-np.log(np.maximum(table, 1e-30))).astype(np.float32)
         self._barred = np.zeros(self.n_frames, dtype=bool)
         self._last_used = np.full(self.n_frames, NEVER, dtype=np.int64)
         self._magnitudes = np.zeros(self.n_bins, dtype=np.float32)
@@ -220,9 +223,10 @@ class BankSampler:
                 self._repeat_run * self.frame_s > self.settings.max_repeat_s:
             self.guard_jumps += 1
             self._jump(controls)
+        elif abs(controls.fidelity - self._phrase_controls[1]) >= KNOB_MOVE and self._redraw_phrase(controls):
+            self._play(self.current + 1)  # fidelity turned: the phrase goes on with a length drawn anew
         elif self.phrase_left > 0 and self._continues[self.current] and self._allowed(self.current + 1, controls) \
-                and abs(controls.temperature - self._phrase_controls[0]) < KNOB_MOVE \
-                and abs(controls.fidelity - self._phrase_controls[1]) < KNOB_MOVE:
+                and abs(controls.temperature - self._phrase_controls[0]) < KNOB_MOVE:
             self.phrase_left -= 1
             self._play(self.current + 1)
         else:
@@ -244,20 +248,20 @@ class BankSampler:
         np.add(distance, self._norms[start:stop], out=distance)
         barred = self._barred[start:stop]
         np.greater(self._last_used[start:stop], self.frame_index - self.settings.bar_s / self.frame_s, out=barred)
-        if self.current + 1 < self.n_frames and start <= self.current + 1 < stop and self._continues[self.current]:
-            barred[self.current + 1 - start] = True  # a cut never just continues the phrase
+        if self._continues[self.current]:  # a cut never just continues the phrase
+            skip_stop = min(stop, self.current + 2 + int(self.settings.cut_skip_s / self.frame_s))
+            if skip_stop > max(start, self.current + 1):
+                barred[max(start, self.current + 1) - start : skip_stop - start] = True
         if barred.all():
             barred.fill(False)  # everything played recently (a tiny region): the bar gives way
         np.copyto(distance, np.float32(np.inf), where=barred)
         if controls.temperature > 0.0:
-            # Gumbel-max: argmin(d / tau - g), g = -log(E), E ~ Exp(1)  <=>  sampling with p ∝ exp(-d / tau)
-            noise = self._noise[: stop - start]
-            self.rng.standard_exponential(out=noise, dtype=np.float32)
-            np.maximum(noise, np.float32(1e-30), out=noise)  # log(0) would be -inf: a barred frame could win
-            np.log(noise, out=noise)
+            # Gumbel-max: argmin(d / tau - g), g ~ Gumbel  <=>  sampling with p ∝ exp(-d / tau). The Gumbel values
+            # come from a fixed table read at a random offset (no exp/log per candidate per cut: half the cost).
+            offset = int(self.rng.integers(self.n_frames))
             tau = np.float32(controls.temperature * self._typical_distance)
             np.divide(distance, tau, out=distance)
-            np.add(distance, noise, out=distance)
+            np.subtract(distance, self._gumbel[offset : offset + stop - start], out=distance)
         choice = start + int(np.argmin(distance))
         self.cuts += 1
         self._new_phrase(controls)
@@ -276,6 +280,14 @@ class BankSampler:
         self._quiet_run = self._repeat_run = 0
         self._new_phrase(controls)
         self._play(choice)
+
+    def _redraw_phrase(self, controls: Controls) -> bool:
+        """Fidelity moved: draw the rest of the phrase from the new mean; True if it continues at once."""
+        self._new_phrase(controls)
+        if self.phrase_left > 0 and self._continues[self.current] and self._allowed(self.current + 1, controls):
+            self.phrase_left -= 1
+            return True
+        return False
 
     def _new_phrase(self, controls: Controls) -> None:
         self._phrase_controls = (controls.temperature, controls.fidelity)

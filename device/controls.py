@@ -35,7 +35,7 @@ class Controls:
     """The sampler's controls as values; defaults give a living, musical result unattended."""
 
     temperature: float = 0.3
-    fidelity: float = 0.5
+    fidelity: float = 0.3
     jump: float = 0.25
     position: float = 0.5
     spread: float = 1.0

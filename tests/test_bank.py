@@ -127,8 +127,10 @@ def test_turning_a_knob_ends_the_phrase_at_once(bundle, model):
     cuts = sampler.cuts
     sampler.next_frame(Controls(fidelity=1.0, jump=0.0, temperature=0.6))
     assert sampler.cuts == cuts + 1
-    sampler.next_frame(Controls(fidelity=0.9, jump=0.0, temperature=0.6))
-    assert sampler.cuts == cuts + 2
+    sampler.next_frame(Controls(fidelity=1.0, jump=0.0, temperature=0.6))
+    assert sampler.cuts == cuts + 1 and sampler.phrase_left > 0  # the phrase drawn at the cut goes on
+    sampler.next_frame(Controls(fidelity=0.0, jump=0.0, temperature=0.6))
+    assert sampler.phrase_left == 0  # fidelity turned down: the rest of the phrase is drawn anew (none at 0)
 
 
 def test_hold_freezes_the_frame_and_reseed_jumps(bundle, model):

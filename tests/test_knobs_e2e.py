@@ -60,19 +60,19 @@ def test_turning_a_pot_changes_the_audio_within_100_ms(tiny_bundle, factory):
     bundle = load_bundle(tiny_bundle)
     sample_rate, hop, frame_s = bundle.audio.sample_rate_hz, bundle.audio.hop_length, bundle.audio.frame_s
     adc = MockMCP3008(pin_factory=factory)
-    adc.turn(0, 0.05)  # temperature 0.1: calm
-    knob_map = parse_knobs({"noise": {"type": "pot", "channel": 0, "control": "temperature", "range": [0.0, 2.0]}},
+    adc.turn(0, 0.05)  # fidelity 0.05: every frame chosen anew (inventive)
+    knob_map = parse_knobs({"character": {"type": "pot", "channel": 0, "control": "fidelity", "range": [0.0, 1.0]}},
                            None, "test.toml")
     store = NotifyingStore(Controls(jump=0.0))
     with start_knobs(knob_map, store, pin_factory=factory):
-        assert store.wait_for(lambda c: abs(c.temperature - 0.1) < 0.005, timeout=3.0)
+        assert store.wait_for(lambda c: abs(c.fidelity - 0.05) < 0.005, timeout=3.0)
         calm = store.snapshot()
         turned_at: list[float] = []
         first_changed_frame: list[int] = []
 
         def on_frame(i: int) -> None:
             if i == TURN_FRAME:
-                adc.turn(0, 0.9)  # temperature 1.8: wild
+                adc.turn(0, 0.9)  # fidelity 0.9: long phrases of the recording (faithful)
                 turned_at.append(time.monotonic())
             if i > TURN_FRAME and not first_changed_frame:
                 deadline = turned_at[0] + (i - TURN_FRAME) * frame_s  # when frame i is due in real time

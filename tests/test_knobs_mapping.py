@@ -22,7 +22,7 @@ def test_shipped_example_parses_into_the_documented_panel():
     example = ROOT / "deploy" / "murmur.toml"
     data = tomllib.loads(example.read_text())
     knob_map = parse_knobs(data["knobs"], data.get("led"), str(example))
-    assert {p.control for p in knob_map.pots} == {"temperature", "jump", "position"}
+    assert {p.control for p in knob_map.pots} == {"fidelity", "temperature", "jump", "position"}
     jumps = next(p for p in knob_map.pots if p.control == "jump")
     assert (jumps.curve, jumps.low, jumps.high) == ("log", 0.05, 4.0)
     assert knob_map.encoders[0].control == "gain_db" and knob_map.encoders[0].push == "hold"

@@ -184,7 +184,8 @@ def run(args) -> int:
     if args.preview_seconds > 0:
         print(f"rendering a {args.preview_seconds:g}-s preview with the device's generator and vocoder …", file=out, flush=True)
         try:
-            _preview(outcome, paths, args.preview_seconds, options.seed)
+            figures = _preview(outcome, paths, args.preview_seconds, options.seed)
+            print("\n".join(figures), file=out)
             print(f"preview: {paths.preview_wav} ({args.preview_seconds:g} s)\npicture: {paths.preview_png}", file=out)
         except KeyboardInterrupt:
             print(f"\ninterrupted during the preview; the bundle is complete at {paths.bundle}", file=out)
@@ -195,17 +196,55 @@ def run(args) -> int:
     return 0
 
 
-def _preview(outcome, paths: Paths, seconds: float, seed: int) -> None:
+def _preview(outcome, paths: Paths, seconds: float, seed: int) -> list[str]:
+    """Render the preview WAV, measure it against the training audio (trainer/soundcheck.py), draw the picture
+    with those figures on it -> the figure lines to print."""
+    import soundfile
+
     from .preview import draw, render_preview, write_wav
 
     audio, rate = render_preview(outcome.export.path, seconds, seed=seed)
     paths.preview_wav.parent.mkdir(parents=True, exist_ok=True)
     write_wav(paths.preview_wav, audio, rate)
+    written = soundfile.read(paths.preview_wav, dtype="float32")[0]  # measure what the artist hears: 16-bit WAV
+    figures = _sound_check(outcome, written, rate, seed)
     ds = outcome.dataset
     source = ds.sources[0].log_mag[: int(seconds * rate / ds.settings.hop_length)]
     draw(paths.preview_png, np.asarray(source), audio, sample_rate_hz=rate, n_fft=ds.settings.n_fft,
          hop_length=ds.settings.hop_length, history=outcome.fit.history, baseline_lsd_db=outcome.fit.baseline_lsd_db,
-         title=f"{outcome.export.meta['bundle_id']}")
+         title=f"{outcome.export.meta['bundle_id']}", figures_text="\n".join(figures))
+    return figures
+
+
+SOUND_CHECK_SOURCE_S = 180.0  # the training audio the preview is measured against: the first files, up to 3 min
+
+
+def _sound_check(outcome, preview: np.ndarray, rate: int, seed: int) -> list[str]:
+    """Figures of the preview against the training audio (decoded again as the trainer did, first files up to 3
+    minutes) and the no-model references (own halves, granular player of the preview's length) -> 3-4 lines."""
+    from device.errors import AudioFileError
+
+    from . import soundcheck
+    from .audio import decode
+
+    parts, total = [], 0
+    for src in outcome.dataset.sources:
+        try:
+            samples = decode(src.path, rate).samples
+        except AudioFileError as exc:  # changed or removed since training: the check is optional
+            return [f"sound check skipped: {exc}"]
+        parts.append(samples[: int(SOUND_CHECK_SOURCE_S * rate) - total])
+        total += parts[-1].shape[0]
+        if total >= SOUND_CHECK_SOURCE_S * rate:
+            break
+    source = np.concatenate(parts)
+    try:
+        analysis = soundcheck.analyse(source, rate, what="training audio")
+        figures = soundcheck.evaluate(analysis, preview, rate)
+        refs = soundcheck.reference_figures(analysis, rate, preview.shape[0] / rate, seed, source_audio=source)
+    except ValueError as exc:  # too short to measure
+        return [f"sound check skipped: {exc}"]
+    return soundcheck.summary_lines(figures, refs, what="preview")
 
 
 def main(argv: list[str] | None = None) -> int:

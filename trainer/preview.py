@@ -32,8 +32,10 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate_hz: int) -> None:
 
 
 def draw(path: Path, source_log_mag: np.ndarray, generated: np.ndarray, *, sample_rate_hz: int, n_fft: int,
-         hop_length: int, history: list[EpochRecord], baseline_lsd_db: float, title: str) -> None:
-    """PNG: source spectrogram (log_mag (n_frames, n_bins), natural log) | generated audio's | loss curves."""
+         hop_length: int, history: list[EpochRecord], baseline_lsd_db: float, title: str,
+         figures_text: str | None = None) -> None:
+    """PNG: source spectrogram (log_mag (n_frames, n_bins), natural log) | generated audio's | loss curves, and
+    ``figures_text`` (a few lines, e.g. the sound check's) printed under them when given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -42,7 +44,9 @@ def draw(path: Path, source_log_mag: np.ndarray, generated: np.ndarray, *, sampl
     gen_db = 20 * np.log10(frames.stft_magnitudes(generated, n_fft=n_fft, hop_length=hop_length) + 1e-5)
     src_db = source_log_mag * (20 / np.log(10))
     vmax = max(float(np.percentile(src_db, 99.5)), float(np.percentile(gen_db, 99.5)))
-    fig, axes = plt.subplots(3, 1, figsize=(11, 10), gridspec_kw={"height_ratios": [3, 3, 2]})
+    n_text = len(figures_text.splitlines()) if figures_text else 0
+    text_in = 0.17 * n_text + (0.3 if n_text else 0.0)  # inches below the plots
+    fig, axes = plt.subplots(3, 1, figsize=(11, 10 + text_in), gridspec_kw={"height_ratios": [3, 3, 2]})
     nyquist_khz = sample_rate_hz / 2000
     for ax, spec, label in ((axes[0], src_db, "source (training audio)"), (axes[1], gen_db, "generated (device render)")):
         seconds = spec.shape[0] * hop_length / sample_rate_hz
@@ -67,7 +71,12 @@ def draw(path: Path, source_log_mag: np.ndarray, generated: np.ndarray, *, sampl
     ax.set_ylabel("MSE (model units)")
     ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
+    if n_text:
+        bottom = text_in / (10 + text_in)
+        fig.text(0.01, 0.005, figures_text, family="monospace", fontsize=7.5, va="bottom", ha="left")
+        fig.tight_layout(rect=(0, bottom, 1, 1))
+    else:
+        fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=90)
     plt.close(fig)

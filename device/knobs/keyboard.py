@@ -1,6 +1,6 @@
 """Desktop stand-in for the knobs: keys in the terminal turn the same controls (``make play``, ``python -m device keys``).
 
-Keys (one press = one step): q/a temperature, w/s jump, e/d position, t/g spread, +/- gain, h hold on/off,
+Keys (one press = one step): f/v fidelity, q/a temperature, w/s jump, e/d position, t/g spread, +/- gain, h hold on/off,
 r reseed, n/p next/previous bundle, ? help, Ctrl-D stops listening. The terminal is put in cbreak mode (keys
 arrive without Enter, Ctrl-C still works) and restored on close.
 """
@@ -23,6 +23,7 @@ from .mapping import KnobMap, parse_knobs
 
 # key -> (control, step) for continuous controls; other keys are in TOGGLES / ACTIONS
 STEPS: dict[str, tuple[str, float]] = {
+    "f": ("fidelity", +0.05), "v": ("fidelity", -0.05),
     "q": ("temperature", +0.05), "a": ("temperature", -0.05),
     "w": ("jump", +0.25), "s": ("jump", -0.25),
     "e": ("position", +0.05), "d": ("position", -0.05),
@@ -32,7 +33,7 @@ STEPS: dict[str, tuple[str, float]] = {
 TOGGLES = {"h": "hold"}
 ACTIONS = {"r": "reseed", "n": "next_bundle", "p": "previous_bundle"}
 QUIT_KEYS = ("\x04",)  # Ctrl-D (cbreak mode passes it through as a character)
-HELP = ("keys: q/a temperature  w/s jump  e/d position  t/g spread  +/- gain  h hold  r reseed  "
+HELP = ("keys: f/v fidelity  q/a temperature  w/s jump  e/d position  t/g spread  +/- gain  h hold  r reseed  "
         "n/p next/previous bundle  ? help  Ctrl-D stop")
 
 
@@ -52,7 +53,7 @@ def apply_key(key: str, controls: Controls) -> tuple[dict[str, float | bool], st
 
 def describe(controls: Controls) -> str:
     """One status line with every control's current value."""
-    return (f"temperature {controls.temperature:.2f}  jump {controls.jump:.2f}/s  position {controls.position:.2f}  "
+    return (f"fidelity {controls.fidelity:.2f}  temperature {controls.temperature:.2f}  jump {controls.jump:.2f}/s  position {controls.position:.2f}  "
             f"spread {controls.spread:.2f}  hold {'on' if controls.hold else 'off'}  gain {controls.gain_db:+.0f} dB")
 
 

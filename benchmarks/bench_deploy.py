@@ -27,6 +27,7 @@ from deploy.loopback import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+FULL_SIZE_BUNDLE = REPO / "out/bench/sound/piece/bundle"
 KILL_STEPS = ["bundle-ready", "release-ready", "verified", "journal", "switched", "reloaded", "healthy"]
 
 
@@ -101,6 +102,16 @@ def run(quick: bool) -> str:
         assert code == 0, "bundle-only update failed"
         rollback_sound, rollback_done, code = timed_until_playing(fleet, pi, "rollback", "bench-a")
         assert code == 0, "rollback failed"
+        big = None  # a full-size bundle (3-min frame bank) from the Sound section, when it has been run
+        if (FULL_SIZE_BUNDLE / "bundle.json").is_file():
+            big_bundle = variant_bundle(FULL_SIZE_BUNDLE, work / "bundle-big", "bench-big")
+            big_bytes = sum(f.stat().st_size for f in big_bundle.iterdir())
+            fleet.write_inventory({"pi1": big_bundle})
+            big_sound, big_done, code = timed_until_playing(fleet, pi, "deploy", "bench-big")
+            assert code == 0, "full-size bundle-only update failed"
+            big = (big_bytes, big_sound, big_done)
+            fleet.write_inventory({"pi1": bundles["a"]})
+            timed_until_playing(fleet, pi, "deploy", "bench-a")
 
         live_venv = pi.root / "opt/murmur/venvs" / venv_of(pi)
         live_files = tree_state(live_venv)
@@ -143,6 +154,11 @@ def run(quick: bool) -> str:
          f"{first_done:.1f} s total", "—", ""),
         ("bundle-only update → new sound (hot reload)", f"{update_sound:.1f} s ({update_done:.1f} s incl. gate)",
          "≤ 30 s", verdict(update_sound, 30)),
+        ("bundle-only update with a full-size bundle (the Sound section's 200-s `piece`: every frame in the bank)",
+         f"{big[0] / 1e6:.1f} MB: {big[1]:.1f} s to sound ({big[2]:.1f} s incl. gate); over a real network add the "
+         f"copy: {big[0] / 1e6:.0f} MB at the Pi's link speed (~{big[0] / 2.5e6:.0f} s at 20 Mbit/s Wi-Fi)"
+         if big else "not measured: run `make bench ARGS=\"--only sound\"` first (it trains the full-size bundle)",
+         "≤ 30 s", verdict(big[1], 30) if big else "—"),
         ("`make rollback` → old sound again", f"{rollback_sound:.1f} s ({rollback_done:.1f} s incl. gate)", "≤ 10 s",
          verdict(rollback_sound, 10)),
         ("new pins + code that fails its gate: switched back onto the old venv, which the new one never touched",

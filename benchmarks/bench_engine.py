@@ -33,6 +33,7 @@ ASOUNDRC = 'pcm.!default {\n  type file\n  slave.pcm "null"\n  file "/dev/null"\
 TARGETS = {"step_ms": 0.1, "vocoder_ms": 1.0, "engine_ms": 1.16, "rss_mb": 150.0, "first_block_s": 2.0, "latency_ms": 100.0}
 SILENCE_DBFS = -50.0
 CLIP_LEVEL = 0.999
+MAX_BANK_S = 200.0  # the trainer keeps every frame of up to this much audio (trainer/export.py MAX_BANK_SECONDS)
 STATIC_FRACTION_OF_TRAINING = 0.25  # a second is "static" if it moves less than this x the training audio's median
 
 
@@ -53,8 +54,7 @@ def demo_bundle_dir() -> Path:
 def _worker_timing(bundle_dir: str, quick: bool) -> dict:
     from device.bundle import load_bundle
     from device.controls import Controls
-    from device.engine import BlockPipeline, default_vocoder_factory
-    from device.sampler import Sampler
+    from device.engine import BlockPipeline, default_vocoder_factory, make_sampler
     from device.step_model import StepModel, open_step_model
 
     bundle = load_bundle(bundle_dir)
@@ -66,7 +66,7 @@ def _worker_timing(bundle_dir: str, quick: bool) -> dict:
     public_ms = float(np.median([StepModel(bundle, fast_path=False).time_step_ms(n, clock=cpu) for _ in range(repeats)]))
     runner_ms = float(np.median([_signature_runner_step_ms(bundle, n) for _ in range(repeats)]))
 
-    sampler = Sampler(bundle, model, seed=1)
+    sampler = make_sampler(bundle, model, seed=1, controls=Controls())
     n_frames = 600 if quick else 3000
     mags = np.stack([sampler.next_frame(Controls()).copy() for _ in range(n_frames)])
     vocoder = default_vocoder_factory(bundle)
@@ -94,8 +94,41 @@ def _worker_timing(bundle_dir: str, quick: bool) -> dict:
         "public_step_ms": public_ms, "runner_step_ms": runner_ms, "step_wall_ms": step_wall_ms,
         "engine_cpu_ms": cpu_ms, "engine_wall_ms": wall_ms, "engine_median_ms": float(np.median(per_frame) * 1e3),
         "engine_p99_ms": float(np.percentile(per_frame, 99) * 1e3), "frame_ms": bundle.audio.frame_s * 1e3,
-        "jumps": pipeline.voice.sampler.jumps, "frames": n_frames,
+        "jumps": pipeline.voice.sampler.jumps, "frames": n_frames, **_bank_timing(bundle, model, quick),
     }
+
+
+def _bank_timing(bundle, model, quick: bool) -> dict:
+    """CPU ms per frame of the bank generator (model step + choice of the frame), on the bundle's own bank and on
+    a bank as large as the trainer writes (MAX_BANK_S of frames: the bundle's tiled), at fidelity 0 (a cut at every
+    frame: the worst case) and at the default."""
+    import dataclasses
+
+    from device.bank import BankSampler
+    from device.bundle import BankIndex
+    from device.controls import Controls
+
+    if bundle.bank is None:
+        return {}
+    out = {"bank_frames": bundle.n_seed_frames}
+    reps = max(1, math.ceil(MAX_BANK_S / bundle.audio.frame_s / bundle.n_seed_frames))
+    big = dataclasses.replace(
+        bundle, seeds_u8=np.tile(bundle.seeds_u8, (reps, 1)),
+        segment_starts=np.concatenate([bundle.segment_starts + i * bundle.n_seed_frames for i in range(reps)]),
+        bank=BankIndex(bundle.bank.mean, bundle.bank.components, np.tile(bundle.bank.coords, (reps, 1))))
+    out["big_bank_frames"] = big.n_seed_frames
+    n = 500 if quick else 3000
+    for label, source in (("own", bundle), ("big", big)):
+        for fidelity in (0.0, Controls().fidelity):
+            sampler = BankSampler(source, model, seed=1)
+            controls = Controls(fidelity=fidelity)
+            for _ in range(100):
+                sampler.next_frame(controls)
+            started = time.thread_time()
+            for _ in range(n):
+                sampler.next_frame(controls)
+            out[f"bank_{label}_{fidelity:g}_ms"] = (time.thread_time() - started) / n * 1e3
+    return out
 
 
 def _signature_runner_step_ms(bundle, n: int) -> float:
@@ -306,6 +339,26 @@ def stability_run(bundle, seconds: float) -> dict:
 
 
 # -- report -------------------------------------------------------------------------------------------------------
+def _bank_rows(timing: dict) -> list[str]:
+    """Rows for the bank generator's cost: its own bank and a full-size bank, worst case and default."""
+    if "bank_own_0_ms" not in timing:
+        return []
+    from device.controls import Controls
+
+    default = f"{Controls().fidelity:g}"
+    worst = timing["bank_big_0_ms"] + timing["vocoder_ms"]
+    return [
+        f"| bank generator per frame (model step + choice of the frame), this bundle's bank of "
+        f"{timing['bank_frames']} frames: fidelity 0 (a cut every frame) / {default} (default) | "
+        f"{timing['bank_own_0_ms']:.3f} / {timing[f'bank_own_{default}_ms']:.3f} ms | | |",
+        f"| the same with a full-size bank ({timing['big_bank_frames']} frames = {MAX_BANK_S:g} s, the trainer's "
+        f"limit): fidelity 0 / {default}; worst case + vocoder | {timing['bank_big_0_ms']:.3f} / "
+        f"{timing[f'bank_big_{default}_ms']:.3f} ms; {worst:.3f} ms | ≤ {TARGETS['engine_ms']} ms | "
+        f"{_ok(worst, TARGETS['engine_ms'])} |",
+    ]
+
+
+
 def _ok(value: float, target: float, higher_is_better: bool = False) -> str:
     good = value >= target if higher_is_better else value <= target
     return "yes" if good else "**no**"
@@ -356,6 +409,7 @@ def run(quick: bool) -> str:
         f"| whole engine per frame, wall clock: mean / median / p99 | {timing['engine_wall_ms']:.3f} / "
         f"{timing['engine_median_ms']:.3f} / {timing['engine_p99_ms']:.3f} ms | (shared machine: preemption shows here) | |",
         f"| whole engine, × real time (one core) | {rt:.1f}× | ≥ 10× | {_ok(rt, 10.0, True)} |",
+        *_bank_rows(timing),
         f"| device process RSS (playing; peak) | {process['rss_mb']:.0f} MB ({process['hwm_mb']:.0f} MB) | ≤ {TARGETS['rss_mb']:.0f} MB | {_ok(process['hwm_mb'], TARGETS['rss_mb'])} |",
         f"| start to first audio block (process spawn → sink) | {process['first_block_s']:.2f} s (imports {process['imports_s']:.2f} s) | ≤ {TARGETS['first_block_s']} s | {_ok(process['first_block_s'], TARGETS['first_block_s'])} |",
         f"| control → sound (gain / temperature / hold), frames | {latency['gain_db']} / {latency['temperature']} / {latency['hold']} + {buffer_frames} buffered = {latency_ms:.0f} ms | ≤ 100 ms | {_ok(latency_ms, TARGETS['latency_ms'])} |",
@@ -368,7 +422,7 @@ def run(quick: bool) -> str:
         "|---|---|---|---|",
         f"| NaN/inf samples (frames recovered by the guard) | {s['nonfinite_samples']} ({s['nonfinite_frames_recovered']}) | 0 | {_ok(s['nonfinite_samples'] + s['nonfinite_frames_recovered'], 0)} |",
         f"| longest stretch in 10-s windows below −50 dBFS | {s['longest_below_s']} s (quietest window {s['min_10s_dbfs']:.1f} dBFS; training {s['ref_min_10s_dbfs']:.1f} dBFS) | 0 s | {_ok(s['longest_below_s'], 0)} |",
-        f"| movement ratio vs training (DESIGN §8) | {s['movement_ratio']:.2f} | ~1 (reference drone 0.1) | {_ok(s['movement_ratio'], 0.5, True)} |",
+        f"| movement ratio vs training (trainer/liveness.py) | {s['movement_ratio']:.2f} | ~1 (reference drone 0.1) | {_ok(s['movement_ratio'], 0.5, True)} |",
         f"| static seconds | {100 * s['static_fraction']:.1f} % | 0 % (drone 70–95 %) | {_ok(s['static_fraction'], 0.01)} |",
         f"| hard clips (\\|x\\| ≥ 0.999) | {s['hard_clips']} (peak {s['peak_dbfs']:.1f} dBFS) | 0 | {_ok(s['hard_clips'], 0)} |",
         level_row,

@@ -43,12 +43,19 @@ MOVEMENT_RANGE = (0.5, 2.0)
 DEAD_AIR_MARGIN_PCT = 1.0
 
 
+BUNDLE_CODE = ("trainer/*.py", "device/bundle.py", "device/frames.py")  # what decides a bundle's content
+NOT_BUNDLE_CODE = ("trainer/soundcheck.py", "trainer/preview.py", "trainer/liveness.py")  # measuring, not making
+
+
 def code_hash() -> str:
-    """SHA-256 (16 hex) of trainer/*.py and device/*.py: a bundle made by other code is trained again."""
+    """SHA-256 (16 hex) of the code that makes a bundle (BUNDLE_CODE): a bundle made by other code is trained
+    again; a change to the generator (device/bank.py, device/sampler.py …) only re-renders."""
     digest = hashlib.sha256()
-    for folder in ("trainer", "device"):
-        for path in sorted((ROOT / folder).glob("*.py")):
-            digest.update(f"{folder}/{path.name}".encode() + path.read_bytes())
+    for pattern in BUNDLE_CODE:
+        for path in sorted(ROOT.glob(pattern)):
+            name = str(path.relative_to(ROOT))
+            if name not in NOT_BUNDLE_CODE:
+                digest.update(name.encode() + path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -172,7 +172,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(f"{meta_path}: format is {meta.get('format') if isinstance(meta, dict) else meta!r}, expected {FORMAT!r}")
     version = meta.get("format_version")
-    if version not in READABLE_VERSIONS:
+    if type(version) is not int or version not in READABLE_VERSIONS:
         readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise BundleError(
             f"{meta_path}: format_version {version!r} is not supported by this device (it reads {readable}); "
@@ -252,9 +252,13 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         keys += ("pca_mean", "pca_components", "bank_coords")
     try:
         with np.load(seeds_path, allow_pickle=False) as npz:
+            missing = [key for key in keys if key not in npz.files]
+            if missing:
+                raise BundleError(f"{seeds_path}: array {', '.join(repr(k) for k in missing)} missing (format "
+                                  f"{version} needs {', '.join(keys)}); re-export the bundle with `make train`")
             arrays = {key: npz[key] for key in keys}
-    except KeyError as exc:
-        raise BundleError(f"{seeds_path}: array {exc} is missing; re-export the bundle") from exc
+    except BundleError:
+        raise
     except (OSError, ValueError) as exc:
         raise BundleError(f"{seeds_path}: unreadable ({exc}); re-export the bundle") from exc
     n_bins = audio.n_bins

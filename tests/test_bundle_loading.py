@@ -76,6 +76,50 @@ def test_unknown_format_version_says_what_this_device_reads(tiny_bundle, tmp_pat
         load_bundle(path)
 
 
+def format_1_copy(tiny_bundle: Path, tmp_path: Path) -> Path:
+    """The tiny bundle as the format-1 trainer wrote it: seeds.npz without the PCA index, format_version 1."""
+    path = copy_bundle(tiny_bundle, tmp_path)
+    with np.load(path / SEEDS_FILE) as npz:
+        arrays = {key: npz[key] for key in ("frames_u8", "lo", "hi", "mean", "segment_starts")}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    meta = json.loads((path / META_FILE).read_text())
+    contents = {name: (path / name).read_bytes() for name in meta.pop("files")}
+    contents[SEEDS_FILE] = buffer.getvalue()
+    return write_bundle(path, meta, contents, format_version=1)
+
+
+def test_a_format_1_bundle_still_plays_through_the_regression_sampler(tiny_bundle, tmp_path):
+    from device.engine import render
+    from device.sampler import Sampler
+
+    old = load_bundle(format_1_copy(tiny_bundle, tmp_path))
+    assert old.format_version == 1 and old.bank is None
+    audio = render(old, 0.5, seed=1)
+    assert np.isfinite(audio).all() and float(np.sqrt(np.mean(audio**2))) > 1e-4
+    from device.engine import BlockPipeline
+
+    assert isinstance(BlockPipeline(old, seed=1).voice.sampler, Sampler)
+
+
+def test_a_format_2_bundle_without_its_pca_index_is_refused_naming_the_array(tiny_bundle, tmp_path):
+    path = resign(format_1_copy(tiny_bundle, tmp_path))  # rewritten as format 2 (write_bundle's default)
+    with pytest.raises(BundleError, match=r"seeds\.npz: array 'pca_mean'.* missing \(format 2 needs"):
+        load_bundle(path)
+
+
+def test_a_pca_index_of_the_wrong_shape_is_refused(tiny_bundle, tmp_path):
+    path = copy_bundle(tiny_bundle, tmp_path)
+    with np.load(path / SEEDS_FILE) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    arrays["bank_coords"] = arrays["bank_coords"][:-3]
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    resign(path, files={SEEDS_FILE: buffer.getvalue()})
+    with pytest.raises(BundleError, match=r"bank_coords .* do not match"):
+        load_bundle(path)
+
+
 def test_seed_frames_of_the_wrong_width_are_refused(tiny_bundle, tmp_path):
     path = copy_bundle(tiny_bundle, tmp_path)
     with np.load(path / SEEDS_FILE) as npz:

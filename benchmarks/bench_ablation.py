@@ -108,14 +108,14 @@ def report(results: dict) -> str:
         "the clips comparable: frame and 93-ms FD divided by the clip's own-half FD (below 1 = closer to the "
         "recording than its two halves are to each other), 1.5-s FD divided by the granular player's (below 1 = "
         "better phrases than random 0.25-s grains); medians over the clips, worst clip in brackets. Targets: the "
-        "seven of the Sound section (frame and 93-ms FD ≤ own half, 1.5-s FD ≤ granular, replay ≤ 20 %, movement "
-        "0.5–2, dead air ≤ source + 1 %, no NaN).",
+        "eight of the Sound section (frame and 93-ms FD ≤ own half, 1.5-s FD ≤ granular, replay ≤ 20 %, movement "
+        "0.5–2, dead air ≤ source + 1 %, no NaN, loops ≤ 5 %).",
         "",
         "Re-run a row: `.venv/trainer/bin/python -m benchmarks.bench_ablation --rows NAME` (all rows: `make bench "
         "ARGS=\"--only ablation\"`).",
         "",
         "| row | design | frame FD ÷ own half | 93-ms FD ÷ own half | 1.5-s FD ÷ granular | replay % (max) | "
-        "movement (range) | clips meeting all 7 targets |",
+        "movement (range) | clips meeting all 8 targets |",
         "|---|---|---|---|---|---|---|---|",
     ]
     import numpy as np
@@ -137,11 +137,11 @@ def report(results: dict) -> str:
             f"({max(patch):.2f}) | {np.median(phrase):.2f} ({max(phrase):.2f}) | {np.median(replay):.1f} "
             f"({max(replay):.1f}) | {np.median(movement):.2f} ({min(movement):.2f}–{max(movement):.2f}) | "
             f"{met} of {len(done)} |")
-    lines += ["", "Per clip: frame / 93-ms / 1.5-s FD, replay % (✅ = all seven targets met on that clip).", "",
+    lines += ["", "Per clip: frame / 93-ms / 1.5-s FD, replay % (✅ = all eight targets met on that clip).", "",
               "| row | " + " | ".join(clips) + " |", "|---|" + "---|" * len(clips)]
-    refs_own = {c: next((results[n][c]["own_half"] for n in results if c in results[n] and "own_half" in results[n][c]),
-                        None) for c in clips}
-    refs_gran = {c: next((results[n][c]["granular_fd_1500ms"] for n in results
+    refs_own = {c: next((results[n][c]["own_half"] for n in rows_of(results)
+                         if c in results[n] and "own_half" in results[n][c]), None) for c in clips}
+    refs_gran = {c: next((results[n][c]["granular_fd_1500ms"] for n in rows_of(results)
                           if c in results[n] and "granular_fd_1500ms" in results[n][c]), None) for c in clips}
     lines.append("| *own half* | " + " | ".join(
         f"{o['frame']:.0f} / {o['93ms']:.0f} / {o['1.5s']:.0f}" if o else "—" for o in refs_own.values()) + " |")
@@ -162,9 +162,85 @@ def report(results: dict) -> str:
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     lines += ["", "How each row is made:", ""]
     lines += [f"- `{name}`: {row.command(name)}" for name, row in ROWS.items()]
-    errors = [f"- `{n}` on {c}: {r['error'][:300]}" for n in results for c, r in results[n].items() if "error" in r]
+    errors = [f"- `{n}` on {c}: {r['error'][:300]}" for n in rows_of(results) for c, r in results[n].items()
+              if "error" in r]
     if errors:
         lines += ["", "Errors:", *errors]
+    return "\n".join(lines) + controls_report(results)
+
+
+def rows_of(results: dict) -> list[str]:
+    """The row names in ``results`` (the controls table is kept under "_controls")."""
+    return [name for name in results if not name.startswith("_")]
+
+
+CONTROLS_CLIP = "piece"  # the 200-s piece: enough material for position/spread to mean something
+CONTROLS_SECONDS = 60.0
+CONTROL_SETTINGS: tuple[tuple[str, str], ...] = (
+    ("default", ""),
+    ("fidelity=0", "fidelity=0"), ("fidelity=0.3", "fidelity=0.3"), ("fidelity=0.6", "fidelity=0.6"),
+    ("fidelity=1", "fidelity=1"),
+    ("temperature=0", "temperature=0"), ("temperature=1", "temperature=1"), ("temperature=2", "temperature=2"),
+    ("jump=0", "jump=0"), ("jump=4", "jump=4"),
+    ("position=0 spread=0.1", "position=0 spread=0.1"), ("position=1 spread=0.1", "position=1 spread=0.1"),
+    ("hold=on", "hold=1"), ("gain_db=-12", "gain_db=-12"),
+)
+
+
+def measure_controls() -> dict:
+    """60-s renders of the controls clip's default bundle at each of CONTROL_SETTINGS -> {setting: figures}.
+
+    Besides the usual figures: frame FD of the render against the first and the last tenth of the clip (where
+    position/spread put the sound).
+    """
+    from trainer import soundcheck
+
+    clip = corpus.ensure_corpus([CONTROLS_CLIP])[0]
+    samples, _ = bench_sound.source_of(clip)
+    tenth = len(samples) // 10
+    out = {}
+    for label, setting in CONTROL_SETTINGS:
+        print(f"ablation: controls {label}", file=sys.stderr, flush=True)
+        tag = "controls-" + (setting.replace(" ", "-").replace("=", "") or "default")
+        run = bench_sound.run_clip(clip, render_args=("--set", setting) if setting else (), tag=tag,
+                                   seconds=CONTROLS_SECONDS)
+        if run.error:
+            out[label] = {"error": run.error}
+            continue
+        audio = bench_sound.read_mono_44k(run.render.wav)
+        rate = corpus.SAMPLE_RATE_HZ
+        out[label] = {
+            "figures": run.figures.to_dict(),
+            "fd_first_tenth": soundcheck.frechet_distances(samples[:tenth], audio, rate)["frame"],
+            "fd_last_tenth": soundcheck.frechet_distances(samples[-tenth:], audio, rate)["frame"],
+        }
+    return out
+
+
+def controls_report(results: dict) -> str:
+    measured = results.get("_controls")
+    if not measured:
+        return ""
+    lines = [
+        "",
+        f"### What each control does on the chosen design (`{CONTROLS_CLIP}` clip, {CONTROLS_SECONDS:g}-s renders, "
+        "seed 1, one control changed from the defaults)",
+        "",
+        "Re-run: `.venv/trainer/bin/python -m benchmarks.bench_ablation --controls`. \"FD first / last tenth\": frame "
+        "FD of the render against the first and the last 10 % of the clip (position/spread choose where in the "
+        "material the sound comes from).",
+        "",
+        "| setting | frame FD | 1.5-s FD | replay % | movement | static % | level dBFS | FD first / last tenth |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, r in measured.items():
+        if "error" in r:
+            lines.append(f"| `{label}` | error: {r['error'][:200]} | | | | | | |")
+            continue
+        f = r["figures"]
+        lines.append(f"| `{label}` | {f['fd_frame']:.0f} | {f['fd_1500ms']:.0f} | {f['replay_pct']:.1f} | "
+                     f"{f['movement_ratio']:.2f} | {f['static_pct']:.0f} | {f['level_dbfs']:.1f} | "
+                     f"{r['fd_first_tenth']:.0f} / {r['fd_last_tenth']:.0f} |")
     return "\n".join(lines)
 
 
@@ -184,7 +260,16 @@ def measure_rows(names: list[str], clip_names: list[str] | None = None) -> dict:
 def run(quick: bool) -> str:
     if quick:
         return report(measure_rows(["bank", "bank-no-model"], ["voice"]))
-    return report(measure_rows(list(ROWS)))
+    measure_rows(list(ROWS))
+    return report(save_controls())
+
+
+def save_controls() -> dict:
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    results["_controls"] = measure_controls()
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,14 +278,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_ablation", description=__doc__.split("\n")[0])
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
     parser.add_argument("--clips", nargs="+", choices=[c.name for c in corpus.CLIPS], default=None)
+    parser.add_argument("--controls", action="store_true", help="measure the controls table only")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    body = report(measure_rows(args.rows, args.clips))
+    body = report(save_controls() if args.controls else measure_rows(args.rows, args.clips))
     sections = read_sections(OUTPUT.read_text()) if OUTPUT.exists() else {}
     import platform
 
     sections["ablation"] = (f"{body}\n\n_{time.strftime('%Y-%m-%d')}, {platform.machine()}, Python "
-                            f"{platform.python_version()}, rows {', '.join(args.rows)}: {time.monotonic() - started:.0f} s_")
+                            f"{platform.python_version()}, {'controls' if args.controls else 'rows ' + ', '.join(args.rows)}: "
+                            f"{time.monotonic() - started:.0f} s_")
     write(sections)
     print(body)
     return 0

@@ -41,6 +41,7 @@ QUICK_CLIP, QUICK_MINUTES, QUICK_RENDER_SECONDS = "voice", 0.5, 20.0
 REPLAY_MAX_PCT = 20.0
 MOVEMENT_RANGE = (0.5, 2.0)
 DEAD_AIR_MARGIN_PCT = 1.0
+LOOP_MAX_PCT = 5.0  # of 1.5-s windows that repeat the generator's own output of the last 30 s
 
 
 BUNDLE_CODE = ("trainer/*.py", "device/bundle.py", "device/frames.py")  # what decides a bundle's content
@@ -151,7 +152,7 @@ _SOURCES: dict[str, tuple[np.ndarray, object]] = {}  # clip name -> (samples, so
 _REFERENCES: dict[tuple[str, float], dict] = {}
 
 
-def _read_mono_44k(path: Path) -> np.ndarray:
+def read_mono_44k(path: Path) -> np.ndarray:
     import soundfile
 
     audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
@@ -170,7 +171,7 @@ def source_of(clip: corpus.Clip):
     sha = corpus.sha256_file(clip.path)
     key = f"{clip.name}:{sha}"
     if key not in _SOURCES:
-        samples = _read_mono_44k(clip.path)
+        samples = read_mono_44k(clip.path)
         _SOURCES[key] = (samples, soundcheck.analyse(samples, corpus.SAMPLE_RATE_HZ, what=f"clip {clip.name}"))
     return _SOURCES[key]
 
@@ -180,7 +181,7 @@ def evaluate_wav(clip: corpus.Clip, wav_path: str | os.PathLike[str]):
     from trainer import soundcheck
 
     _, analysis = source_of(clip)
-    return soundcheck.evaluate(analysis, _read_mono_44k(Path(wav_path)), corpus.SAMPLE_RATE_HZ)
+    return soundcheck.evaluate(analysis, read_mono_44k(Path(wav_path)), corpus.SAMPLE_RATE_HZ)
 
 
 def references(clip: corpus.Clip, seconds: float) -> dict:
@@ -246,7 +247,7 @@ def _mark(ok: bool) -> str:
 
 TARGET_NAMES = ("frame FD ≤ own half", "93-ms FD ≤ own half", "1.5-s FD ≤ granular", f"replay ≤ {REPLAY_MAX_PCT:g} %",
                 f"movement {MOVEMENT_RANGE[0]:g}–{MOVEMENT_RANGE[1]:g}",
-                f"dead air ≤ source + {DEAD_AIR_MARGIN_PCT:g} %", "0 NaN")
+                f"dead air ≤ source + {DEAD_AIR_MARGIN_PCT:g} %", "0 NaN", f"loops ≤ {LOOP_MAX_PCT:g} %")
 
 
 def targets(run: ClipRun) -> dict[str, bool]:
@@ -261,17 +262,18 @@ def targets(run: ClipRun) -> dict[str, bool]:
         MOVEMENT_RANGE[0] <= f.movement_ratio <= MOVEMENT_RANGE[1],
         f.dead_air_pct <= f.source_dead_air_pct + DEAD_AIR_MARGIN_PCT,
         f.nan_samples == 0,
+        f.loop_pct <= LOOP_MAX_PCT,
     )
     return dict(zip(TARGET_NAMES, met, strict=True))
 
 
-TABLE_HEAD = ("| | frame FD | 93-ms FD | 1.5-s FD | replay % | movement | static % | dead air % (source) | "
-              "level dBFS (source) | NaN |\n|---|---|---|---|---|---|---|---|---|---|")
+TABLE_HEAD = ("| | frame FD | 93-ms FD | 1.5-s FD | replay % | loops % | movement | static % | dead air % (source) | "
+              "level dBFS (source) | NaN |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def _row(label: str, f) -> str:
     return (f"| {label} | {_num(f.fd_frame)} | {_num(f.fd_93ms)} | {_num(f.fd_1500ms)} | {f.replay_pct:.1f} | "
-            f"{f.movement_ratio:.2f} | {f.static_pct:.1f} | {f.dead_air_pct:.1f} ({f.source_dead_air_pct:.1f}) | "
+            f"{f.loop_pct:.1f} | {f.movement_ratio:.2f} | {f.static_pct:.1f} | {f.dead_air_pct:.1f} ({f.source_dead_air_pct:.1f}) | "
             f"{f.level_dbfs:.1f} ({f.source_level_dbfs:.1f}) | {f.nan_samples} |")
 
 
@@ -368,13 +370,15 @@ its clip with `trainer/soundcheck.py` (its docstring has the exact recipe):
   frames), Euclidean in the clip's 32-component PCA space; a window counts as replay when its nearest distance is
   below ¼ of the median distance between the clip's second-half windows and their nearest first-half window.
   Replay % = share of such windows (the clip against itself: 100 %).
+- **Loops**: the same test of each 1.5-s window of the render against the render's own windows that start 1.5 to
+  30 s earlier (hop 2 frames): the share that nearly repeats what was just played (a cycle, a stuck phrase).
 - **Liveness** (as `trainer/liveness.py`): movement = median change of the 1-s mean dB spectrum from second to
   second, render / clip (≈1 for music against itself; a drone ≈0.1); static % = seconds moving less than ¼ of
   the clip's median; dead air % = non-overlapping 1-s windows below −50 dBFS RMS (render, and the clip in
   brackets); level = RMS of the whole audio in dBFS; NaN = non-finite samples.
 
 Targets per clip (model rows): frame and 93-ms FD ≤ own half; 1.5-s FD ≤ granular of the same length; replay ≤
-20 %; movement 0.5–2; dead air ≤ the clip's + 1 %; 0 NaN. Train wall time is the whole command (start-up, decode,
+20 %; movement 0.5–2; dead air ≤ the clip's + 1 %; 0 NaN; loops ≤ 5 %. Train wall time is the whole command (start-up, decode,
 training, export; the preview is off here), target ≤ 180 s for 30-s clips."""
 
 

@@ -57,6 +57,13 @@ Phrase replay, in percent (``phrase_replay``)
     share of candidate windows whose nearest distance is below the threshold: how much of the candidate is a
     near-copy of 1.5 s of the source (the source against itself: 100 %; a threshold of 0 counts nothing).
 
+Loops, in percent (``loop_pct``)
+    The candidate's own 1.5-s windows (hop 22 frames, projected as for phrase replay). A window loops when an
+    earlier window of the candidate (at a hop of 2 frames) that starts between 30 s (2584 frames) and 1.5 s (130
+    frames) before it lies within the replay threshold: the generator played the same 1.5 s again shortly after (a cycle, or a stuck phrase).
+    Loop % = 100 × the share of such windows. Replaying the source once is phrase replay; replaying it again and
+    again within half a minute is a loop.
+
 Liveness (the definitions of ``trainer/liveness.py``)
     movement ratio: per whole second (groups of round(sr/512) = 86 frames of the STFT above, a last partial group
         dropped), the mean over the group of 20·log10(|X| + 1e-5) -> (n_seconds, 1025) dB; movement of a second =
@@ -127,6 +134,7 @@ class SoundFigures:
     level_dbfs: float
     source_level_dbfs: float
     nan_samples: int
+    loop_pct: float = 0.0  # % of candidate 1.5-s windows that repeat its own output of 1.5-30 s before
 
     def to_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -500,6 +508,30 @@ def phrase_replay(source, candidate, sr: int) -> float:
     return float(100.0 * np.mean(nearest < threshold))
 
 
+LOOP_WINDOW_FRAMES = 2584  # 30 s: an earlier window this recent that the candidate repeats makes a loop
+
+
+def loop_pct(source, candidate, sr: int) -> float:
+    """% of the candidate's 1.5-s windows that nearly copy one of its own windows 1.5-30 s earlier (see above)."""
+    src = _as_analysis(source, sr, "source audio")
+    cand = _as_analysis(candidate, sr, "candidate audio")
+    pca, _, threshold = _phrase_space(src)
+    mel = cand.mel_db
+    queries = pca.project(window_vectors(mel, PHRASE_FRAMES, PHRASE_HOP, PHRASE_STEPS))  # window i starts at 22 i
+    pool = pca.project(window_vectors(mel, PHRASE_FRAMES, PHRASE_SOURCE_HOP, PHRASE_STEPS))  # window j at 2 j
+    query_starts = np.arange(queries.shape[0]) * PHRASE_HOP
+    best = np.full(queries.shape[0], np.inf)
+    for lag in range(PHRASE_FRAMES + 1, LOOP_WINDOW_FRAMES + 1, PHRASE_SOURCE_HOP):  # even lags: pool starts are even
+        earlier = query_starts - lag
+        valid = earlier >= 0
+        if not valid.any():
+            break
+        d = np.sqrt(np.sum((queries[valid] - pool[earlier[valid] // PHRASE_SOURCE_HOP]) ** 2, axis=1))
+        np.minimum(best[valid], d, out=d)
+        best[valid] = d
+    return float(100.0 * np.mean(best < threshold)) if queries.shape[0] else 0.0
+
+
 # -------------------------------------------------------------------------------------------------- entry points
 
 
@@ -533,6 +565,7 @@ def evaluate(source, candidate, sr: int) -> SoundFigures:
         level_dbfs=cand.level_dbfs,
         source_level_dbfs=src.level_dbfs,
         nan_samples=cand.nan_samples,
+        loop_pct=loop_pct(src, cand, sr),
     )
 
 

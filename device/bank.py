@@ -13,10 +13,13 @@ Each frame (11.6 ms at 44.1 kHz / hop 512):
    next bank frame is simply the one after the current one.
 2. **At a cut, the LSTM chooses.** Its prediction of the next frame (it has been fed every real frame played so
    far) is projected into the bank's PCA space (``bundle.bank``, 32 dims) and compared with every allowed bank frame
-   (squared distance). The pick is soft: probability ∝ exp(-(d - d_min) / (temperature · d_typical)) (Gumbel-max
-   over all candidates, no sorting), so temperature 0 always takes the nearest frame. Not allowed: frames played in
-   the last ``bar_s`` seconds (a bar on recent frames: no freezing, no short loops), the frame that would just
-   continue the phrase (a cut is a cut), and frames outside the ``position``/``spread`` region.
+   (squared distance d). Frames played lately count farther: d + recency_penalty · d_typical · (1 - age / window),
+   window = two plays-through of the bank, so the choice spreads over the whole material instead of circling in
+   the part the LSTM likes best (measured: frame FD on a 30-s folk clip 267 -> 53). The pick is soft: probability
+   ∝ exp(-(d - d_min) / (temperature · d_typical)) (Gumbel-max over all candidates, no sorting), so temperature 0
+   always takes the nearest frame. Not allowed: frames played in the last ``bar_s`` seconds (a bar on recent
+   frames: no freezing, no short loops), the frame that would just continue the phrase (a cut is a cut), and
+   frames outside the ``position``/``spread`` region.
    Turning ``temperature`` (by ``KNOB_MOVE`` or more) ends the phrase at once, and turning ``fidelity`` draws the
    rest of the phrase anew from the new mean, so a knob turn is heard within a frame or two; a ``position``/
    ``spread`` change that leaves the current frame outside the region ends the phrase too.
@@ -58,6 +61,9 @@ class BankSettings:
     max_repeat_s: float = 2.0  # longer than this repeating our own recent output: jump
     repeat_window_s: float = 30.0  # "recent" for the repeat guard
     min_region_s: float = 8.0  # position/spread never narrow the choice below this much material
+    recency_penalty: float = 3.0  # at a cut, a frame just played counts this many typical distances farther …
+    recency_window_banks: float = 2.0  # … fading linearly to nothing over this many plays-through of the bank
+    min_recency_window_s: float = 20.0
     cut_skip_s: float = 0.0  # a cut also skips this much of the phrase's continuation (beyond the next frame)
     proposer: str = "model"  # "model": the LSTM's prediction picks the cut; "current": the frame itself (ablation)
 
@@ -125,6 +131,9 @@ class BankSampler:
         table = np.random.default_rng(seed).standard_exponential(2 * self.n_frames)  # (2 n_frames,) Gumbel values
         self._gumbel = (-np.log(np.maximum(table, 1e-30))).astype(np.float32)
         self._barred = np.zeros(self.n_frames, dtype=bool)
+        self._age = np.zeros(self.n_frames, dtype=np.float32)
+        self._recency_window_frames = max(self.settings.recency_window_banks * self.n_frames,
+                                          self.settings.min_recency_window_s / self.frame_s)
         self._last_used = np.full(self.n_frames, NEVER, dtype=np.int64)
         self._magnitudes = np.zeros(self.n_bins, dtype=np.float32)
         self._seed = seed
@@ -254,6 +263,14 @@ class BankSampler:
                 barred[max(start, self.current + 1) - start : skip_stop - start] = True
         if barred.all():
             barred.fill(False)  # everything played recently (a tiny region): the bar gives way
+        if self.settings.recency_penalty > 0.0:  # frames played lately weigh more: spreads the choice over the bank
+            age = self._age[: stop - start]
+            np.subtract(np.float32(self.frame_index), self._last_used[start:stop], out=age, casting="unsafe")
+            np.multiply(age, np.float32(-1.0 / self._recency_window_frames), out=age)
+            np.add(age, np.float32(1.0), out=age)
+            np.maximum(age, np.float32(0.0), out=age)  # 1 just played … 0 at the recency window and beyond
+            np.multiply(age, np.float32(self.settings.recency_penalty * self._typical_distance), out=age)
+            np.add(distance, age, out=distance)
         np.copyto(distance, np.float32(np.inf), where=barred)
         if controls.temperature > 0.0:
             # Gumbel-max: argmin(d / tau - g), g ~ Gumbel  <=>  sampling with p ∝ exp(-d / tau). The Gumbel values

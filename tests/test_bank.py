@@ -201,3 +201,13 @@ def test_frame_dbfs_reads_a_full_scale_sine_as_its_rms():
     t = np.arange(44100) / 44100
     mags = stft_magnitudes(np.sin(2 * np.pi * 1000 * t).astype(np.float32), n_fft=n_fft, hop_length=hop)
     assert float(np.median(frame_dbfs(mags, n_fft))) == pytest.approx(-3.01, abs=0.1)
+
+
+def test_the_recency_penalty_spreads_the_choice_over_the_bank(bundle, model):
+    def played_share(settings: BankSettings) -> float:
+        indices, _ = run(BankSampler(bundle, model, seed=13, settings=settings), Controls(fidelity=0.0, jump=0.0), 600)
+        return len(set(indices.tolist())) / bundle.n_seed_frames
+
+    plain = played_share(dataclasses.replace(SHORT, recency_penalty=0.0))
+    spread = played_share(dataclasses.replace(SHORT, recency_penalty=3.0))
+    assert spread > plain + 0.05, (plain, spread)

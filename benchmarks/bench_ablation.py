@@ -35,13 +35,17 @@ class Row:
     label: str
     render_args: tuple[str, ...] = ()
     tokens: str = ""  # a benchmarks/ablation_tokens.py variant instead of the device
+    train_args: tuple[str, ...] = ()  # trainer flags: the row trains its own bundle (bundle-ablation-<row>)
 
     def command(self, name: str) -> str:
         if self.tokens:
             return (f"`python -m benchmarks.ablation_tokens --clip out/corpus/<clip>.wav --variant {self.tokens} "
                     f"--seconds {SECONDS:g} --seed {bench_sound.RENDER_SEED} --out <wav>`")
         extra = " ".join(f'"{a}"' if " " in a else a for a in self.render_args)
-        return f"`python -m device render --bundle <clip bundle> --seconds {SECONDS:g} --seed 1 {extra}`".replace(" `", "`")
+        train = f"`python -m trainer train <clip> --out <bundle> {' '.join(self.train_args)}`, then " \
+            if self.train_args else ""
+        return train + f"`python -m device render --bundle <clip bundle> --seconds {SECONDS:g} --seed 1 {extra}`".replace(
+            " `", "`")
 
 
 ROWS: dict[str, Row] = {
@@ -54,6 +58,8 @@ ROWS: dict[str, Row] = {
     "bank-no-model": Row("the same phrases, but a cut picks frames near the current frame: no LSTM",
                          ("--generator", "bank-no-model")),
     "bank-faithful": Row("LSTM + frame bank at fidelity 1 (phrases of 6 s on average)", ("--set", "fidelity=1")),
+    "bank-fitted-lstm": Row("the chosen design with an LSTM trained to fit the material (no early stopping: the "
+                            "whole 3-min budget)", train_args=("--patience", "1000")),
     "bigram": Row("no network: k-means tokens (PCA-64, K = frames/8 within 64…512), bigram chain mixed 10 % with "
                   "the unigram, each token played as a real member frame", tokens="bigram"),
     "token-lstm": Row("token LSTM (embedding 64, 2 × LSTM 256) fitted to the material for 90 s, sampled at T 1, "
@@ -83,7 +89,8 @@ def measure(name: str, clip: corpus.Clip) -> dict:
             run = bench_sound.ClipRun(clip, name, figures=bench_sound.evaluate_wav(clip, wav),
                                       refs=bench_sound.references(clip, SECONDS))
         else:
-            run = bench_sound.run_clip(clip, render_args=row.render_args, tag=f"ablation-{name}", seconds=SECONDS)
+            run = bench_sound.run_clip(clip, render_args=row.render_args, tag=f"ablation-{name}", seconds=SECONDS,
+                                       train_args=row.train_args)
             if run.error:
                 return {"error": run.error}
             wall = run.render.wall_s if run.render is not None else float("nan")

@@ -41,7 +41,7 @@ QUICK_CLIP, QUICK_MINUTES, QUICK_RENDER_SECONDS = "voice", 0.5, 20.0
 REPLAY_MAX_PCT = 20.0
 MOVEMENT_RANGE = (0.5, 2.0)
 DEAD_AIR_MARGIN_PCT = 1.0
-LOOP_MAX_PCT = 5.0  # of 1.5-s windows that repeat the generator's own output of the last 30 s
+LOOP_MAX_PCT = 5.0  # of 1.5-s windows that repeat the generator's own output of the last 10 s
 
 
 BUNDLE_CODE = ("trainer/*.py", "device/bundle.py", "device/frames.py")  # what decides a bundle's content
@@ -371,7 +371,7 @@ its clip with `trainer/soundcheck.py` (its docstring has the exact recipe):
   below ¼ of the median distance between the clip's second-half windows and their nearest first-half window.
   Replay % = share of such windows (the clip against itself: 100 %).
 - **Loops**: the same test of each 1.5-s window of the render against the render's own windows that start 1.5 to
-  30 s earlier (hop 2 frames): the share that nearly repeats what was just played (a cycle, a stuck phrase).
+  10 s earlier (hop 2 frames): the share that nearly repeats what was just played (a cycle, a stuck phrase).
 - **Liveness** (as `trainer/liveness.py`): movement = median change of the 1-s mean dB spectrum from second to
   second, render / clip (≈1 for music against itself; a drone ≈0.1); static % = seconds moving less than ¼ of
   the clip's median; dead air % = non-overlapping 1-s windows below −50 dBFS RMS (render, and the clip in

@@ -1,4 +1,8 @@
-"""The generator: step model + sampler controls -> the next linear magnitude frame, forever.
+"""The regression generator: the step model's own predictions fed back -> the next linear magnitude frame, forever.
+
+Format-1 bundles (no frame bank) play through this generator; format-2 bundles play through the frame bank
+(``device.bank.BankSampler``), which measured several times closer to the source on real recordings (the
+"Sound ablation" section of BENCHMARKS.md, row ``regression``, is this generator on format-2 bundles).
 
 What keeps an autoregressive LSTM alive unattended (DESIGN §8/§9): each fed-back frame gets sampling noise
 (``temperature``, model units) and is clamped to its bin's training range [bundle.lo, bundle.hi]; a jump

@@ -60,19 +60,21 @@ def test_turning_a_pot_changes_the_audio_within_100_ms(tiny_bundle, factory):
     bundle = load_bundle(tiny_bundle)
     sample_rate, hop, frame_s = bundle.audio.sample_rate_hz, bundle.audio.hop_length, bundle.audio.frame_s
     adc = MockMCP3008(pin_factory=factory)
-    adc.turn(0, 0.05)  # fidelity 0.05: every frame chosen anew (inventive)
-    knob_map = parse_knobs({"character": {"type": "pot", "channel": 0, "control": "fidelity", "range": [0.0, 1.0]}},
+    # the volume pot: its path (pin -> ADC -> smoothing -> store -> engine) is what every pot takes; what each
+    # control then does to the generator is tested in tests/test_bank.py and tests/test_engine.py
+    adc.turn(0, 0.05)  # -28.5 dB
+    knob_map = parse_knobs({"volume": {"type": "pot", "channel": 0, "control": "gain_db", "range": [-30.0, 0.0]}},
                            None, "test.toml")
     store = NotifyingStore(Controls(jump=0.0))
     with start_knobs(knob_map, store, pin_factory=factory):
-        assert store.wait_for(lambda c: abs(c.fidelity - 0.05) < 0.005, timeout=3.0)
+        assert store.wait_for(lambda c: abs(c.gain_db + 28.5) < 0.2, timeout=3.0)
         calm = store.snapshot()
         turned_at: list[float] = []
         first_changed_frame: list[int] = []
 
         def on_frame(i: int) -> None:
             if i == TURN_FRAME:
-                adc.turn(0, 0.9)  # fidelity 0.9: long phrases of the recording (faithful)
+                adc.turn(0, 0.9)  # -3 dB
                 turned_at.append(time.monotonic())
             if i > TURN_FRAME and not first_changed_frame:
                 deadline = turned_at[0] + (i - TURN_FRAME) * frame_s  # when frame i is due in real time

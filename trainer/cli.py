@@ -20,6 +20,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_CLIP = Path(__file__).resolve().parent / "demo" / "demo.ogg"
 PREVIEW_SECONDS = 30.0
+PREVIEW_RESERVE_S = 6.0  # of the budget kept for the preview: start-up of the render and the sound check …
+PREVIEW_RESERVE_PER_S = 0.3  # … plus this per second of preview (render at ~10x real time, figures, picture)
+IMPORTED_AT = time.monotonic()  # the budget counts from here: Python and TensorFlow start-up are part of it
 
 
 def _duration(seconds: float) -> str:
@@ -73,7 +76,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
     d = TrainOptions()
     parser.add_argument("--minutes", type=float, default=d.minutes,
-                        help=f"time budget for preprocessing + training + export (default {d.minutes:g})")
+                        help=f"time budget of the whole command: start-up, preprocessing, training, export and "
+                             f"preview (default {d.minutes:g})")
     parser.add_argument("--units", type=int, default=d.units, help=f"LSTM units per layer (default {d.units})")
     parser.add_argument("--layers", type=int, default=d.layers, help=f"LSTM layers (default {d.layers})")
     parser.add_argument("--hop", type=int, default=d.hop_length, dest="hop_length",
@@ -141,6 +145,10 @@ def run(args) -> int:
         args.name = "demo"
     option_names = set(TrainOptions.__dataclass_fields__)
     options = TrainOptions(**{k: v for k, v in vars(args).items() if k in option_names})
+    # --minutes is the whole command's budget: what passed before training and the preview come out of it
+    options.export_reserve_s += time.monotonic() - IMPORTED_AT
+    if args.preview_seconds > 0:
+        options.export_reserve_s += PREVIEW_RESERVE_S + PREVIEW_RESERVE_PER_S * args.preview_seconds
     paths = _paths(args)
     data = args.data
     out = sys.stderr

@@ -59,10 +59,12 @@ Phrase replay, in percent (``phrase_replay``)
 
 Loops, in percent (``loop_pct``)
     The candidate's own 1.5-s windows (hop 22 frames, projected as for phrase replay). A window loops when an
-    earlier window of the candidate (at a hop of 2 frames) that starts between 30 s (2584 frames) and 1.5 s (130
-    frames) before it lies within the replay threshold: the generator played the same 1.5 s again shortly after (a cycle, or a stuck phrase).
+    earlier window of the candidate (at a hop of 2 frames) that starts between 10 s (861 frames) and 1.5 s (130
+    frames) before it lies within the replay threshold: the generator played the same 1.5 s again shortly after
+    (a cycle, or a stuck phrase).
     Loop % = 100 × the share of such windows. Replaying the source once is phrase replay; replaying it again and
-    again within half a minute is a loop.
+    again within ten seconds is a loop (coming back to a passage of a 30-s recording after half a minute is what
+    any player of it does).
 
 Liveness (the definitions of ``trainer/liveness.py``)
     movement ratio: per whole second (groups of round(sr/512) = 86 frames of the STFT above, a last partial group
@@ -134,7 +136,7 @@ class SoundFigures:
     level_dbfs: float
     source_level_dbfs: float
     nan_samples: int
-    loop_pct: float = 0.0  # % of candidate 1.5-s windows that repeat its own output of 1.5-30 s before
+    loop_pct: float = 0.0  # % of candidate 1.5-s windows that repeat its own output of 1.5-10 s before
 
     def to_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -508,11 +510,11 @@ def phrase_replay(source, candidate, sr: int) -> float:
     return float(100.0 * np.mean(nearest < threshold))
 
 
-LOOP_WINDOW_FRAMES = 2584  # 30 s: an earlier window this recent that the candidate repeats makes a loop
+LOOP_WINDOW_FRAMES = 861  # 10 s: an earlier window this recent that the candidate repeats makes a loop
 
 
 def loop_pct(source, candidate, sr: int) -> float:
-    """% of the candidate's 1.5-s windows that nearly copy one of its own windows 1.5-30 s earlier (see above)."""
+    """% of the candidate's 1.5-s windows that nearly copy one of its own windows 1.5-10 s earlier (see above)."""
     src = _as_analysis(source, sr, "source audio")
     cand = _as_analysis(candidate, sr, "candidate audio")
     pca, _, threshold = _phrase_space(src)

@@ -80,7 +80,7 @@ cp -L /etc/resolv.conf "$ROOT_DIR/etc/resolv.conf"
 
 # The device tests: all but the trainer's and the deploy's (those run on the laptop); deploy/arm64/pi_subset.py
 # skips, with the reason, the ones that need the laptop (a bundle trained with TensorFlow, fluidsynth clips, make).
-TESTS=${ARM64_TESTS:-tests --ignore-glob=tests/test_trainer* --ignore-glob=tests/test_deploy*}
+TESTS=${ARM64_TESTS:-tests --ignore-glob=tests/test_trainer* --ignore-glob=tests/test_deploy* --ignore-glob=tests/test_bench*}
 status=0
 ROOT_DIR="$ROOT_DIR" REPO="$REPO" ARM64_TESTS="$TESTS" EXTRA_WHEELS="$EXTRA_WHEELS" QEMU_CPU=cortex-a72 unshare --mount --propagation private sh -eu -c '
   mount -t proc proc "$ROOT_DIR/proc"

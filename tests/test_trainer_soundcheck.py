@@ -178,11 +178,11 @@ def test_too_short_audio_is_refused_naming_the_signal(source):
         sc.evaluate(source, np.zeros((SR * 3, 2), np.float32), SR)
 
 
-def test_a_candidate_that_repeats_itself_within_30_s_loops_and_fresh_material_does_not(source):
+def test_a_candidate_that_repeats_itself_within_10_s_loops_and_fresh_material_does_not(source):
     fresh = melody(40, seed=7)
-    looped = np.tile(melody(5, seed=7), 8)  # the same 5 s, eight times
+    looped = np.tile(melody(5, seed=7), 8)  # the same 5 s (10 s of frames at this rate), eight times
     assert sc.loop_pct(source, fresh, SR) < 5.0
     assert sc.loop_pct(source, looped, SR) > 80.0
-    # repeated 75 s later: 3229 frames, beyond the 2584-frame (30 s at 44.1 kHz) loop window at this rate
-    spaced = np.concatenate([melody(5, seed=8), melody(70, seed=9), melody(5, seed=8)])
+    # repeated 25 s later: 1077 frames, beyond the 861-frame (10 s at 44.1 kHz) loop window at this rate
+    spaced = np.concatenate([melody(5, seed=8), melody(20, seed=9), melody(5, seed=8)])
     assert sc.loop_pct(source, spaced, SR) < 5.0

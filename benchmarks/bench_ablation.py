@@ -253,15 +253,29 @@ def controls_report(results: dict) -> str:
 
 def measure_rows(names: list[str], clip_names: list[str] | None = None) -> dict:
     """Measure ``names`` on the corpus (or ``clip_names``), merge into RESULTS, return all results."""
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     clips = corpus.ensure_corpus(clip_names)
     for name in names:
         for clip in clips:
             print(f"ablation: {name} on {clip.name}", file=sys.stderr, flush=True)
-            results.setdefault(name, {})[clip.name] = measure(name, clip)
-            RESULTS.parent.mkdir(parents=True, exist_ok=True)
-            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    return results
+            result = measure(name, clip)
+            _update(lambda results, name=name, clip=clip, result=result:
+                    results.setdefault(name, {}).__setitem__(clip.name, result))
+    return _read()
+
+
+def _read() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+
+
+def _update(change) -> None:
+    """Read RESULTS, apply ``change(results)``, write it back (read just before writing: runs of other rows keep
+    their results)."""
+    results = _read()
+    change(results)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_name(f".{RESULTS.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    tmp.replace(RESULTS)
 
 
 def run(quick: bool) -> str:
@@ -272,11 +286,9 @@ def run(quick: bool) -> str:
 
 
 def save_controls() -> dict:
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results["_controls"] = measure_controls()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-    return results
+    measured = measure_controls()
+    _update(lambda results: results.__setitem__("_controls", measured))
+    return _read()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""The bundle: the contract between trainer and device (DESIGN §2).
+"""The bundle: the contract between trainer and device.
 
 A bundle is a directory holding
 

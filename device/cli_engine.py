@@ -1,4 +1,4 @@
-"""`python -m device play | render | list-devices`: thin command lines over the engine (STYLE.md #13).
+"""`python -m device play | render | list-devices`: thin command lines over the engine.
 
     play --bundle DIR [--device NAME] [--list-devices] [--set "name=value …"] [--seed N] [--seconds N]
     render --bundle DIR --seconds N --out FILE.wav [--set "name=value …"] [--seed N]
@@ -33,7 +33,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
     if command == "render":
         parser.add_argument("--seconds", type=float, required=True, help="length of the render, seconds")
         parser.add_argument("--out", required=True, help="WAV file to write (16-bit mono)")
-        parser.add_argument("--generator", default="auto", choices=("auto", "bank", "regression", "bank-no-model"),
+        from .engine import GENERATORS
+
+        parser.add_argument("--generator", default="auto", choices=GENERATORS,
                             help="for comparisons: 'regression' plays the model's own frames even from a bundle "
                                  "with a frame bank; 'bank-no-model' picks cuts without the LSTM (default auto)")
     else:

@@ -4,7 +4,7 @@ Format-1 bundles (no frame bank) play through this generator; format-2 bundles p
 (``device.bank.BankSampler``), which measured several times closer to the source on real recordings (the
 "Sound ablation" section of BENCHMARKS.md, row ``regression``, is this generator on format-2 bundles).
 
-What keeps an autoregressive LSTM alive unattended (DESIGN §8/§9): each fed-back frame gets sampling noise
+What keeps an autoregressive LSTM alive unattended (measured free-running on music clips): each fed-back frame gets sampling noise
 (``temperature``, model units) and is clamped to its bin's training range [bundle.lo, bundle.hi]; a jump
 (``jump`` per second on average, or a ``reseed`` event) re-warms a second LSTM state on a fresh window of real seed
 frames, spread over a few frames so no frame costs more than a few steps, then crossfades to it over

@@ -351,7 +351,7 @@ def _summary(per_clip: dict[str, list[ClipRun]]) -> str:
 
 METHOD = """Each clip is trained with the command an artist runs, `python -m trainer train <clip>.wav --out
 out/bench/sound/<clip>/bundle --preview-seconds 0`, at default options (the bundle is reused while a stamp holds
-the same hash of `trainer/*.py` + `device/*.py` and the clip's SHA-256); rendered with `python -m device render
+the same hash of the code that makes bundles (`trainer/*.py`, `device/bundle.py`, `device/frames.py`) and the clip's SHA-256); rendered with `python -m device render
 --bundle … --seconds 120 --seed 1` at default controls (`folk` also for 1 hour); every render is measured against
 its clip with `trainer/soundcheck.py` (its docstring has the exact recipe):
 

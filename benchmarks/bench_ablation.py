@@ -35,17 +35,13 @@ class Row:
     label: str
     render_args: tuple[str, ...] = ()
     tokens: str = ""  # a benchmarks/ablation_tokens.py variant instead of the device
-    train_args: tuple[str, ...] = ()  # trainer flags: the row trains its own bundle (bundle-ablation-<row>)
 
     def command(self, name: str) -> str:
         if self.tokens:
             return (f"`python -m benchmarks.ablation_tokens --clip out/corpus/<clip>.wav --variant {self.tokens} "
                     f"--seconds {SECONDS:g} --seed {bench_sound.RENDER_SEED} --out <wav>`")
         extra = " ".join(f'"{a}"' if " " in a else a for a in self.render_args)
-        train = f"`python -m trainer train <clip> --out <bundle> {' '.join(self.train_args)}`, then " \
-            if self.train_args else ""
-        return train + f"`python -m device render --bundle <clip bundle> --seconds {SECONDS:g} --seed 1 {extra}`".replace(
-            " `", "`")
+        return f"`python -m device render --bundle <clip bundle> --seconds {SECONDS:g} --seed 1 {extra}`".replace(" `", "`")
 
 
 ROWS: dict[str, Row] = {
@@ -87,8 +83,7 @@ def measure(name: str, clip: corpus.Clip) -> dict:
             run = bench_sound.ClipRun(clip, name, figures=bench_sound.evaluate_wav(clip, wav),
                                       refs=bench_sound.references(clip, SECONDS))
         else:
-            run = bench_sound.run_clip(clip, render_args=row.render_args, tag=f"ablation-{name}", seconds=SECONDS,
-                                       train_args=row.train_args)
+            run = bench_sound.run_clip(clip, render_args=row.render_args, tag=f"ablation-{name}", seconds=SECONDS)
             if run.error:
                 return {"error": run.error}
             wall = run.render.wall_s if run.render is not None else float("nan")

@@ -6,7 +6,7 @@ audio block, control latency in frames, and a free-running stability run (1 hour
 
 - Timing runs in a ``.venv/device`` subprocess pinned to one core (``taskset -c 0``, BLAS/OMP threads = 1).
 - The device process (RSS, first block) is ``.venv/device`` playing through PyAudio into ALSA's ``file`` plugin
-  writing to /dev/null (DESIGN §6), the same code path as a sound card.
+  writing to /dev/null, the same code path as a sound card.
 - The stability run streams the engine's ``BlockPipeline`` (generator -> vocoder -> gain -> limiter) with default
   controls and a fixed seed, faster than real time, analysing each second as it goes.
 """

@@ -13,7 +13,6 @@ match is not made again.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -24,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from device.bundle import sha256_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = ROOT / "out" / "corpus"
@@ -105,14 +106,6 @@ CLIPS: tuple[Clip, ...] = (
          note="the track is 262 s; its first 200 s"),
 )
 BY_NAME = {c.name: c for c in CLIPS}
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _definition(clip: Clip) -> dict:

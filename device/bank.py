@@ -165,12 +165,7 @@ class BankSampler:
         chunk = np.empty((min(1024, self.n_frames), self.n_bins), dtype=np.float32)
         for start in range(0, self.n_frames, chunk.shape[0]):
             n = min(chunk.shape[0], self.n_frames - start)
-            frames = self.bundle.seed_frames(start, n, out=chunk[:n])
-            np.multiply(frames, np.float32(self.bundle.std), out=frames)
-            np.add(frames, self._mean, out=frames)
-            np.exp(frames, out=frames)
-            np.subtract(frames, np.float32(self.bundle.log_floor), out=frames)
-            np.maximum(frames, 0.0, out=frames)
+            frames = self.bundle.seed_magnitudes(start, n, out=chunk[:n])
             levels[start : start + n] = frame_dbfs(frames, self.bundle.audio.n_fft)
         return levels
 

@@ -138,6 +138,16 @@ class Bundle:
         np.add(out, self.lo, out=out)
         return out
 
+    def seed_magnitudes(self, start: int, count: int, out: np.ndarray) -> np.ndarray:
+        """Seed frames [start, start+count) as linear magnitudes, computed in ``out`` (count, n_bins) float32."""
+        frames = self.seed_frames(start, count, out=out)
+        np.multiply(frames, np.float32(self.std), out=frames)
+        np.add(frames, self.mean, out=frames)
+        np.exp(frames, out=frames)
+        np.subtract(frames, np.float32(self.log_floor), out=frames)
+        np.maximum(frames, 0.0, out=frames)
+        return frames
+
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""

@@ -90,12 +90,7 @@ class Sampler:
         total, count = 0.0, 0
         for start in range(0, self.bundle.n_seed_frames, chunk.shape[0]):
             n = min(chunk.shape[0], self.bundle.n_seed_frames - start)
-            frames = self.bundle.seed_frames(start, n, out=chunk[:n])
-            np.multiply(frames, np.float32(self.bundle.std), out=frames)
-            np.add(frames, self._mean, out=frames)
-            np.exp(frames, out=frames)
-            np.subtract(frames, np.float32(self.bundle.log_floor), out=frames)
-            np.maximum(frames, 0.0, out=frames)
+            frames = self.bundle.seed_magnitudes(start, n, out=chunk[:n])
             total += float(np.einsum("ij,ij->", frames, frames, dtype=np.float64))
             count += n
         return total / max(count, 1)

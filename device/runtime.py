@@ -22,7 +22,7 @@ RUNTIMES: dict[str, tuple[str, str]] = {
     "tflite_runtime": ("tflite_runtime.interpreter", "Interpreter"),
     "tensorflow": ("tensorflow.lite", "Interpreter"),
 }
-PIP_FIX = "pip install -r requirements/device.txt  (installs ai-edge-litert; on the Pi: /opt/murmur/venv/bin/pip)"
+PIP_FIX = "pip install -r requirements/device.txt  (installs ai-edge-litert; on the Pi: /opt/murmur/current/venv/bin/pip)"
 
 _cache: dict[str, tuple[type, str]] = {}
 

@@ -189,7 +189,7 @@ def test_truncated_model_without_new_checksum_fails_the_checksum(tiny_bundle, tm
 
 
 def test_a_model_that_returns_nan_is_refused(tiny_bundle, tmp_path, monkeypatch):
-    """A weightless export returns NaN silently (DESIGN §3); open_step_model must notice non-finite output."""
+    """A weightless export (``from_concrete_functions``) returns NaN silently; open_step_model must notice it."""
     import device.step_model as step_model
 
     bundle = load_bundle(tiny_bundle)

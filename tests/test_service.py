@@ -337,7 +337,7 @@ pcm.murmurtest {{
 
 
 def serve_through_alsa(tmp_path: Path, listener: NotifyListener, bundle: Path, output_device: str):
-    """``python -m device serve`` on PyAudio, ALSA's ``file`` plugin standing in for the sound cards (DESIGN §6)."""
+    """``python -m device serve`` on PyAudio, ALSA's ``file`` plugin standing in for the sound cards (no hardware)."""
     home = tmp_path / "home"
     home.mkdir()
     raw = tmp_path / "out.raw"

@@ -1,4 +1,5 @@
-"""Sinks: PyAudio through ALSA's ``file`` plugin into a raw float32 file (DESIGN §6), device choice by name.
+"""Sinks: PyAudio through ALSA's ``file`` plugin into a raw float32 file (docs/ARCHITECTURE.md §7), device choice
+by name.
 
 ALSA reads its configuration once per process, so the PyAudio checks run in a subprocess whose HOME holds an
 ``.asoundrc`` making the default PCM a file. The plugin is not paced in real time: count frames, not seconds.

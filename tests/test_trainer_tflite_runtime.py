@@ -1,5 +1,6 @@
 """The legacy runtime: tflite-runtime 2.14 (numpy < 2, its own venv from `make setup`) loads and steps what the
-exporter writes, with the same outputs as ai-edge-litert (DESIGN §4: it needs per-tensor dynamic-range weights)."""
+exporter writes, with the same outputs as ai-edge-litert (it needs per-tensor dynamic-range weights; see
+docs/ARCHITECTURE.md §5)."""
 
 from __future__ import annotations
 

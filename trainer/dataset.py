@@ -171,7 +171,8 @@ class ValidationSet:
 
 @dataclass
 class Dataset:
-    """Normalised access to all segments; ``mean`` (n_bins,) and ``std`` define model units (DESIGN §9)."""
+    """Normalised access to all segments; ``mean`` (n_bins,) and ``std`` define model units
+    (docs/ARCHITECTURE.md §4)."""
 
     settings: FrameSettings
     sources: list[SourceFrames]
@@ -214,7 +215,7 @@ class Dataset:
         """Per-bin least-squares coefficient a of x[t+1] ~ a * x[t] over the training frames, (n_bins,) float32.
 
         With ``noise_std`` the inputs are taken as noisy (x + N(0, noise_std²)), which shrinks a further.
-        Model units are centred per bin, so this is "shrink the last frame toward the mean" (DESIGN §9).
+        Model units are centred per bin, so this is "shrink the last frame toward the mean".
         """
         cross = np.zeros(self.mean.shape[0])
         power = np.zeros(self.mean.shape[0])

@@ -1,6 +1,6 @@
 """Export: the one-frame step model -> TFLite (builtin ops only) -> parity check with the device runtime -> bundle.
 
-Route (DESIGN §3): ``model.export(format="tf_saved_model")`` with fixed batch-1 specs, then
+Route (docs/ARCHITECTURE.md §4): ``model.export(format="tf_saved_model")`` with fixed batch-1 specs, then
 ``TFLiteConverter.from_saved_model``. Never ``from_concrete_functions`` (writes a model without weights) and
 never Keras' ``format="litert"`` (always adds Flex ops no Pi runtime has). The exported file is reloaded with
 ai-edge-litert and stepped alongside the Keras step model before the bundle is written (atomically).

@@ -1,4 +1,5 @@
-"""Liveness of generated audio against the training audio (DESIGN §8): movement, static seconds, dead air, level.
+"""Liveness of generated audio against the training audio: movement, static seconds, dead air, level
+(docs/ARCHITECTURE.md §9).
 
 Per 1-s window (hop 1 s): the mean log-magnitude spectrum, 20·log10(|STFT| + 1e-5) averaged over the window's
 frames -> (n_windows, n_bins) dB. Movement of a second = RMS over bins of its change from the previous second,

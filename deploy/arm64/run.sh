@@ -3,8 +3,8 @@
 # mmdebstrap, cached under out/arm64/, never in git) runs under qemu-aarch64 (binfmt_misc, QEMU_CPU=cortex-a72):
 # the Pi's venv install of deploy/requirements-pi.txt from PyPI's aarch64 wheels, imports of the apt-provided
 # modules, `device verify` and `device render` of a bundle, and a device test subset (ARM64_TESTS).
-# The trap (DESIGN §6): ai-edge-litert reads /proc/cpuinfo and crashes on the host's x86 one, so a Raspberry Pi 4
-# cpuinfo is bind-mounted over it, in a private mount namespace (unshare -m) that vanishes with the run.
+# The trap (docs/ARCHITECTURE.md §7): ai-edge-litert reads /proc/cpuinfo and crashes on the host's x86 one, so a
+# Raspberry Pi 4 cpuinfo is bind-mounted over it, in a private mount namespace (unshare -m) that vanishes with the run.
 # Emulated timings mean nothing; pass/fail does. Result: out/arm64/result.json (benchmarks/bench_deploy.py reports it).
 # Env: ARM64_ROOT (root dir), BUNDLE (bundle dir; default: a tiny one trained here once), ARM64_TESTS.
 set -euo pipefail

@@ -1,4 +1,5 @@
-"""Pure helpers that turn noisy physical readings into steady control values (STYLE #12, like gpiozero ``tools.py``).
+"""Pure helpers that turn noisy physical readings into steady control values (pure functions, like gpiozero's
+``tools.py``, so the smoothing and debouncing are tested without pins or time).
 
 No threads, no clocks, no GPIO: every function takes the time or the reading it needs, so tests feed synthetic
 sequences. The GPIO back-end calls them from its poll thread.

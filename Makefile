@@ -97,8 +97,9 @@ status: ## make status PI="host …" — health of the service on each Pi (playi
 	@[ -n "$(PI)" ] || { echo "make status: set PI=<host> (ssh name of the Pi), e.g. make status PI=murmur.local"; exit 2; }
 	@rc=0; for host in $(PI); do echo "== $$host"; ssh "$$host" 'cd /opt/murmur/current && ./venv/bin/python -m device status $(ARGS)' || rc=$$?; done; exit $$rc
 
-lint: setup ## ruff over the code
+lint: setup ## ruff over the code, mypy over device/ and trainer/ (settings in pyproject.toml)
 	$(VENV_T)/bin/ruff check device trainer deploy tests benchmarks
+	$(VENV_T)/bin/mypy
 
 clean: ## remove renders and caches (keeps the venvs)
 	rm -rf out .pytest_cache .ruff_cache

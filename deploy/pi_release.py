@@ -34,6 +34,14 @@ import sys
 import time
 from pathlib import Path
 
+# The service's status report, mirrored from device/status.py (this file may import only the standard library);
+# tests/test_status_schema.py fails when the two drift apart or when this file reads a key not listed here.
+STATUS_FIELDS = ("playing", "ready", "state", "message", "level_dbfs_10s", "peak_dbfs_10s", "underruns",
+                 "frames_produced", "bundle_id", "bundle_path", "bundle_age_s", "playlist_index", "playlist_length",
+                 "uptime_s", "schedule", "knobs", "restarts", "reloads", "rejected_reloads", "watchdog_pings",
+                 "last_problem", "cpu_temp_c", "throttled", "clock", "release", "venv", "updated_unix", "pid")
+STATUS_STATES = ("starting", "playing", "quiet-hours", "error", "stopped")
+
 UNIT_NAME = "murmur.service"
 SERVICE = "murmur"
 KEEP_RELEASES = 5
@@ -161,8 +169,8 @@ def build_venv(layout: Layout, requirements: Path) -> tuple[str, bool]:
 
     A new venv never touches the one the live release runs: that is what lets a deploy with new packages fail and
     leave the old code on its old packages. ``--system-site-packages`` lets apt's gpiozero, lgpio, spidev, PyAudio
-    and systemd bindings through (DESIGN §4). $MURMUR_PIP replaces ``python -m pip`` (tests; the venv's path is
-    in $VIRTUAL_ENV for it).
+    and systemd bindings through (PyAudio and systemd-python have no aarch64 wheels; lgpio is the only pin factory
+    on a Pi 5). $MURMUR_PIP replaces ``python -m pip`` (tests; the venv's path is in $VIRTUAL_ENV for it).
     """
     if not requirements.is_file():
         raise DeployFailed(f"{requirements}: not found; the release must hold {REQUIREMENTS}")
@@ -289,7 +297,7 @@ class Pi:
             if problem is None:
                 return None
             if report and report.get("state") == "error" and float(report.get("updated_unix", 0)) >= since_unix:
-                return f"service reports state 'error' ({report.get('error', 'see make logs')})"
+                return f"service reports state 'error' ({report.get('message') or 'no reason given; see make logs'})"
             if time.monotonic() >= deadline:
                 return f"{problem} (after {self.gate_timeout_s:.0f} s)"
             time.sleep(0.25)
@@ -688,7 +696,7 @@ def run_detached(pi: Pi, work, log_path: Path) -> dict:
                 result = work()
             except DeployFailed as exc:
                 result = {"ok": False, "reason": str(exc)}
-            except Exception as exc:  # noqa: BLE001 - the laptop must hear why, whatever it was
+            except Exception as exc:
                 result = {"ok": False, "reason": f"{type(exc).__name__}: {exc}"}
             write_atomic(result_path, json.dumps(result).encode())
         finally:

@@ -299,7 +299,7 @@ def deploy_host(host: Host, release_for, ssh_config: str | None) -> Outcome:
         return Outcome(host.name, False, why, seconds, result)
     except StepFailed as exc:
         return Outcome(host.name, False, f"at {exc.step}: {exc.reason}; nothing was switched", time.monotonic() - started)
-    except Exception as exc:  # noqa: BLE001 - one host's surprise must not stop the others
+    except Exception as exc:
         return Outcome(host.name, False, f"{type(exc).__name__}: {exc}", time.monotonic() - started)
 
 
@@ -323,7 +323,8 @@ def status_host(host: Host, ssh_config: str | None) -> Outcome:
                        time.monotonic() - started, result)
     summary = (f"{report.get('state')} release {result.get('current')} bundle {report.get('bundle_id')} "
                f"level {report.get('level_dbfs_10s')} dBFS underruns {report.get('underruns')} "
-               f"uptime {report.get('uptime_s')} s temp {report.get('cpu_temp_c')} C")
+               f"uptime {report.get('uptime_s')} s temp {report.get('cpu_temp_c')} C "
+               f"clock {report.get('clock', 'unknown')} throttled {report.get('throttled') or 'unknown'}")
     return Outcome(host.name, bool(result.get("ok")), summary, time.monotonic() - started, result)
 
 

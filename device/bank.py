@@ -46,6 +46,7 @@ import numpy as np
 from .bundle import Bundle
 from .controls import Controls
 from .frames import denormalise_into
+from .protocols import StepModelLike
 
 QUIET_DBFS = -50.0  # a frame quieter than this counts as silence (the dead-air threshold of the benchmarks)
 HANN_MEAN_SQUARE = 0.375  # mean of hann(n)^2: converts a windowed frame's energy into the signal's mean square
@@ -95,7 +96,8 @@ class BankSampler:
     ``reset(seed)``.
     """
 
-    def __init__(self, bundle: Bundle, model, *, seed: int | None = None, settings: BankSettings | None = None,
+    def __init__(self, bundle: Bundle, model: StepModelLike, *, seed: int | None = None,
+                 settings: BankSettings | None = None,
                  controls: Controls | None = None):
         if bundle.bank is None:
             raise ValueError(f"{bundle.path}: format {bundle.format_version} bundle has no frame bank")

@@ -257,7 +257,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         raise BundleError(f"{model_path}: not a TFLite flatbuffer (no 'TFL3' identifier); re-export the bundle")
 
     seeds_path = path / SEEDS_FILE
-    keys = ("frames_u8", "lo", "hi", "mean", "segment_starts")
+    keys: tuple[str, ...] = ("frames_u8", "lo", "hi", "mean", "segment_starts")
     if version >= 2:
         keys += ("pca_mean", "pca_components", "bank_coords")
     try:

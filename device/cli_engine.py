@@ -107,7 +107,8 @@ def _play(args) -> int:
         return 2
     store = _store(args)
     bundle = load_bundle(args.bundle)
-    engine = Engine(bundle, sink=PyAudioSink(args.device), controls=store, seed=args.seed,
+    sink = PyAudioSink(args.device)
+    engine = Engine(bundle, sink=sink, controls=store, seed=args.seed,
                     volume_cap_db=args.volume_cap_db)
     done = threading.Event()
     engine.start()  # OutputDeviceError (with the list of outputs) comes from here
@@ -121,7 +122,7 @@ def _play(args) -> int:
                 knobs = start_keyboard(store)
             except ImportError:
                 log.info("keyboard controls not available")
-        name = engine.sink.device.name if engine.sink.device else "?"
+        name = sink.device.name if sink.device else "?"
         print(f"playing {bundle.bundle_id} on {name!r}; Ctrl-C stops", file=sys.stderr)
         deadline = None if args.seconds is None else time.monotonic() + args.seconds
         while not done.is_set():

@@ -35,8 +35,8 @@ def resynthesise(
     audio: np.ndarray, *, n_fft: int, hop_length: int, lookahead: int = 3, iterations: int | None = None
 ) -> tuple[np.ndarray, float, np.ndarray]:
     """Mono audio (n_samples,) -> (resynthesis (n_samples,) float32 aligned with it, SC dB, seconds per frame)."""
-    options = {} if iterations is None else {"iterations": iterations}
-    vocoder = StreamingVocoder(n_fft=n_fft, hop_length=hop_length, lookahead=lookahead, **options)
+    vocoder = (StreamingVocoder(n_fft=n_fft, hop_length=hop_length, lookahead=lookahead) if iterations is None else
+               StreamingVocoder(n_fft=n_fft, hop_length=hop_length, lookahead=lookahead, iterations=iterations))
     magnitudes = frames.stft_magnitudes(audio, n_fft=n_fft, hop_length=hop_length)
     rebuilt, seconds = vocode(magnitudes, vocoder, n_samples=audio.shape[0])
     sc_db = spectral_convergence_db(magnitudes, rebuilt, n_fft=n_fft, hop_length=hop_length)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,6 @@ class Config:
     sampler: Controls
     schedule: Schedule
     knobs: Any = None
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 def _number(table: dict[str, Any], key: str, default: float, low: float, high: float, where: str, hint: str) -> float:
@@ -127,7 +126,7 @@ def parse_sampler(table: dict[str, Any], *, where: str = "[sampler]") -> Control
 def parse_knob_tables(knobs: dict[str, Any], led: dict[str, Any], *, where: str) -> Any:
     """``[knobs]``/``[led]`` through the knobs helper's parser when it is installed, else the raw tables."""
     try:
-        from .knobs.mapping import parse_knobs  # noqa: PLC0415 — optional package, owned by the knobs work
+        from .knobs.mapping import parse_knobs
     except ImportError:
         return {"knobs": knobs, "led": led}
     return parse_knobs(knobs, led, where)
@@ -163,4 +162,4 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     sampler = parse_sampler(_table(data, "sampler", path), where=f"{path} [sampler]")
     schedule = parse_schedule(_table(data, "schedule", path), where=f"{path} [schedule]")
     knobs = parse_knob_tables(_table(data, "knobs", path), _table(data, "led", path), where=str(path))
-    return Config(path=path, playback=playback, sampler=sampler, schedule=schedule, knobs=knobs, raw=data)
+    return Config(path=path, playback=playback, sampler=sampler, schedule=schedule, knobs=knobs)

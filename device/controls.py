@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigError
 
@@ -44,7 +45,8 @@ class Controls:
 
     def replace(self, **changes: float | bool) -> Controls:
         """A copy with ``changes`` applied, each validated and clamped to its range."""
-        return dataclasses.replace(self, **{name: coerce_control(name, value) for name, value in changes.items()})
+        coerced: dict[str, Any] = {name: coerce_control(name, value) for name, value in changes.items()}
+        return dataclasses.replace(self, **coerced)
 
 
 def coerce_control(name: str, value: float | bool | str) -> float | bool:

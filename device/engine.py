@@ -25,9 +25,13 @@ from .bank import BankSampler, BankSettings
 from .bundle import Bundle
 from .controls import Controls, ControlStore
 from .errors import BundleError
+from .protocols import Sink, StepModelLike, VocoderLike
 from .sampler import Sampler
 
 log = logging.getLogger(__name__)
+
+ModelFactory = Callable[[Bundle], StepModelLike]  # opens a bundle's step model (default: the TFLite runtime)
+VocoderFactory = Callable[[Bundle], VocoderLike]  # a vocoder at the bundle's STFT settings
 
 FADE_IN_S = 0.05  # fade at start (the vocoder has been pre-rolled, so sound starts at once)
 STOP_FADE_S = 0.05  # fade before the sink stops
@@ -41,7 +45,7 @@ def db_to_linear(db: float) -> float:
     return 10.0 ** (db / 20.0)
 
 
-def default_vocoder_factory(bundle: Bundle):
+def default_vocoder_factory(bundle: Bundle) -> VocoderLike:
     """The real streaming vocoder at the bundle's STFT settings."""
     from .vocoder import StreamingVocoder
 
@@ -68,7 +72,6 @@ class EngineStats:
     identical_blocks: int  # consecutive produced blocks that were bit-identical to the one before (stuck output)
     nonfinite_frames: int  # frames whose audio held NaN/inf (replaced by silence, generator restarted)
     bundle_id: str
-    start_time_unix: float
     last_progress_monotonic: float  # time.monotonic() of the last produced frame
     buffer_frames: int  # ring lead in frames now (grows after underruns, up to max_buffer_frames)
     swapping: bool
@@ -139,7 +142,8 @@ def make_sampler(bundle: Bundle, model, *, seed: int | None, controls: Controls,
 class _Voice:
     """One bundle's generator: its step model and sampler."""
 
-    def __init__(self, bundle: Bundle, model, seed: int | None, controls: Controls, generator: str = "auto"):
+    def __init__(self, bundle: Bundle, model: StepModelLike, seed: int | None, controls: Controls,
+                 generator: str = "auto"):
         self.bundle = bundle
         self.model = model
         self.sampler = make_sampler(bundle, model, seed=seed, controls=controls, generator=generator)
@@ -155,7 +159,8 @@ class BlockPipeline:
     """
 
     def __init__(self, bundle: Bundle, *, seed: int | None = None, volume_cap_db: float = 0.0,
-                 controls: Controls | None = None, model_factory=None, vocoder_factory=None, preroll: bool = True,
+                 controls: Controls | None = None, model_factory: ModelFactory | None = None,
+                 vocoder_factory: VocoderFactory | None = None, preroll: bool = True,
                  generator: str = "auto"):
         self.model_factory = model_factory or default_model_factory
         self.vocoder_factory = vocoder_factory or default_vocoder_factory
@@ -319,8 +324,9 @@ def _as_store(controls: Controls | ControlStore | None) -> ControlStore:
 
 
 def render(bundle: Bundle, seconds: float, *, controls: Controls | ControlStore | None = None, seed: int | None = None,
-           volume_cap_db: float = 0.0, on_frame: Callable[[int], None] | None = None, model_factory=None,
-           vocoder_factory=None, generator: str = "auto") -> np.ndarray:
+           volume_cap_db: float = 0.0, on_frame: Callable[[int], None] | None = None,
+           model_factory: ModelFactory | None = None, vocoder_factory: VocoderFactory | None = None,
+           generator: str = "auto") -> np.ndarray:
     """Render ``seconds`` of the bundle offline, synchronously, with the engine's pipeline -> (n_samples,) float32.
 
     ``controls`` is fixed Controls or a ControlStore read once per frame (``on_frame(i)`` runs before frame i,
@@ -355,10 +361,10 @@ class Engine:
     ('next_bundle', 'previous_bundle'), from the producer thread.
     """
 
-    def __init__(self, bundle: Bundle, *, sink, controls: ControlStore | None = None, seed: int | None = None,
+    def __init__(self, bundle: Bundle, *, sink: Sink, controls: ControlStore | None = None, seed: int | None = None,
                  volume_cap_db: float = 0.0, on_frame: Callable[[int], None] | None = None,
                  on_event: Callable[[str], None] | None = None, buffer_frames: int = DEFAULT_BUFFER_FRAMES, max_buffer_frames: int = 12,
-                 model_factory=None, vocoder_factory=None):
+                 model_factory: ModelFactory | None = None, vocoder_factory: VocoderFactory | None = None):
         self.sink = sink
         self.controls = controls if controls is not None else ControlStore()
         self.on_frame = on_frame
@@ -385,7 +391,6 @@ class Engine:
         self._started = threading.Event()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._start_time_unix = 0.0
         self._last_progress = time.monotonic()
         self._running = False
         self._resume_gain: float | None = None
@@ -400,7 +405,6 @@ class Engine:
             self.pipeline.fade_from_silence(self._resume_gain, FADE_IN_S)
             self._resume_gain = None
         self._running = True
-        self._start_time_unix = time.time()
         self._thread = threading.Thread(target=self._produce, name="murmur-producer", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + 5.0
@@ -481,7 +485,6 @@ class Engine:
             identical_blocks=self._identical,
             nonfinite_frames=self.pipeline.nonfinite_frames,
             bundle_id=self.pipeline.bundle.bundle_id,
-            start_time_unix=self._start_time_unix,
             last_progress_monotonic=self._last_progress,
             buffer_frames=self.buffer_frames,
             swapping=self.pipeline.incoming is not None,

@@ -1,17 +1,23 @@
-"""Inspectable stand-ins for the hardware-ish parts, shipped in the package (STYLE.md #2).
+"""Inspectable stand-ins for the hardware-ish parts, shipped in the package rather than hidden in tests/, so
+every test and tool imports the same fakes.
 
 ``FakeStepModel`` has the ``StepModel`` interface without a TFLite runtime (a small deterministic recurrence);
 ``FakeVocoder`` has the ``StreamingVocoder`` interface (plain overlap-add with bin-centre phase advance: cheap, not
-good-sounding). Tests of the real path use the real model and vocoder; these serve plumbing tests and ``--dry-run``.
+good-sounding). Tests of the real path use the real model and vocoder; these serve plumbing tests and benchmarks.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import numpy as np
 
+from .engine import EngineStats
 from .frames import analysis_window
+from .status import ClockSync
 
 
 class FakeStepModel:
@@ -83,3 +89,83 @@ class FakeVocoder:
         self._ola[: -self.hop_length] = self._ola[self.hop_length :]
         self._ola[-self.hop_length :] = 0.0
         return self._out
+
+
+class SimClock:
+    """A ``protocols.Clock`` whose time moves only when told: ``wait()`` advances it by its whole timeout without
+    waiting, so a test or a benchmark runs hours of the service's schedule in milliseconds. ``synchronised`` is
+    what ``sync()`` reports (set it to fake a boot without network time)."""
+
+    def __init__(self, start: datetime, *, monotonic_base: float = 1000.0) -> None:
+        self.start = start
+        self.offset = 0.0  # seconds since ``start``
+        self.monotonic_base = monotonic_base
+        self.synchronised = ClockSync.SYNCHRONISED
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+    def now(self) -> datetime:
+        return self.start + timedelta(seconds=self.offset)
+
+    def time(self) -> float:
+        return self.start.timestamp() + self.offset
+
+    def monotonic(self) -> float:
+        return self.monotonic_base + self.offset
+
+    def wait(self, event: threading.Event, timeout: float) -> bool:
+        self.advance(timeout)
+        return event.is_set()
+
+    def sync(self) -> ClockSync:
+        return self.synchronised
+
+
+class FakeEngine:
+    """A ``protocols.EngineLike`` without audio, for the service's tests: it records start/stop/swap in ``log`` and
+    every ``fade_to`` in ``fades``; frames count with ``clock`` (real time for the audio path); the level and the
+    count of identical blocks are plain attributes a test sets. ``starts=False`` is a sound card that never takes a
+    block (``wait_started`` fails)."""
+
+    def __init__(self, bundle, clock: SimClock, *, log: list[tuple] | None = None, frame_s: float = 512 / 44100,
+                 starts: bool = True) -> None:
+        self.bundle = bundle
+        self.clock = clock
+        self.log: list[tuple] = [] if log is None else log
+        self.frame_s = frame_s
+        self.starts = starts
+        self.started_at = clock.offset
+        self.fades: list[tuple[float, float]] = []
+        self.level_dbfs_10s = -20.0
+        self.identical_blocks = 0
+        self.failure: BaseException | None = None  # what ``error`` reports (a producer that died)
+
+    @property
+    def stats(self) -> EngineStats:
+        return EngineStats(
+            frames_produced=int((self.clock.offset - self.started_at) / self.frame_s), blocks_delivered=0,
+            underruns=0, level_dbfs_10s=self.level_dbfs_10s, peak_dbfs_10s=-6.0,
+            identical_blocks=self.identical_blocks, nonfinite_frames=0, bundle_id=self.bundle.bundle_id,
+            last_progress_monotonic=time.monotonic(),  # the producer is alive
+            buffer_frames=3, swapping=False)
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.failure
+
+    def start(self) -> None:
+        self.log.append(("start", self.bundle.bundle_id))
+
+    def wait_started(self, timeout: float | None = None) -> bool:
+        return self.starts
+
+    def stop(self, fade_s: float = 0.05) -> None:
+        self.log.append(("stop", self.bundle.bundle_id))
+
+    def fade_to(self, gain_linear: float, seconds: float) -> None:
+        self.fades.append((gain_linear, round(seconds, 3)))
+
+    def swap_bundle(self, bundle, crossfade_s: float = 5.0) -> None:
+        self.log.append(("swap", bundle.bundle_id, crossfade_s))
+        self.bundle = bundle

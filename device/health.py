@@ -1,5 +1,5 @@
-"""Health of the running service: the status file it writes, the readers for CPU temperature and throttling, and
-``python -m device status [--json]`` (also ``make status PI=host`` from the laptop).
+"""Health of the running service: the status file it writes, the readers for CPU temperature, throttling and
+clock synchronisation, and ``python -m device status [--json]`` (also ``make status PI=host`` from the laptop).
 
 The service writes ``/run/murmur/status.json`` (env ``MURMUR_STATUS_FILE`` overrides; tmpfs, never the SD card)
 atomically about once a second. Exit codes of ``status``: 0 playing; 3 quiet hours (service alive, silent on
@@ -9,6 +9,9 @@ purpose); 1 not playing (starting, error, no sound); 2 no status file or a stale
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
+import dataclasses
 import json
 import os
 import shutil
@@ -16,9 +19,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from .atomic import replace_file
+from .status import ClockSync, State, StatusReport
 
 STATUS_ENV = "MURMUR_STATUS_FILE"
 DEFAULT_STATUS_FILE = Path("/run/murmur/status.json")
@@ -26,6 +29,10 @@ THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 # Raspberry Pi kernels publish the firmware's throttle word here (readable without /dev/vcio, so from the
 # sandboxed service too); vcgencmd is the fallback for the interactive command.
 THROTTLED_SYSFS = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")
+# systemd-timesyncd creates this file at its first synchronisation after boot (it lives on tmpfs: gone at boot).
+TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
+TIMESYNC_DIR = TIMESYNC_FLAG.parent  # exists while timesyncd runs, synchronised or not
+ADJTIMEX_TIME_ERROR = 5  # adjtimex(2)'s return value when the kernel's clock is not synchronised (STA_UNSYNC)
 STALE_AFTER_S = 10.0
 EXIT_PLAYING, EXIT_NOT_PLAYING, EXIT_NO_STATUS, EXIT_QUIET_HOURS = 0, 1, 2, 3
 
@@ -41,24 +48,34 @@ THROTTLE_BITS = {
 }
 
 
+UNDER_VOLTAGE_BITS = 0x1 | 0x10000
+HEAT_BITS = 0x2 | 0x4 | 0x8 | 0x20000 | 0x40000 | 0x80000
+POWER_ADVICE = ("under-voltage: the power supply sags under load, which corrupts SD cards and makes the sound "
+                "drop out; use the official Raspberry Pi supply (5.1 V 3 A for a Pi 4, 5.1 V 5 A for a Pi 5) and a "
+                "short, thick cable, not a USB port or a phone charger")
+HEAT_ADVICE = ("the CPU was slowed down (heat or supply): give the Pi air, a heatsink or a case with a fan, and check "
+               "the supply; a slowed CPU can make the sound drop out")
+
+
 def status_path() -> Path:
     """Where the status file is: ``$MURMUR_STATUS_FILE`` or /run/murmur/status.json."""
     return Path(os.environ.get(STATUS_ENV) or DEFAULT_STATUS_FILE)
 
 
-def write_status(path: Path, status: dict[str, Any]) -> None:
+def write_status(path: Path, status: StatusReport) -> None:
     """Replace the status file atomically (temporary sibling + rename), world-readable so any login can run
     ``status``. No fsync: it lives on tmpfs and is rewritten every second."""
-    replace_file(path, json.dumps(status, separators=(",", ":"), allow_nan=False).encode(), mode=0o644, durable=False)
+    replace_file(path, json.dumps(status.to_dict(), separators=(",", ":"), allow_nan=False).encode(), mode=0o644,
+                 durable=False)
 
 
-def read_status(path: Path) -> dict[str, Any] | None:
-    """The status dict, or None when the file is missing or unreadable (the service is not running)."""
+def read_status(path: Path) -> StatusReport | None:
+    """The status report, or None when the file is missing or unreadable (the service is not running)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return StatusReport.from_dict(data) if isinstance(data, dict) else None
+    except (OSError, ValueError, TypeError):
         return None
-    return data if isinstance(data, dict) else None
 
 
 def read_cpu_temp_c(path: Path = THERMAL_ZONE) -> float | None:
@@ -84,6 +101,43 @@ def read_throttled(*, sysfs: Path = THROTTLED_SYSFS, use_vcgencmd: bool = False)
     return None
 
 
+def read_clock_sync(*, flag: Path = TIMESYNC_FLAG, timesync_dir: Path = TIMESYNC_DIR,
+                    adjtimex=None) -> ClockSync:
+    """Was the wall clock set from network time since boot? systemd-timesyncd's flag file first (readable in the
+    service's sandbox); then the kernel's own flag via adjtimex(2) in read-only mode (chrony, ntpd; the unit's
+    ProtectClock may forbid the call); UNKNOWN when neither can tell. ``adjtimex()`` -> int is injectable."""
+    if flag.exists():
+        return ClockSync.SYNCHRONISED
+    state = (adjtimex or _adjtimex_state)()
+    if state is not None:
+        return ClockSync.UNSYNCHRONISED if state == ADJTIMEX_TIME_ERROR else ClockSync.SYNCHRONISED
+    if timesync_dir.is_dir():  # timesyncd runs but has not synchronised yet
+        return ClockSync.UNSYNCHRONISED
+    return ClockSync.UNKNOWN
+
+
+def _adjtimex_state() -> int | None:
+    """adjtimex(2) with modes = 0 (reads, changes nothing): the clock state, or None when it cannot be called."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        timex = ctypes.create_string_buffer(512)  # struct timex is 208 bytes on 64-bit Linux; modes (offset 0) = 0
+        state = libc.adjtimex(timex)
+    except (OSError, AttributeError):
+        return None
+    return None if state < 0 else int(state)
+
+
+def power_problems(word: str | None) -> list[str]:
+    """What to do about the throttle word: the under-voltage and heat advice where their bits are set."""
+    try:
+        value = int(word, 16) if word is not None else 0
+    except ValueError:
+        return []
+    return ([POWER_ADVICE] if value & UNDER_VOLTAGE_BITS else []) + ([HEAT_ADVICE] if value & HEAT_BITS else [])
+
+
 def describe_throttled(word: str | None) -> str:
     """'0x50005' -> 'under-voltage now, throttled now, …'; 'ok' for 0; 'unknown' when None."""
     if word is None:
@@ -97,19 +151,19 @@ def describe_throttled(word: str | None) -> str:
     return ", ".join(text for bit, text in THROTTLE_BITS.items() if value & bit) + f" ({word})"
 
 
-def evaluate(status: dict[str, Any] | None, now_unix: float, *, stale_after_s: float = STALE_AFTER_S) -> tuple[int, list[str]]:
+def evaluate(status: StatusReport | None, now_unix: float, *,
+             stale_after_s: float = STALE_AFTER_S) -> tuple[int, list[str]]:
     """Exit code and the problems found: no file, stale file, not playing."""
     if status is None:
         return EXIT_NO_STATUS, ["no status file: the service is not running (systemctl status murmur)"]
-    age = now_unix - float(status.get("updated_unix", 0.0))
+    age = now_unix - status.updated_unix
     if age > stale_after_s:
         return EXIT_NO_STATUS, [f"status is {age:.0f} s old: the service is stopped or hung (journalctl -u murmur)"]
-    if status.get("playing"):
+    if status.playing:
         return EXIT_PLAYING, []
-    if status.get("state") == "quiet-hours" and status.get("ready"):
+    if status.state == State.QUIET_HOURS and status.ready:
         return EXIT_QUIET_HOURS, []
-    reason = status.get("message") or status.get("state") or "unknown"
-    return EXIT_NOT_PLAYING, [f"not playing: {reason}"]
+    return EXIT_NOT_PLAYING, [f"not playing: {status.message or status.state}"]
 
 
 def _duration(seconds: float | None) -> str:
@@ -122,7 +176,15 @@ def _duration(seconds: float | None) -> str:
     return (f"{days} d " if days else "") + f"{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
-def format_report(status: dict[str, Any] | None, now_unix: float, *, stale_after_s: float = STALE_AFTER_S) -> str:
+CLOCK_TEXT = {
+    ClockSync.SYNCHRONISED: "synchronised (network time)",
+    ClockSync.UNSYNCHRONISED: "unsynchronised (no network time since boot: the opening hours follow "
+                              "[schedule] unsynchronised_clock)",
+    ClockSync.UNKNOWN: "unknown (no time service to ask)",
+}
+
+
+def format_report(status: StatusReport | None, now_unix: float, *, stale_after_s: float = STALE_AFTER_S) -> str:
     """A human report of the status (what a technician reads over ssh)."""
     code, problems = evaluate(status, now_unix, stale_after_s=stale_after_s)
     verdict = {EXIT_PLAYING: "PLAYING", EXIT_QUIET_HOURS: "QUIET HOURS (silent by schedule)",
@@ -131,30 +193,28 @@ def format_report(status: dict[str, Any] | None, now_unix: float, *, stale_after
     lines += [f"  problem: {p}" for p in problems]
     if status is None:
         return "\n".join(lines)
-    level = status.get("level_dbfs_10s")
-    level_text = f"{level:.1f} dBFS" if isinstance(level, int | float) else "?"
+    s = status
     lines += [
-        f"  state:        {status.get('state', '?')}" + (f" ({status['message']})" if status.get("message") else ""),
-        f"  level (10 s): {level_text}",
-        f"  underruns:    {status.get('underruns', '?')}",
-        f"  bundle:       {status.get('bundle_id', '?')}  ({status.get('bundle_path', '?')}), "
-        f"age {_duration(status.get('bundle_age_s'))}",
-        f"  uptime:       {_duration(status.get('uptime_s'))}  (pid {status.get('pid', '?')}, "
-        f"release {status.get('release') or '?'}, venv {status.get('venv') or '?'})",
+        f"  state:        {s.state}" + (f" ({s.message})" if s.message else ""),
+        f"  level (10 s): {s.level_dbfs_10s:.1f} dBFS",
+        f"  underruns:    {s.underruns}",
+        f"  bundle:       {s.bundle_id or '?'}  ({s.bundle_path or '?'}), age {_duration(s.bundle_age_s)}",
+        f"  uptime:       {_duration(s.uptime_s)}  (pid {s.pid or '?'}, release {s.release or '?'}, "
+        f"venv {s.venv or '?'})",
     ]
-    if status.get("schedule"):
-        lines.append(f"  schedule:     {status['schedule']}")
-    knobs = status.get("knobs") or {}
-    if knobs:
-        lines.append("  knobs:        " + ", ".join(f"{k}={_knob(v)}" for k, v in knobs.items()))
-    temp = status.get("cpu_temp_c")
-    lines.append(f"  CPU temp:     {temp:.1f} °C" if isinstance(temp, int | float) else "  CPU temp:     unknown")
-    lines.append(f"  throttling:   {describe_throttled(status.get('throttled'))}")
-    lines.append(f"  updated:      {now_unix - float(status.get('updated_unix', now_unix)):.1f} s ago")
+    if s.schedule:
+        lines.append(f"  schedule:     {s.schedule}")
+    lines.append(f"  clock:        {CLOCK_TEXT[s.clock]}")
+    if s.knobs:
+        lines.append("  knobs:        " + ", ".join(f"{k}={_knob(v)}" for k, v in s.knobs.items()))
+    lines.append(f"  CPU temp:     {s.cpu_temp_c:.1f} °C" if s.cpu_temp_c is not None else "  CPU temp:     unknown")
+    lines.append(f"  throttling:   {describe_throttled(s.throttled)}")
+    lines += [f"  advice:       {advice}" for advice in power_problems(s.throttled)]
+    lines.append(f"  updated:      {now_unix - s.updated_unix:.1f} s ago")
     return "\n".join(lines)
 
 
-def _knob(value: Any) -> str:
+def _knob(value: object) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
@@ -171,16 +231,14 @@ def cli(argv: list[str]) -> int:
     now = time.time()
     if status is not None:  # fresh readings where this login can see more than the sandboxed service
         temp = read_cpu_temp_c()
-        if temp is not None:
-            status["cpu_temp_c"] = temp
         throttled = read_throttled(use_vcgencmd=True)
-        if throttled is not None:
-            status["throttled"] = throttled
+        status = dataclasses.replace(status, cpu_temp_c=status.cpu_temp_c if temp is None else temp,
+                                     throttled=status.throttled if throttled is None else throttled)
     code, problems = evaluate(status, now, stale_after_s=args.stale_after)
     if args.json:
-        out = dict(status or {})
+        out = status.to_dict() if status is not None else {}
         out.update(ok=code in (EXIT_PLAYING, EXIT_QUIET_HOURS), exit_code=code, problems=problems, status_file=str(path),
-                   age_s=None if status is None else round(now - float(status.get("updated_unix", now)), 3))
+                   age_s=None if status is None else round(now - status.updated_unix, 3))
         print(json.dumps(out, indent=2, sort_keys=True))
     else:
         print(format_report(status, now, stale_after_s=args.stale_after))

@@ -25,6 +25,7 @@ import numpy as np
 from .bundle import Bundle
 from .controls import Controls
 from .frames import denormalise_into
+from .protocols import StepModelLike
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ class Sampler:
     ``reset``, ``get_state``, ``set_state``, ``new_state``.
     """
 
-    def __init__(self, bundle: Bundle, model, *, seed: int | None = None, settings: SamplerSettings | None = None,
+    def __init__(self, bundle: Bundle, model: StepModelLike, *, seed: int | None = None,
+                 settings: SamplerSettings | None = None,
                  controls: Controls | None = None):
         self.bundle = bundle
         self.model = model
@@ -75,7 +77,6 @@ class Sampler:
         self.rng = np.random.default_rng(seed)
         self.frame_index = 0
         self.jumps = 0
-        self.last_seed_start = 0
         self._controls = controls or Controls()
         self.target_power = self._training_frame_power()
         self._level_alpha = min(1.0, self.frame_s / max(self.settings.level_time_constant_s, 1e-6))
@@ -151,7 +152,6 @@ class Sampler:
         start, length = self.seed_window_start(controls)
         self.bundle.seed_frames(start, length, out=self._window[:length])
         self._window_len = length
-        self.last_seed_start = start
 
     def request_jump(self) -> None:
         """Start a jump now (the ``reseed`` event), unless one is already under way."""

@@ -6,6 +6,11 @@ Windows of neighbouring days that touch or overlap merge, so "00:00-24:00" on tw
 without a fade. ``schedule_state(now, schedule)`` says whether the venue is open at ``now`` (a naive local
 datetime), the fade envelope there (0..1), the gain to head for and how long the ramp should take, and when the
 next edge (opening or closing) comes. Nothing here keeps state or reads the clock itself.
+
+A Pi has no battery-backed clock: booted without network it starts from the last time it saved (systemd-timesyncd
+keeps one), which may be hours or days off. ``Schedule.unsynchronised_clock`` says what to do until network time
+arrives: "play" through (phase "playing-through", the safe choice for a room that must not fall silent in its
+hours) or "trust" the clock as it is (quiet hours may then fall at the wrong time).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ _TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
 CLOSED_WORDS = ("closed", "off", "")
 ALWAYS_WORDS = ("always", "open", "all day", "all-day")
 MAX_FADE_S = 3600.0
+UNSYNCHRONISED_POLICIES = ("play", "trust")
+OPEN_PHASES = ("open", "always-open", "playing-through")  # full level, no fade under way
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,7 @@ class Schedule:
     fade_in_s: float = 10.0
     fade_out_s: float = 10.0
     always_open: bool = True
+    unsynchronised_clock: str = "play"  # one of UNSYNCHRONISED_POLICIES
 
     def describe(self) -> str:
         """One line for logs: 'always open' or 'mon 10:00-18:00; tue closed; …'."""
@@ -49,7 +57,8 @@ class Schedule:
 class ScheduleState:
     """Where ``now`` falls in the opening hours.
 
-    phase: "always-open", "open", "fading-in", "fading-out" or "closed".
+    phase: "always-open", "open", "fading-in", "fading-out", "closed", or "playing-through" (hours set aside
+    while the clock is unsynchronised).
     gain: the fade envelope at ``now`` (0..1). target_gain/ramp_s: what to ask the engine for
     (``fade_to(target_gain, ramp_s)``), so that the ramp ends exactly at the fade's end or at closing time.
     next_edge: the next opening or closing (None when always open); seconds_to_next_edge matches it (inf if None).
@@ -131,17 +140,21 @@ def _fade(table: dict[str, Any], key: str, default: float, where: str) -> float:
 def parse_schedule(table: dict[str, Any], *, where: str = "[schedule]") -> Schedule:
     """The config's ``[schedule]`` table -> Schedule. No weekday keys at all = always open; once any weekday is
     given, a weekday left out is closed. ``fade_s`` sets both fades; ``fade_in_s``/``fade_out_s`` override."""
-    known = set(DAYS) | {"fade_s", "fade_in_s", "fade_out_s"}
+    known = set(DAYS) | {"fade_s", "fade_in_s", "fade_out_s", "unsynchronised_clock"}
     for key in table:
         if key not in known:
             raise ConfigError(f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
     fade = _fade(table, "fade_s", 10.0, where)
     fade_in = _fade(table, "fade_in_s", fade, where)
     fade_out = _fade(table, "fade_out_s", fade, where)
+    policy = table.get("unsynchronised_clock", "play")
+    if policy not in UNSYNCHRONISED_POLICIES:
+        raise ConfigError(f"{where}: unsynchronised_clock = {policy!r}; use \"play\" (play through until network time "
+                          f"arrives) or \"trust\" (follow the clock as it is)")
     if not any(day in table for day in DAYS):
-        return Schedule(fade_in_s=fade_in, fade_out_s=fade_out, always_open=True)
+        return Schedule(fade_in_s=fade_in, fade_out_s=fade_out, always_open=True, unsynchronised_clock=policy)
     days = tuple(parse_windows(table[day], where=f"{where}.{day}") if day in table else () for day in DAYS)
-    return Schedule(days=days, fade_in_s=fade_in, fade_out_s=fade_out, always_open=False)
+    return Schedule(days=days, fade_in_s=fade_in, fade_out_s=fade_out, always_open=False, unsynchronised_clock=policy)
 
 
 def intervals(schedule: Schedule, start_day: datetime, n_days: int) -> list[tuple[datetime, datetime]]:
@@ -163,10 +176,13 @@ def intervals(schedule: Schedule, start_day: datetime, n_days: int) -> list[tupl
     return merged
 
 
-def schedule_state(now: datetime, schedule: Schedule) -> ScheduleState:
-    """Open or closed at ``now`` (naive local time), the fade envelope, the ramp to command and the next edge."""
+def schedule_state(now: datetime, schedule: Schedule, *, clock_trusted: bool = True) -> ScheduleState:
+    """Open or closed at ``now`` (naive local time), the fade envelope, the ramp to command and the next edge.
+    ``clock_trusted=False`` (no network time since boot) with the "play" policy plays through, fading in."""
     if schedule.always_open:
         return ScheduleState(True, "always-open", 1.0, 1.0, 0.0, None, float("inf"))
+    if not clock_trusted and schedule.unsynchronised_clock == "play":
+        return ScheduleState(True, "playing-through", 1.0, 1.0, schedule.fade_in_s, None, float("inf"))
     # Yesterday's windows may run into today; a week plus a day ahead always holds the next opening if any.
     first_day = now - timedelta(days=1)
     spans = intervals(schedule, first_day, 10)

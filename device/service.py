@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import health
 from .atomic import replace_file
@@ -36,7 +36,12 @@ from .bundle import Bundle, load_bundle
 from .config import Config, load_config
 from .controls import Controls, ControlStore
 from .errors import BundleError, ConfigError, DeviceError
-from .schedule import ScheduleState, schedule_state
+from .protocols import Clock, EngineLike
+from .schedule import OPEN_PHASES, ScheduleState, schedule_state
+from .status import ClockSync, State, StatusReport
+
+if TYPE_CHECKING:  # the knobs package is imported only where knobs are built
+    from .knobs.base import Knobs
 
 log = logging.getLogger("murmur.service")
 
@@ -60,7 +65,6 @@ class Notifier:
     def __init__(self, address: str | None = None) -> None:
         address = os.environ.get("NOTIFY_SOCKET") if address is None else address
         self.address: str | None = None
-        self.sent = 0
         self.failed = 0
         self._sock: socket.socket | None = None
         if address:
@@ -74,14 +78,13 @@ class Notifier:
 
     def notify(self, message: str) -> bool:
         """Send one datagram, e.g. 'READY=1' or 'STATUS=…'. False (counted) if it could not be sent now."""
-        if self._sock is None:
+        if self._sock is None or self.address is None:
             return False
         try:
             self._sock.sendto(message.encode("utf-8", "replace"), self.address)
         except OSError:  # queue full (BlockingIOError), socket gone: never block, never raise
             self.failed += 1
             return False
-        self.sent += 1
         return True
 
     def close(self) -> None:
@@ -119,6 +122,10 @@ class WallClock:
 
     def wait(self, event: threading.Event, timeout: float) -> bool:
         return event.wait(timeout)
+
+    def sync(self) -> ClockSync:
+        """Whether the wall clock was set from network time since boot."""
+        return health.read_clock_sync()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -266,7 +273,7 @@ def release_free_heap() -> bool:
     return bool(_malloc_trim and _malloc_trim(0))
 
 
-_malloc_trim = None
+_malloc_trim: Any = None  # libc's malloc_trim once looked up; False where there is none
 
 
 @functools.cache
@@ -308,7 +315,6 @@ class ServiceCounters:
     rejected_reloads: int = 0
     rotations: int = 0
     watchdog_pings: int = 0
-    engine_started_unix: float = 0.0
     last_problem: str | None = None
 
 
@@ -321,9 +327,10 @@ class Service:
     start-up, so that a playlist entry whose model does not run is skipped for the next one).
     """
 
-    def __init__(self, config: Config, *, config_path: Path | None = None, engine_factory: Callable[..., Any] | None = None,
-                 knobs_factory: Callable[..., Any] | None = default_knobs_factory, notifier: Notifier | None = None,
-                 clock: Any = None, status_file: Path | None = None, state_dir: Path | None = None,
+    def __init__(self, config: Config, *, config_path: Path | None = None,
+                 engine_factory: Callable[..., EngineLike] | None = None,
+                 knobs_factory: Callable[..., Knobs | None] | None = default_knobs_factory,
+                 notifier: Notifier | None = None, clock: Clock | None = None, status_file: Path | None = None, state_dir: Path | None = None,
                  bundle_loader: Callable[[Path], Bundle] = load_bundle,
                  startup_check: Callable[[Bundle], Any] | None = check_model, tick_s: float = 1.0,
                  start_timeout_s: float = START_TIMEOUT_S) -> None:
@@ -332,7 +339,7 @@ class Service:
         self.engine_factory = engine_factory or default_engine_factory
         self.knobs_factory = knobs_factory
         self.notifier = notifier or Notifier()
-        self.clock = clock or WallClock()
+        self.clock: Clock = clock or WallClock()
         self.status_file = status_file
         self.state_dir = state_dir
         self.bundle_loader = bundle_loader
@@ -340,14 +347,17 @@ class Service:
         self.tick_s = tick_s
         self.start_timeout_s = start_timeout_s
         self.store = ControlStore(config.sampler)
-        self.engine: Any = None
-        self.knobs: Any = None
+        self.engine: EngineLike | None = None
+        self.knobs: Knobs | None = None
         self.bundle: Bundle | None = None
         self.counters = ServiceCounters()
         self.detector = SilenceDetector(config.playback.silence_restart_s)
         self.playlist = PlaylistState()
-        self.state = "starting"
+        self.state = State.STARTING
         self.message: str | None = None
+        self.clock_sync = ClockSync.UNKNOWN
+        self._power_word = 0  # throttle bits already reported in the log
+        self._throttled: str | None = None  # the last throttle word read (hex), None: not a Pi
         self.ready = False
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -364,6 +374,20 @@ class Service:
         self._started_mono = self.clock.monotonic()
         self._engine_started_mono = self._started_mono
         self._bundle_loaded_unix = self.clock.time()
+
+    @property
+    def playing_bundle(self) -> Bundle:
+        """The bundle the engine plays: set at start-up, before the main loop runs."""
+        if self.bundle is None:
+            raise DeviceError("the service has not loaded a bundle yet")
+        return self.bundle
+
+    @property
+    def running_engine(self) -> EngineLike:
+        """The engine: built at start-up, replaced (never left None) by every restart that returns."""
+        if self.engine is None:
+            raise DeviceError("the service has no engine running")
+        return self.engine
 
     # -- requests (signal handlers and other threads) ---------------------------------------------------------
     def request_reload(self) -> None:
@@ -414,7 +438,7 @@ class Service:
         self.playlist = read_playlist_state(self.state_dir, bundles, now_unix)
         self.bundle = self._load_first_playable(self.playlist.index)
         self.knobs = self.knobs_factory(self.config, self.store) if self.knobs_factory else None
-        self._set_led("starting")
+        self._set_led(self._led_state())
         self._start_engine(self.bundle)
         self.ready = True
         self.notifier.notify("READY=1")
@@ -447,18 +471,17 @@ class Service:
     def _start_engine(self, bundle: Bundle) -> None:
         engine = self.engine_factory(bundle, config=self.config, store=self.store, on_frame=self._on_frame,
                                      on_event=self._on_event)
-        sched = schedule_state(self.clock.now(), self.config.schedule)
+        sched = self._schedule_now()
         engine.fade_to(0.0, 0.0)  # start silent; the schedule decides below how fast it comes up
         self._heartbeat = time.monotonic()
         engine.start()
         self.engine = engine
         if not engine.wait_started(self.start_timeout_s):
-            error = getattr(engine, "error", None)
+            error = engine.error
             engine.stop()
             raise DeviceError(f"no audio reached the output within {self.start_timeout_s:.0f} s"
                               + (f" ({error})" if error else "; check the output device name and that the card is free"))
         self._engine_started_mono = self.clock.monotonic()
-        self.counters.engine_started_unix = self.clock.time()
         self.detector.reset()
         self._commanded = None
         self._apply_schedule(sched, starting=True)
@@ -472,8 +495,8 @@ class Service:
             except Exception:  # stopping must finish whatever the engine does
                 log.exception("engine stop failed")
         self.ready = False
-        if self.state != "error":
-            self.state = "stopped"
+        if self.state != State.ERROR:
+            self.state = State.STOPPED
         if self.knobs is not None:
             try:
                 self.knobs.close()
@@ -483,15 +506,36 @@ class Service:
 
     def _fail(self, message: str) -> None:
         log.error("%s", message)
-        self.state, self.message = "error", message
+        self.state, self.message = State.ERROR, message
         self.notifier.notify(f"STATUS=error: {message[:200]}")
-        self._set_led("error")
+        self._set_led(self._led_state())
         self.write_status(playing=False)
         if self.knobs is not None:
             self.knobs.close()
 
+    def _led_state(self) -> str:
+        """What the status LED shows: the state, or "power_warning" while playing after under-voltage or
+        throttling since boot (the sound goes on; the technician should check the supply and the heat)."""
+        if self._power_word and self.state in (State.PLAYING, State.QUIET_HOURS):
+            return "power_warning"
+        return str(self.state)
+
+    def _check_power(self) -> None:
+        """Read the firmware's throttle word; log what to do the first time each problem shows since boot."""
+        self._throttled = health.read_throttled()
+        try:
+            value = int(self._throttled, 16) if self._throttled else 0
+        except ValueError:
+            return
+        new = value & (health.UNDER_VOLTAGE_BITS | health.HEAT_BITS) & ~self._power_word
+        if new:
+            self._power_word |= new
+            for advice in health.power_problems(hex(new)):
+                log.warning("power: %s (%s)", advice, health.describe_throttled(self._throttled))
+            self._set_led(self._led_state())
+
     def _set_led(self, state: str) -> None:
-        if self.knobs is not None and hasattr(self.knobs, "set_status"):
+        if self.knobs is not None:
             try:
                 self.knobs.set_status(state)
             except Exception:
@@ -512,27 +556,43 @@ class Service:
             events, self._events = self._events, []
         for event in events:
             self._step_playlist(+1 if event == "next_bundle" else -1, reason=f"knob action {event}")
-        sched = schedule_state(self.clock.now(), self.config.schedule)
+        sched = self._schedule_now()
         self._apply_schedule(sched)
+        self._check_power()
         self._maybe_rotate()
         if not self._check_health(sched):
             return False
         self.write_status(playing=self._is_playing(sched), sched=sched)
         return True
 
+    def _schedule_now(self) -> ScheduleState:
+        """The opening hours at the clock's time; while the clock has no network time since boot, the config's
+        unsynchronised_clock policy decides (logged when the synchronisation changes)."""
+        sync = self.clock.sync()
+        if sync != self.clock_sync:
+            if sync == ClockSync.UNSYNCHRONISED:
+                log.warning("clock: no network time since boot (%s is a guess); opening hours: %s", self.clock.now(),
+                            "playing through until it is set" if self.config.schedule.unsynchronised_clock == "play"
+                            else "following the clock as it is")
+            elif self.clock_sync == ClockSync.UNSYNCHRONISED:
+                log.info("clock: synchronised to network time (%s)", self.clock.now())
+            self.clock_sync = sync
+        return schedule_state(self.clock.now(), self.config.schedule,
+                              clock_trusted=sync != ClockSync.UNSYNCHRONISED)
+
     def _apply_schedule(self, sched: ScheduleState, *, starting: bool = False) -> None:
         """Command the engine's fade when the schedule's target changes (edges, fades, reboot mid-window)."""
-        state = "playing" if sched.is_open else "quiet-hours"
+        state = State.PLAYING if sched.is_open else State.QUIET_HOURS
         if state != self.state:
             self.state = state
-            self._set_led(state)
+            self._set_led(self._led_state())
         key = sched.target_gain  # re-command only when the target moves (an edge, a reload, a restart)
         if key == self._commanded and not starting:
             return
         ramp = sched.ramp_s
         if starting and sched.target_gain > 0:
             ramp = max(ramp, START_FADE_S)
-        self.engine.fade_to(sched.target_gain, ramp)
+        self.running_engine.fade_to(sched.target_gain, ramp)
         if self._commanded is not None or starting:
             log.info("schedule: %s, output -> %.0f %% over %.1f s%s", sched.phase, 100 * sched.target_gain, ramp,
                      f"; next edge {sched.next_edge:%a %H:%M}" if sched.next_edge else "")
@@ -567,7 +627,7 @@ class Service:
         try:
             bundle = self.bundle_loader(path)
             if same_stft(bundle, self.bundle):
-                self.engine.swap_bundle(bundle, self.config.playback.crossfade_s)  # checks the model first
+                self.running_engine.swap_bundle(bundle, self.config.playback.crossfade_s)  # checks the model first
             else:
                 check_model(bundle)
                 self._restart_engine(bundle, reason=f"{reason}: {bundle.bundle_id} has other STFT settings")
@@ -575,7 +635,7 @@ class Service:
             log.error("%s: bundle %s rejected, the current one keeps playing: %s", reason, path, exc)
             self.message = f"rejected {path}: {exc}"
             if self.engine is None:  # a restart with the new one failed after the old engine stopped
-                self._restart_engine(self.bundle, reason="back to the previous bundle")
+                self._restart_engine(self.playing_bundle, reason="back to the previous bundle")
             return False
         log.info("%s: crossfading to %s (%s) over %.1f s", reason, bundle.bundle_id, path, self.config.playback.crossfade_s)
         self.bundle = bundle
@@ -615,11 +675,11 @@ class Service:
                 self._restart_engine(bundle, reason=f"reload: {why}")
             except DeviceError as exc:
                 self.config = old
-                self._restart_engine(self.bundle, reason="reload failed: back to the previous config and bundle")
+                self._restart_engine(self.playing_bundle, reason="reload failed: back to the previous config and bundle")
                 return self._reject(exc, "back to the previous config and bundle")
         else:
             try:
-                self.engine.swap_bundle(bundle, new.playback.crossfade_s)
+                self.running_engine.swap_bundle(bundle, new.playback.crossfade_s)
             except DeviceError as exc:
                 return self._reject(exc, "keeping the running config and bundle")
             log.info("reload: crossfading to %s (%s) over %.1f s", bundle.bundle_id, bundle.path, new.playback.crossfade_s)
@@ -660,74 +720,77 @@ class Service:
         self._start_engine(bundle)
 
     def _check_health(self, sched: ScheduleState) -> bool:
-        stats = self.engine.stats
-        if self._trim_pending and not getattr(stats, "swapping", False):
+        engine = self.running_engine
+        stats = engine.stats
+        if self._trim_pending and not stats.swapping:
             self._trim_pending = False
             release_free_heap()
-        error = getattr(self.engine, "error", None)
+        error = engine.error
         reason = None
         if error is not None:
             reason = f"the generator stopped with an error: {error!r}"
         else:
             warm = self.clock.monotonic() - self._engine_started_mono > max(START_FADE_S, sched.ramp_s) + 1.0
             # Time in seconds of produced audio, the same base as the engine's 10-s level window.
-            audio_s = stats.frames_produced * self.bundle.audio.frame_s
-            reason = self.detector.update(audio_s, active=sched.phase in ("open", "always-open") and warm,
+            audio_s = stats.frames_produced * self.playing_bundle.audio.frame_s
+            reason = self.detector.update(audio_s, active=sched.phase in OPEN_PHASES and warm,
                                           level_dbfs=stats.level_dbfs_10s, identical_blocks=stats.identical_blocks)
         if reason is None:
             return True
         try:
-            self._restart_engine(self.bundle, reason=reason)
+            self._restart_engine(self.playing_bundle, reason=reason)
         except DeviceError as exc:
             self._fail(f"generator restart failed: {exc}")
             return False
         return True
 
     def _is_playing(self, sched: ScheduleState) -> bool:
-        if self.engine is None or not self.ready or not sched.is_open or getattr(self.engine, "error", None):
+        if self.engine is None or not self.ready or not sched.is_open or self.engine.error is not None:
             return False
         return time.monotonic() - self.engine.stats.last_progress_monotonic < 5.0
 
     # -- status -----------------------------------------------------------------------------------------------
-    def status(self, *, playing: bool, sched: ScheduleState | None = None) -> dict[str, Any]:
+    def status(self, *, playing: bool, sched: ScheduleState | None = None) -> StatusReport:
         stats = self.engine.stats if self.engine is not None else None
         level = stats.level_dbfs_10s if stats is not None else -math.inf
-        knobs = _controls_dict(self.store.snapshot())
-        if self.knobs is not None and hasattr(self.knobs, "values"):
+        peak = stats.peak_dbfs_10s if stats is not None else -math.inf
+        knobs: dict[str, Any] = _controls_dict(self.store.snapshot())
+        if self.knobs is not None:
             try:
                 knobs["inputs"] = self.knobs.values()
             except Exception:  # a knob read must never stop the status
                 log.exception("knob values failed")
         now_unix = self.clock.time()
-        return {
-            "playing": bool(playing),
-            "ready": self.ready,
-            "state": self.state,
-            "message": self.message,
-            "level_dbfs_10s": round(level, 2) if math.isfinite(level) else -200.0,
-            "peak_dbfs_10s": round(stats.peak_dbfs_10s, 2) if stats and math.isfinite(stats.peak_dbfs_10s) else -200.0,
-            "underruns": stats.underruns if stats else 0,
-            "frames_produced": stats.frames_produced if stats else 0,
-            "bundle_id": self.bundle.bundle_id if self.bundle else "",
-            "bundle_path": str(self.bundle.path) if self.bundle else "",
-            "bundle_age_s": round(now_unix - self._bundle_loaded_unix, 1),
-            "playlist_index": self.playlist.index,
-            "playlist_length": len(self.config.playback.bundles),
-            "uptime_s": round(self.clock.monotonic() - self._started_mono, 1),
-            "schedule": self._schedule_text(sched),
-            "knobs": knobs,
-            "restarts": self.counters.restarts,
-            "reloads": self.counters.reloads,
-            "rejected_reloads": self.counters.rejected_reloads,
-            "watchdog_pings": self.counters.watchdog_pings,
-            "last_problem": self.counters.last_problem,
-            "cpu_temp_c": health.read_cpu_temp_c(),
-            "throttled": health.read_throttled(),
-            "release": release_id(),
-            "venv": venv_id(),
-            "updated_unix": now_unix,
-            "pid": os.getpid(),
-        }
+        return StatusReport(
+            playing=bool(playing),
+            ready=self.ready,
+            state=self.state,
+            message=self.message,
+            level_dbfs_10s=round(level, 2) if math.isfinite(level) else -200.0,
+            peak_dbfs_10s=round(peak, 2) if math.isfinite(peak) else -200.0,
+            underruns=stats.underruns if stats else 0,
+            frames_produced=stats.frames_produced if stats else 0,
+            bundle_id=self.bundle.bundle_id if self.bundle else "",
+            bundle_path=str(self.bundle.path) if self.bundle else "",
+            bundle_age_s=round(now_unix - self._bundle_loaded_unix, 1),
+            playlist_index=self.playlist.index,
+            playlist_length=len(self.config.playback.bundles),
+            uptime_s=round(self.clock.monotonic() - self._started_mono, 1),
+            schedule=self._schedule_text(sched),
+            knobs=knobs,
+            restarts=self.counters.restarts,
+            reloads=self.counters.reloads,
+            rejected_reloads=self.counters.rejected_reloads,
+            watchdog_pings=self.counters.watchdog_pings,
+            last_problem=self.counters.last_problem,
+            cpu_temp_c=health.read_cpu_temp_c(),
+            throttled=self._throttled,
+            clock=self.clock_sync,
+            release=release_id(),
+            venv=venv_id(),
+            updated_unix=now_unix,
+            pid=os.getpid(),
+        )
 
     def _schedule_text(self, sched: ScheduleState | None) -> str:
         if sched is None:
@@ -743,9 +806,9 @@ class Service:
                 health.write_status(self.status_file, status)
             except OSError as exc:
                 log.warning("cannot write %s: %s", self.status_file, exc)
-        text = (f"{'playing' if playing else self.state} {status['bundle_id']}"
-                + (f" [{status['playlist_index'] + 1}/{status['playlist_length']}]" if status["playlist_length"] > 1 else "")
-                + (f"; {status['schedule']}" if status["schedule"] else "")
+        text = (f"{'playing' if playing else self.state} {status.bundle_id}"
+                + (f" [{status.playlist_index + 1}/{status.playlist_length}]" if status.playlist_length > 1 else "")
+                + (f"; {status.schedule}" if status.schedule else "")
                 + (f"; {self.message}" if self.message else ""))
         if text != self._status_text:
             self._status_text = text

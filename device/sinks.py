@@ -1,6 +1,7 @@
 """Where the engine's audio goes: a sound card through PyAudio, a WAV file, or nowhere (benchmarks).
 
-Pull model (STYLE.md #11): ``start(pull, *, sample_rate_hz, block_frames)`` hands the sink the engine's
+Pull model, so a sound card's callback only copies a block the engine's producer has ready and never waits on the
+generator: ``start(pull, *, sample_rate_hz, block_frames)`` hands the sink the engine's
 ``pull(out (n,) float32) -> bool``; the sink asks for blocks when it wants them. ``realtime`` tells the engine
 whether a pull may wait (file sinks) or must return at once with silence on underrun (sound cards).
 PyAudio is imported only inside ``PyAudioSink``/``list_output_devices``, so the rest runs without it.
@@ -14,10 +15,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import OutputDeviceError
+
+if TYPE_CHECKING:
+    from .wavio import WavWriter
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +232,7 @@ class WavSink(_ThreadSink):
     def __init__(self, path: str | Path) -> None:
         super().__init__()
         self.path = Path(path)
-        self._writer = None
+        self._writer: WavWriter | None = None
 
     def _open(self) -> None:
         from .wavio import WavWriter
@@ -235,6 +240,7 @@ class WavSink(_ThreadSink):
         self._writer = WavWriter(self.path, self.sample_rate_hz)
 
     def _consume(self, block: np.ndarray) -> None:
+        assert self._writer is not None, "_open runs before the first block"
         self._writer.write(block)
 
     def _close(self) -> None:

@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 from device import health
+from device.status import ClockSync, StatusReport
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def sample_status(**changes) -> dict:
+def sample_status(**changes) -> StatusReport:
     status = {
         "playing": True, "ready": True, "state": "playing", "message": None, "level_dbfs_10s": -23.46,
         "underruns": 2, "bundle_id": "sea-20261124", "bundle_path": "/opt/murmur/bundles/sea", "bundle_age_s": 93784.0,
@@ -23,13 +24,13 @@ def sample_status(**changes) -> dict:
         "release": "20261124-0901", "venv": "3f2a9c0d1e4b5a67", "updated_unix": time.time(), "pid": 4242, "schedule": "open until Tue 18:00",
     }
     status.update(changes)
-    return status
+    return StatusReport.from_dict(status)
 
 
 def test_write_is_atomic_readable_and_round_trips(tmp_path):
     path = tmp_path / "run" / "status.json"
     health.write_status(path, sample_status())
-    assert health.read_status(path)["bundle_id"] == "sea-20261124"
+    assert health.read_status(path) == sample_status(updated_unix=health.read_status(path).updated_unix)
     assert (path.stat().st_mode & 0o777) == 0o644
     assert [p.name for p in path.parent.iterdir()] == ["status.json"]  # no temporary left behind
     path.write_text("{half")
@@ -42,8 +43,32 @@ def test_report_says_playing_level_bundle_age_uptime_knobs_temperature():
     assert report.startswith("murmur: PLAYING")
     for fragment in ("-23.5 dBFS", "underruns:    2", "sea-20261124", "1 d 02:03:04", "01:02:05",
                      "temperature=0.3", "hold=False", "51.2 °C", "under-voltage has occurred", "throttling has occurred",
-                     "release 20261124-0901, venv 3f2a9c0d1e4b5a67", "open until Tue 18:00"):
+                     "release 20261124-0901, venv 3f2a9c0d1e4b5a67", "open until Tue 18:00",
+                     "clock:        unknown", "official Raspberry Pi supply", "give the Pi air"):
         assert fragment in report, fragment
+    calm = health.format_report(sample_status(updated_unix=now, throttled="0x0", clock="unsynchronised"), now)
+    assert "advice" not in calm and "clock:        unsynchronised (no network time since boot" in calm
+
+
+def test_clock_sync_reader_flag_file_then_kernel_then_unknown(tmp_path):
+    flag, timesync = tmp_path / "timesync" / "synchronized", tmp_path / "timesync"
+    never = lambda: None  # noqa: E731 - adjtimex cannot be called (the unit's ProtectClock)
+    assert health.read_clock_sync(flag=flag, timesync_dir=timesync, adjtimex=never) == ClockSync.UNKNOWN
+    timesync.mkdir()
+    assert health.read_clock_sync(flag=flag, timesync_dir=timesync, adjtimex=never) == ClockSync.UNSYNCHRONISED
+    flag.touch()
+    assert health.read_clock_sync(flag=flag, timesync_dir=timesync, adjtimex=never) == ClockSync.SYNCHRONISED
+    flag.unlink()
+    unsync, ok = (lambda: health.ADJTIMEX_TIME_ERROR), (lambda: 0)
+    assert health.read_clock_sync(flag=flag, timesync_dir=timesync, adjtimex=unsync) == ClockSync.UNSYNCHRONISED
+    assert health.read_clock_sync(flag=flag, timesync_dir=timesync, adjtimex=ok) == ClockSync.SYNCHRONISED
+
+
+def test_power_advice_names_the_supply_for_under_voltage_and_the_heat_for_throttling():
+    assert health.power_problems("0x0") == [] and health.power_problems(None) == []
+    assert health.power_problems("0x10000") == [health.POWER_ADVICE]
+    assert health.power_problems("0x40000") == [health.HEAT_ADVICE]
+    assert health.power_problems("0x50005") == [health.POWER_ADVICE, health.HEAT_ADVICE]
 
 
 def test_exit_codes_playing_quiet_not_playing_stale_missing():
@@ -91,6 +116,7 @@ def test_cli_text_and_json_and_exit_codes(tmp_path):
     data = json.loads(result.stdout)
     assert result.returncode == health.EXIT_NOT_PLAYING and data["ok"] is False and data["exit_code"] == 1
     assert data["bundle_id"] == "sea-20261124" and data["age_s"] < 30 and data["status_file"] == str(path)
+    assert data["clock"] == "unknown" and data["state"] == "starting"
 
 
 def test_makefile_status_target_runs_the_command_on_the_pi():

@@ -146,3 +146,17 @@ def test_opening_into_a_week_of_always_still_fades_in():
     schedule = parse_schedule({day: "always" for day in ("tue", "wed", "thu", "fri", "sat", "sun")} | {"fade_s": 30})
     state = schedule_state(at(1, "00:00", 10), schedule)
     assert state.phase == "fading-in" and state.ramp_s == pytest.approx(20) and state.next_edge == at(7, "00:00")
+
+
+def test_unsynchronised_clock_policy_play_through_or_trust():
+    night = datetime(2026, 11, 24, 3, 0)  # a Tuesday, closed at 03:00
+    play = parse_schedule({"tue": "10:00-18:00", "fade_s": 20})
+    assert play.unsynchronised_clock == "play"
+    assert not schedule_state(night, play).is_open
+    through = schedule_state(night, play, clock_trusted=False)
+    assert through.is_open and through.phase == "playing-through" and through.target_gain == 1.0
+    assert through.ramp_s == 20.0 and through.next_edge is None
+    trust = parse_schedule({"tue": "10:00-18:00", "unsynchronised_clock": "trust"})
+    assert not schedule_state(night, trust, clock_trusted=False).is_open
+    with pytest.raises(ConfigError, match=r"unsynchronised_clock = 'maybe'.*\"play\".*\"trust\""):
+        parse_schedule({"unsynchronised_clock": "maybe"})

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -16,75 +15,11 @@ import pytest
 
 from device.config import load_config
 from device.errors import BundleError
+from device.fakes import FakeEngine, SimClock
 from device.service import Notifier, Service, SilenceDetector, read_playlist_state, setup_logging
+from device.status import ClockSync
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 0)
-
-
-class SimClock:
-    """Wall/unix/monotonic time that moves only when told (wait() advances by its timeout)."""
-
-    def __init__(self, start: datetime) -> None:
-        self.start = start
-        self.offset = 0.0
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=self.offset)
-
-    def time(self) -> float:
-        return self.start.timestamp() + self.offset
-
-    def monotonic(self) -> float:
-        return 1000.0 + self.offset
-
-    def wait(self, event, timeout):
-        self.advance(timeout)
-        return event.is_set()
-
-
-@dataclass
-class Stats:
-    level_dbfs_10s: float = -20.0
-    peak_dbfs_10s: float = -6.0
-    identical_blocks: int = 0
-    underruns: int = 0
-    frames_produced: int = 0
-    last_progress_monotonic: float = 0.0
-    bundle_id: str = ""
-
-
-class FakeEngine:
-    def __init__(self, bundle, log, clock, output="default"):
-        self.bundle, self.log, self.clock, self.output = bundle, log, clock, output
-        self.started_at = clock.offset
-        self._stats = Stats(bundle_id=bundle.bundle_id)
-        self.error = None
-        self.fades: list[tuple[float, float]] = []
-
-    @property
-    def stats(self):
-        self._stats.last_progress_monotonic = time.monotonic()  # the producer is alive
-        self._stats.frames_produced = int((self.clock.offset - self.started_at) / FakeAudio.frame_s)  # real-time
-        return self._stats
-
-    def start(self):
-        self.log.append(("start", self.bundle.bundle_id))
-
-    def wait_started(self, timeout):
-        return self.output != "broken"  # a sound card that never takes a block
-
-    def stop(self, fade_s=0.05):
-        self.log.append(("stop", self.bundle.bundle_id))
-
-    def fade_to(self, gain, seconds):
-        self.fades.append((gain, round(seconds, 3)))
-
-    def swap_bundle(self, bundle, crossfade_s):
-        self.log.append(("swap", bundle.bundle_id, crossfade_s))
-        self.bundle = bundle
 
 
 @dataclass(frozen=True)
@@ -117,7 +52,9 @@ def make_service(tmp_path, text, *, start=MONDAY_9, bad=()):
         return FakeBundle(path, f"id-{path.name}")
 
     def engine_factory(bundle, **kwargs):
-        engines.append(FakeEngine(bundle, log, clock, kwargs["config"].playback.output_device))
+        output = kwargs["config"].playback.output_device
+        engines.append(FakeEngine(bundle, clock, log=log, starts=output != "broken"))
+        engines[-1].output = output  # which sound card the service asked for
         return engines[-1]
 
     svc = Service(config, engine_factory=engine_factory, knobs_factory=None, notifier=Notifier(""), clock=clock,
@@ -158,6 +95,67 @@ def test_closed_at_start_then_fades_in_at_opening_and_out_before_closing(tmp_pat
     assert status["playing"] and "fading-out until Mon 18:00" in status["schedule"]
     run_for(svc, clock, 61)
     assert len(engine.fades) == 4 and svc.state == "quiet-hours"  # the fade-out already reached 0 at 18:00
+
+
+def test_unsynchronised_clock_plays_through_the_hours_by_default_until_network_time_arrives(tmp_path, caplog):
+    svc, clock, engines, _ = make_service(tmp_path, GALLERY)  # 09:00 by the guessed clock: closed
+    clock.synchronised = ClockSync.UNSYNCHRONISED
+    with caplog.at_level(logging.INFO, logger="murmur"):
+        svc._start()
+        engine = engines[0]
+        assert engine.fades[-1][0] == 1.0 and svc.state == "playing"
+        status = json.loads((tmp_path / "status.json").read_text())
+        assert status["clock"] == "unsynchronised" and status["playing"] and status["schedule"] == "playing-through"
+        assert "no network time since boot" in caplog.text and "playing through" in caplog.text
+        clock.synchronised = ClockSync.SYNCHRONISED  # NTP arrives: it really is 09:00, closed
+        run_for(svc, clock, 1)
+    assert engine.fades[-1][0] == 0.0 and svc.state == "quiet-hours"
+    assert json.loads((tmp_path / "status.json").read_text())["clock"] == "synchronised"
+    assert "synchronised to network time" in caplog.text
+
+
+def test_unsynchronised_clock_with_trust_policy_follows_the_clock(tmp_path):
+    svc, clock, engines, _ = make_service(tmp_path, GALLERY.replace("fade_in_s = 30", "fade_in_s = 30\n"
+                                                                      'unsynchronised_clock = "trust"'))
+    clock.synchronised = ClockSync.UNSYNCHRONISED
+    svc._start()
+    assert engines[0].fades[-1][0] == 0.0 and svc.state == "quiet-hours"
+    assert json.loads((tmp_path / "status.json").read_text())["clock"] == "unsynchronised"
+
+
+class LedKnobs:
+    """A knobs object that records what the status LED was told."""
+
+    def __init__(self) -> None:
+        self.led: list[str] = []
+
+    def set_status(self, state: str) -> None:
+        self.led.append(state)
+
+    def close(self) -> None:
+        pass
+
+
+def test_under_voltage_flashes_the_led_and_logs_the_fix_once(tmp_path, monkeypatch, caplog):
+    from device import health
+
+    word = {"value": "0x0"}
+    monkeypatch.setattr(health, "read_throttled", lambda **kwargs: word["value"])
+    svc, clock, engines, _ = make_service(tmp_path, "[playback]\nbundle = \"a\"\n")
+    knobs = LedKnobs()
+    svc.knobs_factory = lambda config, store: knobs
+    with caplog.at_level(logging.WARNING, logger="murmur"):
+        svc._start()
+        assert knobs.led[-1] == "playing"
+        word["value"] = "0x50005"  # under-voltage and throttling now
+        run_for(svc, clock, 3)
+        word["value"] = "0x50000"  # the supply recovered; it has occurred since boot
+        run_for(svc, clock, 3)
+    assert knobs.led[-1] == "power_warning"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sum("official Raspberry Pi supply" in w for w in warnings) == 1
+    assert sum("give the Pi air" in w for w in warnings) == 1
+    assert json.loads((tmp_path / "status.json").read_text())["throttled"] == "0x50000"
 
 
 def test_reboot_mid_window_plays_at_once_with_a_short_fade(tmp_path):
@@ -235,7 +233,7 @@ def test_silence_detector_restarts_the_generator_and_logs_why(tmp_path, caplog):
     svc, clock, engines, log = make_service(tmp_path, '[playback]\nbundle = "a"\nsilence_restart_s = 30\n')
     svc._start()
     run_for(svc, clock, 10)
-    engines[0].stats.level_dbfs_10s = -math.inf
+    engines[0].level_dbfs_10s = -math.inf
     with caplog.at_level(logging.WARNING, logger="murmur.service"):
         run_for(svc, clock, 29)
         assert len(engines) == 1
@@ -249,7 +247,7 @@ def test_silence_detector_restarts_the_generator_and_logs_why(tmp_path, caplog):
 def test_silence_in_quiet_hours_is_not_a_fault(tmp_path):
     svc, clock, engines, _ = make_service(tmp_path, GALLERY.replace('bundle = "a"', 'bundle = "a"\nsilence_restart_s = 5'))
     svc._start()
-    engines[0].stats.level_dbfs_10s = -math.inf
+    engines[0].level_dbfs_10s = -math.inf
     run_for(svc, clock, 600)
     assert len(engines) == 1
 
@@ -259,7 +257,7 @@ def test_stuck_output_restarts_the_generator(tmp_path):
     svc._start()
     run_for(svc, clock, 5)
     for _ in range(25):
-        engines[0].stats.identical_blocks += 86
+        engines[0].identical_blocks += 86
         run_for(svc, clock, 1)
     assert len(engines) == 2
 

@@ -71,7 +71,7 @@ def draw(path: Path, source_log_mag: np.ndarray, generated: np.ndarray, *, sampl
     ax.set_ylabel("MSE (model units)")
     ax.legend(loc="upper left", fontsize=8)
     fig.suptitle(title)
-    if n_text:
+    if figures_text:
         bottom = text_in / (10 + text_in)
         fig.text(0.01, 0.005, figures_text, family="monospace", fontsize=7.5, va="bottom", ha="left")
         fig.tight_layout(rect=(0, bottom, 1, 1))

@@ -325,9 +325,7 @@ class Pca:
 
     def project(self, blocks: Iterator[np.ndarray] | np.ndarray) -> np.ndarray:
         """Vectors (m, dims), or blocks of them -> (m, k) float64."""
-        if isinstance(blocks, np.ndarray):
-            blocks = [blocks]
-        parts = [(b - self.mean) @ self.components for b in blocks]
+        parts = [(b - self.mean) @ self.components for b in ([blocks] if isinstance(blocks, np.ndarray) else blocks)]
         k = self.components.shape[1]
         return np.concatenate(parts) if parts else np.zeros((0, k))
 
@@ -340,11 +338,12 @@ def fit_pca(make_blocks, n_components: int, *, what: str = "reference") -> Pca:
     """
     from scipy.linalg import eigh
 
-    total, count = None, 0
+    total: np.ndarray | None = None
+    count = 0
     for b in make_blocks():
         total = b.sum(axis=0) if total is None else total + b.sum(axis=0)
         count += b.shape[0]
-    if count < 2:
+    if count < 2 or total is None:
         raise ValueError(f"{what}: {count} vector(s); at least 2 are needed for a covariance (the audio is too short)")
     mean = total / count
     dims = mean.shape[0]
@@ -357,10 +356,10 @@ def fit_pca(make_blocks, n_components: int, *, what: str = "reference") -> Pca:
         keep[0] = True
         components = centred.T @ vectors[:, keep] / np.sqrt(np.maximum(values[keep], 1e-300))
         return Pca(mean, components)
-    scatter = None
+    scatter = np.zeros((dims, dims))
     for b in make_blocks():
         c = b - mean
-        scatter = c.T @ c if scatter is None else scatter + c.T @ c
+        scatter += c.T @ c
     values, vectors = eigh(scatter / (count - 1), subset_by_index=[dims - k, dims - 1], driver="evr")
     return Pca(mean, vectors[:, ::-1])
 

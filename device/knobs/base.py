@@ -19,7 +19,8 @@ class Knobs:
         return {"backend": self.backend, "inputs": {}, "led": None, "problems": [self.reason] if self.reason else []}
 
     def set_status(self, state: str) -> None:
-        """Show a service state ("playing", "starting", "quiet-hours", "error") on the status LED, if any."""
+        """Show a service state ("playing", "starting", "quiet-hours", "error", "power_warning") on the status LED,
+        if any."""
 
     def wait_polls(self, count: int = 1, timeout: float = 1.0) -> bool:
         """Block until ``count`` more input polls have run (False: nothing is polled here)."""

@@ -9,10 +9,12 @@ into the ControlStore; nothing else crosses threads. gpiozero is imported here o
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..controls import BOOL_CONTROLS, EVENTS, ControlStore
 from .base import Knobs
@@ -52,9 +54,9 @@ class GpioKnobs(Knobs):
         self.knob_map, self.store, self.pin_factory = knob_map, store, pin_factory
         self._on_error = on_error
         self._devices: list = []
-        self._pots: list[tuple[str, object, PotShaper, str]] = []  # (name, MCP3008, shaper, control)
+        self._pots: list[tuple[str, Any, PotShaper, str]] = []  # (name, MCP3008, shaper, control)
         self._buttons: list[_PolledButton] = []
-        self._encoders: dict[str, object] = {}
+        self._encoders: dict[str, Any] = {}  # gpiozero RotaryEncoder (untyped)
         self._raw: dict[str, float] = {}
         self._problems: list[str] = []
         self._reported: set[str] = set()
@@ -71,20 +73,20 @@ class GpioKnobs(Knobs):
         km = self.knob_map
         for pot in km.pots:
             self._try(f"pot {pot.name!r} (MCP3008 channel {pot.channel}, CE{km.spi_chip_select})",
-                      lambda pot=pot: self._attach_pot(pot))
+                      functools.partial(self._attach_pot, pot))
         for enc in km.encoders:
-            self._try(f"encoder {enc.name!r} (GPIO {enc.pin_a}/{enc.pin_b})", lambda enc=enc: self._attach_encoder(enc))
+            self._try(f"encoder {enc.name!r} (GPIO {enc.pin_a}/{enc.pin_b})", functools.partial(self._attach_encoder, enc))
             if enc.push_pin is not None:
                 push = ButtonSpec(name=f"{enc.name}.push", pin=enc.push_pin, press=enc.push, long_press=enc.push_long,
                                   pull=enc.pull)
                 self._try(f"push switch of {enc.name!r} (GPIO {enc.push_pin})",
-                          lambda push=push: self._attach_button(push))
+                          functools.partial(self._attach_button, push))
         for button in km.buttons:
-            self._try(f"button {button.name!r} (GPIO {button.pin})", lambda button=button: self._attach_button(button))
+            self._try(f"button {button.name!r} (GPIO {button.pin})", functools.partial(self._attach_button, button))
         for switch in km.switches:
-            self._try(f"switch {switch.name!r} (GPIO {switch.pin})", lambda switch=switch: self._attach_switch(switch))
+            self._try(f"switch {switch.name!r} (GPIO {switch.pin})", functools.partial(self._attach_switch, switch))
         if km.led is not None:
-            self._try(f"LED (GPIO {km.led.pin})", lambda: self._attach_led(km.led))
+            self._try(f"LED (GPIO {km.led.pin})", functools.partial(self._attach_led, km.led))
         if self._pots or self._buttons:
             self._thread = threading.Thread(target=self._poll_loop, name="murmur-knobs", daemon=True)
             self._thread.start()
@@ -226,7 +228,8 @@ class GpioKnobs(Knobs):
             self._on_error(message)
 
     def set_status(self, state: str) -> None:
-        """Show a service state ("playing", "starting", "quiet-hours", "error") on the LED, if there is one."""
+        """Show a service state ("playing", "starting", "quiet-hours", "error", "power_warning") on the LED, if
+        there is one."""
         if self._led is None or self.knob_map.led is None:
             return
         pattern = self.knob_map.led.patterns.get(state.replace("-", "_"), "off")
@@ -242,6 +245,8 @@ class GpioKnobs(Knobs):
             led.blink(on_time=0.5, off_time=0.5)
         elif pattern == "fast_blink":
             led.blink(on_time=0.1, off_time=0.1)
+        elif pattern == "flash":  # a short flash every 2 s: unlike every other pattern, also from across a room
+            led.blink(on_time=0.1, off_time=1.9)
         elif pattern == "breathe":
             if hasattr(led, "pulse"):
                 led.pulse(fade_in_time=1.5, fade_out_time=1.5)

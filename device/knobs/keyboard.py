@@ -141,7 +141,7 @@ class KeyboardKnobs(Knobs):
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=1.0)
-        if self._saved_tty is not None:
+        if self._saved_tty is not None and self._fd is not None:
             import termios
 
             termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved_tty)

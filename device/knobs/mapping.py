@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..controls import BOOL_CONTROLS, CONTROL_RANGES, EVENTS
 from ..errors import ConfigError
@@ -16,8 +17,9 @@ from ..errors import ConfigError
 INPUT_TYPES = ("pot", "encoder", "button", "switch")
 CURVES = ("linear", "log")
 PULLS = ("up", "down", "none")
-LED_PATTERNS = ("off", "on", "blink", "fast_blink", "breathe")
-LED_STATES = ("playing", "starting", "quiet_hours", "error")  # status.json states, '-' written as '_'
+LED_PATTERNS = ("off", "on", "blink", "fast_blink", "breathe", "flash")
+# status.json states ('-' written as '_') and "power_warning": playing after under-voltage or throttling since boot
+LED_STATES = ("playing", "starting", "quiet_hours", "error", "power_warning")
 SPI0_PINS = {8: "SPI0 CE0", 7: "SPI0 CE1", 9: "SPI0 MISO", 10: "SPI0 MOSI", 11: "SPI0 SCLK"}
 MAX_BCM_PIN = 27  # the 40-pin header carries GPIO 0–27
 
@@ -92,7 +94,8 @@ class LedSpec:
     pwm: bool = True
     active_high: bool = True
     patterns: dict[str, str] = field(
-        default_factory=lambda: {"playing": "on", "starting": "blink", "quiet_hours": "off", "error": "fast_blink"}
+        default_factory=lambda: {"playing": "on", "starting": "blink", "quiet_hours": "off", "error": "fast_blink",
+                                 "power_warning": "flash"}
     )
 
 
@@ -124,21 +127,25 @@ def parse_knobs(knobs_table: dict | None, led_table: dict | None, where: str) ->
     """Validate the ``[knobs]`` and ``[led]`` tables (as tomllib returns them) into a KnobMap. Raises ConfigError."""
     knobs_table = dict(knobs_table or {})
     reader = _Table(knobs_table, "knobs", where)
-    settings = dict(
+    settings: dict[str, Any] = dict(
         enabled=reader.boolean("enabled", True),
         spi_chip_select=reader.integer("spi_chip_select", 0, choices=(0, 1)),
         poll_hz=reader.number("poll_hz", 100.0, low=20.0, high=1000.0),
         stuck_s=reader.number("stuck_s", 30.0, low=1.0, high=3600.0),
         max_presses_per_minute=reader.integer("max_presses_per_minute", 30, low=1, high=600),
     )
-    pots, encoders, buttons, switches = [], [], [], []
+    pots: list[PotSpec] = []
+    encoders: list[EncoderSpec] = []
+    buttons: list[ButtonSpec] = []
+    switches: list[SwitchSpec] = []
     for name, table in knobs_table.items():
         if not isinstance(table, dict):
             continue
         kind = _Table(table, f"knobs.{name}", where).choice("type", None, INPUT_TYPES)
         parser = {"pot": _parse_pot, "encoder": _parse_encoder, "button": _parse_button, "switch": _parse_switch}[kind]
         spec = parser(name, _Table(table, f"knobs.{name}", where))
-        {"pot": pots, "encoder": encoders, "button": buttons, "switch": switches}[kind].append(spec)
+        by_kind: dict[str, list[Any]] = {"pot": pots, "encoder": encoders, "button": buttons, "switch": switches}
+        by_kind[kind].append(spec)
     reader.finish(extra_ok=lambda value: isinstance(value, dict))
     led = _parse_led(led_table, where) if led_table else None
     knob_map = KnobMap(

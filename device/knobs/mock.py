@@ -22,6 +22,8 @@ SELECT_PINS = {0: 8, 1: 7}  # chip select -> GPIO (SPI0 CE0 / CE1)
 class MockMCP3008(MockSPIDevice):
     """The slave side of an MCP3008: reads start bit, single/differential bit, 3 channel bits; answers 10 bits."""
 
+    rx_buf: list[int]  # gpiozero's MockSPIDevice: the bits received since it was last cleared
+
     def __init__(self, *, chip_select: int = 0, pin_factory=None) -> None:
         super().__init__(11, 10, 9, SELECT_PINS[chip_select], pin_factory=pin_factory)
         self.ratios = [0.0] * 8  # each channel's input as a fraction of Vref, 0..1

@@ -24,7 +24,8 @@ NOTE = {name: base + 12 * (octave + 1) for octave in range(2, 7) for name, base 
         for name in [f"{name}{octave}"]}
 
 # (note, beats) per bar; the right hand of bars 1-16 and a simplified left hand.
-MELODY_A = [
+Bars = list[list[tuple[str, float]]]  # per bar: (note name, beats)
+MELODY_A: Bars = [
     [("D5", 1), ("G4", .5), ("A4", .5), ("B4", .5), ("C5", .5)],
     [("D5", 1), ("G4", 1), ("G4", 1)],
     [("E5", 1), ("C5", .5), ("D5", .5), ("E5", .5), ("F#5", .5)],
@@ -32,15 +33,15 @@ MELODY_A = [
     [("C5", 1), ("D5", .5), ("C5", .5), ("B4", .5), ("A4", .5)],
     [("B4", 1), ("C5", .5), ("B4", .5), ("A4", .5), ("G4", .5)],
 ]
-MELODY = MELODY_A + [
+MELODY: Bars = MELODY_A + [
     [("F#4", 1), ("G4", .5), ("A4", .5), ("B4", .5), ("G4", .5)],
     [("A4", 3)],
 ] + MELODY_A + [
     [("A4", 1), ("B4", .5), ("A4", .5), ("G4", .5), ("F#4", .5)],
     [("G4", 3)],
 ]
-BASS_A = [[("G3", 2), ("A3", 1)], [("B3", 3)], [("C4", 3)], [("B3", 3)], [("A3", 3)], [("G3", 3)]]
-BASS = BASS_A + [[("D4", 1), ("B3", 1), ("G3", 1)], [("D4", 1), ("D3", 1), ("C4", 1)]] + BASS_A + [
+BASS_A: Bars = [[("G3", 2), ("A3", 1)], [("B3", 3)], [("C4", 3)], [("B3", 3)], [("A3", 3)], [("G3", 3)]]
+BASS: Bars = BASS_A + [[("D4", 1), ("B3", 1), ("G3", 1)], [("D4", 1), ("D3", 1), ("C4", 1)]] + BASS_A + [
     [("D4", 1), ("B3", 1), ("D3", 1)], [("G3", 2), ("G2", 1)]]
 
 
@@ -64,7 +65,7 @@ def track(events: list[tuple[int, bytes]]) -> bytes:
     return b"MTrk" + struct.pack(">I", len(data)) + data
 
 
-def voice(bars: list[list[tuple[str, float]]], channel: int, program: int, velocity: int, first_bar: int = 0,
+def voice(bars: Bars, channel: int, program: int, velocity: int, first_bar: int = 0,
           last_bar: int = 16) -> list[tuple[int, bytes]]:
     """Note events of one instrument playing bars[first_bar:last_bar] (legato: 95 % of each note)."""
     events = [(0, bytes([0xC0 | channel, program]))]
@@ -81,7 +82,7 @@ def voice(bars: list[list[tuple[str, float]]], channel: int, program: int, veloc
 def midi_file() -> bytes:
     """Piano melody throughout, cello bass, a violin doubling the melody an octave down in the second half."""
     tempo = [(0, b"\xff\x51\x03" + TEMPO_US_PER_BEAT.to_bytes(3, "big"))]
-    octave_down = [[(n[:-1] + str(int(n[-1]) - 1), b) for n, b in bar] for bar in MELODY]
+    octave_down: Bars = [[(n[:-1] + str(int(n[-1]) - 1), b) for n, b in bar] for bar in MELODY]
     tracks = [
         track(tempo),
         track(voice(MELODY, channel=0, program=0, velocity=90)),  # acoustic grand piano

@@ -1,0 +1,47 @@
+"""The shipped fakes and the real parts both satisfy the device's protocols (mypy checks the signatures in
+`make lint`; this checks, at run time, that nothing lost a member), and a protocol notices a part that does."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from device import protocols
+from device.fakes import FakeEngine, FakeStepModel, FakeVocoder, SimClock
+from device.service import WallClock
+from device.sinks import NullSink, WavSink
+from device.status import ClockSync
+from device.vocoder import StreamingVocoder
+
+
+class Bundle:
+    bundle_id = "b"
+
+
+def test_fakes_and_real_parts_satisfy_the_protocols(tmp_path):
+    clock = SimClock(datetime(2026, 12, 1, 12, 0))
+    assert isinstance(FakeStepModel(1025), protocols.StepModelLike)
+    assert isinstance(FakeVocoder(n_fft=2048, hop_length=512), protocols.VocoderLike)
+    assert isinstance(StreamingVocoder(n_fft=2048, hop_length=512), protocols.VocoderLike)
+    assert isinstance(NullSink(), protocols.Sink) and isinstance(WavSink(Path(tmp_path / "x.wav")), protocols.Sink)
+    assert isinstance(clock, protocols.Clock) and isinstance(WallClock(), protocols.Clock)
+    assert isinstance(FakeEngine(Bundle(), clock), protocols.EngineLike)
+
+
+def test_a_part_missing_a_member_is_not_taken_for_one():
+    class HalfVocoder:
+        def process(self, magnitude):
+            return magnitude
+
+    assert not isinstance(HalfVocoder(), protocols.VocoderLike)
+
+
+def test_sim_clock_moves_only_when_told_and_reports_its_sync_state():
+    import threading
+
+    clock = SimClock(datetime(2026, 12, 1, 12, 0))
+    assert clock.now() == datetime(2026, 12, 1, 12, 0) and clock.sync() == ClockSync.SYNCHRONISED
+    assert clock.wait(threading.Event(), 90.0) is False
+    assert clock.now() == datetime(2026, 12, 1, 12, 1, 30) and clock.monotonic() == 1090.0
+    clock.synchronised = ClockSync.UNSYNCHRONISED
+    assert clock.sync() == ClockSync.UNSYNCHRONISED

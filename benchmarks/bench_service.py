@@ -42,6 +42,7 @@ from device.config import load_config
 from device.engine import Engine
 from device.service import BUFFER_FRAMES, Notifier, Service, WallClock
 from device.sinks import NullSink
+from device.status import ClockSync
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "deploy" / "murmur.service"
@@ -54,13 +55,17 @@ SIM_HOURS = float(os.environ.get("MURMUR_BENCH_SIM_HOURS", "24"))
 # -- fixtures ----------------------------------------------------------------------------------------------------
 def bundles() -> list[Path]:
     """Two real bundles (3 x 192 LSTM, the trainer's default size, dynamic-range) trained briefly on two parts of
-    the demo clip; cached in out/bench/service/ and reused while they still load."""
+    the demo clip; cached in out/bench/service/ and reused while they load and have today's format."""
+    from device.bundle import FORMAT_VERSION
+
     out = []
     for name, offset_s in (("a", 0.0), ("b", 12.0)):
         path = WORK / "bundles" / name
         try:
-            load_bundle(path)
+            current = load_bundle(path).format_version == FORMAT_VERSION  # older ones play another generator
         except Exception:
+            current = False
+        if not current:
             _train(path, offset_s)
         out.append(path)
     return out
@@ -81,6 +86,11 @@ def _train(path: Path, offset_s: float) -> None:
     options = TrainOptions(minutes=1.0, max_epochs=3, seed=1, cache_dir=WORK / "cache", name=f"bench-{path.name}",
                            export_reserve_s=0.0)
     train_bundle(wav, path, options)
+
+
+def _bundle_format(paths: list[Path]) -> str:
+    """The bundles' format versions, for the report (e.g. "2")."""
+    return "/".join(sorted({str(load_bundle(p).format_version) for p in paths}))
 
 
 class WatchdogListener:
@@ -135,6 +145,9 @@ class AcceleratedClock(WallClock):
 
     def monotonic(self) -> float:
         return 1e6 + self.offset
+
+    def sync(self) -> ClockSync:
+        return ClockSync.SYNCHRONISED  # simulated time is the truth here, whatever this machine's clock says
 
     def wait(self, event: threading.Event, timeout: float) -> bool:
         hit = event.wait(self.real_wait_s)
@@ -385,7 +398,7 @@ def fifo_available() -> bool:
 
 def run(quick: bool) -> str:
     WORK.mkdir(parents=True, exist_ok=True)
-    bundles()  # trained here (trainer venv) if missing; the children only load them
+    paths = bundles()  # trained here (trainer venv) if missing; the children only load them
     score = exposure()
     day = _child("sim", quick)
     frames = _child("frames", quick)
@@ -432,8 +445,8 @@ replace the engine). Watchdog pings were real-time ({day['pings']} received, WAT
 Real-time pacing: {rt_sched}; load average {load_before:.1f} on {os.cpu_count()} cores when it began;
 {rt['blocks']:,} blocks delivered of {rt['expected_blocks']:,.0f} expected; RSS change over the run {rt['rss_growth']:+.1f} MB. Reload latency = request → crossfade start in the producer (config re-read, bundle
 loaded and checked, step model opened) + {rt['queued_s'] * 1000:.0f} ms of audio already queued (ring + vocoder
-look-ahead); the crossfade itself then takes crossfade_s (3 s here). Bundles: two 3 × 192 LSTM bundles trained
-briefly on parts of the demo clip (out/bench/service/bundles).
+look-ahead); the crossfade itself then takes crossfade_s (3 s here). Bundles: two 3 × 192 LSTM bundles (format
+{_bundle_format(paths)}, so the bank generator plays) trained briefly on parts of the demo clip (out/bench/service/bundles).
 """
 
 

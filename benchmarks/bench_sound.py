@@ -13,7 +13,6 @@ command, measured with trainer/soundcheck.py against the clip and against two re
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import corpus
-from .common import BENCH_OUT, ROOT
+from .common import BENCH_OUT, ROOT, code_digest
 
 SOUND_OUT = BENCH_OUT / "sound"
 RENDER_SECONDS = 120.0
@@ -49,15 +48,10 @@ NOT_BUNDLE_CODE = ("trainer/soundcheck.py", "trainer/preview.py", "trainer/liven
 
 
 def code_hash() -> str:
-    """SHA-256 (16 hex) of the code that makes a bundle (BUNDLE_CODE): a bundle made by other code is trained
-    again; a change to the generator (device/bank.py, device/sampler.py …) only re-renders."""
-    digest = hashlib.sha256()
-    for pattern in BUNDLE_CODE:
-        for path in sorted(ROOT.glob(pattern)):
-            name = str(path.relative_to(ROOT))
-            if name not in NOT_BUNDLE_CODE:
-                digest.update(name.encode() + path.read_bytes())
-    return digest.hexdigest()[:16]
+    """code_digest of the code that makes a bundle (BUNDLE_CODE): a bundle made by other code is trained again;
+    a change to the generator (device/bank.py, device/sampler.py …) or to a docstring only re-renders."""
+    return code_digest([path for pattern in BUNDLE_CODE for path in ROOT.glob(pattern)
+                        if str(path.relative_to(ROOT)) not in NOT_BUNDLE_CODE])
 
 
 # ------------------------------------------------------------------------------------------------------ training

@@ -34,14 +34,18 @@ def read_sections(text: str) -> dict[str, str]:
 def main() -> int:
     names = discover()
     parser = argparse.ArgumentParser(prog="make bench", description=__doc__)
-    parser.add_argument("--only", nargs="*", choices=names, help="sections to run (default: all)")
+    parser.add_argument("--only", nargs="*", choices=names,
+                        help="sections to run (default: all but those that run for hours, e.g. endurance)")
     parser.add_argument("--quick", action="store_true", help="shorter runs (smoke check, figures not for the record)")
     args = parser.parse_args()
     sections = read_sections(OUTPUT.read_text()) if OUTPUT.exists() else {}
     for name in args.only or names:
+        module = importlib.import_module(f"benchmarks.bench_{name}")
+        if not args.only and not getattr(module, "DEFAULT", True):
+            print(f"== bench {name}: skipped (run it with --only {name}) ==", flush=True)
+            continue
         print(f"== bench {name} ==", flush=True)
         started = time.monotonic()
-        module = importlib.import_module(f"benchmarks.bench_{name}")
         body = module.run(quick=args.quick)
         stamp = f"_{time.strftime('%Y-%m-%d')}, {platform.machine()}, Python {platform.python_version()}, {time.monotonic() - started:.0f} s_"
         sections[name] = f"{body.strip()}\n\n{stamp}"

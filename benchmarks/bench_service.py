@@ -24,6 +24,7 @@ a WATCHDOG listener bound to its own ``NOTIFY_SOCKET`` (as systemd would).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -32,6 +33,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime, timedelta
@@ -194,7 +196,8 @@ class EngineTally:
         return self.old_underruns + (self.current.stats.underruns if self.current else 0)
 
 
-def make_service(config_path: Path, listener: WatchdogListener, sink: NullSink, *, clock=None, tick_s=1.0):
+def make_service(config_path: Path, listener: WatchdogListener, sink: NullSink, *, clock=None, tick_s=1.0,
+                 status_file: Path | None = None):
     engines = EngineTally()
 
     def engine_factory(bundle, *, config, store, on_frame, on_event):
@@ -202,7 +205,8 @@ def make_service(config_path: Path, listener: WatchdogListener, sink: NullSink, 
                                   on_frame=on_frame, on_event=on_event, buffer_frames=BUFFER_FRAMES))
 
     svc = Service(load_config(config_path), engine_factory=engine_factory, knobs_factory=None,
-                  notifier=Notifier(str(listener.path)), clock=clock, status_file=WORK / "run" / "status.json",
+                  notifier=Notifier(str(listener.path)), clock=clock,
+                  status_file=status_file or WORK / "run" / "status.json",
                   state_dir=WORK / "state", tick_s=tick_s)
     return svc, engines
 
@@ -227,14 +231,83 @@ def exposure() -> float:
     return float(match.group(1)) if match else float("nan")
 
 
+class LogCapture(logging.Handler):
+    """Keeps every record the service logs at the level the unit runs it with (INFO), for the journal figures."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def proc_io() -> dict[str, int]:
+    """This process's /proc/self/io counters: write_bytes = bytes it caused to be written to block storage
+    (page-cache writes of disk-backed files; not tmpfs, not sockets); wchar = bytes passed to write calls."""
+    fields = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+    return {key: int(value) for key, value in fields.items()}
+
+
+JOURNAL_REMOTE = Path("/lib/systemd/systemd-journal-remote")
+
+
+def _journal_used_bytes(path: Path) -> int:
+    """Bytes in use in a journal file: its tail object's offset + size (the file itself is preallocated in 8-MB
+    steps). Header layout: systemd's journal-def.h (tail_object_offset at 136; an object's size at +8)."""
+    data = path.read_bytes()
+    tail = int.from_bytes(data[136:144], "little")
+    size = int.from_bytes(data[tail + 8: tail + 16], "little")
+    return tail + (size + 7) // 8 * 8
+
+
+def journal_bytes(records: list[logging.LogRecord]) -> int | None:
+    """What journald stores for these records: they are written in journal export format, with the fields
+    python-systemd's JournalHandler sends and the trusted fields journald adds, by systemd-journal-remote (the
+    journal file writer journald uses) into a fresh file; bytes in use minus those of the same file holding only
+    the first record. None when systemd-journal-remote is not installed (apt install systemd-journal-remote)."""
+    if not JOURNAL_REMOTE.exists() or not records:
+        return None
+
+    def export(recs: list[logging.LogRecord]) -> bytes:
+        out = []
+        for i, r in enumerate(recs):
+            fields = {
+                "__REALTIME_TIMESTAMP": str(int(r.created * 1e6)), "__MONOTONIC_TIMESTAMP": str(1_000_000 + i),
+                "_BOOT_ID": "0" * 32, "MESSAGE": r.getMessage().replace("\n", " "),
+                "PRIORITY": str({10: 7, 20: 6, 30: 4, 40: 3, 50: 2}.get(r.levelno, 6)),
+                "LOGGER": r.name, "THREAD_NAME": r.threadName or "", "CODE_FILE": r.pathname,
+                "CODE_LINE": str(r.lineno), "CODE_FUNC": r.funcName, "SYSLOG_IDENTIFIER": "python",
+                "_PID": "812", "_UID": "998", "_GID": "998", "_COMM": "python", "_EXE": "/usr/bin/python3.11",
+                "_CMDLINE": "/opt/murmur/current/venv/bin/python -m device serve", "_SYSTEMD_UNIT": "murmur.service",
+                "_SYSTEMD_CGROUP": "/system.slice/murmur.service", "_TRANSPORT": "journal", "_HOSTNAME": "murmur",
+                "_MACHINE_ID": "f" * 32, "_CAP_EFFECTIVE": "0", "_SELINUX_CONTEXT": "unconfined",
+            }
+            out.append("".join(f"{k}={v}\n" for k, v in fields.items()) + "\n")
+        return "".join(out).encode()
+
+    used = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n, recs in enumerate((records[:1], records)):
+            source, journal = Path(tmp) / f"{n}.export", Path(tmp) / f"{n}.journal"
+            source.write_bytes(export(recs))
+            subprocess.run([str(JOURNAL_REMOTE), "-o", str(journal), str(source)], capture_output=True, check=True,
+                           timeout=120)
+            used.append(_journal_used_bytes(journal))
+    return used[1] - used[0]
+
+
 def simulated_day(paths: list[Path], quick: bool) -> dict:
     tick_s, real_wait_s = (10.0, 0.004) if quick else (1.0, 0.002)
-    config_path = WORK / "sim.toml"
+    # As on the Pi: the status file on tmpfs (/run there, /dev/shm here), the playlist state on the disk. The
+    # benchmark's own files (configs it rewrites, the corrupt bundle) go to tmpfs too, so that this process's
+    # write_bytes are the service's own writes to storage.
+    shm = Path(tempfile.mkdtemp(prefix="murmur-bench-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    config_path = shm / "sim.toml"
     schedule = "\n".join(f'{day} = "10:00-18:00"' for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"))
     write_config(config_path, paths, rotate_minutes=60, schedule=schedule)
     shutil.rmtree(WORK / "state", ignore_errors=True)
-    bad_bundle = WORK / "corrupt"
-    shutil.rmtree(bad_bundle, ignore_errors=True)
+    bad_bundle = shm / "corrupt"
     shutil.copytree(paths[0], bad_bundle)
     (bad_bundle / "model.tflite").write_bytes((bad_bundle / "model.tflite").read_bytes()[:1000])
     listener = WatchdogListener(WORK / "notify-sim.sock")
@@ -242,7 +315,15 @@ def simulated_day(paths: list[Path], quick: bool) -> dict:
     sink = NullSink(realtime=False)
     os.environ["WATCHDOG_USEC"] = "2000000"
     os.environ["WATCHDOG_PID"] = str(os.getpid())
-    svc, engines = make_service(config_path, listener, sink, clock=clock, tick_s=tick_s)
+    svc, engines = make_service(config_path, listener, sink, clock=clock, tick_s=tick_s,
+                                status_file=shm / "run" / "status.json")
+    capture = LogCapture()
+    root_logger = logging.getLogger()
+    for handler in root_logger.handlers:
+        handler.setLevel(logging.WARNING)
+    root_logger.addHandler(capture)
+    root_logger.setLevel(logging.INFO)  # what the unit logs (device.service.setup_logging)
+    io_before = proc_io()
     started = time.monotonic()
     thread, result = run_in_thread(svc)
     samples: list[tuple[float, int, float]] = []  # (simulated hour, frames produced in total, RSS MB)
@@ -277,6 +358,11 @@ def simulated_day(paths: list[Path], quick: bool) -> dict:
         svc.request_stop()
         thread.join(30)
         listener.close()
+        io_after = proc_io()
+        root_logger.removeHandler(capture)
+        shutil.rmtree(shm, ignore_errors=True)
+    day_fraction = clock.offset / 86400.0
+    journal = journal_bytes(capture.records)
     gaps = listener.gaps()
     warm = [s for s in samples if s[0] >= 1.0]
     slope_h = _slope([s[0] for s in warm], [s[2] for s in warm])
@@ -291,6 +377,11 @@ def simulated_day(paths: list[Path], quick: bool) -> dict:
         "misses": sum(g > 2.0 for g in gaps), "rotations": counters.rotations, "reloads": counters.reloads,
         "rejected": counters.rejected_reloads, "restarts": counters.restarts, "rc": result.get("rc"),
         "ticks": round(clock.offset / tick_s), "samples": [(round(h, 2), f, round(r, 2)) for h, f, r in samples],
+        "write_bytes_per_day": (io_after["write_bytes"] - io_before["write_bytes"]) / day_fraction,
+        "wchar_per_day": (io_after["wchar"] - io_before["wchar"]) / day_fraction,
+        "log_records_per_day": len(capture.records) / day_fraction,
+        "log_text_bytes_per_day": sum(len(r.getMessage()) for r in capture.records) / day_fraction,
+        "journal_bytes_per_day": None if journal is None else journal / day_fraction,
     }
 
 
@@ -422,6 +513,14 @@ def run(quick: bool) -> str:
         ("reload to new sound (median / max of "
          f"{len(lat)})", f"{statistics.median(lat):.2f} / {max(lat):.2f} s", "≤ 2 s", max(lat) <= 2.0),
         ("underruns during the reloads", f"{rt['reload_underruns']}", "0", rt["reload_underruns"] == 0),
+        ("simulated day: bytes the service writes to storage per day (its own `/proc/<pid>/io` write_bytes)",
+         f"{day['write_bytes_per_day'] / 1e3:.0f} kB", "≤ 1 MB", day["write_bytes_per_day"] <= 1e6),
+        (f"simulated day: what journald stores of its log per day ({day['log_records_per_day']:.0f} entries at INFO, "
+         f"{day['log_text_bytes_per_day'] / 1e3:.1f} kB of text)",
+         "not measured (apt install systemd-journal-remote)" if day["journal_bytes_per_day"] is None
+         else f"{day['journal_bytes_per_day'] / 1e3:.0f} kB", "≤ 1 MB with the above",
+         day["journal_bytes_per_day"] is not None
+         and day["journal_bytes_per_day"] + day["write_bytes_per_day"] <= 1e6),
     ]
     table = "\n".join(f"| {name} | {value} | {target} | {'ok' if good else '**MISSED**'} |" for name, value, target, good in rows)
     return f"""## Service: unattended running
@@ -431,6 +530,15 @@ def run(quick: bool) -> str:
 | figure | measured | target | |
 |---|---|---|---|
 {table}
+
+Writes to the SD card: the simulated day's process (the service in a thread; the benchmark's own files — configs it
+rewrites, a corrupt bundle — and the status file on tmpfs, as `/run` on the Pi) reads its `/proc/self/io` before
+and after: `write_bytes` counts what it sent towards block storage (the playlist position, written durably at each
+of the day's rotations; anything else would show here too), {day['wchar_per_day'] / 1e6:.1f} MB/day of `wchar` is
+every write call including tmpfs (the status file every second) and sockets. The log: every record at INFO (the
+unit's level) is written in journal export format, with the fields journald keeps for each entry, by
+`systemd-journal-remote` (journald's own file writer) into a fresh journal; bytes in use minus those of one
+entry. `install.sh` caps the journal at 32 MB (`--journal volatile`: nothing on the card).
 
 What was simulated: {day['sim_h']:.1f} h of the service's own clock in {day['real_s']:.0f} s of real time
 ({day['ticks']} main-loop ticks of {day['tick_s']:g} s), open 10:00-18:00 with 10-s fades, {day['rotations']} hourly
@@ -454,6 +562,7 @@ if __name__ == "__main__":  # the child processes of run()
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    sys.dont_write_bytecode = True  # imports during a measurement must not count as the service's writes
     kind, mode = sys.argv[1], sys.argv[2]
     paths = [WORK / "bundles" / "a", WORK / "bundles" / "b"]
     measure = {"sim": simulated_day, "frames": frame_path, "rt": realtime_and_reload}[kind]

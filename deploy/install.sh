@@ -5,11 +5,14 @@
 #   sudo sh deploy/install.sh                    install / repair
 #   sudo sh deploy/install.sh --hat hifiberry-dac   also enable an audio HAT's overlay in config.txt (then reboot)
 #   sh deploy/install.sh --check                  only check this Pi and print hints (nothing is changed)
+#   sudo sh deploy/install.sh --journal volatile  keep the system log in RAM only (no log writes to the SD card;
+#                                                 lost at reboot); --journal persistent (the default) keeps it on
+#                                                 the card, capped at 32 MB. Re-running without --journal keeps it.
 # What it does: checks (64-bit, Bookworm, SPI when knobs need it); apt packages; the venv for requirements-pi.txt
 # in /opt/murmur/venvs/<key> (--system-site-packages; pi_release.py venv); the `murmur` user (audio gpio spi);
 # the unit if none is installed (afterwards each release installs its own when it goes live); the config if absent;
 # at boot the performance CPU governor and murmur-recover.service (undoes a deploy a power cut interrupted);
-# hints for the sound card.
+# journald limits for an appliance (/etc/systemd/journald.conf.d/murmur.conf); hints for the sound card.
 # Test seams: MURMUR_ROOT (filesystem prefix, default empty), MURMUR_PIP (pip command), and PATH.
 set -eu
 
@@ -19,12 +22,16 @@ BASE="$ROOT/opt/murmur"
 APT_PACKAGES="python3 python3-venv python3-gpiozero python3-lgpio python3-spidev python3-pyaudio python3-systemd rsync alsa-utils"
 HAT=""
 CHECK_ONLY=0
+JOURNAL=""
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --hat) HAT=${2:?--hat needs an overlay name, e.g. hifiberry-dac}; shift 2 ;;
     --check) CHECK_ONLY=1; shift ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --journal)
+      JOURNAL=${2:?--journal needs persistent or volatile}; shift 2
+      case "$JOURNAL" in persistent|volatile) ;; *) echo "install.sh: --journal $JOURNAL: use persistent or volatile" >&2; exit 2 ;; esac ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -182,6 +189,41 @@ systemctl daemon-reload
 systemctl enable murmur.service murmur-cpu-performance.service murmur-recover.service
 if [ -z "$ROOT" ]; then
   systemctl start murmur-cpu-performance.service || say "could not set the governor now (it is set at boot)"
+fi
+
+# journald: the system log is the only thing written all day. A size cap keeps it from filling the card; "volatile"
+# writes nothing to the card at all, at the price of losing the log at every reboot (and with it why it rebooted).
+JOURNAL_CONF="$ROOT/etc/systemd/journald.conf.d/murmur.conf"
+if [ -z "$JOURNAL" ] && [ ! -f "$JOURNAL_CONF" ]; then
+  JOURNAL=persistent
+fi
+if [ -n "$JOURNAL" ]; then
+  mkdir -p "$(dirname "$JOURNAL_CONF")"
+  if [ "$JOURNAL" = volatile ]; then
+    printf '# Installed by Murmur install.sh --journal volatile: the log lives in RAM (/run/log/journal), nothing is
+# written to the SD card, and the log is lost at every reboot.
+[Journal]
+Storage=volatile
+RuntimeMaxUse=16M
+' > "$JOURNAL_CONF.tmp"
+  else
+    printf '# Installed by Murmur install.sh --journal persistent: the log survives reboots, on the SD card, capped.
+[Journal]
+Storage=persistent
+SystemMaxUse=32M
+SystemKeepFree=512M
+MaxRetentionSec=3month
+' > "$JOURNAL_CONF.tmp"
+  fi
+  if cmp -s "$JOURNAL_CONF.tmp" "$JOURNAL_CONF"; then
+    rm -f "$JOURNAL_CONF.tmp"
+  else
+    mv "$JOURNAL_CONF.tmp" "$JOURNAL_CONF"
+    systemctl restart systemd-journald || say "could not restart journald now (its settings apply at the next boot)"
+    say "journal: $JOURNAL ($JOURNAL_CONF)"
+  fi
+else
+  say "keeping $JOURNAL_CONF"
 fi
 
 if [ -f "$CONFIG" ]; then

@@ -10,6 +10,7 @@ packages=(
   alsa-utils             # ALSA's file plugin gives tests a real output device without a sound card
   fluidsynth fluid-soundfont-gm  # vocoder tests/bench render real sampled bells and drums (FluidR3_GM)
   systemd                # systemd-analyze verify/security for the unit tests
+  systemd-journal-remote # the service benchmark writes its log into a real journal file to count the bytes
   openssh-server rsync openssh-client  # deploy tests against a real sshd on 127.0.0.1
   ${EXTRA_APT_PACKAGES:-}
 )

@@ -204,3 +204,19 @@ def test_a_failed_venv_build_stops_the_install_and_leaves_no_half_venv(pi_root):
     venvs = pi_root / "opt/murmur/venvs"
     assert [p.name for p in venvs.iterdir()] == []  # removed, not left half-built under its key
     assert not (pi_root / "opt/murmur/.deploy/installed.sha256").exists()  # the next deploy runs install.sh again
+
+
+def test_journald_is_capped_by_default_volatile_on_request_and_kept_when_rerun(pi_root):
+    conf = pi_root / "etc/systemd/journald.conf.d/murmur.conf"
+    proc = install(pi_root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = conf.read_text()
+    assert "Storage=persistent" in text and "SystemMaxUse=32M" in text
+    proc = install(pi_root, "--journal", "volatile")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Storage=volatile" in conf.read_text() and "journal: volatile" in proc.stdout
+    assert "restart systemd-journald" in (pi_root / "var/log/systemctl.calls").read_text()
+    proc = install(pi_root)  # a later run (e.g. a deploy of new code) keeps the technician's choice
+    assert proc.returncode == 0 and "Storage=volatile" in conf.read_text()
+    bad = install(pi_root, "--journal", "tape")
+    assert bad.returncode == 2 and "use persistent or volatile" in bad.stderr

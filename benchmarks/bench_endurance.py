@@ -89,8 +89,9 @@ def clock_and_power() -> list[tuple[str, str]]:
     from device import health
     from device.config import load_config
     from device.fakes import FakeEngine, SimClock
-    from device.service import Notifier, Service
+    from device.service import Service
     from device.status import ClockSync
+    from device.systemd import Notifier
 
     rows = []
     for policy in ("play", "trust"):
@@ -107,7 +108,7 @@ def clock_and_power() -> list[tuple[str, str]]:
 
         svc = Service(load_config(config_path), knobs_factory=None, notifier=Notifier(""), clock=clock,
                       engine_factory=engine_factory,
-                      status_file=WORK / "run" / f"clock-{policy}.json", state_dir=None, startup_check=None)
+                      status_file=WORK / "run" / f"clock-{policy}.json", state_dir=None)
         svc._start()
         before = json.loads(svc.status_file.read_text())
         gain_before = engines[0].fades[-1][0]
@@ -144,7 +145,7 @@ def clock_and_power() -> list[tuple[str, str]]:
 
         svc = Service(load_config(config_path), knobs_factory=lambda config, store: Led(), notifier=Notifier(""),
                       clock=clock, engine_factory=lambda bundle, **kw: FakeEngine(bundle, clock),
-                      status_file=WORK / "run" / "power.json", state_dir=None, startup_check=None)
+                      status_file=WORK / "run" / "power.json", state_dir=None)
         svc._start()
         word["value"] = "0x50005"
         for _ in range(3):

@@ -40,11 +40,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from device.bundle import load_bundle
+from device.cli_service import BUFFER_FRAMES
+from device.clock import WallClock
 from device.config import load_config
 from device.engine import Engine
-from device.service import BUFFER_FRAMES, Notifier, Service, WallClock
+from device.service import Service
 from device.sinks import NullSink
 from device.status import ClockSync
+from device.systemd import Notifier
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "deploy" / "murmur.service"
@@ -200,9 +203,9 @@ def make_service(config_path: Path, listener: WatchdogListener, sink: NullSink, 
                  status_file: Path | None = None):
     engines = EngineTally()
 
-    def engine_factory(bundle, *, config, store, on_frame, on_event):
+    def engine_factory(bundle, *, config, store, on_frame):
         return engines.add(Engine(bundle, sink=sink, controls=store, volume_cap_db=config.playback.volume_cap_db,
-                                  on_frame=on_frame, on_event=on_event, buffer_frames=BUFFER_FRAMES))
+                                  on_frame=on_frame, buffer_frames=BUFFER_FRAMES))
 
     svc = Service(load_config(config_path), engine_factory=engine_factory, knobs_factory=None,
                   notifier=Notifier(str(listener.path)), clock=clock,

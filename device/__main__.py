@@ -11,7 +11,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "render": ("device.cli_engine", "render a bundle offline to a WAV file, as fast as the CPU allows"),
     "list-devices": ("device.cli_engine", "list audio output devices"),
     "resynth": ("device.cli_resynth", "an audio file through STFT magnitudes and the vocoder alone (no model)"),
-    "serve": ("device.service", "the appliance: run as the systemd service with a config file"),
+    "serve": ("device.cli_service", "the appliance: run as the systemd service with a config file"),
     "status": ("device.health", "health report of the running service (text or --json)"),
     "verify": ("device.verify", "check a bundle and the code on this machine: load, step, render a second"),
     "keys": ("device.knobs.keyboard", "turn the controls from the terminal while playing (desktop stand-in)"),

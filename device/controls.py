@@ -28,7 +28,8 @@ CONTROL_RANGES: dict[str, tuple[float, float]] = {
     "gain_db": (-60.0, 12.0),  # output gain before the volume cap, dB
 }
 BOOL_CONTROLS = ("hold",)  # hold: freeze the sound on the current frame
-EVENTS = ("reseed", "next_bundle", "previous_bundle")  # one-shot actions, consumed by the engine/service
+EVENTS = ("reseed", "next_bundle", "previous_bundle")  # one-shot actions (knob presses, keys)
+GENERATOR_EVENTS = ("reseed",)  # taken by the engine's producer, once per frame; the others by the service
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +89,8 @@ class ControlStore:
     def __init__(self, initial: Controls | None = None) -> None:
         self._lock = threading.Lock()
         self._controls = initial or Controls()
-        self._events: list[str] = []
+        self._events: list[str] = []  # for the generator (GENERATOR_EVENTS)
+        self._service_events: list[str] = []  # for the service's main loop (the playlist actions)
         self._version = 0
 
     def snapshot(self) -> Controls:
@@ -115,12 +117,21 @@ class ControlStore:
         if event not in EVENTS:
             raise ConfigError(f"unknown action {event!r}; known actions: {', '.join(EVENTS)}")
         with self._lock:
-            self._events.append(event)
+            (self._events if event in GENERATOR_EVENTS else self._service_events).append(event)
 
     def take_events(self) -> tuple[str, ...]:
-        """Remove and return the queued events (the shared empty tuple most frames: no allocation)."""
+        """Remove and return the generator's queued events (the shared empty tuple most frames: no allocation)."""
         if not self._events:
             return ()
         with self._lock:
             events, self._events = self._events, []
+        return tuple(events)
+
+    def take_service_events(self) -> tuple[str, ...]:
+        """Remove and return the queued playlist actions ('next_bundle', 'previous_bundle'): the service's main
+        loop takes them, so they never pass through the audio thread."""
+        if not self._service_events:
+            return ()
+        with self._lock:
+            events, self._service_events = self._service_events, []
         return tuple(events)

@@ -190,7 +190,6 @@ class BlockPipeline:
         self._swap_pos = 0
         self.frame_index = 0
         self.nonfinite_frames = 0
-        self.on_event: Callable[[str], None] | None = None
         if preroll:  # fill the vocoder's look-ahead so the first block already sounds
             for _ in range(math.ceil(self.vocoder.latency_samples / self.hop)):
                 self.vocoder.process(self.voice.sampler.next_frame(controls))
@@ -247,11 +246,9 @@ class BlockPipeline:
 
     # -- the per-frame call -----------------------------------------------------------------------------------
     def next_block(self, controls: Controls, events: tuple[str, ...] = ()) -> np.ndarray:
-        for event in events:
+        for event in events:  # the generator's own (controls.GENERATOR_EVENTS)
             if event == "reseed":
                 self.voice.sampler.request_jump()
-            elif self.on_event is not None:
-                self.on_event(event)
         magnitudes = self.voice.sampler.next_frame(controls)
         incoming = self.incoming
         if incoming is not None:
@@ -357,13 +354,13 @@ class Engine:
 
     ``sink`` has ``realtime`` (bool), ``start(pull, *, sample_rate_hz, block_frames)`` and ``stop()``; it calls
     ``pull(out (n,) float32) -> bool`` (False once the engine has stopped). ``on_frame(i)`` runs in the producer
-    after every frame (keep it cheap). ``on_event(name)`` receives the one-shot events other than ``reseed``
-    ('next_bundle', 'previous_bundle'), from the producer thread.
+    after every frame (keep it cheap). Of the store's one-shot events the engine takes only the generator's
+    (``reseed``); the playlist actions are the service's (``ControlStore.take_service_events``).
     """
 
     def __init__(self, bundle: Bundle, *, sink: Sink, controls: ControlStore | None = None, seed: int | None = None,
                  volume_cap_db: float = 0.0, on_frame: Callable[[int], None] | None = None,
-                 on_event: Callable[[str], None] | None = None, buffer_frames: int = DEFAULT_BUFFER_FRAMES, max_buffer_frames: int = 12,
+                 buffer_frames: int = DEFAULT_BUFFER_FRAMES, max_buffer_frames: int = 12,
                  model_factory: ModelFactory | None = None, vocoder_factory: VocoderFactory | None = None):
         self.sink = sink
         self.controls = controls if controls is not None else ControlStore()
@@ -371,7 +368,6 @@ class Engine:
         self.pipeline = BlockPipeline(bundle, seed=seed, volume_cap_db=volume_cap_db,
                                       controls=self.controls.snapshot(), model_factory=model_factory,
                                       vocoder_factory=vocoder_factory)
-        self.pipeline.on_event = on_event
         self.hop = self.pipeline.hop
         self.sample_rate_hz = bundle.audio.sample_rate_hz
         self.min_buffer_frames = self.buffer_frames = max(1, int(buffer_frames))

@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from .atomic import replace_file
@@ -34,6 +35,7 @@ TIMESYNC_FLAG = Path("/run/systemd/timesync/synchronized")
 TIMESYNC_DIR = TIMESYNC_FLAG.parent  # exists while timesyncd runs, synchronised or not
 ADJTIMEX_TIME_ERROR = 5  # adjtimex(2)'s return value when the kernel's clock is not synchronised (STA_UNSYNC)
 STALE_AFTER_S = 10.0
+SILENT_DBFS = -100.0  # RMS over 10 s below this counts as digital silence
 EXIT_PLAYING, EXIT_NOT_PLAYING, EXIT_NO_STATUS, EXIT_QUIET_HOURS = 0, 1, 2, 3
 
 THROTTLE_BITS = {
@@ -136,6 +138,31 @@ def power_problems(word: str | None) -> list[str]:
     except ValueError:
         return []
     return ([POWER_ADVICE] if value & UNDER_VOLTAGE_BITS else []) + ([HEAT_ADVICE] if value & HEAT_BITS else [])
+
+
+class PowerWatch:
+    """The firmware's throttle word, read once a second by the service: ``poll()`` returns the advice for each
+    under-voltage or heat problem the first time it shows since boot (to log once); ``warning`` stays True after
+    that (the status LED shows it); ``word`` is the last reading for the status report (None: not a Pi)."""
+
+    def __init__(self, read: Callable[[], str | None] | None = None) -> None:
+        self._read = read
+        self.word: str | None = None
+        self._seen = 0  # problem bits already reported
+
+    @property
+    def warning(self) -> bool:
+        return self._seen != 0
+
+    def poll(self) -> list[str]:
+        self.word = (self._read or read_throttled)()
+        try:
+            value = int(self.word, 16) if self.word else 0
+        except ValueError:
+            return []
+        new = value & (UNDER_VOLTAGE_BITS | HEAT_BITS) & ~self._seen
+        self._seen |= new
+        return [f"{advice} ({describe_throttled(self.word)})" for advice in power_problems(hex(new))] if new else []
 
 
 def describe_throttled(word: str | None) -> str:
@@ -243,6 +270,43 @@ def cli(argv: list[str]) -> int:
     else:
         print(format_report(status, now, stale_after_s=args.stale_after))
     return code
+
+
+
+
+class SilenceDetector:
+    """Says when the output has stayed digitally silent or bit-identical for ``restart_after_s`` while it should
+    sound. ``update`` is fed once per main-loop tick; ``active`` False (closed, fading, starting) resets it."""
+
+    def __init__(self, restart_after_s: float, silent_dbfs: float = SILENT_DBFS) -> None:
+        self.restart_after_s = restart_after_s
+        self.silent_dbfs = silent_dbfs
+        self._silent_since: float | None = None
+        self._stuck_since: float | None = None
+        self._last_identical = 0
+
+    def reset(self) -> None:
+        self._silent_since = self._stuck_since = None
+        self._last_identical = 0
+
+    def update(self, now_s: float, *, active: bool, level_dbfs: float, identical_blocks: int) -> str | None:
+        """A reason to restart ('digitally silent …', 'frozen …') or None. ``now_s``: seconds of audio produced
+        (the service passes frames × frame duration, the time base of the engine's level window)."""
+        growing = identical_blocks > self._last_identical
+        self._last_identical = identical_blocks
+        if not active or self.restart_after_s <= 0:
+            self._silent_since = self._stuck_since = None
+            return None
+        silent = not level_dbfs > self.silent_dbfs  # -inf and NaN count as silent
+        self._silent_since = (self._silent_since if self._silent_since is not None else now_s) if silent else None
+        self._stuck_since = (self._stuck_since if self._stuck_since is not None else now_s) if growing else None
+        if self._silent_since is not None and now_s - self._silent_since >= self.restart_after_s:
+            return (f"output digitally silent (RMS {level_dbfs:.1f} dBFS over 10 s, below {self.silent_dbfs:.0f}) "
+                    f"for {now_s - self._silent_since:.0f} s while open")
+        if self._stuck_since is not None and now_s - self._stuck_since >= self.restart_after_s:
+            return (f"output frozen ({identical_blocks} consecutive bit-identical blocks) for "
+                    f"{now_s - self._stuck_since:.0f} s while open")
+        return None
 
 
 if __name__ == "__main__":

@@ -64,6 +64,12 @@ class StatusReport:
     updated_unix: float = 0.0
     pid: int = 0
 
+    def summary(self) -> str:
+        """One line for systemd's STATUS=: 'playing sea-2026… [2/3]; open until Tue 18:00; <message>'."""
+        return (f"{'playing' if self.playing else self.state} {self.bundle_id}"
+                + (f" [{self.playlist_index + 1}/{self.playlist_length}]" if self.playlist_length > 1 else "")
+                + (f"; {self.schedule}" if self.schedule else "") + (f"; {self.message}" if self.message else ""))
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: enums as their text values."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

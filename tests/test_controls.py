@@ -41,7 +41,9 @@ def test_store_update_from_threads_and_events():
     assert store.take_events() == ()
     store.trigger("reseed")
     store.trigger("next_bundle")
-    assert store.take_events() == ("reseed", "next_bundle")
-    assert store.take_events() == ()
+    store.trigger("previous_bundle")
+    assert store.take_events() == ("reseed",)  # the generator's, taken by the producer every frame
+    assert store.take_service_events() == ("next_bundle", "previous_bundle")  # the playlist's: the main loop
+    assert store.take_events() == () and store.take_service_events() == ()
     with pytest.raises(ConfigError, match="unknown action 'explode'"):
         store.trigger("explode")

@@ -54,7 +54,7 @@ def factory():
 
 
 def test_turning_a_pot_changes_the_audio_within_100_ms(tiny_bundle, factory):
-    from device import service
+    from device import cli_service
     from device.engine import Engine, render
 
     bundle = load_bundle(tiny_bundle)
@@ -96,7 +96,7 @@ def test_turning_a_pot_changes_the_audio_within_100_ms(tiny_bundle, factory):
           f" audio changed {latency_s * 1000:.0f} ms after the turn")
     # live, the engine's ring keeps `buffer_frames` blocks ready ahead of the sound card: that lead comes on top
     # (the larger of the engine's default and the appliance service's setting)
-    ring_lead_frames = max(inspect.signature(Engine).parameters["buffer_frames"].default, service.BUFFER_FRAMES)
+    ring_lead_frames = max(inspect.signature(Engine).parameters["buffer_frames"].default, cli_service.BUFFER_FRAMES)
     ring_lead_s = ring_lead_frames * frame_s
     print(f"with the engine's ring lead: {(latency_s + ring_lead_s) * 1000:.0f} ms (before the sound card's buffer)")
     assert 0.0 <= latency_s + ring_lead_s <= LATENCY_TARGET_S

@@ -123,7 +123,7 @@ def test_encoder_can_fire_actions_per_detent(factory, store):
         quadrature(pin_a, pin_b, clockwise=False)
         assert store.wait_triggered(3)
     assert store.triggered == ["next_bundle", "previous_bundle", "previous_bundle"]
-    assert store.take_events() == ("next_bundle", "previous_bundle", "previous_bundle")
+    assert store.take_service_events() == ("next_bundle", "previous_bundle", "previous_bundle")
 
 
 def test_button_debounce_short_and_long_press(factory, store):

@@ -7,8 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 from device import protocols
+from device.clock import WallClock
 from device.fakes import FakeEngine, FakeStepModel, FakeVocoder, SimClock
-from device.service import WallClock
 from device.sinks import NullSink, WavSink
 from device.status import ClockSync
 from device.vocoder import StreamingVocoder

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from device import service as service_mod
+from device.clock import WallClock
 from device.config import load_config
 from device.engine import Engine
-from device.service import Notifier, Service
+from device.service import Service
 from device.sinks import NullSink
 from device.step_model import open_step_model
+from device.systemd import Notifier, pin_import_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,11 +124,11 @@ def start_service(tmp_path, tiny_bundle, listener, monkeypatch, *, sink=None, mo
             models.append(model)
         return model
 
-    def engine_factory(bundle, *, config, store, on_frame, on_event):
+    def engine_factory(bundle, *, config, store, on_frame):
         out = sink if sink is not None else NullSink(realtime=True)
         sinks.append(out)
         return Engine(bundle, sink=out, controls=store, volume_cap_db=config.playback.volume_cap_db,
-                      on_frame=on_frame, on_event=on_event, model_factory=model_factory)
+                      on_frame=on_frame, model_factory=model_factory)
 
     svc = Service(config, engine_factory=engine_factory, knobs_factory=None, notifier=Notifier(str(listener.path)),
                   status_file=tmp_path / "run" / "status.json", state_dir=tmp_path / "state", tick_s=0.1, **kwargs)
@@ -193,7 +194,7 @@ def test_watchdog_stops_when_the_main_loop_hangs(tmp_path, tiny_bundle, listener
 
     hang, hanging = threading.Event(), threading.Event()
 
-    class HangingClock(service_mod.WallClock):
+    class HangingClock(WallClock):
         def wait(self, event, timeout):
             if hang.is_set():
                 hanging.set()
@@ -398,7 +399,7 @@ def test_import_paths_are_pinned_to_the_release_that_started(tmp_path, monkeypat
     current.symlink_to(tmp_path / "venvs/aaaa")
     monkeypatch.setattr(sys, "path", [str(current / "site-packages"), *sys.path])
     monkeypatch.delitem(sys.modules, "murmur_pin_probe", raising=False)
-    service_mod.pin_import_paths()
+    pin_import_paths()
     current.unlink()
     current.symlink_to(tmp_path / "venvs/bbbb")  # the deploy's switch
     import murmur_pin_probe

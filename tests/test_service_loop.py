@@ -16,8 +16,11 @@ import pytest
 from device.config import load_config
 from device.errors import BundleError
 from device.fakes import FakeEngine, SimClock
-from device.service import Notifier, Service, SilenceDetector, read_playlist_state, setup_logging
+from device.health import SilenceDetector
+from device.playlist import read_playlist_state
+from device.service import Service
 from device.status import ClockSync
+from device.systemd import Notifier, setup_logging
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 0)
 
@@ -59,7 +62,7 @@ def make_service(tmp_path, text, *, start=MONDAY_9, bad=()):
 
     svc = Service(config, engine_factory=engine_factory, knobs_factory=None, notifier=Notifier(""), clock=clock,
                   status_file=tmp_path / "status.json", state_dir=tmp_path / "state", bundle_loader=loader,
-                  startup_check=None)
+                  model_check=lambda bundle: None)
     return svc, clock, engines, log
 
 
@@ -220,10 +223,10 @@ def test_saved_position_follows_an_edited_playlist(tmp_path):
 def test_knob_actions_step_through_the_playlist(tmp_path):
     svc, clock, engines, log = make_service(tmp_path, PLAYLIST.replace("rotate_minutes = 60", "rotate_minutes = 0"))
     svc._start()
-    svc._on_event("next_bundle")
+    svc.store.trigger("next_bundle")
     run_for(svc, clock, 1)
-    svc._on_event("previous_bundle")
-    svc._on_event("previous_bundle")
+    svc.store.trigger("previous_bundle")
+    svc.store.trigger("previous_bundle")
     run_for(svc, clock, 1)
     assert [entry[1] for entry in log[1:]] == ["id-b", "id-a", "id-c"]
     assert svc.playlist.index == 2

@@ -1,5 +1,6 @@
 # Murmur: learn an artist's sound on the laptop, play it forever on a Raspberry Pi.
-# Bare `make` prints the menu. Every target sets up what it needs (through `make setup`) and reuses it.
+# Bare `make` prints the menu. Every target sets up the environment it uses (and only that one) and reuses it:
+# .venv/device (numpy, the TFLite runtime, PyAudio: render, play, deploy …) or .venv/trainer (TensorFlow too).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -24,7 +25,7 @@ PI ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo train render play resynth test bench lint clean
+.PHONY: help setup demo train render play resynth test test-fast bench lint clean
 
 help: ## this menu
 	@echo "Murmur — make targets:"
@@ -51,53 +52,56 @@ $(VENV_R)/.installed: requirements/tflite-runtime.txt
 
 setup: $(VENV_T)/.installed $(VENV_D)/.installed $(VENV_R)/.installed ## create .venv/trainer, .venv/device, .venv/tflite-runtime (apt packages too)
 
-demo: setup ## train on the bundled clip, render a preview WAV + picture, print where they are
+demo: $(VENV_T)/.installed ## train on the bundled clip, render a preview WAV + picture, print where they are
 	$(PY_T) -m trainer demo --out out/demo $(ARGS)
 
-train: setup ## make train DATA=<file|folder> OUT=<bundle dir> [MINUTES=3] [ARGS=...]
+train: $(VENV_T)/.installed ## make train DATA=<file|folder> OUT=<bundle dir> [MINUTES=3] [ARGS=...]
 	@[ -n "$(OUT)" ] || { echo "make train: set OUT=<bundle dir>, e.g. make train DATA=my_sounds/ OUT=bundles/mine"; exit 2; }
 	$(PY_T) -m trainer train "$(DATA)" --out "$(OUT)" --minutes $(MINUTES) $(ARGS)
 
-render: setup ## make render BUNDLE=<dir> SECONDS=<n> OUT=<file.wav> [SET="temperature=0.5 …"] [SEED=n]
+render: $(VENV_D)/.installed ## make render BUNDLE=<dir> SECONDS=<n> OUT=<file.wav> [SET="temperature=0.5 …"] [SEED=n]
 	@[ -n "$(OUT)" ] || { echo "make render: set OUT=<file.wav>"; exit 2; }
 	$(PY_D) -m device render --bundle "$(BUNDLE)" --seconds $(SECONDS) --out "$(OUT)" --set "$(SET)" $(if $(SEED),--seed $(SEED)) $(ARGS)
 
-play: setup ## make play BUNDLE=<dir> [ARGS="--device NAME"] — live on this computer's sound card
+play: $(VENV_D)/.installed ## make play BUNDLE=<dir> [ARGS="--device NAME"] — live on this computer's sound card
 	$(PY_D) -m device play --bundle "$(BUNDLE)" --set "$(SET)" $(if $(SEED),--seed $(SEED)) $(ARGS)
 
-resynth: setup ## make resynth IN=<audio> OUT=<file.wav> — STFT magnitudes through the vocoder alone
+resynth: $(VENV_T)/.installed ## make resynth IN=<audio> OUT=<file.wav> — STFT magnitudes through the vocoder alone
 	@[ -n "$(IN)" ] && [ -n "$(OUT)" ] || { echo "make resynth: set IN=<audio file> OUT=<file.wav>"; exit 2; }
 	$(PY_T) -m device resynth "$(IN)" --out "$(OUT)" $(ARGS)
 
 test: setup ## run the test suite
 	$(PY_T) -m pytest $(ARGS)
 
+test-fast: setup ## the suite without the tests marked slow (training, deploys over ssh): the inner loop
+	$(PY_T) -m pytest -m "not slow" $(ARGS)
+
 bench: setup ## measure the targets and write BENCHMARKS.md
 	$(PY_T) -m benchmarks $(ARGS)
 
 .PHONY: deploy rollback logs test-arm64
 DEPLOY_BUNDLE = $(if $(filter command line environment,$(origin BUNDLE)),--bundle-override "$(BUNDLE)",--bundle "$(BUNDLE)")
-deploy: setup ## make deploy PI="host1 host2 …" [BUNDLE=<dir>] — install if needed, verify, switch, health gate, auto-rollback
+deploy: $(VENV_D)/.installed ## make deploy PI="host1 host2 …" [BUNDLE=<dir>] — install if needed, verify, switch, health gate, auto-rollback
 	@[ -n "$(PI)" ] || { echo "make deploy: set PI=\"host1 host2 …\" (ssh names, inventory names, @group or all; see deploy/README.md)"; exit 2; }
-	$(PY_T) -m deploy deploy $(PI) $(DEPLOY_BUNDLE) $(ARGS)
+	$(PY_D) -m deploy deploy $(PI) $(DEPLOY_BUNDLE) $(ARGS)
 
-rollback: setup ## make rollback PI="host …" — back to the previous healthy release (ARGS="--to <release id>")
+rollback: $(VENV_D)/.installed ## make rollback PI="host …" — back to the previous healthy release (ARGS="--to <release id>")
 	@[ -n "$(PI)" ] || { echo "make rollback: set PI=\"host …\""; exit 2; }
-	$(PY_T) -m deploy rollback $(PI) $(ARGS)
+	$(PY_D) -m deploy rollback $(PI) $(ARGS)
 
-logs: setup ## make logs PI="host …" [ARGS="--follow"] — the service's journal on each Pi
+logs: $(VENV_D)/.installed ## make logs PI="host …" [ARGS="--follow"] — the service's journal on each Pi
 	@[ -n "$(PI)" ] || { echo "make logs: set PI=\"host …\""; exit 2; }
-	$(PY_T) -m deploy logs $(PI) $(ARGS)
+	$(PY_D) -m deploy logs $(PI) $(ARGS)
 
 test-arm64: setup ## the device side on arm64 Bookworm under qemu-user (root; builds a cached root in out/arm64)
 	bash deploy/arm64/run.sh
 
 .PHONY: status
-status: ## make status PI="host …" — health of the service on each Pi (playing, level, bundle, temperature)
-	@[ -n "$(PI)" ] || { echo "make status: set PI=<host> (ssh name of the Pi), e.g. make status PI=murmur.local"; exit 2; }
-	@rc=0; for host in $(PI); do echo "== $$host"; ssh "$$host" 'cd /opt/murmur/current && ./venv/bin/python -m device status $(ARGS)' || rc=$$?; done; exit $$rc
+status: $(VENV_D)/.installed ## make status PI="host …" — each Pi's health report (playing, level, bundle, clock, power) + a summary line
+	@[ -n "$(PI)" ] || { echo "make status: set PI=\"host …\" (ssh names, inventory names, @group or all), e.g. make status PI=murmur.local"; exit 2; }
+	$(PY_D) -m deploy status $(PI) $(ARGS)
 
-lint: setup ## ruff over the code, mypy over device/ and trainer/ (settings in pyproject.toml)
+lint: $(VENV_T)/.installed ## ruff over the code, mypy over device/ and trainer/ (settings in pyproject.toml)
 	$(VENV_T)/bin/ruff check device trainer deploy tests benchmarks
 	$(VENV_T)/bin/mypy
 

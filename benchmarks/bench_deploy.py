@@ -35,17 +35,9 @@ def tiny_bundle(out: Path) -> Path:
     """A tiny real bundle (the test suite's tiny_bundle recipe), trained once and cached under out/."""
     if (out / "bundle.json").is_file():
         return out
-    import soundfile
+    from tests.conftest import train_tiny
 
-    from tests.conftest import TINY_OPTIONS, _tiny_audio_samples
-    from trainer.pipeline import TrainOptions, train_bundle
-
-    samples, rate = _tiny_audio_samples()
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "tiny.wav"
-        soundfile.write(wav, samples, rate, subtype="FLOAT")
-        train_bundle(wav, out, TrainOptions(**dict(TINY_OPTIONS, cache_dir=Path(tmp) / "cache", name="bench")))
-    return out
+    return train_tiny(out, name="bench")
 
 
 def timed_until_playing(fleet: Fleet, pi, command: str, wanted: str) -> tuple[float, float, int]:

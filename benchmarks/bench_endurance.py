@@ -22,8 +22,8 @@ from .bench_service import (
     ROOT,
     UNIT_RT_PRIORITY,
     WORK,
+    NotifyListener,
     NullSink,
-    WatchdogListener,
     bundles,
     fifo_available,
     make_service,
@@ -49,7 +49,7 @@ def long_run(paths: list[Path], hours: float) -> dict:
     output latency (ring lead + vocoder look-ahead, ms), RSS."""
     config_path = WORK / "endurance.toml"
     write_config(config_path, paths[:1], rotate_minutes=0, schedule="", crossfade_s=3.0)
-    listener = WatchdogListener(WORK / "notify-endurance.sock")
+    listener = NotifyListener(WORK / "notify-endurance.sock")
     os.environ["WATCHDOG_USEC"] = "2000000"
     os.environ["WATCHDOG_PID"] = str(os.getpid())
     sink = NullSink(realtime=True)

@@ -29,7 +29,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,6 +43,7 @@ from device.cli_service import BUFFER_FRAMES
 from device.clock import WallClock
 from device.config import load_config
 from device.engine import Engine
+from device.fakes import NotifyListener
 from device.service import Service
 from device.sinks import NullSink
 from device.status import ClockSync
@@ -96,43 +96,6 @@ def _train(path: Path, offset_s: float) -> None:
 def _bundle_format(paths: list[Path]) -> str:
     """The bundles' format versions, for the report (e.g. "2")."""
     return "/".join(sorted({str(load_bundle(p).format_version) for p in paths}))
-
-
-class WatchdogListener:
-    """A NOTIFY_SOCKET: records the real monotonic time of every WATCHDOG=1 and the READY/STATUS messages."""
-
-    def __init__(self, path: Path) -> None:
-        if path.exists():
-            path.unlink()
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.pings: list[float] = []
-        self.other: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                message = self.sock.recv(4096).decode()
-            except TimeoutError:
-                continue
-            if message == "WATCHDOG=1":
-                self.pings.append(time.monotonic())
-            else:
-                self.other.append(message)
-
-    def gaps(self, since: float = 0.0) -> list[float]:
-        pings = [p for p in self.pings if p >= since]
-        return [b - a for a, b in zip(pings, pings[1:], strict=False)]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 class AcceleratedClock(WallClock):
@@ -199,7 +162,7 @@ class EngineTally:
         return self.old_underruns + (self.current.stats.underruns if self.current else 0)
 
 
-def make_service(config_path: Path, listener: WatchdogListener, sink: NullSink, *, clock=None, tick_s=1.0,
+def make_service(config_path: Path, listener: NotifyListener, sink: NullSink, *, clock=None, tick_s=1.0,
                  status_file: Path | None = None):
     engines = EngineTally()
 
@@ -313,7 +276,7 @@ def simulated_day(paths: list[Path], quick: bool) -> dict:
     bad_bundle = shm / "corrupt"
     shutil.copytree(paths[0], bad_bundle)
     (bad_bundle / "model.tflite").write_bytes((bad_bundle / "model.tflite").read_bytes()[:1000])
-    listener = WatchdogListener(WORK / "notify-sim.sock")
+    listener = NotifyListener(WORK / "notify-sim.sock")
     clock = AcceleratedClock(datetime(2026, 11, 23, 8, 0), real_wait_s)
     sink = NullSink(realtime=False)
     os.environ["WATCHDOG_USEC"] = "2000000"
@@ -422,7 +385,7 @@ def realtime_and_reload(paths: list[Path], quick: bool) -> dict:
     seconds = 30.0 if quick else 600.0
     config_path = WORK / "rt.toml"
     write_config(config_path, paths[:1], rotate_minutes=0, schedule="", crossfade_s=3.0)
-    listener = WatchdogListener(WORK / "notify-rt.sock")
+    listener = NotifyListener(WORK / "notify-rt.sock")
     os.environ["WATCHDOG_USEC"] = "2000000"
     os.environ["WATCHDOG_PID"] = str(os.getpid())
     sink = NullSink(realtime=True)

@@ -667,7 +667,8 @@ def cmd_boot(pi: Pi, args: argparse.Namespace) -> dict:
 def cmd_status(pi: Pi, args: argparse.Namespace) -> dict:
     current = pi.layout.current_id()
     report = pi.read_status(pi.layout.releases / current) if current else None
-    return {"ok": report is not None and bool(report.get("playing")), "current": current,
+    ok = report is not None and bool(report.get("ok", report.get("playing")))  # playing, or quiet hours by schedule
+    return {"ok": ok, "current": current,
             "releases": pi.layout.release_ids(), "status": report}
 
 

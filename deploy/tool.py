@@ -314,6 +314,16 @@ def rollback_host(host: Host, to: str, ssh_config: str | None) -> Outcome:
     return Outcome(host.name, False, why, seconds, result)
 
 
+def health_report(report: dict) -> str:
+    """The Pi's status JSON as the human report ``python -m device status`` prints there (ages by the Pi's clock)."""
+    from device.health import format_report
+    from device.status import StatusReport
+
+    status = StatusReport.from_dict(report)
+    pi_now = status.updated_unix + float(report.get("age_s") or 0.0)
+    return format_report(status, pi_now)
+
+
 def status_host(host: Host, ssh_config: str | None) -> Outcome:
     started = time.monotonic()
     result = Remote(host, ssh_config).pi("status")
@@ -321,6 +331,7 @@ def status_host(host: Host, ssh_config: str | None) -> Outcome:
     if not report:
         return Outcome(host.name, False, result.get("reason") or "no health report: is murmur running?",
                        time.monotonic() - started, result)
+    print(f"==== {host.name} ====\n{health_report(report)}", flush=True)
     summary = (f"{report.get('state')} release {result.get('current')} bundle {report.get('bundle_id')} "
                f"level {report.get('level_dbfs_10s')} dBFS underruns {report.get('underruns')} "
                f"uptime {report.get('uptime_s')} s temp {report.get('cpu_temp_c')} C "

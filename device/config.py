@@ -13,11 +13,14 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .controls import BOOL_CONTROLS, CONTROL_RANGES, Controls, coerce_control
 from .errors import ConfigError
 from .schedule import Schedule, parse_schedule
+
+if TYPE_CHECKING:
+    from .knobs.mapping import KnobMap
 
 DEFAULT_PATH = Path("/etc/murmur/murmur.toml")
 TABLES = ("playback", "sampler", "schedule", "knobs", "led")
@@ -37,16 +40,18 @@ class PlaybackConfig:
     silence_restart_s: float = 60.0
 
 
+DEFAULT_PLAYBACK = PlaybackConfig(bundles=())  # the defaults of a key the file leaves out (written once, above)
+
+
 @dataclass(frozen=True)
 class Config:
-    """A whole validated config file. ``knobs`` is what ``parse_knobs`` returned (or the raw tables, as
-    ``{"knobs": {...}, "led": {...}}``, when the knobs package is not installed)."""
+    """A whole validated config file; ``knobs`` is the validated ``[knobs]``/``[led]`` map."""
 
     path: Path
     playback: PlaybackConfig
     sampler: Controls
     schedule: Schedule
-    knobs: Any = None
+    knobs: KnobMap | None = None
 
 
 def _number(table: dict[str, Any], key: str, default: float, low: float, high: float, where: str, hint: str) -> float:
@@ -94,11 +99,11 @@ def parse_playback(table: dict[str, Any], *, base: Path, where: str = "[playback
         raise ConfigError(f'{where}.output_device = {device!r}: expected part of the sound card name, e.g. "sndrpihifiberry", or "" for the default')
     return PlaybackConfig(
         bundles=bundles,
-        rotate_minutes=_number(table, "rotate_minutes", 0.0, 0.0, 7 * 24 * 60, where, "minutes per playlist entry, 0 = no rotation"),
+        rotate_minutes=_number(table, "rotate_minutes", DEFAULT_PLAYBACK.rotate_minutes, 0.0, 7 * 24 * 60, where, "minutes per playlist entry, 0 = no rotation"),
         output_device=device.strip() or None,
-        volume_cap_db=_number(table, "volume_cap_db", -6.0, -60.0, 0.0, where, "dBFS ceiling, 0 = full scale"),
-        crossfade_s=_number(table, "crossfade_s", 3.0, 0.0, 30.0, where, "seconds"),
-        silence_restart_s=_number(table, "silence_restart_s", 60.0, 0.0, 3600.0, where, "seconds, 0 = never restart"),
+        volume_cap_db=_number(table, "volume_cap_db", DEFAULT_PLAYBACK.volume_cap_db, -60.0, 0.0, where, "dBFS ceiling, 0 = full scale"),
+        crossfade_s=_number(table, "crossfade_s", DEFAULT_PLAYBACK.crossfade_s, 0.0, 30.0, where, "seconds"),
+        silence_restart_s=_number(table, "silence_restart_s", DEFAULT_PLAYBACK.silence_restart_s, 0.0, 3600.0, where, "seconds, 0 = never restart"),
     )
 
 
@@ -123,12 +128,10 @@ def parse_sampler(table: dict[str, Any], *, where: str = "[sampler]") -> Control
         raise ConfigError(f"{where}: {exc}") from exc
 
 
-def parse_knob_tables(knobs: dict[str, Any], led: dict[str, Any], *, where: str) -> Any:
-    """``[knobs]``/``[led]`` through the knobs helper's parser when it is installed, else the raw tables."""
-    try:
-        from .knobs.mapping import parse_knobs
-    except ImportError:
-        return {"knobs": knobs, "led": led}
+def parse_knob_tables(knobs: dict[str, Any], led: dict[str, Any], *, where: str) -> KnobMap:
+    """``[knobs]``/``[led]`` -> the validated KnobMap (``device.knobs.mapping.parse_knobs``)."""
+    from .knobs.mapping import parse_knobs
+
     return parse_knobs(knobs, led, where)
 
 

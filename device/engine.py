@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bank import BankSampler, BankSettings
-from .bundle import Bundle
+from .bundle import AudioSpec, Bundle
 from .controls import Controls, ControlStore
 from .errors import BundleError
 from .protocols import Sink, StepModelLike, VocoderLike
@@ -39,6 +39,11 @@ LEVEL_WINDOW_S = 10.0  # stats: RMS window
 DEFAULT_BUFFER_FRAMES = 3  # ring lead: 35 ms at 44.1 kHz / hop 512 (grows after underruns)
 BUFFER_DECAY_S = 300.0  # the ring lead shrinks back one frame after this long without underruns
 LIMITER_KNEE = 0.7  # soft limiter: identity below knee * ceiling, tanh above, never reaching the ceiling
+
+
+def same_stft(a: AudioSpec, b: AudioSpec) -> bool:
+    """Whether the engine can crossfade between bundles of these settings (same sample rate, n_fft and hop)."""
+    return (a.sample_rate_hz, a.n_fft, a.hop_length) == (b.sample_rate_hz, b.n_fft, b.hop_length)
 
 
 def db_to_linear(db: float) -> float:
@@ -227,7 +232,7 @@ class BlockPipeline:
     def prepare_voice(self, bundle: Bundle, controls: Controls) -> _Voice:
         """Open and check a new bundle's generator (raises BundleError before anything changes)."""
         old, new = self.audio, bundle.audio
-        if (old.sample_rate_hz, old.n_fft, old.hop_length) != (new.sample_rate_hz, new.n_fft, new.hop_length):
+        if not same_stft(old, new):
             raise BundleError(
                 f"{bundle.path}: sample rate/n_fft/hop {new.sample_rate_hz}/{new.n_fft}/{new.hop_length} differ from "
                 f"the playing bundle's {old.sample_rate_hz}/{old.n_fft}/{old.hop_length}; a seamless swap needs the "

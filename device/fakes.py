@@ -8,10 +8,12 @@ good-sounding). Tests of the real path use the real model and vocoder; these ser
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
@@ -169,3 +171,77 @@ class FakeEngine:
     def swap_bundle(self, bundle, crossfade_s: float = 5.0) -> None:
         self.log.append(("swap", bundle.bundle_id, crossfade_s))
         self.bundle = bundle
+
+
+class NotifyListener:
+    """Binds a ``NOTIFY_SOCKET`` as systemd does and collects every datagram with its real arrival time
+    (``time.monotonic()``), on a thread of its own: tests wait for a message, benchmarks read the watchdog gaps."""
+
+    def __init__(self, path: Path) -> None:
+        if path.exists():
+            path.unlink()
+        self.path = path
+        self.messages: list[tuple[float, str]] = []
+        self._consumed = 0  # messages before this index were matched or counted already (as if read off a socket)
+        self._arrived = threading.Condition()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="notify-listener", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(4096).decode()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._arrived:
+                self.messages.append((time.monotonic(), data))
+                self._arrived.notify_all()
+
+    def wait_for(self, predicate: Callable[[str], bool], timeout: float) -> str:
+        """The first message not yet consumed that satisfies ``predicate`` (it and those before it are consumed
+        then); AssertionError after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        with self._arrived:
+            while True:
+                for index in range(self._consumed, len(self.messages)):
+                    if predicate(self.messages[index][1]):
+                        self._consumed = index + 1
+                        return self.messages[index][1]
+                self._consumed = len(self.messages)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    last = [m for _, m in self.messages[-10:]]
+                    raise AssertionError(f"no matching notify message within {timeout} s; last seen: {last}")
+                self._arrived.wait(left)
+
+    def count(self, message: str, seconds: float) -> int:
+        """How many ``message`` datagrams arrive in the next ``seconds`` (an observation window)."""
+        start = time.monotonic()
+        deadline = start + seconds
+        with self._arrived:
+            while (left := deadline - time.monotonic()) > 0:
+                self._arrived.wait(left)
+            self._consumed = len(self.messages)
+            return sum(1 for t, m in self.messages if m == message and start <= t < deadline)
+
+    @property
+    def pings(self) -> list[float]:
+        """Arrival times of every WATCHDOG=1."""
+        with self._arrived:
+            return [t for t, m in self.messages if m == "WATCHDOG=1"]
+
+    def gaps(self, since: float = 0.0) -> list[float]:
+        """Seconds between consecutive WATCHDOG=1 that arrived after ``since``."""
+        pings = [t for t in self.pings if t >= since]
+        return [b - a for a, b in zip(pings, pings[1:], strict=False)]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()

@@ -29,6 +29,7 @@ from .bundle import Bundle, load_bundle
 from .clock import WallClock
 from .config import Config, load_config
 from .controls import Controls, ControlStore
+from .engine import same_stft
 from .errors import BundleError, ConfigError, DeviceError
 from .health import SilenceDetector
 from .playlist import PlaylistState, read_playlist_state, write_playlist_state
@@ -49,13 +50,6 @@ STOP_FADE_S = 0.5  # fade out on SIGTERM
 
 # ---------------------------------------------------------------------------------------------------------------
 # small pure-ish parts
-def same_stft(a: Bundle | None, b: Bundle | None) -> bool:
-    """True when the engine can crossfade from ``a`` to ``b`` (same sample rate, n_fft and hop)."""
-    if a is None or b is None:
-        return False
-    return (a.audio.sample_rate_hz, a.audio.n_fft, a.audio.hop_length) == (b.audio.sample_rate_hz, b.audio.n_fft, b.audio.hop_length)
-
-
 def check_model(bundle: Bundle) -> None:
     """The TFLite runtime really loads and steps the bundle's model. Raises BundleError."""
     from .step_model import open_step_model
@@ -379,7 +373,7 @@ class Service:
         (same STFT settings, and no ``restart_because``), else restart the generator on ``bundle`` under
         ``config``; if that fails, the previous bundle and config play again. Raises DeviceError: then nothing
         changed. The new model is opened and stepped before the old sound is touched."""
-        if not restart_because and same_stft(bundle, self.bundle):
+        if not restart_because and self.bundle is not None and same_stft(bundle.audio, self.bundle.audio):
             self.running_engine.swap_bundle(bundle, config.playback.crossfade_s)
             log.info("%s: crossfading to %s (%s) over %.1f s", reason, bundle.bundle_id, bundle.path,
                      config.playback.crossfade_s)

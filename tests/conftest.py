@@ -7,6 +7,10 @@
   (e.g. ``quantisation="float16"``, ``hop_length=256``), cached per distinct overrides for the session.
 - ``tiny_training_factory(**overrides)``: the whole ``TrainOutcome`` behind such a bundle (trainer tests).
 
+Where there is no trainer (the Pi's architecture, `make test-arm64`), ``$MURMUR_TEST_BUNDLES`` names a directory of
+the same bundles built beforehand on the laptop (``python -m tests.conftest OUT`` writes one per ``TINY_VARIANTS``
+entry); ``tiny_bundle_factory`` takes them from there, so the device tests run on arm64 with real trained bundles.
+
 Treat the returned directories as read-only (copy them with ``shutil.copytree`` to change anything).
 """
 
@@ -25,6 +29,13 @@ DEMO_CLIP = ROOT / "trainer" / "demo" / "demo.ogg"
 ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
 TINY_SECONDS = 5.0
 TINY_OPTIONS = {"units": 32, "layers": 3, "max_epochs": 4, "minutes": 2.0, "seed": 0, "export_reserve_s": 0.0}
+# The overrides device tests ask tiny_bundle_factory for, by name (prebuilt for the arm64 run).
+TINY_VARIANTS: dict[str, dict] = {
+    "default": {},
+    "hop256-32k": {"hop_length": 256, "sample_rate_hz": 32000, "max_epochs": 1},
+    "units16": {"units": 16, "max_epochs": 1},
+}
+PREBUILT_ENV = "MURMUR_TEST_BUNDLES"
 
 
 def _tiny_audio_samples() -> tuple[np.ndarray, int]:
@@ -75,10 +86,28 @@ def tiny_training_factory(tmp_path_factory: pytest.TempPathFactory, tiny_audio: 
     return make
 
 
+def _prebuilt(overrides: dict) -> Path | None:
+    """The prebuilt bundle for these overrides from $MURMUR_TEST_BUNDLES, if that is set and holds it."""
+    folder = os.environ.get(PREBUILT_ENV)
+    name = next((n for n, v in TINY_VARIANTS.items() if v == overrides), None)
+    if not folder or name is None:
+        return None
+    path = Path(folder) / name
+    if not (path / "bundle.json").is_file():
+        raise FileNotFoundError(f"${PREBUILT_ENV}={folder} has no {name}/bundle.json; build them with "
+                                f"`python -m tests.conftest {folder}` on the laptop")
+    return path
+
+
 @pytest.fixture(scope="session")
-def tiny_bundle_factory(tiny_training_factory):
+def tiny_bundle_factory(request: pytest.FixtureRequest):
+    """``(**overrides) -> Path``: prebuilt when $MURMUR_TEST_BUNDLES has it, else trained (needs the trainer)."""
+
     def make(**overrides) -> Path:
-        return tiny_training_factory(**overrides).export.path
+        prebuilt = _prebuilt(overrides)
+        if prebuilt is not None:
+            return prebuilt
+        return request.getfixturevalue("tiny_training_factory")(**overrides).export.path
 
     return make
 
@@ -86,3 +115,33 @@ def tiny_bundle_factory(tiny_training_factory):
 @pytest.fixture(scope="session")
 def tiny_bundle(tiny_bundle_factory) -> Path:
     return tiny_bundle_factory()
+
+
+def train_tiny(out: Path, *, name: str = "tiny", **overrides) -> Path:
+    """The tiny bundle recipe outside pytest (trainer venv): ~5 s of real audio, TINY_OPTIONS with ``overrides``,
+    into ``out``. Shared with the benchmarks (bench_deploy) and the arm64 run, so all use the same bundle."""
+    import tempfile
+
+    import soundfile
+
+    from trainer.pipeline import TrainOptions, train_bundle
+
+    samples, rate = _tiny_audio_samples()
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "tiny.wav"
+        soundfile.write(wav, samples, rate, subtype="FLOAT")
+        train_bundle(wav, out, TrainOptions(**dict(TINY_OPTIONS, cache_dir=Path(tmp) / "cache", name=name, **overrides)))
+    return out
+
+
+def build_prebuilt(out: Path) -> None:
+    """Train every TINY_VARIANTS bundle into out/<name>/ (the laptop, trainer venv): what $MURMUR_TEST_BUNDLES
+    points at where there is no trainer."""
+    for variant, overrides in TINY_VARIANTS.items():
+        train_tiny(out / variant, **overrides)
+
+
+if __name__ == "__main__":  # python -m tests.conftest OUT
+    import sys
+
+    build_prebuilt(Path(sys.argv[1]))

@@ -7,6 +7,8 @@ import pytest
 
 from benchmarks import ablation_tokens as tok
 
+pytestmark = pytest.mark.slow  # fits a Keras token model
+
 
 def _log_mag(n_frames: int = 640, n_bins: int = 33, seed: int = 0) -> np.ndarray:
     """A repeating 4-note 'melody' of noisy spectral peaks: (n_frames, n_bins) float32 natural-log magnitudes."""

@@ -35,7 +35,7 @@ from deploy.loopback import (
 
 REPO = Path(__file__).resolve().parent.parent
 OLD_VENV = requirements_key(REPO / "deploy/requirements-pi.txt")
-pytestmark = pytest.mark.skipif(sshd_available() is not None, reason=str(sshd_available()))
+pytestmark = [pytest.mark.skipif(sshd_available() is not None, reason=str(sshd_available())), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +199,7 @@ def test_rollback_command_returns_to_the_previous_healthy_release(fleet, bundles
     wait_playing(pi, "room-sound-a")
     proc = fleet.run("status", "pi1")
     assert proc.returncode == 0 and "room-sound-a" in summary_line(proc.stdout, "pi1")
+    assert "murmur: PLAYING" in proc.stdout and "bundle:       room-sound-a" in proc.stdout  # the full report too
     # the healthy activation pruned the failed releases and the venvs only they used
     assert sorted(os.listdir(pi.root / "opt/murmur/venvs")) == [OLD_VENV]
 

@@ -119,12 +119,12 @@ def test_cli_text_and_json_and_exit_codes(tmp_path):
     assert data["clock"] == "unknown" and data["state"] == "starting"
 
 
-def test_makefile_status_target_runs_the_command_on_the_pi():
+def test_makefile_status_target_goes_through_the_deploy_tool():
     text = (ROOT / "Makefile").read_text()
     assert "status:" in text
-    result = subprocess.run(["make", "-n", "status", "PI=gallery-pi"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(["make", "-n", "status", "PI=@hall gallery-pi"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=30)
     assert result.returncode == 0, result.stderr
-    assert "ssh" in result.stdout and "gallery-pi" in result.stdout
-    assert "cd /opt/murmur/current && ./venv/bin/python -m device status" in result.stdout
+    assert "-m deploy status @hall gallery-pi" in result.stdout  # inventory names and @groups as for deploy
     missing = subprocess.run(["make", "status"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert missing.returncode != 0 and "PI=" in (missing.stdout + missing.stderr)

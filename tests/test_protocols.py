@@ -45,3 +45,25 @@ def test_sim_clock_moves_only_when_told_and_reports_its_sync_state():
     assert clock.now() == datetime(2026, 12, 1, 12, 1, 30) and clock.monotonic() == 1090.0
     clock.synchronised = ClockSync.UNSYNCHRONISED
     assert clock.sync() == ClockSync.UNSYNCHRONISED
+
+
+def test_notify_listener_receives_what_the_service_notifier_sends(tmp_path):
+    from device.fakes import NotifyListener
+    from device.systemd import Notifier
+
+    listener = NotifyListener(tmp_path / "notify.sock")
+    notifier = Notifier(str(listener.path))
+    try:
+        for message in ("STATUS=starting", "READY=1", "WATCHDOG=1", "WATCHDOG=1"):
+            assert notifier.notify(message)
+        assert listener.wait_for(lambda m: m == "READY=1", 5) == "READY=1"
+        listener.wait_for(lambda m: m == "WATCHDOG=1", 5)
+        listener.wait_for(lambda m: m == "WATCHDOG=1", 5)
+        assert len(listener.pings) == 2 and len(listener.gaps()) == 1 and listener.gaps()[0] >= 0
+        import pytest
+
+        with pytest.raises(AssertionError, match="no matching notify message"):
+            listener.wait_for(lambda m: m == "READY=1", 0.2)  # consumed already: a second READY never came
+    finally:
+        notifier.close()
+        listener.close()

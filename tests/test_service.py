@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,52 +19,13 @@ import pytest
 from device.clock import WallClock
 from device.config import load_config
 from device.engine import Engine
+from device.fakes import NotifyListener
 from device.service import Service
 from device.sinks import NullSink
 from device.step_model import open_step_model
 from device.systemd import Notifier, pin_import_paths
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class NotifyListener:
-    """Binds a NOTIFY_SOCKET like systemd does and collects the datagrams with their arrival time."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.messages: list[tuple[float, str]] = []
-
-    def next(self, timeout: float) -> str | None:
-        self.sock.settimeout(timeout)
-        try:
-            data = self.sock.recv(4096).decode()
-        except TimeoutError:
-            return None
-        self.messages.append((time.monotonic(), data))
-        return data
-
-    def wait_for(self, predicate, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            message = self.next(left)
-            if message is not None and predicate(message):
-                return message
-        seen = [m for _, m in self.messages[-10:]]
-        raise AssertionError(f"no matching notify message within {timeout} s; last seen: {seen}")
-
-    def count(self, message: str, seconds: float) -> int:
-        """How many ``message`` datagrams arrive in the next ``seconds``."""
-        deadline = time.monotonic() + seconds
-        n = 0
-        while (left := deadline - time.monotonic()) > 0:
-            if self.next(left) == message:
-                n += 1
-        return n
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 @pytest.fixture
@@ -149,16 +109,13 @@ def test_ready_only_after_first_audio_block_then_watchdog_keeps_coming(tmp_path,
     svc, thread, result, _ = start_service(tmp_path, tiny_bundle, listener, monkeypatch, sink=sink)
     try:
         # The sink has not taken a block: READY must not come (the ring fills, then the producer waits).
-        early = []
-        deadline = time.monotonic() + 1.0
-        while (left := deadline - time.monotonic()) > 0:
-            message = listener.next(left)
-            if message is not None:
-                early.append(message)
+        start = time.monotonic()
+        listener.count("READY=1", 1.0)  # a one-second observation window
+        early = [m for t, m in listener.messages if t >= start]
         assert "READY=1" not in early and sink.first_block_monotonic is None
         sink.gate.set()
         listener.wait_for(lambda m: m == "READY=1", 30)
-        ready_at = listener.messages[-1][0]
+        ready_at = next(t for t, m in listener.messages if m == "READY=1")
         assert sink.first_block_monotonic is not None and sink.first_block_monotonic <= ready_at
         assert listener.count("WATCHDOG=1", 1.0) >= 5  # 0.1 s interval: ~10 expected
         status = json.loads((tmp_path / "run" / "status.json").read_text())
@@ -230,9 +187,7 @@ def test_reload_good_bundle_crossfades_bad_bundle_is_refused(tmp_path, tiny_bund
         engine = svc.engine
         svc.request_reload()
         listener.wait_for(lambda m: m.startswith("STATUS=") and "reloaded-good" in m, 10)
-        deadline = time.monotonic() + 10
-        while engine.stats.bundle_id != "reloaded-good" and time.monotonic() < deadline:
-            listener.next(0.1)
+        listener.wait_for(lambda m: engine.stats.bundle_id == "reloaded-good", 10)  # checked at each ping
         assert engine.stats.bundle_id == "reloaded-good" and svc.engine is engine and svc.counters.restarts == 0
         # A bad bundle (corrupt model): refused with the reason, the running one keeps playing.
         bad = tmp_path / "bad"

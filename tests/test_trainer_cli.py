@@ -17,6 +17,8 @@ import soundfile
 from device.bundle import load_bundle
 from trainer.cli import main
 
+pytestmark = pytest.mark.slow  # trains real models (make test-fast leaves it out)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

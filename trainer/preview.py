@@ -9,8 +9,11 @@ import numpy as np
 
 from device import frames
 from device.bundle import load_bundle
+from device.wavio import write_wav  # the one WAV writer (16-bit, atomic); trainer.cli takes it from here
 
 from .fit import EpochRecord
+
+__all__ = ["draw", "render_preview", "write_wav"]
 
 
 def render_preview(bundle_dir: Path, seconds: float, *, seed: int = 0) -> tuple[np.ndarray, int]:
@@ -20,15 +23,6 @@ def render_preview(bundle_dir: Path, seconds: float, *, seed: int = 0) -> tuple[
     bundle = load_bundle(bundle_dir)
     audio = render(bundle, seconds, seed=seed)
     return np.asarray(audio, dtype=np.float32), bundle.audio.sample_rate_hz
-
-
-def write_wav(path: Path, audio: np.ndarray, sample_rate_hz: int) -> None:
-    """16-bit PCM WAV, written to a temporary name then renamed (never half a file under the final name)."""
-    import soundfile
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    soundfile.write(tmp, np.clip(audio, -1.0, 1.0), sample_rate_hz, subtype="PCM_16", format="WAV")
-    tmp.replace(path)
 
 
 def draw(path: Path, source_log_mag: np.ndarray, generated: np.ndarray, *, sample_rate_hz: int, n_fft: int,

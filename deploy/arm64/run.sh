@@ -37,25 +37,19 @@ t0=$(date +%s)
 bash deploy/arm64/build-root.sh "$ROOT_DIR"
 root_s=$(( $(date +%s) - t0 ))
 
+# Trained bundles for the device tests (tests/conftest.py TINY_VARIANTS), built here once per trainer code: the
+# root has no TensorFlow, so the tests find them through $MURMUR_TEST_BUNDLES instead of training.
+TEST_BUNDLES="$OUT/test-bundles"
+code=$(cd "$REPO" && .venv/trainer/bin/python -c "from benchmarks.common import trainer_code_hash; print(trainer_code_hash())")
+if [ "$(cat "$TEST_BUNDLES/.trainer-hash" 2>/dev/null)" != "$code" ]; then
+  echo "test-arm64: training the tiny test bundles on this machine"
+  rm -rf "$TEST_BUNDLES"
+  TF_CPP_MIN_LOG_LEVEL=2 .venv/trainer/bin/python -m tests.conftest "$TEST_BUNDLES"
+  echo "$code" > "$TEST_BUNDLES/.trainer-hash"
+fi
 BUNDLE_DIR=${BUNDLE:-}
 if [ -z "$BUNDLE_DIR" ] || [ ! -f "$BUNDLE_DIR/bundle.json" ]; then
-  BUNDLE_DIR="$OUT/bundle"
-  if [ ! -f "$BUNDLE_DIR/bundle.json" ]; then
-    echo "test-arm64: training a tiny bundle on this machine for the smoke test"
-    TF_CPP_MIN_LOG_LEVEL=2 .venv/trainer/bin/python - "$BUNDLE_DIR" <<'PY'
-import sys, tempfile
-from pathlib import Path
-sys.path.insert(0, ".")
-from tests.conftest import TINY_OPTIONS, _tiny_audio_samples
-import soundfile
-from trainer.pipeline import TrainOptions, train_bundle
-samples, rate = _tiny_audio_samples()
-with tempfile.TemporaryDirectory() as tmp:
-    wav = Path(tmp) / "tiny.wav"
-    soundfile.write(wav, samples, rate, subtype="FLOAT")
-    train_bundle(wav, Path(sys.argv[1]), TrainOptions(**dict(TINY_OPTIONS, cache_dir=Path(tmp) / "cache", name="arm64-smoke")))
-PY
-  fi
+  BUNDLE_DIR="$TEST_BUNDLES/default"
 fi
 
 # aarch64 wheels from PyPI, fetched by the host's pip (its proxy and CA settings apply; the root has neither) and
@@ -76,11 +70,13 @@ rsync -a --delete --exclude __pycache__ --exclude arm64/ device deploy tests ben
 mkdir -p "$release/deploy/arm64" && cp deploy/arm64/inside.sh deploy/arm64/pi_subset.py "$release/deploy/arm64/"
 ln -sfn releases/arm64-test "$ROOT_DIR/opt/murmur/current"
 rsync -a --delete "$BUNDLE_DIR/" "$ROOT_DIR/opt/murmur/bundle/"
+rsync -a --delete "$TEST_BUNDLES/" "$ROOT_DIR/opt/murmur/test-bundles/"
 cp -L /etc/resolv.conf "$ROOT_DIR/etc/resolv.conf"
 
-# The device tests: all but the trainer's and the deploy's (those run on the laptop); deploy/arm64/pi_subset.py
-# skips, with the reason, the ones that need the laptop (a bundle trained with TensorFlow, fluidsynth clips, make).
-TESTS=${ARM64_TESTS:-tests --ignore-glob=tests/test_trainer* --ignore-glob=tests/test_deploy* --ignore-glob=tests/test_bench*}
+# The device tests: all but the trainer's, the deploy's and the Makefile's (those run on the laptop);
+# deploy/arm64/pi_subset.py skips, with the reason, the ones that need the laptop (training, fluidsynth clips,
+# make, the laptop's other venvs); the trained bundles come from $MURMUR_TEST_BUNDLES.
+TESTS=${ARM64_TESTS:-tests --ignore-glob=tests/test_trainer* --ignore-glob=tests/test_deploy* --ignore-glob=tests/test_bench* --ignore=tests/test_makefile.py}
 status=0
 ROOT_DIR="$ROOT_DIR" REPO="$REPO" ARM64_TESTS="$TESTS" EXTRA_WHEELS="$EXTRA_WHEELS" QEMU_CPU=cortex-a72 unshare --mount --propagation private sh -eu -c '
   mount -t proc proc "$ROOT_DIR/proc"
@@ -90,7 +86,8 @@ ROOT_DIR="$ROOT_DIR" REPO="$REPO" ARM64_TESTS="$TESTS" EXTRA_WHEELS="$EXTRA_WHEE
   mount -t tmpfs tmpfs "$ROOT_DIR/tmp"
   mount --bind "$REPO/out/arm64/wheels" "$ROOT_DIR/opt/wheels"
   chroot "$ROOT_DIR" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root QEMU_CPU=cortex-a72 \
-    ARM64_TESTS="$ARM64_TESTS" EXTRA_WHEELS="$EXTRA_WHEELS" TF_CPP_MIN_LOG_LEVEL=2 /bin/sh /opt/murmur/current/deploy/arm64/inside.sh
+    ARM64_TESTS="$ARM64_TESTS" EXTRA_WHEELS="$EXTRA_WHEELS" TF_CPP_MIN_LOG_LEVEL=2 \
+    MURMUR_TEST_BUNDLES=/opt/murmur/test-bundles /bin/sh /opt/murmur/current/deploy/arm64/inside.sh
 ' || status=$?
 
 wall=$(( $(date +%s) - start ))

@@ -99,15 +99,62 @@ def _prebuilt(overrides: dict) -> Path | None:
     return path
 
 
+LOCAL_CACHE = ROOT / "out" / "test-bundles"  # trained variants kept between runs, per code that makes a bundle
+BUNDLE_CODE = ("trainer/*.py", "device/bundle.py", "device/frames.py")
+
+
+def _bundle_code_stamp() -> str:
+    from benchmarks.common import code_digest
+
+    return code_digest([p for pattern in BUNDLE_CODE for p in ROOT.glob(pattern)])
+
+
+def _cached(overrides: dict, stamp: str) -> Path | None:
+    """A variant trained by an earlier run of this same bundle-making code (out/test-bundles), if it still loads."""
+    name = next((n for n, v in TINY_VARIANTS.items() if v == overrides), None)
+    path, stamp_file = LOCAL_CACHE / str(name), LOCAL_CACHE / f"{name}.stamp"
+    if name is None or not (path / "bundle.json").is_file() or not stamp_file.is_file() or stamp_file.read_text() != stamp:
+        return None
+    from device.bundle import load_bundle
+    from device.errors import BundleError
+
+    try:
+        load_bundle(path)
+    except BundleError:
+        return None
+    return path
+
+
+def _keep(overrides: dict, trained: Path, stamp: str) -> None:
+    import shutil
+
+    name = next((n for n, v in TINY_VARIANTS.items() if v == overrides), None)
+    if name is None:
+        return
+    shutil.rmtree(LOCAL_CACHE / name, ignore_errors=True)
+    shutil.copytree(trained, LOCAL_CACHE / name)
+    (LOCAL_CACHE / f"{name}.stamp").write_text(stamp)
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle_factory(request: pytest.FixtureRequest):
-    """``(**overrides) -> Path``: prebuilt when $MURMUR_TEST_BUNDLES has it, else trained (needs the trainer)."""
+    """``(**overrides) -> Path``: prebuilt when $MURMUR_TEST_BUNDLES has it; else the copy an earlier run trained
+    with the same trainer and bundle code (out/test-bundles: the inner loop skips ~15 s of training); else
+    trained now (needs the trainer) and kept there."""
+    stamps: list[str] = []
 
     def make(**overrides) -> Path:
         prebuilt = _prebuilt(overrides)
         if prebuilt is not None:
             return prebuilt
-        return request.getfixturevalue("tiny_training_factory")(**overrides).export.path
+        if not stamps:
+            stamps.append(_bundle_code_stamp())
+        cached = _cached(overrides, stamps[0])
+        if cached is not None:
+            return cached
+        path = request.getfixturevalue("tiny_training_factory")(**overrides).export.path
+        _keep(overrides, path, stamps[0])
+        return path
 
     return make
 

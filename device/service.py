@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import health
+from . import health, hours
 from .bundle import Bundle, load_bundle
 from .clock import WallClock
 from .config import Config, load_config
@@ -32,10 +32,11 @@ from .controls import Controls, ControlStore
 from .engine import same_stft
 from .errors import BundleError, ConfigError, DeviceError
 from .health import SilenceDetector
+from .hours import START_FADE_S
 from .playlist import PlaylistState, read_playlist_state, write_playlist_state
 from .protocols import Clock, EngineLike
-from .schedule import OPEN_PHASES, ScheduleState, schedule_state
-from .status import ClockSync, State, StatusReport
+from .schedule import OPEN_PHASES, ScheduleState
+from .status import State, StatusReport
 from .systemd import Notifier, release_free_heap, release_id, venv_id, watchdog_ping_interval_s
 
 if TYPE_CHECKING:  # the knobs package is imported only where knobs are built
@@ -44,7 +45,6 @@ if TYPE_CHECKING:  # the knobs package is imported only where knobs are built
 log = logging.getLogger("murmur.service")
 
 START_TIMEOUT_S = 30.0  # first audio block must reach the sink within this
-START_FADE_S = 2.0  # fade in after (re)start in the middle of opening hours
 STOP_FADE_S = 0.5  # fade out on SIGTERM
 
 
@@ -110,7 +110,7 @@ class Service:
         self.playlist = PlaylistState()
         self.state = State.STARTING
         self.message: str | None = None
-        self.clock_sync = ClockSync.UNKNOWN
+        self.hours = hours.OpeningHours(self.clock)
         self.power = health.PowerWatch(lambda: health.read_throttled())  # looked up per call: tests patch it
         self.ready = False
         self._wake = threading.Event()
@@ -120,7 +120,6 @@ class Service:
         self._last_ping = -math.inf
         self._heartbeat = time.monotonic()  # main loop alive (real monotonic: the watchdog is real)
         self._heartbeat_grace_s = max(5.0, 4 * self._ping_interval_s)
-        self._commanded: float | None = None
         self._trim_pending = False  # a bundle changed: release freed heap once its crossfade is over
         self._status_text = ""
         self._started_mono = self.clock.monotonic()
@@ -215,7 +214,7 @@ class Service:
 
     def _start_engine(self, bundle: Bundle) -> None:
         engine = self.engine_factory(bundle, config=self.config, store=self.store, on_frame=self._on_frame)
-        sched = self._schedule_now()
+        sched = self.hours.now(self.config.schedule)
         engine.fade_to(0.0, 0.0)  # start silent; the schedule decides below how fast it comes up
         self._heartbeat = time.monotonic()
         engine.start()
@@ -227,7 +226,7 @@ class Service:
                               + (f" ({error})" if error else "; check the output device name and that the card is free"))
         self._engine_started_mono = self.clock.monotonic()
         self.detector.reset()
-        self._commanded = None
+        self.hours.forget()
         self._apply_schedule(sched, starting=True)
 
     def _shutdown(self) -> None:
@@ -291,7 +290,7 @@ class Service:
                 self.notifier.notify("READY=1")
         for event in self.store.take_service_events():
             self._step_playlist(+1 if event == "next_bundle" else -1, reason=f"knob action {event}")
-        sched = self._schedule_now()
+        sched = self.hours.now(self.config.schedule)
         self._apply_schedule(sched)
         self._check_power()
         self._maybe_rotate()
@@ -300,38 +299,13 @@ class Service:
         self.write_status(playing=self._is_playing(sched), sched=sched)
         return True
 
-    def _schedule_now(self) -> ScheduleState:
-        """The opening hours at the clock's time; while the clock has no network time since boot, the config's
-        unsynchronised_clock policy decides (logged when the synchronisation changes)."""
-        sync = self.clock.sync()
-        if sync != self.clock_sync:
-            if sync == ClockSync.UNSYNCHRONISED:
-                log.warning("clock: no network time since boot (%s is a guess); opening hours: %s", self.clock.now(),
-                            "playing through until it is set" if self.config.schedule.unsynchronised_clock == "play"
-                            else "following the clock as it is")
-            elif self.clock_sync == ClockSync.UNSYNCHRONISED:
-                log.info("clock: synchronised to network time (%s)", self.clock.now())
-            self.clock_sync = sync
-        return schedule_state(self.clock.now(), self.config.schedule,
-                              clock_trusted=sync != ClockSync.UNSYNCHRONISED)
-
     def _apply_schedule(self, sched: ScheduleState, *, starting: bool = False) -> None:
-        """Command the engine's fade when the schedule's target changes (edges, fades, reboot mid-window)."""
+        """The state and LED for open/closed; the engine's fade when the target moves (``hours.command``)."""
         state = State.PLAYING if sched.is_open else State.QUIET_HOURS
         if state != self.state:
             self.state = state
             self._set_led(self._led_state())
-        key = sched.target_gain  # re-command only when the target moves (an edge, a reload, a restart)
-        if key == self._commanded and not starting:
-            return
-        ramp = sched.ramp_s
-        if starting and sched.target_gain > 0:
-            ramp = max(ramp, START_FADE_S)
-        self.running_engine.fade_to(sched.target_gain, ramp)
-        if self._commanded is not None or starting:
-            log.info("schedule: %s, output -> %.0f %% over %.1f s%s", sched.phase, 100 * sched.target_gain, ramp,
-                     f"; next edge {sched.next_edge:%a %H:%M}" if sched.next_edge else "")
-        self._commanded = key
+        self.hours.command(self.running_engine, sched, starting=starting)
 
     def _maybe_rotate(self) -> None:
         playback = self.config.playback
@@ -430,7 +404,7 @@ class Service:
         if playlist.index != self.playlist.index or bundles[playlist.index] != self.playing_bundle.path:
             write_playlist_state(self.state_dir, playlist, bundles[playlist.index])
         self.playlist = playlist
-        self._commanded = None  # the schedule may have changed: re-command it
+        self.hours.forget()  # the schedule may have changed: re-command it
         self.counters.reloads += 1
         self.message = None
         return True
@@ -509,7 +483,7 @@ class Service:
             playlist_index=self.playlist.index,
             playlist_length=len(self.config.playback.bundles),
             uptime_s=round(self.clock.monotonic() - self._started_mono, 1),
-            schedule=self._schedule_text(sched),
+            schedule=hours.describe(sched),
             knobs=knobs,
             restarts=self.counters.restarts,
             reloads=self.counters.reloads,
@@ -518,19 +492,12 @@ class Service:
             last_problem=self.counters.last_problem,
             cpu_temp_c=health.read_cpu_temp_c(),
             throttled=self.power.word,
-            clock=self.clock_sync,
+            clock=self.hours.sync,
             release=release_id(),
             venv=venv_id(),
             updated_unix=now_unix,
             pid=os.getpid(),
         )
-
-    def _schedule_text(self, sched: ScheduleState | None) -> str:
-        if sched is None:
-            return ""
-        if sched.next_edge is None:
-            return sched.phase
-        return f"{sched.phase} until {sched.next_edge:%a %H:%M}"
 
     def write_status(self, *, playing: bool, sched: ScheduleState | None = None) -> None:
         status = self.status(playing=playing, sched=sched)

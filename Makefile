@@ -1,6 +1,7 @@
 # Murmur: learn an artist's sound on the laptop, play it forever on a Raspberry Pi.
 # Bare `make` prints the menu. Every target sets up the environment it uses (and only that one) and reuses it:
-# .venv/device (numpy, the TFLite runtime, PyAudio: render, play, deploy …) or .venv/trainer (TensorFlow too).
+# .venv/device (numpy, the TFLite runtime, PyAudio: render, play, deploy …) or .venv/trainer (TensorFlow too;
+# train and demo also set up .venv/tflite-runtime, in which the exporter proves the legacy runtime loads the model).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -52,10 +53,10 @@ $(VENV_R)/.installed: requirements/tflite-runtime.txt
 
 setup: $(VENV_T)/.installed $(VENV_D)/.installed $(VENV_R)/.installed ## create .venv/trainer, .venv/device, .venv/tflite-runtime (apt packages too)
 
-demo: $(VENV_T)/.installed ## train on the bundled clip, render a preview WAV + picture, print where they are
+demo: $(VENV_T)/.installed $(VENV_R)/.installed ## train on the bundled clip, render a preview WAV + picture, print where they are
 	$(PY_T) -m trainer demo --out out/demo $(ARGS)
 
-train: $(VENV_T)/.installed ## make train DATA=<file|folder> OUT=<bundle dir> [MINUTES=3] [ARGS=...]
+train: $(VENV_T)/.installed $(VENV_R)/.installed ## make train DATA=<file|folder> OUT=<bundle dir> [MINUTES=3] [ARGS=...]
 	@[ -n "$(OUT)" ] || { echo "make train: set OUT=<bundle dir>, e.g. make train DATA=my_sounds/ OUT=bundles/mine"; exit 2; }
 	$(PY_T) -m trainer train "$(DATA)" --out "$(OUT)" --minutes $(MINUTES) $(ARGS)
 

@@ -22,13 +22,10 @@ from .bench_service import (
     ROOT,
     UNIT_RT_PRIORITY,
     WORK,
-    NotifyListener,
-    NullSink,
     bundles,
     fifo_available,
-    make_service,
     rss_mb,
-    run_in_thread,
+    start_realtime_service,
     write_config,
 )
 
@@ -47,14 +44,7 @@ while True:
 def long_run(paths: list[Path], hours: float) -> dict:
     """The service (real Engine, bank generator, real-time null sink) for ``hours``; every SAMPLE_S: underruns,
     output latency (ring lead + vocoder look-ahead, ms), RSS."""
-    config_path = WORK / "endurance.toml"
-    write_config(config_path, paths[:1], rotate_minutes=0, schedule="", crossfade_s=3.0)
-    listener = NotifyListener(WORK / "notify-endurance.sock")
-    os.environ["WATCHDOG_USEC"] = "2000000"
-    os.environ["WATCHDOG_PID"] = str(os.getpid())
-    sink = NullSink(realtime=True)
-    svc, engines = make_service(config_path, listener, sink)
-    thread, result = run_in_thread(svc)
+    svc, engines, listener, thread, result = start_realtime_service("endurance", paths[0])
     samples: list[tuple[float, int, float, float, float]] = []  # (s, underruns, latency ms, RSS MB, load average)
     try:
         engine = engines.current

@@ -381,16 +381,23 @@ def frame_path(paths: list[Path], quick: bool) -> dict:
             "rss_last": samples[-1][1], "rss_day": slope * FRAMES_PER_DAY, "ms_per_frame": 1000 * real_s / max(1, n_frames)}
 
 
+def start_realtime_service(name: str, bundle: Path):
+    """The service on ``bundle`` with a null sink paced like a sound card and a real watchdog (2 s), running in a
+    thread -> (service, engines, listener, thread, result); the config is WORK/<name>.toml."""
+    config_path = WORK / f"{name}.toml"
+    write_config(config_path, [bundle], rotate_minutes=0, schedule="", crossfade_s=3.0)
+    listener = NotifyListener(WORK / f"notify-{name}.sock")
+    os.environ["WATCHDOG_USEC"] = "2000000"
+    os.environ["WATCHDOG_PID"] = str(os.getpid())
+    svc, engines = make_service(config_path, listener, NullSink(realtime=True))
+    thread, result = run_in_thread(svc)
+    return svc, engines, listener, thread, result
+
+
 def realtime_and_reload(paths: list[Path], quick: bool) -> dict:
     seconds = 30.0 if quick else 600.0
     config_path = WORK / "rt.toml"
-    write_config(config_path, paths[:1], rotate_minutes=0, schedule="", crossfade_s=3.0)
-    listener = NotifyListener(WORK / "notify-rt.sock")
-    os.environ["WATCHDOG_USEC"] = "2000000"
-    os.environ["WATCHDOG_PID"] = str(os.getpid())
-    sink = NullSink(realtime=True)
-    svc, engines = make_service(config_path, listener, sink)
-    thread, result = run_in_thread(svc)
+    svc, engines, listener, thread, result = start_realtime_service("rt", paths[0])
     try:
         engine = engines.current
         rss_start = rss_mb()

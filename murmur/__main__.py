@@ -1,0 +1,8 @@
+"""`python -m murmur COMMAND …`: the same as the `murmur` console script."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

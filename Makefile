@@ -26,18 +26,18 @@ PI ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo train render play resynth test test-fast bench lint clean
+.PHONY: help setup demo train render play resynth studio test test-fast bench lint clean
 
 help: ## this menu
 	@echo "Murmur — make targets:"
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
 	@echo "Variables: DATA= OUT= MINUTES= BUNDLE= SECONDS= SET=\"name=value …\" SEED= IN= PI=\"host …\" ARGS=\"extra CLI options\""
 
-$(VENV_T)/.installed: requirements/trainer.txt requirements/device.txt requirements/dev.txt scripts/setup-apt.sh
+$(VENV_T)/.installed: requirements/trainer.txt requirements/device.txt requirements/studio.txt requirements/dev.txt scripts/setup-apt.sh
 	bash scripts/setup-apt.sh
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
 	$(PYTHON) -m venv $(VENV_T)
-	$(VENV_T)/bin/pip install -q --disable-pip-version-check -r requirements/trainer.txt -r requirements/dev.txt
+	$(VENV_T)/bin/pip install -q --disable-pip-version-check -r requirements/trainer.txt -r requirements/studio.txt -r requirements/dev.txt
 	touch $@
 
 $(VENV_D)/.installed: requirements/device.txt requirements/dev.txt scripts/setup-apt.sh
@@ -66,6 +66,9 @@ render: $(VENV_D)/.installed ## make render BUNDLE=<dir> SECONDS=<n> OUT=<file.w
 
 play: $(VENV_D)/.installed ## make play BUNDLE=<dir> [ARGS="--device NAME"] — live on this computer's sound card
 	$(PY_D) -m device play --bundle "$(BUNDLE)" --set "$(SET)" $(if $(SEED),--seed $(SEED)) $(ARGS)
+
+studio: $(VENV_T)/.installed $(VENV_R)/.installed ## the studio in the browser: recordings, train, listen with knobs, compare, deploy (ARGS="--port N --no-browser --project DIR")
+	$(PY_T) -m studio $(ARGS)
 
 resynth: $(VENV_T)/.installed ## make resynth IN=<audio> OUT=<file.wav> — STFT magnitudes through the vocoder alone
 	@[ -n "$(IN)" ] && [ -n "$(OUT)" ] || { echo "make resynth: set IN=<audio file> OUT=<file.wav>"; exit 2; }
@@ -103,7 +106,7 @@ status: $(VENV_D)/.installed ## make status PI="host …" — each Pi's health r
 	$(PY_D) -m deploy status $(PI) $(ARGS)
 
 lint: $(VENV_T)/.installed ## ruff over the code, mypy over device/ and trainer/ (settings in pyproject.toml)
-	$(VENV_T)/bin/ruff check device trainer deploy tests benchmarks
+	$(VENV_T)/bin/ruff check device trainer deploy studio tests benchmarks
 	$(VENV_T)/bin/mypy
 
 clean: ## remove renders and caches (keeps the venvs)

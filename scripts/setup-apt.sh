@@ -12,6 +12,7 @@ packages=(
   systemd                # systemd-analyze verify/security for the unit tests
   systemd-journal-remote # the service benchmark writes its log into a real journal file to count the bytes
   openssh-server rsync openssh-client  # deploy tests against a real sshd on 127.0.0.1
+  chromium chromium-driver  # the studio's page is tested end to end in a real browser (Debian's, never downloaded)
   ${EXTRA_APT_PACKAGES:-}
 )
 missing=()

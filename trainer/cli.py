@@ -7,6 +7,7 @@ Nothing is written to OUT unless the whole run succeeded.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -32,6 +33,37 @@ def _duration(seconds: float) -> str:
 
 def _megabytes(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
+
+
+class ProgressLog:
+    """Progress as JSON lines, one object per event, for a program that watches the training (the studio).
+
+    Events: ``{"event": "file"|"stage"|"progress"|"epoch"|"done"|"error", ...}``; progress at most every 0.25 s.
+    """
+
+    def __init__(self, path: Path | None):
+        self.stream = None if path is None else open(path, "a", buffering=1, encoding="utf-8")
+        self.last = 0.0
+
+    def write(self, event: str, **fields) -> None:
+        if self.stream is not None:
+            self.stream.write(json.dumps({"event": event, "t": round(time.time(), 3), **fields}) + "\n")
+
+    def progress(self, p) -> None:
+        now = time.monotonic()
+        if self.stream is None or (now - self.last < 0.25 and p.batch < p.batches_per_epoch):
+            return
+        self.last = now
+        self.write("progress", epoch=p.epoch, batch=p.batch, batches_per_epoch=p.batches_per_epoch, loss=p.loss,
+                   val_loss=p.val_loss, elapsed_s=round(p.elapsed_s, 2), deadline_s=round(p.deadline_s, 2))
+
+    def epoch(self, r) -> None:
+        self.write("epoch", epoch=r.epoch, loss=r.loss, val_loss=r.val_loss, val_lsd_db=r.val_lsd_db,
+                   seconds=round(r.seconds, 2))
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
 
 
 class ProgressBar:
@@ -104,6 +136,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default=None, help="bundle name (default: the OUT folder name)")
     parser.add_argument("--preview-seconds", type=float, default=PREVIEW_SECONDS,
                         help=f"length of the preview render (default {PREVIEW_SECONDS:g}; 0 = no preview)")
+    parser.add_argument("--progress-jsonl", type=Path, default=None, metavar="FILE",
+                        help="also write progress as JSON lines to FILE (for the studio: stage, progress, epoch, done)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,10 +170,8 @@ def _paths(args) -> Paths:
 
 
 def run(args) -> int:
-    from device.errors import DeviceError
-
+    from . import pipeline  # imported before the budget is set: TensorFlow's start-up counts in it
     from .options import TrainOptions
-    from .pipeline import train_bundle
 
     if args.command == "demo" and args.name is None:
         args.name = "demo"
@@ -155,26 +187,49 @@ def run(args) -> int:
     print(f"murmur trainer: {data} -> {paths.bundle}  (budget {options.minutes:g} min, {options.layers} x LSTM "
           f"{options.units}, hop {options.hop_length}, {options.quantisation})", file=out, flush=True)
     bar = ProgressBar(out)
+    progress = ProgressLog(args.progress_jsonl)
+    try:
+        return _run(args, options, paths, bar, progress, pipeline.train_bundle)
+    finally:
+        progress.close()
+
+
+def _run(args, options, paths: Paths, bar: ProgressBar, progress: ProgressLog, train_bundle) -> int:
+    from device.errors import DeviceError
+
+    out = sys.stderr
 
     def on_file(source) -> None:
         how = "cached" if source.from_cache else "decoded"
         notes = f" — {'; '.join(source.notes)}" if source.notes else ""
         print(f"  {source.path}: {source.duration_s:.1f} s, {source.n_frames} frames ({how}){notes}", file=out, flush=True)
+        progress.write("file", path=str(source.path), seconds=source.duration_s, notes=list(source.notes))
 
     def on_stage(text: str) -> None:
         bar.close()
         print(text, file=out, flush=True)
+        progress.write("stage", text=text)
+
+    def on_progress(p) -> None:
+        bar.update(p)
+        progress.progress(p)
+
+    def on_epoch(record) -> None:
+        bar.epoch(record)
+        progress.epoch(record)
 
     try:
-        outcome = train_bundle(data, paths.bundle, options, on_file=on_file, on_progress=bar.update, on_epoch=bar.epoch,
-                               on_stage=on_stage)
+        outcome = train_bundle(args.data, paths.bundle, options, on_file=on_file, on_progress=on_progress,
+                               on_epoch=on_epoch, on_stage=on_stage)
     except KeyboardInterrupt:
         bar.close()
         print(f"\ninterrupted: stopped cleanly, no bundle written ({paths.bundle} is as it was)", file=out)
+        progress.write("error", text="cancelled: no bundle written")
         return 130
     except (DeviceError, ValueError) as exc:
         bar.close()
         print(f"error: {exc}", file=out)
+        progress.write("error", text=str(exc))
         return 1
     fit, export, t = outcome.fit, outcome.export, outcome.timings_s
     best = next((r for r in fit.history if r.epoch == fit.best_epoch), None)
@@ -189,17 +244,24 @@ def run(args) -> int:
         f"{export.parity_max_abs_error:.2g}; id {export.meta['bundle_id']}",
     ]
     print("\n".join(lines), file=out, flush=True)
+    done = {"bundle": str(export.path), "bundle_id": export.meta["bundle_id"], "bundle_bytes": export.bundle_bytes,
+            "seconds": round(t["total"], 1), "epochs": len(fit.history), "stop_reason": fit.stop_reason,
+            "val_lsd_db": fit.best_val_lsd_db if best else None, "baseline_lsd_db": fit.baseline_lsd_db,
+            "summary": lines, "figures": []}
     if args.preview_seconds > 0:
         print(f"rendering a {args.preview_seconds:g}-s preview with the device's generator and vocoder …", file=out, flush=True)
         try:
             figures = _preview(outcome, paths, args.preview_seconds, options.seed)
             print("\n".join(figures), file=out)
             print(f"preview: {paths.preview_wav} ({args.preview_seconds:g} s)\npicture: {paths.preview_png}", file=out)
+            done.update(figures=figures, preview_wav=str(paths.preview_wav), preview_png=str(paths.preview_png))
         except KeyboardInterrupt:
             print(f"\ninterrupted during the preview; the bundle is complete at {paths.bundle}", file=out)
+            progress.write("done", **done)
             return 130
         except (ImportError, DeviceError) as exc:
             print(f"preview skipped: {exc} (the bundle itself is complete)", file=out)
+    progress.write("done", **done)
     print(str(paths.bundle))
     return 0
 

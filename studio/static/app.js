@@ -1,0 +1,501 @@
+// Murmur studio page: plain JavaScript over the studio's JSON API (studio/server.py) and its live WebSocket.
+"use strict";
+
+const TOKEN = new URLSearchParams(location.search).get("token") || "";
+const $ = (sel) => document.querySelector(sel);
+const PLAYER_TARGET_S = 0.05, PLAYER_MAX_S = 0.15;  // the live player's buffer: what it keeps, and drops beyond
+const state = { recordings: [], runs: [], controls: {}, overviews: {}, live: null, ab: "A" };
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ "X-Studio-Token": TOKEN }, options.headers || {});
+  if (options.json !== undefined) { headers["Content-Type"] = "application/json"; options.body = JSON.stringify(options.json); }
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  const text = await response.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (e) { data = { error: text }; }
+  if (!response.ok) throw new Error((data && data.error) || text || response.statusText);
+  return data;
+}
+
+function say(text, isError = true) {
+  const box = $("#message");
+  box.textContent = text; box.hidden = !text;
+  box.className = isError ? "message error" : "message";
+}
+
+function fmt(x, digits = 1) { return x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(digits); }
+function clock(s) { s = Math.max(0, Math.round(s)); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`; }
+
+// ---------------------------------------------------------------- material
+async function upload(files) {
+  const form = new FormData();
+  let n = 0;
+  for (const f of files) { form.append("file", f, f.webkitRelativePath || f.name); n++; }
+  if (!n) return;
+  say(`adding ${n} recording(s) …`, false);
+  try {
+    const r = await fetch("/api/recordings", { method: "POST", body: form, headers: { "X-Studio-Token": TOKEN } });
+    const data = await r.json();
+    say((data.errors || []).join("\n"));
+  } catch (e) { say(String(e)); }
+  await refresh();
+}
+
+function setupDrop() {
+  const drop = $("#drop");
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); upload(e.dataTransfer.files); });
+  $("#files").addEventListener("change", (e) => { upload(e.target.files); e.target.value = ""; });
+  $("#folder").addEventListener("change", (e) => {
+    upload([...e.target.files].filter((f) => /\.(wav|flac|ogg|oga|opus|mp3|aiff?|aifc)$/i.test(f.name))); e.target.value = "";
+  });
+}
+
+function renderRecordings() {
+  const box = $("#recordings");
+  const names = state.recordings.map((r) => r.name);
+  for (const el of [...box.children]) if (!names.includes(el.dataset.name)) el.remove();
+  let total = 0;
+  for (const rec of state.recordings) {
+    let el = box.querySelector(`.recording[data-name="${CSS.escape(rec.name)}"]`);
+    if (!el) {
+      el = document.createElement("div");
+      el.className = "recording"; el.dataset.name = rec.name;
+      el.innerHTML = `<div class="head"><b class="name"></b><span><span class="info muted"></span>
+        <button class="all">select all</button> <button class="none">select none</button>
+        <button class="remove">remove</button></span></div><canvas width="900" height="120"></canvas>`;
+      box.appendChild(el);
+      el.querySelector(".name").textContent = rec.name;
+      el.querySelector(".all").onclick = () => saveRegions(rec.name, [[0, rec.seconds]]);
+      el.querySelector(".none").onclick = () => saveRegions(rec.name, []);
+      el.querySelector(".remove").onclick = async () => { await api(`/api/recordings/${encodeURIComponent(rec.name)}`, { method: "DELETE" }); refresh(); };
+      setupRegionDrag(el.querySelector("canvas"), rec.name);
+      api(`/api/recordings/${encodeURIComponent(rec.name)}/overview`).then((ov) => { state.overviews[rec.name] = ov; drawRecording(el, rec.name); });
+    }
+    const chosen = rec.regions.reduce((s, [a, b]) => s + (b - a), 0);
+    total += chosen;
+    el.querySelector(".info").textContent = `${fmt(rec.seconds)} s · ${fmt(chosen)} s selected · `;
+    el.dataset.regions = JSON.stringify(rec.regions);
+    drawRecording(el, rec.name);
+  }
+  $("#material-total").textContent = state.recordings.length
+    ? `${fmt(total)} s of material selected for training` : "no recordings yet";
+}
+
+function drawRecording(el, name) {
+  const rec = state.recordings.find((r) => r.name === name);
+  const ov = state.overviews[name];
+  const canvas = el.querySelector("canvas");
+  const g = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height, half = H / 2;
+  g.fillStyle = "#111"; g.fillRect(0, 0, W, H);
+  if (ov) {
+    const spec = Uint8Array.from(atob(ov.spectrogram), (c) => c.charCodeAt(0));
+    const img = g.createImageData(W, half);
+    for (let x = 0; x < W; x++) {
+      const col = Math.min(ov.columns - 1, Math.floor(x * ov.columns / W));
+      for (let y = 0; y < half; y++) {
+        const band = Math.min(ov.bands - 1, Math.floor((half - 1 - y) * ov.bands / half));
+        const v = spec[col * ov.bands + band];
+        const i = (y * W + x) * 4;
+        img.data[i] = v; img.data[i + 1] = v * 0.6; img.data[i + 2] = 255 - v * 0.7; img.data[i + 3] = 255;
+      }
+    }
+    g.putImageData(img, 0, 0);
+    g.fillStyle = "#9cf";
+    for (let x = 0; x < W; x++) {
+      const col = Math.min(ov.columns - 1, Math.floor(x * ov.columns / W));
+      const top = half + half / 2 - ov.max[col] * half / 2, bottom = half + half / 2 - ov.min[col] * half / 2;
+      g.fillRect(x, top, 1, Math.max(1, bottom - top));
+    }
+  }
+  if (rec) {
+    g.fillStyle = "rgba(0,0,0,0.55)";
+    let last = 0;
+    for (const [a, b] of rec.regions) { g.fillRect(last * W / rec.seconds, 0, (a - last) * W / rec.seconds, H); last = b; }
+    g.fillRect(last * W / rec.seconds, 0, (rec.seconds - last) * W / rec.seconds, H);
+    g.strokeStyle = "#fc3"; g.lineWidth = 2;
+    for (const [a, b] of rec.regions) g.strokeRect(a * W / rec.seconds + 1, 1, (b - a) * W / rec.seconds - 2, H - 2);
+  }
+  if (el._drag) {
+    const [a, b] = el._drag;
+    g.fillStyle = "rgba(255,204,51,0.3)";
+    g.fillRect(Math.min(a, b) * W, 0, Math.abs(b - a) * W, H);
+  }
+}
+
+function setupRegionDrag(canvas, name) {
+  const el = canvas.parentElement;
+  const at = (e) => { const r = canvas.getBoundingClientRect(); return Math.min(1, Math.max(0, (e.clientX - r.left) / r.width)); };
+  canvas.addEventListener("mousedown", (e) => { el._drag = [at(e), at(e)]; drawRecording(el, name); });
+  canvas.addEventListener("mousemove", (e) => { if (el._drag) { el._drag[1] = at(e); drawRecording(el, name); } });
+  window.addEventListener("mouseup", (e) => {
+    if (!el._drag) return;
+    const [a, b] = el._drag; el._drag = null;
+    const rec = state.recordings.find((r) => r.name === name);
+    if (!rec) return;
+    const s0 = Math.min(a, b) * rec.seconds, s1 = Math.max(a, b) * rec.seconds;
+    let regions;
+    if (s1 - s0 < 0.05) {  // a click: remove the region under it
+      regions = rec.regions.filter(([x, y]) => !(s0 >= x && s0 <= y));
+    } else {
+      // a drag replaces "everything selected" (the default) by the dragged region, else adds it
+      const whole = rec.regions.length === 1 && rec.regions[0][0] <= 0.001 && rec.regions[0][1] >= rec.seconds - 0.001;
+      regions = whole ? [[s0, s1]] : rec.regions.concat([[s0, s1]]);
+    }
+    saveRegions(name, regions);
+  });
+}
+
+async function saveRegions(name, regions) {
+  try {
+    const rec = await api(`/api/recordings/${encodeURIComponent(name)}/regions`, { method: "PUT", json: { regions } });
+    const i = state.recordings.findIndex((r) => r.name === name);
+    if (i >= 0) state.recordings[i] = rec;
+    renderRecordings();
+  } catch (e) { say(String(e)); }
+}
+
+// ---------------------------------------------------------------- train
+async function startTraining() {
+  $("#train-error").hidden = true;
+  $("#train-text").dataset.status = "starting";
+  try {
+    await api("/api/train", { method: "POST", json: { minutes: Number($("#minutes").value), advanced: $("#advanced").value } });
+  } catch (e) { showTrainError(String(e.message || e)); }
+  pollTraining();
+}
+
+function showTrainError(text) { const box = $("#train-error"); box.textContent = text; box.hidden = !text; }
+
+let trainTimer = null;
+async function pollTraining() {
+  clearTimeout(trainTimer);
+  let t;
+  try { t = await api("/api/state").then((s) => { applyState(s); return s.train; }); } catch (e) { say(String(e)); return; }
+  if (t && (t.status === "training" || t.status === "preparing")) trainTimer = setTimeout(pollTraining, 500);
+}
+
+function renderTraining(t) {
+  const running = t && (t.status === "training" || t.status === "preparing");
+  $("#train").disabled = !!running; $("#cancel").disabled = !running;
+  if (!t) { $("#train-text").textContent = "no training yet"; return; }
+  $("#train-bar").style.width = `${Math.round(100 * (t.status === "done" ? 1 : t.fraction))}%`;
+  const p = t.progress || {};
+  const epoch = p.epoch ? `epoch ${p.epoch} (${p.batch}/${p.batches_per_epoch}) loss ${fmt(p.loss, 4)} · ` : "";
+  const words = { training: `training ${t.run}: ${epoch}${t.stage} · ${clock(t.elapsed_s)} · ETA ≤ ${clock(t.eta_s)}`,
+                  preparing: "preparing the material …", done: `${t.run} done in ${clock(t.elapsed_s)}`,
+                  failed: `${t.run} failed`, cancelled: `${t.run} cancelled` };
+  $("#train-text").textContent = words[t.status] || t.status;
+  $("#train-text").dataset.status = t.status;
+  if (t.status === "failed" || t.status === "cancelled") showTrainError(t.error || t.status);
+  drawCurves(t.epochs || []);
+}
+
+function drawCurves(epochs) {
+  const c = $("#curves"), g = c.getContext("2d");
+  g.clearRect(0, 0, c.width, c.height);
+  if (!epochs.length) return;
+  const all = epochs.flatMap((e) => [e.loss, e.val_loss]).filter(Number.isFinite);
+  const lo = Math.min(...all), hi = Math.max(...all), span = hi - lo || 1;
+  const x = (i) => 30 + i * (c.width - 40) / Math.max(1, epochs.length - 1);
+  const y = (v) => c.height - 15 - (v - lo) / span * (c.height - 30);
+  for (const [key, color] of [["loss", "#4a90d9"], ["val_loss", "#d9734a"]]) {
+    g.strokeStyle = color; g.beginPath();
+    epochs.forEach((e, i) => (i ? g.lineTo(x(i), y(e[key])) : g.moveTo(x(i), y(e[key]))));
+    g.stroke();
+  }
+  g.fillStyle = "#555"; g.fillText("training loss", 35, 12); g.fillStyle = "#d9734a"; g.fillText("held-out loss", 125, 12);
+}
+
+// ---------------------------------------------------------------- listen
+function renderKnobs() {
+  const box = $("#knobs");
+  if (box.children.length) return;
+  for (const [name, spec] of Object.entries(state.controls)) {
+    const label = document.createElement("label");
+    if (spec.bool) {
+      label.innerHTML = `<span>${name}</span><input type="checkbox" id="knob-${name}">`;
+      label.querySelector("input").checked = spec.default;
+      label.querySelector("input").addEventListener("change", (e) => sendControl(name, e.target.checked));
+    } else {
+      const step = (spec.max - spec.min) / 200;
+      label.innerHTML = `<span>${name} <output id="value-${name}">${spec.default}</output></span>
+        <input type="range" id="knob-${name}" min="${spec.min}" max="${spec.max}" step="${step}" value="${spec.default}">`;
+      label.querySelector("input").addEventListener("input", (e) => {
+        $(`#value-${name}`).textContent = Number(e.target.value).toFixed(2);
+        sendControl(name, Number(e.target.value));
+      });
+    }
+    box.appendChild(label);
+  }
+  const reseed = document.createElement("button");
+  reseed.id = "knob-reseed"; reseed.textContent = "reseed";
+  reseed.onclick = () => state.live && state.live.ws.send(JSON.stringify({ trigger: "reseed" }));
+  box.appendChild(reseed);
+}
+
+function knobValues() {
+  const out = {};
+  for (const [name, spec] of Object.entries(state.controls)) {
+    const input = $(`#knob-${name}`);
+    if (input) out[name] = spec.bool ? input.checked : Number(input.value);
+  }
+  return out;
+}
+
+function sendControl(name, value) {
+  const live = state.live;
+  if (!live || live.ws.readyState !== 1) return;
+  // knob -> sound latency, measured on gain moves of 30 dB or more: the time until the first block whose level
+  // changed by 20 dB arrives, plus what the player has buffered ahead of it then, plus the output's own latency
+  if (name === "gain_db" && live.ctx) {
+    const previous = live.lastGain === undefined ? 0 : live.lastGain;
+    if (live.rms > 1e-4 && Math.abs(value - previous) >= 30) {
+      live.watch = value < previous ? { below: live.rms * 0.1, t0: performance.now() }
+                                    : { above: live.rms * 10, t0: performance.now() };
+    }
+    live.lastGain = value;
+  }
+  live.ws.send(JSON.stringify({ set: { [name]: value } }));
+}
+
+async function startLive() {
+  stopLive();
+  const run = $("#live-run").value;
+  if (!run) { say("train a run first: there is nothing to play"); return; }
+  const controls = encodeURIComponent(JSON.stringify(knobValues()));
+  const ws = new WebSocket(`ws://${location.host}/api/live?run=${encodeURIComponent(run)}&token=${encodeURIComponent(TOKEN)}&controls=${controls}`);
+  ws.binaryType = "arraybuffer";
+  const live = { ws, run, ctx: null, node: null, analyser: null, rms: 0, underruns: 0, received: 0, buffered: 0 };
+  state.live = live;
+  window.studioLive = live;  // for the browser test and the benchmark: underruns, latencies, received blocks
+  $("#live-start").disabled = true; $("#live-stop").disabled = false;
+  $("#live-status").textContent = `connecting to ${run} …`;
+  live.lastGain = knobValues().gain_db;
+  ws.onmessage = async (e) => {
+    if (typeof e.data === "string") {
+      const m = JSON.parse(e.data);
+      if (m.hello) await openAudio(live, m.hello);
+      else if (m.error) { say(m.error); $("#live-status").textContent = "error"; }
+      else if (m.stats) live.server = m.stats;
+      return;
+    }
+    const pcm = new Int16Array(e.data, 4);
+    const f = new Float32Array(pcm.length);
+    let sum = 0;
+    for (let i = 0; i < pcm.length; i++) { f[i] = pcm[i] / 32768; sum += f[i] * f[i]; }
+    const blockRms = Math.sqrt(sum / pcm.length);
+    live.rms = 0.8 * live.rms + 0.2 * blockRms;
+    live.received++;
+    const w = live.watch;
+    if (w && ((w.below !== undefined && blockRms < w.below) || (w.above !== undefined && blockRms > w.above))) {
+      live.watch = null;
+      const ctx = live.ctx;
+      const ms = performance.now() - w.t0 + 1000 * (live.buffered + (ctx ? (ctx.outputLatency || ctx.baseLatency || 0) : 0));
+      live.latencies = (live.latencies || []).concat([ms]);
+      $("#latency").textContent = Math.round(ms);
+    }
+    if (live.node) live.node.port.postMessage({ pcm: f }, [f.buffer]);
+  };
+  ws.onclose = () => { if (state.live === live) { $("#live-status").textContent = "stopped"; $("#live-start").disabled = false; $("#live-stop").disabled = true; } };
+}
+
+async function openAudio(live, hello) {
+  const ctx = new AudioContext({ sampleRate: hello.sample_rate_hz, latencyHint: "interactive" });
+  await ctx.audioWorklet.addModule("/static/worklet.js");
+  const node = new AudioWorkletNode(ctx, "stream-player", {
+    numberOfInputs: 0, outputChannelCount: [1],
+    processorOptions: { target: Math.round(PLAYER_TARGET_S * hello.sample_rate_hz), max: Math.round(PLAYER_MAX_S * hello.sample_rate_hz) } });
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 1024;
+  node.connect(analyser); analyser.connect(ctx.destination);
+  node.port.onmessage = (e) => {
+    const d = e.data;
+    if (d.underruns !== undefined) {
+      $("#underruns").textContent = d.underruns; $("#buffered").textContent = Math.round(1000 * d.buffered);
+      Object.assign(live, { underruns: d.underruns, buffered: d.buffered, droppedSamples: d.dropped });
+    }
+  };
+  await ctx.resume();
+  Object.assign(live, { ctx, node, analyser });
+  $("#live-status").textContent = `playing ${hello.bundle_id} (${hello.sample_rate_hz} Hz)`;
+  $("#live-status").dataset.playing = "1";
+  drawLive(live);
+}
+
+function drawLive(live) {
+  const c = $("#live-spec"), g = c.getContext("2d", { willReadFrequently: true });
+  const bins = new Uint8Array(live.analyser.frequencyBinCount);
+  const step = () => {
+    if (state.live !== live) return;
+    live.analyser.getByteFrequencyData(bins);
+    const img = g.getImageData(1, 0, c.width - 1, c.height);
+    g.putImageData(img, 0, 0);
+    for (let y = 0; y < c.height; y++) {
+      const bin = Math.floor(Math.pow(bins.length, 1 - y / c.height));
+      const v = bins[Math.min(bins.length - 1, bin)];
+      g.fillStyle = `rgb(${v},${Math.round(v * 0.6)},${255 - Math.round(v * 0.7)})`;
+      g.fillRect(c.width - 1, y, 1, 1);
+    }
+    $("#live-level").textContent = live.rms > 0 ? (20 * Math.log10(live.rms)).toFixed(1) : "-inf";
+    requestAnimationFrame(step);
+  };
+  requestAnimationFrame(step);
+}
+
+function stopLive() {
+  const live = state.live;
+  state.live = null;
+  if (!live) return;
+  live.ws.close();
+  if (live.ctx) live.ctx.close();
+  $("#live-status").textContent = "stopped"; $("#live-status").dataset.playing = "";
+  $("#live-start").disabled = false; $("#live-stop").disabled = true;
+}
+
+// ---------------------------------------------------------------- compare
+function renderRuns() {
+  const body = $("#runs tbody");
+  const selected = { A: $('input[name="run-a"]:checked'), B: $('input[name="run-b"]:checked') };
+  const keepA = selected.A && selected.A.value, keepB = selected.B && selected.B.value;
+  body.innerHTML = "";
+  for (const run of state.runs.slice().reverse()) {
+    const tr = document.createElement("tr");
+    tr.dataset.run = run.id;
+    const lsd = run.val_lsd_db === null || run.val_lsd_db === undefined ? "–" : `${fmt(run.val_lsd_db, 2)} dB (${fmt(run.baseline_lsd_db, 2)})`;
+    const material = run.selection.map((s) => `${s.recording} ${fmt(s.start_s)}–${fmt(s.end_s)} s`).join(", ");
+    tr.innerHTML = `<td><input type="radio" name="run-a" value="${run.id}"></td><td><input type="radio" name="run-b" value="${run.id}"></td>
+      <td>${run.id}<br><span class="muted">${run.advanced || ""}</span></td><td title="${material}">${fmt(run.material_seconds)} s, ${run.selection.length} region(s)</td>
+      <td>${run.minutes} min</td><td>${run.train_seconds ? clock(run.train_seconds) : "–"} · ${run.epochs || "–"} epochs</td>
+      <td>${lsd}</td><td class="figures"></td><td>${run.picture ? `<a target="_blank" href="/api/runs/${run.id}/${run.picture}?token=${TOKEN}">picture</a>` : ""}</td>`;
+    tr.querySelector(".figures").textContent = (run.figures || []).join("\n");
+    tr.querySelector(".figures").style.whiteSpace = "pre-wrap";
+    body.appendChild(tr);
+  }
+  const pick = (name, value, fallback) => {
+    const input = (value && $(`input[name="${name}"][value="${value}"]`)) || $(`input[name="${name}"]${fallback}`);
+    if (input) input.checked = true;
+  };
+  pick("run-a", keepA, ":nth-of-type(1)");
+  // B: the one kept, unless it is A while another run exists (a new run arrived): then the newest other run
+  const chosenA = $('input[name="run-a"]:checked');
+  const radiosB = [...document.querySelectorAll('input[name="run-b"]')];
+  const otherB = radiosB.find((r) => !chosenA || r.value !== chosenA.value);
+  if (keepB && $(`input[name="run-b"][value="${keepB}"]`) && !(chosenA && keepB === chosenA.value && otherB)) {
+    $(`input[name="run-b"][value="${keepB}"]`).checked = true;
+  } else if (otherB || radiosB.length) (otherB || radiosB[0]).checked = true;
+  for (const id of ["#live-run", "#deploy-run"]) {
+    const sel = $(id), keep = sel.value;
+    sel.innerHTML = state.runs.slice().reverse().map((r) => `<option value="${r.id}">${r.id}</option>`).join("");
+    if (keep && state.runs.some((r) => r.id === keep)) sel.value = keep;
+  }
+}
+
+function abSource(which) {
+  const input = $(`input[name="run-${which.toLowerCase()}"]:checked`);
+  return input ? `/api/runs/${input.value}/bundle-preview.wav?token=${TOKEN}` : null;
+}
+
+async function playAB() {
+  const a = $("#audio-a"), b = $("#audio-b");
+  const srcA = abSource("A"), srcB = abSource("B");
+  if (!srcA || !srcB) { say("choose two runs (A and B) to compare"); return; }
+  if (!a.src.endsWith(srcA)) a.src = srcA;
+  if (!b.src.endsWith(srcB)) b.src = srcB;
+  state.ab = "A";
+  b.muted = true; a.muted = false;
+  await Promise.all([a.play(), b.play()]);
+  $("#ab-now").textContent = `playing A (${$('input[name="run-a"]:checked').value})`;
+}
+
+function toggleAB() {
+  const a = $("#audio-a"), b = $("#audio-b");
+  state.ab = state.ab === "A" ? "B" : "A";
+  a.muted = state.ab !== "A"; b.muted = state.ab !== "B";
+  b.currentTime = a.currentTime;
+  $("#ab-now").textContent = `playing ${state.ab} (${$(`input[name="run-${state.ab.toLowerCase()}"]:checked`).value})`;
+}
+
+// ---------------------------------------------------------------- gallery
+async function deploy() {
+  try {
+    await api("/api/deploy", { method: "POST", json: { run: $("#deploy-run").value, hosts: $("#deploy-hosts").value } });
+    pollDeploy();
+  } catch (e) { say(String(e.message || e)); }
+}
+
+let deployTimer = null;
+async function pollDeploy() {
+  clearTimeout(deployTimer);
+  const d = await api("/api/deploy");
+  if (!d) return;
+  $("#deploy-log").textContent = d.lines.join("\n");
+  const body = $("#deploy-summary tbody");
+  body.innerHTML = "";
+  for (const row of d.summary) {
+    const tr = document.createElement("tr");
+    tr.dataset.host = row.host;
+    tr.innerHTML = `<td>${row.host}</td><td class="${row.ok ? "ok" : "failed"}">${row.ok ? "OK" : "FAILED"}</td><td></td>`;
+    tr.lastChild.textContent = row.text;
+    body.appendChild(tr);
+  }
+  if (d.running) {
+    const last = d.lines.filter((l) => l.trim()).slice(-1)[0] || "";
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td colspan="3" class="muted"></td>`;
+    tr.firstChild.textContent = `deploying … ${last}`;
+    body.appendChild(tr);
+    deployTimer = setTimeout(pollDeploy, 500);
+  }
+}
+
+async function fleetStatus() {
+  const body = $("#fleet tbody");
+  body.innerHTML = `<tr><td colspan="7" class="muted">asking the Pis …</td></tr>`;
+  try {
+    const d = await api("/api/status", { method: "POST", json: { hosts: $("#deploy-hosts").value } });
+    body.innerHTML = "";
+    for (const row of d.summary) {
+      const tr = document.createElement("tr");
+      tr.dataset.host = row.host;
+      const cells = row.state ? [row.host, row.state, row.bundle, row.level, row.temp, row.clock, row.throttled]
+                              : [row.host, row.ok ? "OK" : "FAILED", row.text, "", "", "", ""];
+      for (const text of cells) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
+      body.appendChild(tr);
+    }
+  } catch (e) { body.innerHTML = ""; say(String(e.message || e)); }
+}
+
+// ---------------------------------------------------------------- state
+function applyState(s) {
+  state.recordings = s.recordings; state.runs = s.runs; state.controls = s.controls;
+  $("#project").textContent = s.project;
+  if (s.settings && s.settings.minutes && !applyState.done) {
+    $("#minutes").value = s.settings.minutes; $("#advanced").value = s.settings.advanced || "";
+  }
+  applyState.done = true;
+  renderRecordings(); renderTraining(s.train); renderKnobs(); renderRuns();
+}
+
+async function refresh() {
+  try { applyState(await api("/api/state")); } catch (e) { say(String(e.message || e)); }
+}
+
+window.addEventListener("DOMContentLoaded", async () => {
+  setupDrop();
+  $("#train").onclick = startTraining;
+  $("#cancel").onclick = async () => { try { await api("/api/train/cancel", { method: "POST" }); } catch (e) { say(String(e)); } pollTraining(); };
+  $("#live-start").onclick = startLive;
+  $("#live-stop").onclick = stopLive;
+  $("#ab-play").onclick = playAB;
+  $("#ab-toggle").onclick = toggleAB;
+  $("#ab-stop").onclick = () => { $("#audio-a").pause(); $("#audio-b").pause(); $("#ab-now").textContent = ""; };
+  $("#deploy-go").onclick = deploy;
+  $("#fleet-refresh").onclick = fleetStatus;
+  await refresh();
+  pollTraining();
+  pollDeploy();
+  document.body.dataset.ready = "1";
+});

@@ -1,0 +1,183 @@
+"""The studio end to end in a real browser (Debian's chromium through chromium-driver; nothing downloads one).
+
+One artist's session, step by step, as the page is used: add a recording, select a region, train a tiny model
+(and cancel one), listen live and turn a knob, compare two runs A/B, deploy to a loopback Pi and read the fleet.
+Screenshots of the main screens are kept in out/test-artifacts/studio/ (not committed).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from deploy.loopback import Fleet, sshd_available
+
+pytest.importorskip("aiohttp")
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from tests.test_studio import StudioProcess  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+SHOTS = REPO / "out" / "test-artifacts" / "studio"
+TINY = "--units 16 --max-epochs 2 --preview-seconds 3"  # a model in seconds: the page's path is what is tested
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (apt)"),
+]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    if sshd_available() is not None:
+        pytest.skip(str(sshd_available()))
+    fleet = Fleet(tmp_path_factory.mktemp("loopback"), names=("pi1",))
+    yield fleet
+    fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, fleet, tiny_bundle):
+    fleet.write_inventory({"pi1": tiny_bundle})
+    server = StudioProcess(tmp_path_factory.mktemp("studio") / "project", "--inventory", str(fleet.inventory),
+                           "--ssh-config", str(fleet.ssh_config), "--deploy-repo", str(fleet.repo))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1800",
+                     "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def wait(driver, condition, timeout: float = 60, what: str = ""):
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+
+
+def text(driver, css: str) -> str:
+    return driver.find_element(By.CSS_SELECTOR, css).text
+
+
+def number(driver, css: str) -> float | None:
+    try:
+        return float(text(driver, css))
+    except ValueError:
+        return None
+
+
+def train(driver, advanced: str, minutes: str = "1") -> str:
+    for field, value in (("#minutes", minutes), ("#advanced", advanced)):
+        driver.execute_script("document.querySelector(arguments[0]).value = arguments[1]", field, value)
+    driver.find_element(By.ID, "train").click()
+    status = wait(driver, lambda d: d.find_element(By.ID, "train-text").get_attribute("data-status")
+                  in ("done", "failed", "cancelled") and d.find_element(By.ID, "train-text").get_attribute("data-status"),
+                  timeout=300, what="training did not finish")
+    return status
+
+
+def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, browser, tiny_audio, fleet):
+    d = browser
+    d.get(studio.url)
+    wait(d, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", what="page never ready")
+
+    # 1. material: add a recording, see it, select a region (the rest is excluded)
+    d.find_element(By.ID, "files").send_keys(str(tiny_audio))
+    card = wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, ".recording"), what="the recording never appeared")[0]
+    name = card.get_attribute("data-name")
+    wait(d, lambda d: "s selected" in card.find_element(By.CSS_SELECTOR, ".info").text)
+    seconds = studio.get("/api/state").json()["recordings"][0]["seconds"]
+    canvas = card.find_element(By.TAG_NAME, "canvas")
+    width = canvas.size["width"]
+    ActionChains(d).move_to_element_with_offset(canvas, -width // 2 + int(0.1 * width), 0).click_and_hold() \
+        .move_by_offset(int(0.8 * width), 0).release().perform()
+    wait(d, lambda d: len(studio.get("/api/state").json()["recordings"][0]["regions"]) == 1
+         and studio.get("/api/state").json()["recordings"][0]["regions"][0][1] < seconds - 0.3, what="region not saved")
+    (start, end), = studio.get("/api/state").json()["recordings"][0]["regions"]
+    assert start == pytest.approx(0.1 * seconds, abs=0.15) and end == pytest.approx(0.9 * seconds, abs=0.15)
+    d.save_screenshot(str(SHOTS / "1-material.png"))
+
+    # 2. train: a cancel leaves nothing; then two finished runs
+    for field, value in (("#minutes", "1"), ("#advanced", TINY)):
+        d.execute_script("document.querySelector(arguments[0]).value = arguments[1]", field, value)
+    d.find_element(By.ID, "train").click()
+    wait(d, lambda d: d.find_element(By.ID, "cancel").is_enabled(), what="cancel never enabled")
+    d.find_element(By.ID, "cancel").click()
+    wait(d, lambda d: d.find_element(By.ID, "train-text").get_attribute("data-status") == "cancelled", timeout=120)
+    assert "no bundle written" in text(d, "#train-error")
+    assert studio.get("/api/state").json()["runs"] == []
+
+    assert train(d, TINY) == "done"
+    d.save_screenshot(str(SHOTS / "2-trained.png"))
+    assert train(d, TINY + " --seed 7") == "done"
+    runs = studio.get("/api/state").json()["runs"]
+    assert len(runs) == 2 and all(r["selection"] == [{"recording": name, "start_s": round(start, 3), "end_s": round(end, 3)}]
+                                  for r in runs)
+    assert all((studio.project / "runs" / r["id"] / "bundle" / "bundle.json").is_file() for r in runs)
+
+    # 3. listen live; a knob move is heard: the streamed level falls by more than 30 dB
+    d.find_element(By.ID, "live-start").click()
+    wait(d, lambda d: d.find_element(By.ID, "live-status").get_attribute("data-playing") == "1", what="no live audio")
+    wait(d, lambda d: (number(d, "#live-level") or -999) > -45, what="the live stream stayed silent")
+    loud = number(d, "#live-level")
+    d.execute_script("const k = document.querySelector('#knob-gain_db'); k.value = -60;"
+                     "k.dispatchEvent(new Event('input'))")
+    wait(d, lambda d: (number(d, "#live-level") or 0) < loud - 30, what="the gain knob did not change the sound")
+    wait(d, lambda d: number(d, "#latency") is not None, what="no knob-to-sound latency measured")
+    received = d.execute_script("return window.studioLive.received")
+    wait(d, lambda d: d.execute_script("return window.studioLive.received") > received + 20,
+         what="the stream stopped after the knob move")
+    d.save_screenshot(str(SHOTS / "3-listen.png"))
+    d.find_element(By.ID, "live-stop").click()
+
+    # 4. compare: two runs A/B, both previews play, the switch changes what is heard
+    radios_a = d.find_elements(By.CSS_SELECTOR, 'input[name="run-a"]')
+    radios_b = d.find_elements(By.CSS_SELECTOR, 'input[name="run-b"]')
+    assert len(radios_a) == 2 and len(radios_b) == 2
+    a = d.find_element(By.CSS_SELECTOR, 'input[name="run-a"]:checked').get_attribute("value")
+    b = d.find_element(By.CSS_SELECTOR, 'input[name="run-b"]:checked').get_attribute("value")
+    assert a != b
+    d.find_element(By.ID, "ab-play").click()
+    wait(d, lambda d: d.execute_script("return document.querySelector('#audio-a').currentTime > 0.2"
+                                        " && document.querySelector('#audio-b').currentTime > 0.2"),
+         what="the two previews did not play")
+    assert a in text(d, "#ab-now") and "playing A" in text(d, "#ab-now")
+    d.find_element(By.ID, "ab-toggle").click()
+    assert "playing B" in text(d, "#ab-now") and b in text(d, "#ab-now")
+    assert d.execute_script("return document.querySelector('#audio-a').muted && !document.querySelector('#audio-b').muted")
+    d.save_screenshot(str(SHOTS / "4-compare.png"))
+    d.find_element(By.ID, "ab-stop").click()
+
+    # 5. send to the gallery: deploy to the loopback Pi, see OK, then the fleet view
+    from selenium.webdriver.support.ui import Select
+
+    Select(d.find_element(By.ID, "deploy-run")).select_by_value(b)
+    d.execute_script("document.querySelector('#deploy-hosts').value = 'pi1'")
+    d.find_element(By.ID, "deploy-go").click()
+    row = wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, '#deploy-summary tr[data-host="pi1"]'), timeout=300,
+               what="no deploy summary for pi1")[0]
+    assert row.find_element(By.CSS_SELECTOR, "td.ok").text == "OK", row.text
+    deployed = studio.get("/api/deploy").json()
+    assert deployed["code"] == 0 and any(line.startswith("1 of 1 hosts OK") for line in deployed["lines"])
+    d.save_screenshot(str(SHOTS / "5-deployed.png"))
+    d.find_element(By.ID, "fleet-refresh").click()
+    fleet_row = wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, '#fleet tr[data-host="pi1"]'), timeout=120)[0]
+    cells = [td.text for td in fleet_row.find_elements(By.TAG_NAME, "td")]
+    assert cells[1] == "playing", cells
+    assert cells[2] == next(r["bundle_id"] for r in studio.get("/api/state").json()["runs"] if r["id"] == b)
+    d.save_screenshot(str(SHOTS / "6-fleet.png"))
+    assert "Traceback" not in "".join(studio.output)

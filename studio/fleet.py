@@ -37,7 +37,7 @@ def parse_hosts(text: str) -> list[str]:
 
 def parse_summary(lines: list[str]) -> list[dict]:
     """The tool's summary block -> one dict per host (host, ok, text, and for status the report's fields)."""
-    rows = []
+    rows: list[dict] = []
     in_summary = False
     for line in lines:
         if line.strip() == "summary:":
@@ -46,7 +46,7 @@ def parse_summary(lines: list[str]) -> list[dict]:
         match = SUMMARY.match(line) if in_summary else None
         if match:
             row = {"host": match["host"], "ok": match["ok"] == "OK", "text": match["text"].strip()}
-            fields = STATUS_FIELDS.match(row["text"])
+            fields = STATUS_FIELDS.match(match["text"].strip())
             if fields:
                 row.update(fields.groupdict())
             rows.append(row)

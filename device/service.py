@@ -15,20 +15,18 @@ playlist position in the StateDirectory (/var/lib/murmur), atomically. Nothing e
 from __future__ import annotations
 
 import logging
-import math
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from . import health, hours
+from . import health, hours, reporting
 from .bundle import Bundle, load_bundle
 from .clock import WallClock
 from .config import Config, load_config
-from .controls import Controls, ControlStore
+from .controls import ControlStore
 from .engine import same_stft
 from .errors import BundleError, ConfigError, DeviceError
 from .health import SilenceDetector
@@ -37,7 +35,7 @@ from .playlist import PlaylistState, read_playlist_state, write_playlist_state
 from .protocols import Clock, EngineLike
 from .schedule import OPEN_PHASES, ScheduleState
 from .status import State, StatusReport
-from .systemd import Notifier, release_free_heap, release_id, venv_id, watchdog_ping_interval_s
+from .systemd import Notifier, Watchdog, release_free_heap
 
 if TYPE_CHECKING:  # the knobs package is imported only where knobs are built
     from .knobs.base import Knobs
@@ -57,10 +55,6 @@ def check_model(bundle: Bundle) -> None:
     open_step_model(bundle)
 
 
-def _controls_dict(controls: Controls) -> dict[str, Any]:
-    return {name: getattr(controls, name) for name in controls.__slots__}
-
-
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class ServiceCounters:
@@ -68,7 +62,6 @@ class ServiceCounters:
     reloads: int = 0
     rejected_reloads: int = 0
     rotations: int = 0
-    watchdog_pings: int = 0
     last_problem: str | None = None
 
 
@@ -116,15 +109,12 @@ class Service:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._reload = threading.Event()
-        self._ping_interval_s = watchdog_ping_interval_s()
-        self._last_ping = -math.inf
-        self._heartbeat = time.monotonic()  # main loop alive (real monotonic: the watchdog is real)
-        self._heartbeat_grace_s = max(5.0, 4 * self._ping_interval_s)
+        self.watchdog = Watchdog(self.notifier)
         self._trim_pending = False  # a bundle changed: release freed heap once its crossfade is over
         self._status_text = ""
-        self._started_mono = self.clock.monotonic()
-        self._engine_started_mono = self._started_mono
-        self._bundle_loaded_unix = self.clock.time()
+        self.started_mono = self.clock.monotonic()
+        self._engine_started_mono = self.started_mono
+        self.bundle_loaded_unix = self.clock.time()
 
     @property
     def playing_bundle(self) -> Bundle:
@@ -148,14 +138,6 @@ class Service:
     def request_stop(self) -> None:
         self._stop.set()
         self._wake.set()
-
-    # -- engine callbacks (producer thread: cheap, never blocks) ----------------------------------------------
-    def _on_frame(self, frame_index: int) -> None:
-        now = time.monotonic()
-        if now - self._last_ping >= self._ping_interval_s and now - self._heartbeat <= self._heartbeat_grace_s:
-            self._last_ping = now
-            if self.notifier.notify("WATCHDOG=1"):
-                self.counters.watchdog_pings += 1
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -208,15 +190,15 @@ class Service:
             if i != self.playlist.index:
                 self.playlist = PlaylistState(i, self.clock.time())
                 write_playlist_state(self.state_dir, self.playlist, bundles[i])
-            self.bundle, self._bundle_loaded_unix = bundle, self.clock.time()
+            self.bundle, self.bundle_loaded_unix = bundle, self.clock.time()
             return
         raise BundleError("no playable bundle in the config: " + "; ".join(errors))
 
     def _start_engine(self, bundle: Bundle) -> None:
-        engine = self.engine_factory(bundle, config=self.config, store=self.store, on_frame=self._on_frame)
+        engine = self.engine_factory(bundle, config=self.config, store=self.store, on_frame=self.watchdog.on_frame)
         sched = self.hours.now(self.config.schedule)
         engine.fade_to(0.0, 0.0)  # start silent; the schedule decides below how fast it comes up
-        self._heartbeat = time.monotonic()
+        self.watchdog.alive()
         engine.start()
         self.engine = engine
         if not engine.wait_started(self.start_timeout_s):
@@ -257,11 +239,7 @@ class Service:
             self.knobs.close()
 
     def _led_state(self) -> str:
-        """What the status LED shows: the state, or "power_warning" while playing after under-voltage or
-        throttling since boot (the sound goes on; the technician should check the supply and the heat)."""
-        if self.power.warning and self.state in (State.PLAYING, State.QUIET_HOURS):
-            return "power_warning"
-        return str(self.state)
+        return reporting.led_state(self.state, self.power)
 
     def _check_power(self) -> None:
         advice = self.power.poll()
@@ -280,7 +258,7 @@ class Service:
     # -- one main-loop iteration ------------------------------------------------------------------------------
     def tick(self) -> bool:
         """Reload, events, schedule, rotation, health; write status. False if the service must exit."""
-        self._heartbeat = time.monotonic()
+        self.watchdog.alive()
         if self._reload.is_set():
             self._reload.clear()
             self.notifier.notify("RELOADING=1")  # systemd shows "reloading" until READY=1 (sd_notify protocol)
@@ -360,7 +338,7 @@ class Service:
                 self.config = old_config
                 self._restart_engine(self.playing_bundle, reason=f"{reason} failed: back to the previous bundle")
                 raise
-        self.bundle, self._bundle_loaded_unix = bundle, self.clock.time()
+        self.bundle, self.bundle_loaded_unix = bundle, self.clock.time()
         self._trim_pending = True
 
     # -- reload -----------------------------------------------------------------------------------------------
@@ -396,7 +374,7 @@ class Service:
         self.config = new
         self.detector.restart_after_s = new.playback.silence_restart_s
         if new.sampler != old.sampler:
-            self.store.update(**_controls_dict(new.sampler))
+            self.store.update(**reporting.controls_dict(new.sampler))
         if new.knobs != old.knobs and self.knobs_factory is not None:
             if self.knobs is not None:
                 self.knobs.close()
@@ -458,46 +436,7 @@ class Service:
 
     # -- status -----------------------------------------------------------------------------------------------
     def status(self, *, playing: bool, sched: ScheduleState | None = None) -> StatusReport:
-        stats = self.engine.stats if self.engine is not None else None
-        level = stats.level_dbfs_10s if stats is not None else -math.inf
-        peak = stats.peak_dbfs_10s if stats is not None else -math.inf
-        knobs: dict[str, Any] = _controls_dict(self.store.snapshot())
-        if self.knobs is not None:
-            try:
-                knobs["inputs"] = self.knobs.values()
-            except Exception:  # a knob read must never stop the status
-                log.exception("knob values failed")
-        now_unix = self.clock.time()
-        return StatusReport(
-            playing=bool(playing),
-            ready=self.ready,
-            state=self.state,
-            message=self.message,
-            level_dbfs_10s=round(level, 2) if math.isfinite(level) else -200.0,
-            peak_dbfs_10s=round(peak, 2) if math.isfinite(peak) else -200.0,
-            underruns=stats.underruns if stats else 0,
-            frames_produced=stats.frames_produced if stats else 0,
-            bundle_id=self.bundle.bundle_id if self.bundle else "",
-            bundle_path=str(self.bundle.path) if self.bundle else "",
-            bundle_age_s=round(now_unix - self._bundle_loaded_unix, 1),
-            playlist_index=self.playlist.index,
-            playlist_length=len(self.config.playback.bundles),
-            uptime_s=round(self.clock.monotonic() - self._started_mono, 1),
-            schedule=hours.describe(sched),
-            knobs=knobs,
-            restarts=self.counters.restarts,
-            reloads=self.counters.reloads,
-            rejected_reloads=self.counters.rejected_reloads,
-            watchdog_pings=self.counters.watchdog_pings,
-            last_problem=self.counters.last_problem,
-            cpu_temp_c=health.read_cpu_temp_c(),
-            throttled=self.power.word,
-            clock=self.hours.sync,
-            release=release_id(),
-            venv=venv_id(),
-            updated_unix=now_unix,
-            pid=os.getpid(),
-        )
+        return reporting.build_status(self, playing=playing, sched=sched)
 
     def write_status(self, *, playing: bool, sched: ScheduleState | None = None) -> None:
         status = self.status(playing=playing, sched=sched)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,31 @@ def watchdog_ping_interval_s(environ: dict[str, str] | os._Environ = os.environ)
         return max(0.05, int(usec) / 1e6 / 4.0)
     except ValueError:
         return DEFAULT_WATCHDOG_PING_S
+
+
+class Watchdog:
+    """WATCHDOG=1 from the engine's producer (``on_frame``, every ``interval_s``), but only while the main loop
+    also says it is alive (``alive()`` each tick, within ``grace_s``): a stalled generator or a hung main loop both
+    stop the pings, and systemd restarts the service."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self.interval_s = watchdog_ping_interval_s()
+        self.grace_s = max(5.0, 4 * self.interval_s)
+        self.pings = 0
+        self._last_ping = -math.inf
+        self._heartbeat = time.monotonic()  # real monotonic time: systemd's watchdog is real
+
+    def alive(self) -> None:
+        self._heartbeat = time.monotonic()
+
+    def on_frame(self, frame_index: int) -> None:
+        """Producer thread, once per frame: cheap, never blocks."""
+        now = time.monotonic()
+        if now - self._last_ping >= self.interval_s and now - self._heartbeat <= self.grace_s:
+            self._last_ping = now
+            if self.notifier.notify("WATCHDOG=1"):
+                self.pings += 1
 
 
 def setup_logging(level: int = logging.INFO) -> None:

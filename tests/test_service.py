@@ -160,7 +160,7 @@ def test_watchdog_stops_when_the_main_loop_hangs(tmp_path, tiny_bundle, listener
             return event.wait(timeout)
 
     svc, thread, result, _ = start_service(tmp_path, tiny_bundle, listener, monkeypatch, clock=HangingClock())
-    svc._heartbeat_grace_s = 0.4
+    svc.watchdog.grace_s = 0.4
     try:
         listener.wait_for(lambda m: m == "READY=1", 30)
         assert listener.count("WATCHDOG=1", 0.5) >= 2

@@ -106,7 +106,7 @@ status: $(VENV_D)/.installed ## make status PI="host …" — each Pi's health r
 	$(PY_D) -m deploy status $(PI) $(ARGS)
 
 lint: $(VENV_T)/.installed ## ruff over the code, mypy over device/ and trainer/ (settings in pyproject.toml)
-	$(VENV_T)/bin/ruff check device trainer deploy studio tests benchmarks
+	$(VENV_T)/bin/ruff check device trainer deploy studio murmur tests benchmarks
 	$(VENV_T)/bin/mypy
 
 clean: ## remove renders and caches (keeps the venvs)

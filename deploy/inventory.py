@@ -12,7 +12,7 @@ from typing import Any
 
 from device.errors import ConfigError
 
-HOST_KEYS = {
+HOST_KEYS: dict[str, type | tuple[type, ...]] = {
     "address": str, "user": str, "port": int, "identity": str, "root": str, "python": str, "systemctl": str,
     "sudo": bool, "env": dict, "bundle": str, "config": str, "gate_timeout_s": (int, float),
     "allow_quiet_hours": bool, "groups": list,

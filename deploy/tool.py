@@ -83,7 +83,7 @@ def bundle_name_of(bundle_dir: Path) -> tuple[str, str]:
     try:
         from device.bundle import load_bundle  # numpy is in both laptop venvs; the Pi repeats the full check
     except ImportError:  # pragma: no cover - the tool runs from a venv with numpy
-        load_bundle = None
+        load_bundle = None  # type: ignore[assignment]
     if load_bundle is not None:
         load_bundle(bundle_dir)
     elif not meta_path.is_file():

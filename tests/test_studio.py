@@ -301,3 +301,31 @@ summary:
     assert rows[0]["level"] == "-21.4" and rows[0]["temp"] == "48.2" and rows[0]["throttled"] == "unknown"
     assert not rows[1]["ok"] and rows[1]["text"].startswith("at gate:")
     assert json.dumps(rows)  # what /api/status returns
+
+
+def test_a_deploy_that_fails_shows_the_tools_reason_per_host(tmp_path, tiny_bundle):
+    """A run (as a finished training leaves it) sent to a Pi that does not exist: the page gets the deploy tool's
+    own FAILED summary line and exit code, and the run is untouched."""
+    import shutil
+
+    project = tmp_path / "project"
+    run = project / "runs" / "run-20260101-120000"
+    shutil.copytree(tiny_bundle, run / "bundle")
+    (run / "run.json").write_text(json.dumps({"id": run.name, "selection": []}))
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text("Host *\n  BatchMode yes\n  ConnectTimeout 3\n")
+    server = StudioProcess(project, "--ssh-config", str(ssh_config))
+    try:
+        refused = server.send("POST", "/api/deploy", json={"run": run.name, "hosts": "-oProxyCommand=touch"})
+        assert refused.status_code == 400 and "not a host name" in refused.json()["error"]
+        started = server.send("POST", "/api/deploy", json={"run": run.name, "hosts": "nobody@no-such-pi.invalid"})
+        assert started.status_code == 200, started.text
+        state = started.json()
+        while state["running"]:
+            state = server.get("/api/deploy").json()
+        assert state["code"] == 1
+        (row,) = state["summary"]
+        assert row["host"] == "nobody@no-such-pi.invalid" and not row["ok"] and row["text"]
+        assert sorted(p.name for p in run.iterdir()) == ["bundle", "run.json"]
+    finally:
+        server.stop()

@@ -441,6 +441,9 @@ async function pollDeploy() {
     tr.lastChild.textContent = row.text;
     body.appendChild(tr);
   }
+  if (!d.running && !d.ok && !d.summary.length) {  // the tool stopped before any host: its own words
+    say(`deploy failed (exit ${d.code}):\n${d.lines.slice(-6).join("\n")}`);
+  }
   if (d.running) {
     const last = d.lines.filter((l) => l.trim()).slice(-1)[0] || "";
     const tr = document.createElement("tr");

@@ -38,7 +38,6 @@ def main() -> int:
                         help="sections to run (default: all but those that run for hours, e.g. endurance)")
     parser.add_argument("--quick", action="store_true", help="shorter runs (smoke check, figures not for the record)")
     args = parser.parse_args()
-    sections = read_sections(OUTPUT.read_text()) if OUTPUT.exists() else {}
     for name in args.only or names:
         module = importlib.import_module(f"benchmarks.bench_{name}")
         if not args.only and not getattr(module, "DEFAULT", True):
@@ -48,9 +47,11 @@ def main() -> int:
         started = time.monotonic()
         body = module.run(quick=args.quick)
         stamp = f"_{time.strftime('%Y-%m-%d')}, {platform.machine()}, Python {platform.python_version()}, {time.monotonic() - started:.0f} s_"
-        sections[name] = f"{body.strip()}\n\n{stamp}"
         print(body, flush=True)
         if not args.quick:
+            # read again: another bench may have written its section while this one ran (hours, for endurance)
+            sections = read_sections(OUTPUT.read_text()) if OUTPUT.exists() else {}
+            sections[name] = f"{body.strip()}\n\n{stamp}"
             write(sections)
     return 0
 

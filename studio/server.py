@@ -90,8 +90,22 @@ class Studio:
             "deploy": self.deploy.state() if self.deploy else None,
             "settings": self.project.settings(),
             "max_upload_mb": self.options.max_upload_mb,
+            "fleet": self.fleet_names(),
             **control_spec(),
         }
+
+    def fleet_names(self) -> dict:
+        """Inventory names and @groups for the page's host field (the deploy tool's own inventory lookup)."""
+        from deploy.inventory import load_inventory
+        from deploy.tool import default_inventory
+        from device.errors import ConfigError
+
+        try:
+            inventory = load_inventory(self.options.inventory or default_inventory())
+        except ConfigError as exc:
+            return {"hosts": [], "groups": [], "error": str(exc)}
+        groups = sorted({f"@{g}" for host in inventory.hosts.values() for g in host.groups})
+        return {"hosts": sorted(inventory.hosts), "groups": groups, "error": None}
 
     def start_training(self, body: dict) -> dict:
         if self.train is not None and self.train.status in ("preparing", "training"):

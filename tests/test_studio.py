@@ -282,6 +282,21 @@ def test_live_knob_messages_use_the_knobs_names_and_ranges(tiny_bundle):
     assert session.store.take_events() == ("reseed",)
 
 
+def test_the_page_offers_the_inventorys_names_and_groups(tmp_path):
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text('[hosts.hall-1]\naddress = "a.local"\ngroups = ["hall"]\n'
+                         '[hosts.foyer]\naddress = "b.local"\ngroups = ["ground", "hall"]\n')
+    server = StudioProcess(tmp_path / "project", "--inventory", str(inventory))
+    try:
+        fleet = server.get("/api/state").json()["fleet"]
+        assert fleet == {"hosts": ["foyer", "hall-1"], "groups": ["@ground", "@hall"], "error": None}
+        inventory.write_text("[hosts.x]\nbogus = 1\n")
+        fleet = server.get("/api/state").json()["fleet"]
+        assert fleet["hosts"] == [] and "bogus" in fleet["error"]
+    finally:
+        server.stop()
+
+
 def test_host_words_that_could_become_ssh_options_are_refused():
     assert parse_hosts("pi1, @room1 user@gallery.local") == ["pi1", "@room1", "user@gallery.local"]
     for bad in ("-oProxyCommand=sh", "pi1;reboot", ""):

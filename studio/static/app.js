@@ -480,6 +480,8 @@ function applyState(s) {
   }
   applyState.done = true;
   renderRecordings(); renderTraining(s.train); renderKnobs(); renderRuns();
+  const names = ["all", ...(s.fleet.groups || []), ...(s.fleet.hosts || [])];
+  $("#fleet-names").innerHTML = names.map((n) => `<option value="${n}">`).join("");
 }
 
 async function refresh() {

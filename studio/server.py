@@ -328,7 +328,7 @@ def build_app(studio: Studio) -> web.Application:
                     break
         finally:
             sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):  # the page closed mid-send
                 await sender
             await asyncio.to_thread(session.stop)
         return ws

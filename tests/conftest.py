@@ -186,6 +186,42 @@ def build_prebuilt(out: Path) -> None:
     points at where there is no trainer."""
     for variant, overrides in TINY_VARIANTS.items():
         train_tiny(out / variant, **overrides)
+    write_reference_clips(out / REFERENCE_CLIPS)
+
+
+REFERENCE_CLIPS = "vocoder_clips"  # under $MURMUR_TEST_BUNDLES: the vocoder tests' recordings, made on the laptop
+REFERENCE_SECONDS = 4.0
+
+
+def write_reference_clips(out: Path) -> None:
+    """The vocoder tests' real recordings (the bells are rendered by fluidsynth: laptop only) as 16-bit WAVs, with
+    their names in names.json, for the arm64 run."""
+    import json
+    import tempfile
+
+    from benchmarks.bench_vocoder import reference_clips
+    from device.wavio import write_wav
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = reference_clips(Path(tmp), seconds=REFERENCE_SECONDS)
+    for i, (audio, rate) in enumerate(clips.values()):
+        write_wav(out / f"{i}.wav", audio, rate)
+    (out / "names.json").write_text(json.dumps(list(clips)))
+
+
+def prebuilt_reference_clips() -> dict[str, tuple[np.ndarray, int]] | None:
+    """The clips write_reference_clips left under $MURMUR_TEST_BUNDLES, or None (then the test makes them)."""
+    import json
+
+    from device.wavio import read_audio
+
+    root = os.environ.get(PREBUILT_ENV)
+    folder = Path(root) / REFERENCE_CLIPS if root else None
+    if folder is None or not (folder / "names.json").is_file():
+        return None
+    names = json.loads((folder / "names.json").read_text())
+    return {name: read_audio(folder / f"{i}.wav") for i, name in enumerate(names)}
 
 
 if __name__ == "__main__":  # python -m tests.conftest OUT

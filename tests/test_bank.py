@@ -176,6 +176,7 @@ def quiet_half_bundle(bundle):
     return dataclasses.replace(bundle, seeds_u8=frames_u8, lo=lo, hi=hi, bank=index)
 
 
+@pytest.mark.slow
 def test_the_dead_air_guard_leaves_a_silent_stretch_within_max_quiet_s(bundle, model):
     quiet = quiet_half_bundle(bundle)
     settings = dataclasses.replace(SHORT, max_quiet_s=0.5)

@@ -52,6 +52,7 @@ def recorded(root: Path) -> list[str]:
     return path.read_text().splitlines() if path.is_file() else []
 
 
+@pytest.mark.slow
 def test_fresh_install_does_everything_once_and_keeps_the_technicians_config(pi_root):
     proc = install(pi_root)
     assert proc.returncode == 0, proc.stdout + proc.stderr

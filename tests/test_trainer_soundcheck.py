@@ -154,6 +154,7 @@ def test_movement_and_static_seconds_tell_a_drone_from_the_source(source):
     assert stuck.movement_ratio < 0.2 and stuck.static_pct > 90.0
 
 
+@pytest.mark.slow
 def test_evaluate_and_references_are_deterministic_and_consistent(source):
     audio = melody(20, seed=1)
     cand = melody(8, seed=9)

@@ -8,6 +8,7 @@ import pytest
 from benchmarks.bench_vocoder import allocation_per_frame, griffin_lim, reference_clips
 from device import frames
 from device.vocoder import StreamingVocoder, spectral_convergence_db, vocode
+from tests.conftest import REFERENCE_SECONDS, prebuilt_reference_clips
 
 N_FFT = 2048
 MARGIN_DB = 2.0  # measured margins: music ~8 dB, speech ~6 dB, bells + drums ~3.3 dB (benchmarks/bench_vocoder.py)
@@ -15,7 +16,7 @@ MARGIN_DB = 2.0  # measured margins: music ~8 dB, speech ~6 dB, bells + drums ~3
 
 @pytest.fixture(scope="module")
 def clips(tmp_path_factory):
-    return reference_clips(tmp_path_factory.mktemp("vocoder_clips"), seconds=4.0)
+    return prebuilt_reference_clips() or reference_clips(tmp_path_factory.mktemp("vocoder_clips"), seconds=REFERENCE_SECONDS)
 
 
 def _resynth(audio: np.ndarray, hop: int, **options) -> tuple[np.ndarray, np.ndarray]:

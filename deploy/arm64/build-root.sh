@@ -6,17 +6,18 @@
 # Needs: mmdebstrap, qemu-user-static and binfmt_misc with qemu-aarch64 registered (deploy/arm64/run.sh checks).
 set -eu
 root=${1:?usage: build-root.sh ROOT_DIR}
-if [ -x "$root/usr/bin/python3" ] && [ -f "$root/.murmur-root-ok" ]; then
+# systemd: as on the Pi; its systemd-analyze checks the unit file with the Pi's architecture's build
+packages=python3,python3-venv,python3-pip,python3-gpiozero,python3-spidev,python3-pyaudio,python3-systemd,libasound2,alsa-utils,ca-certificates,rsync,systemd
+if [ -x "$root/usr/bin/python3" ] && [ "$(cat "$root/.murmur-root-ok" 2>/dev/null)" = "$packages" ]; then
   echo "arm64 root: reusing $root"
   exit 0
 fi
-packages=python3,python3-venv,python3-pip,python3-gpiozero,python3-spidev,python3-pyaudio,python3-systemd,libasound2,alsa-utils,ca-certificates,rsync
 tmp="$root.tmp"
 rm -rf "$tmp"
 mkdir -p "$(dirname "$root")"
 mmdebstrap --architectures=arm64 --variant=minbase --include="$packages" \
   --aptopt='Acquire::Retries "3"' bookworm "$tmp" http://deb.debian.org/debian
-touch "$tmp/.murmur-root-ok"
+echo "$packages" > "$tmp/.murmur-root-ok"  # the root is rebuilt when the package list changes
 rm -rf "$root"
 mv -T "$tmp" "$root"
 echo "arm64 root: built $root"

@@ -37,8 +37,15 @@ assert abs(n / rate - 5.0) < 0.1, "render length is off"
 PY
 echo "arm64: render 5 s took $(( $(date +%s) - t0 )) s"
 if [ -d tests ]; then
+  # the laptop-side comparisons some tests make (librosa, soundfile): beside the venv, on pytest's path only
+  if [ -n "${TEST_EXTRAS:-}" ] && [ "$(cat /opt/test-extras/.list 2>/dev/null)" != "$TEST_EXTRAS" ]; then
+    rm -rf /opt/test-extras
+    "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input -q --no-index --find-links /opt/wheels \
+      --no-deps --target /opt/test-extras $TEST_EXTRAS
+    echo "$TEST_EXTRAS" > /opt/test-extras/.list
+  fi
   t0=$(date +%s)
-  MURMUR_TFLITE_RUNTIME=ai_edge_litert GPIOZERO_PIN_FACTORY=mock PYTHONPATH=deploy/arm64 \
+  MURMUR_TFLITE_RUNTIME=ai_edge_litert GPIOZERO_PIN_FACTORY=mock PYTHONPATH=deploy/arm64:/opt/test-extras \
     "$VENV/bin/python" -m pytest -q -p no:cacheprovider -p pi_subset $ARM64_TESTS
   echo "arm64: device tests took $(( $(date +%s) - t0 )) s"
 fi

@@ -41,7 +41,7 @@ root_s=$(( $(date +%s) - t0 ))
 # root has no TensorFlow, so the tests find them through $MURMUR_TEST_BUNDLES instead of training.
 TEST_BUNDLES="$OUT/test-bundles"
 code=$(cd "$REPO" && .venv/trainer/bin/python -c "from benchmarks.common import trainer_code_hash; print(trainer_code_hash())")
-if [ "$(cat "$TEST_BUNDLES/.trainer-hash" 2>/dev/null)" != "$code" ]; then
+if [ "$(cat "$TEST_BUNDLES/.trainer-hash" 2>/dev/null)" != "$code" ] || [ ! -f "$TEST_BUNDLES/vocoder_clips/names.json" ]; then
   echo "test-arm64: training the tiny test bundles on this machine"
   rm -rf "$TEST_BUNDLES"
   TF_CPP_MIN_LOG_LEVEL=2 .venv/trainer/bin/python -m tests.conftest "$TEST_BUNDLES"
@@ -57,10 +57,20 @@ fi
 PLATFORMS=""
 for minor in $(seq 17 36); do PLATFORMS="$PLATFORMS --platform manylinux_2_${minor}_aarch64"; done
 EXTRA_WHEELS="gpiozero==2.0.1.post3 colorzero==2.0 pytest==9.2.0 iniconfig==2.3.1 pluggy==1.7.0 Pygments==2.21.0"
+# What some device tests compare against on the laptop too (librosa's STFT and Griffin-Lim, soundfile's reader):
+# installed beside the Pi's venv in /opt/test-extras, on pytest's path only, never into the venv.
+TEST_EXTRAS="librosa==0.11.0 soundfile==0.14.0 audioread==3.1.0 decorator==5.3.1 joblib==1.6.0 lazy-loader==0.6
+  msgpack==1.2.4 numba==0.68.1 llvmlite==0.50.0 pooch==1.9.0 platformdirs==4.14.7 requests==2.34.2 certifi==2026.10.18
+  charset-normalizer==3.5.2 idna==3.20 urllib3==2.8.0 scikit-learn==1.9.1 scipy==1.17.1 soxr==1.1.0
+  threadpoolctl==3.8.0 cffi==2.1.1 pycparser==3.12 narwhals==2.29.0 cloudpickle==3.1.2"
+TEST_EXTRAS=$(echo $TEST_EXTRAS)
 mkdir -p "$OUT/wheels"
 .venv/trainer/bin/pip download -q --disable-pip-version-check --only-binary=:all: $PLATFORMS \
   --platform manylinux2014_aarch64 --platform linux_aarch64 --python-version 3.11 --implementation cp \
   -d "$OUT/wheels" -r deploy/requirements-pi.txt $EXTRA_WHEELS
+.venv/trainer/bin/pip download -q --disable-pip-version-check --only-binary=:all: --no-deps $PLATFORMS \
+  --platform manylinux2014_aarch64 --platform linux_aarch64 --python-version 3.11 --implementation cp \
+  -d "$OUT/wheels" $TEST_EXTRAS
 mkdir -p "$ROOT_DIR/opt/wheels"
 
 # The code and the bundle where a deploy puts them.
@@ -73,12 +83,12 @@ rsync -a --delete "$BUNDLE_DIR/" "$ROOT_DIR/opt/murmur/bundle/"
 rsync -a --delete "$TEST_BUNDLES/" "$ROOT_DIR/opt/murmur/test-bundles/"
 cp -L /etc/resolv.conf "$ROOT_DIR/etc/resolv.conf"
 
-# The device tests: all but the trainer's, the deploy's and the Makefile's (those run on the laptop);
-# deploy/arm64/pi_subset.py skips, with the reason, the ones that need the laptop (training, fluidsynth clips,
-# make, the laptop's other venvs); the trained bundles come from $MURMUR_TEST_BUNDLES.
-TESTS=${ARM64_TESTS:-tests --ignore-glob=tests/test_trainer* --ignore-glob=tests/test_deploy* --ignore-glob=tests/test_bench* --ignore=tests/test_makefile.py}
+# The device tests: all but the trainer's, the deploy's, the studio's, the packaging's and the Makefile's (laptop);
+# deploy/arm64/pi_subset.py skips, with the reason, the ones that need the laptop (training, make, the laptop's
+# other venvs, real GPIO); the trained bundles and the vocoder's reference clips come from $MURMUR_TEST_BUNDLES.
+TESTS=${ARM64_TESTS:-tests --ignore-glob=tests/test_trainer* --ignore-glob=tests/test_deploy* --ignore-glob=tests/test_bench* --ignore=tests/test_makefile.py --ignore=tests/test_packaging.py --ignore-glob=tests/test_studio*}
 status=0
-ROOT_DIR="$ROOT_DIR" REPO="$REPO" ARM64_TESTS="$TESTS" EXTRA_WHEELS="$EXTRA_WHEELS" QEMU_CPU=cortex-a72 unshare --mount --propagation private sh -eu -c '
+ROOT_DIR="$ROOT_DIR" REPO="$REPO" ARM64_TESTS="$TESTS" EXTRA_WHEELS="$EXTRA_WHEELS" TEST_EXTRAS="$TEST_EXTRAS" QEMU_CPU=cortex-a72 unshare --mount --propagation private sh -eu -c '
   mount -t proc proc "$ROOT_DIR/proc"
   mount --bind "$REPO/deploy/arm64/cpuinfo-pi4.txt" "$ROOT_DIR/proc/cpuinfo"
   mount --rbind /dev "$ROOT_DIR/dev"
@@ -86,7 +96,7 @@ ROOT_DIR="$ROOT_DIR" REPO="$REPO" ARM64_TESTS="$TESTS" EXTRA_WHEELS="$EXTRA_WHEE
   mount -t tmpfs tmpfs "$ROOT_DIR/tmp"
   mount --bind "$REPO/out/arm64/wheels" "$ROOT_DIR/opt/wheels"
   chroot "$ROOT_DIR" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/root QEMU_CPU=cortex-a72 \
-    ARM64_TESTS="$ARM64_TESTS" EXTRA_WHEELS="$EXTRA_WHEELS" TF_CPP_MIN_LOG_LEVEL=2 \
+    ARM64_TESTS="$ARM64_TESTS" EXTRA_WHEELS="$EXTRA_WHEELS" TEST_EXTRAS="$TEST_EXTRAS" TF_CPP_MIN_LOG_LEVEL=2 \
     MURMUR_TEST_BUNDLES=/opt/murmur/test-bundles /bin/sh /opt/murmur/current/deploy/arm64/inside.sh
 ' || status=$?
 

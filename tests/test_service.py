@@ -131,7 +131,8 @@ def test_watchdog_stops_while_the_producer_stalls_and_resumes_after(tmp_path, ti
     svc, thread, result, _ = start_service(tmp_path, tiny_bundle, listener, monkeypatch, models=models)
     try:
         listener.wait_for(lambda m: m == "READY=1", 30)
-        assert listener.count("WATCHDOG=1", 0.6) >= 3
+        for _ in range(3):  # pings keep coming while the producer runs (however slow the machine)
+            listener.wait_for(lambda m: m == "WATCHDOG=1", 10)
         model = models[0]
         model.stall.set()
         assert model.stalled.wait(5)
@@ -163,7 +164,8 @@ def test_watchdog_stops_when_the_main_loop_hangs(tmp_path, tiny_bundle, listener
     svc.watchdog.grace_s = 0.4
     try:
         listener.wait_for(lambda m: m == "READY=1", 30)
-        assert listener.count("WATCHDOG=1", 0.5) >= 2
+        for _ in range(2):
+            listener.wait_for(lambda m: m == "WATCHDOG=1", 10)
         hang.set()
         assert hanging.wait(5)
         listener.count("WATCHDOG=1", 0.5)  # grace period

@@ -67,6 +67,7 @@ def run(quick: bool) -> str:
 {table}
 
 Slow tests are marked `@pytest.mark.slow` (training real models, deploys over ssh to loopback `sshd`s). On
-arm64 the device tests run under qemu with trained bundles built on the laptop (`$MURMUR_TEST_BUNDLES`); what
-is skipped there needs the trainer, fluidsynth's reference recordings, the laptop's `make` or real GPIO.
+arm64 the device tests run under qemu with trained bundles built on the laptop (`$MURMUR_TEST_BUNDLES`),
+and the vocoder's reference clips come the same way; what is skipped there needs the laptop's other venvs, its
+`make`, real GPIO or a kernel with PR_SET_MDWE.
 """

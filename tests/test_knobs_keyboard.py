@@ -80,6 +80,25 @@ def test_terminal_is_in_cbreak_mode_while_listening_and_restored_on_close():
     os.close(terminal)
 
 
+def test_without_termios_a_terminal_is_read_a_line_at_a_time(monkeypatch):
+    """As on Windows: no termios module. The terminal is left as it is (keys then Enter) and the keys still work."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "termios", None)  # `import termios` raises ImportError
+    controller, terminal = pty.openpty()
+    before = termios.tcgetattr(terminal)
+    store = ControlStore()
+    with os.fdopen(terminal, "r", closefd=False) as stream:
+        knobs = start_keyboard(store, stream, out=io.StringIO())
+        assert termios.tcgetattr(terminal) == before  # still canonical: nothing changed
+        os.write(controller, b"w\n\x04")
+        assert knobs.done.wait(3.0)
+        knobs.close()
+    assert store.snapshot().jump == pytest.approx(0.5)
+    os.close(controller)
+    os.close(terminal)
+
+
 def test_keys_command_runs_the_stand_in_on_stdin(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("q"))
     assert cli(["keys", "--set", "temperature=1.0"]) == 0

@@ -75,11 +75,14 @@ class KeyboardKnobs(Knobs):
         except (AttributeError, OSError, ValueError):  # StringIO and friends: plain reads
             self._fd = None
         if self._fd is not None and os.isatty(self._fd):
-            import termios
-            import tty
-
-            self._saved_tty = termios.tcgetattr(self._fd)
-            tty.setcbreak(self._fd)
+            try:
+                import termios
+                import tty
+            except ImportError:  # Windows: no termios; keys are read a line at a time (type them, then Enter)
+                pass
+            else:
+                self._saved_tty = termios.tcgetattr(self._fd)
+                tty.setcbreak(self._fd)
         self._line_end = "\r" if self._saved_tty is not None else "\n"
         self._print(HELP, end="\n")
         self._print(describe(store.snapshot()))

@@ -93,6 +93,7 @@ def run(quick: bool) -> str:
                 next_knob += KNOB_EVERY_S
         live = d.execute_script("const l = window.studioLive; return {underruns: l.underruns, received: l.received,"
                                 " latencies: l.latencies || [], dropped: l.droppedSamples || 0, server: l.server || {},"
+                                " target: l.target || 0, playRate: l.rate || 1,"
                                 " rate: l.ctx.sampleRate, outputLatency: l.ctx.outputLatency || l.ctx.baseLatency || 0}")
         listened_s = time.monotonic() - started
     finally:
@@ -115,9 +116,11 @@ def run(quick: bool) -> str:
          "~150 ms", median <= 150),
         (f"stream underruns in the page over {listened_s / 60:.1f} min of live listening", f"{live['underruns']}", "0",
          live["underruns"] == 0),
-        ("engine underruns (server side) / blocks sent / late restarts of the pacing clock",
-         f"{server.get('engine_underruns', '?')} / {server.get('blocks_sent', '?')} / {server.get('late_restarts', '?')}", "",
-         True),
+        ("the page's buffer at the end: target / samples dropped beyond 150 ms",
+         f"{1000 * live['target']:.0f} ms / {live['dropped']}", "", True),
+        ("engine underruns (its own process) / blocks sent / late restarts of the pacing clock / ring lead at the end",
+         f"{server.get('engine_underruns', '?')} / {server.get('blocks_sent', '?')} / {server.get('late_restarts', '?')}"
+         f" / {server.get('engine_buffer_frames', '?')} frames", "", True),
     ]
     table = "\n".join(f"| {a} | {b} | {c} | {'ok' if d else '**MISSED**'} |" if c else f"| {a} | {b} | | |"
                       for a, b, c, d in rows)
@@ -133,7 +136,8 @@ How: `python -m studio --port 0 --no-browser` on a fresh project, driven by Debi
 chromium-driver) as an artist would: the demo clip dropped into the file field, Train with the page's defaults,
 Play, and the gain knob moved between 0 and -60 dB every {KNOB_EVERY_S:g} s. Knob → sound is measured in the page:
 from the knob's input event to the first streamed block whose level moved by 20 dB, plus what the page's
-AudioWorklet had buffered ahead of it then (its target is 50 ms) and the AudioContext's output latency
+AudioWorklet had buffered ahead of it then (its target starts at 50 ms) and the AudioContext's output latency
 ({1000 * live['outputLatency']:.0f} ms here, a headless browser without a sound card). A page underrun is a
-128-sample render quantum that found the buffer short. The engine's ring (3 frames, 35 ms) is in the figure.
+128-sample render quantum that found the buffer short. The engine's ring (3 frames, 35 ms; one more after each
+engine underrun) is in the figure; the engine runs in its own process (`studio/live_worker.py`).
 """

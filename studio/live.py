@@ -1,13 +1,22 @@
-"""Listen live: the device's own engine, paced by a real-time thread, streamed as 16-bit PCM to the page.
+"""Listen live: the device's own engine, in a child process of its own, streamed as 16-bit PCM to the page.
 
-The page's AudioWorklet keeps ~60 ms of it buffered and plays it; the knobs set the same ``ControlStore`` the
-Pi's GPIO knobs set, so a move is heard after the engine's ring (3 frames, 35 ms) plus the page's buffer.
-Each binary message is one block: uint32 sequence number, then ``block_frames`` little-endian int16 samples.
+The engine and its real-time pacing run in ``python -m studio.live_worker`` (one per listening page), not in the
+server: the server's event loop, uploads and trainings then never hold the GIL the producer needs, so the stream
+keeps time on a busy laptop. The worker writes frames to its stdout (``FRAME``: kind, length, payload; kind
+``AUDIO`` is one WebSocket message, kind ``JSON`` a hello, stats or error object) and reads knob messages, one
+JSON object per line, from its stdin; end of stdin stops it (after a short fade).
+
+The page's AudioWorklet keeps ~50 ms buffered; the knobs set the same ``ControlStore`` the Pi's GPIO knobs set, so
+a move is heard after the engine's ring (3 frames, 35 ms) plus the page's buffer. Each audio message is one block:
+uint32 sequence number, then ``block_frames`` little-endian int16 samples.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +29,9 @@ from device.errors import ConfigError
 
 from .errors import StudioError
 
-HEADER = struct.Struct("<I")
+HEADER = struct.Struct("<I")  # an audio message: sequence number, then the int16 samples
+FRAME = struct.Struct("<BI")  # worker -> server: kind, payload length in bytes
+AUDIO, JSON = 0, 1
 ENGINE_BUFFER_FRAMES = 3  # the engine's ring lead, as on the Pi
 CATCH_UP_S = 0.25  # a pacing thread this far behind (a stalled laptop) restarts its clock instead of bursting
 
@@ -84,6 +95,26 @@ def control_spec() -> dict:
     return {"controls": spec, "events": list(GENERATOR_EVENTS)}
 
 
+def check_control_message(message: dict) -> tuple[dict[str, float | bool], str | None]:
+    """The page's knob message ({"set": {name: value}} and/or {"trigger": "reseed"}) -> (clamped values, event).
+
+    Raises StudioError naming the unknown control or action, or the bad value."""
+    if not isinstance(message, dict) or not isinstance(message.get("set") or {}, dict):
+        raise StudioError(f"a knob message is a JSON object like {{\"set\": {{\"gain_db\": -6}}}}, not {message!r}")
+    changes: dict[str, float | bool] = {}
+    try:
+        for name, value in (message.get("set") or {}).items():
+            if name not in CONTROL_RANGES and name not in BOOL_CONTROLS:
+                raise StudioError(f"unknown control {name!r}; the controls are {', '.join(control_spec()['controls'])}")
+            changes[name] = coerce_control(name, value)
+    except ConfigError as exc:
+        raise StudioError(str(exc)) from exc
+    event = message.get("trigger") or None
+    if event is not None and event not in GENERATOR_EVENTS:
+        raise StudioError(f"unknown action {event!r}; the page can trigger {', '.join(GENERATOR_EVENTS)}")
+    return changes, event
+
+
 class LiveSession:
     """The engine playing one bundle into a ``StreamSink``; ``apply(message)`` turns the page's knob messages
     ({"set": {name: value}} or {"trigger": "reseed"}) into ``ControlStore`` calls."""
@@ -105,23 +136,75 @@ class LiveSession:
         self.engine.start()
 
     def apply(self, message: dict) -> None:
-        try:
-            for name, value in (message.get("set") or {}).items():
-                if name not in CONTROL_RANGES and name not in BOOL_CONTROLS:
-                    raise StudioError(f"unknown control {name!r}; the controls are {', '.join(control_spec()['controls'])}")
-                self.store.set(name, coerce_control(name, value))
-            event = message.get("trigger")
-            if event:
-                if event not in GENERATOR_EVENTS:
-                    raise StudioError(f"unknown action {event!r}; the page can trigger {', '.join(GENERATOR_EVENTS)}")
-                self.store.trigger(event)
-        except ConfigError as exc:
-            raise StudioError(str(exc)) from exc
+        """Apply one knob message (checked by ``check_control_message``) to the engine's controls."""
+        changes, event = check_control_message(message)
+        if changes:
+            self.store.update(**changes)
+        if event:
+            self.store.trigger(event)
 
     def stats(self) -> dict:
         s = self.engine.stats
         return {"frames": s.frames_produced, "engine_underruns": s.underruns, "blocks_sent": self.sink.blocks_sent,
-                "late_restarts": self.sink.late_restarts, "bundle_id": self.bundle.bundle_id}
+                "late_restarts": self.sink.late_restarts, "engine_buffer_frames": s.buffer_frames,
+                "bundle_id": self.bundle.bundle_id}
 
     def stop(self) -> None:
         self.engine.stop(fade_s=0.05)
+
+
+class LiveProcess:
+    """The server's handle on one ``studio.live_worker`` child: its hello, its frames, knob messages to it."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, bundle_dir: Path):
+        self.proc = proc
+        self.bundle_dir = bundle_dir
+        self.hello: dict = {}
+
+    @classmethod
+    async def start(cls, bundle_dir: Path, controls: dict, *, timeout_s: float = 60.0) -> LiveProcess:
+        """Start the worker and wait for its hello; StudioError with its own message when it cannot play."""
+        from .training import child_env
+
+        changes, _ = check_control_message({"set": controls})
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "studio.live_worker", str(bundle_dir), "--controls", json.dumps(changes),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=child_env())
+        live = cls(proc, bundle_dir)
+        try:
+            frame = await asyncio.wait_for(live.read(), timeout_s)
+        except TimeoutError:
+            frame = None
+        message = json.loads(frame[1]) if frame is not None and frame[0] == JSON else {}
+        if "hello" not in message:
+            await live.stop()
+            raise StudioError(message.get("error") or f"{bundle_dir}: the live engine stopped before it played "
+                              f"(exit code {proc.returncode}); its messages are in the studio's terminal")
+        live.hello = message["hello"]
+        return live
+
+    async def read(self) -> tuple[int, bytes] | None:
+        """The next (kind, payload) frame, or None once the worker has ended."""
+        assert self.proc.stdout is not None
+        try:
+            kind, length = FRAME.unpack(await self.proc.stdout.readexactly(FRAME.size))
+            return kind, await self.proc.stdout.readexactly(length)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    def send(self, message: dict) -> None:
+        """Check one knob message (StudioError if bad) and pass it on to the engine."""
+        changes, event = check_control_message(message)
+        assert self.proc.stdin is not None
+        if self.proc.returncode is None and not self.proc.stdin.is_closing():
+            self.proc.stdin.write(json.dumps({"set": changes, "trigger": event}).encode() + b"\n")
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """End its stdin (it fades out and exits); kill it if it has not gone after ``timeout_s``."""
+        if self.proc.stdin is not None and not self.proc.stdin.is_closing():
+            self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout_s)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()

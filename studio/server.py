@@ -23,14 +23,13 @@ from aiohttp import BodyPartReader, WSMsgType, web
 
 from .errors import StudioError
 from .fleet import STATUS_TIMEOUT_S, ToolJob, parse_hosts
-from .live import LiveSession, control_spec
+from .live import AUDIO, LiveProcess, control_spec
 from .project import Project
 from .training import TrainJob, check_no_partial_left
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "murmur_studio"
-STREAM_QUEUE_BLOCKS = 64  # ~0.75 s of audio waiting for a slow socket; older blocks are dropped beyond it
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -274,63 +273,46 @@ def build_app(studio: Studio) -> web.Application:
 
     @routes.get("/api/live")
     async def live(request: web.Request) -> web.StreamResponse:
-        bundle = studio.project.run_dir(request.query.get("run", "")) / "bundle"
+        bundle = studio.project.run_dir(request.query.get("run", "")) / "bundle"  # an unknown run: HTTP 400
         ws = web.WebSocketResponse(heartbeat=20.0)
         await ws.prepare(request)
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-        def deliver(message: bytes) -> None:  # pacing thread -> event loop
-            loop.call_soon_threadsafe(_offer, message)
-
-        dropped = 0
-
-        def _offer(message: bytes) -> None:
-            nonlocal dropped
-            if queue.qsize() >= STREAM_QUEUE_BLOCKS:
-                queue.get_nowait()
-                dropped += 1
-            queue.put_nowait(message)
-
         try:
-            controls = json.loads(request.query.get("controls", "{}"))
-            session = await asyncio.to_thread(LiveSession, bundle, deliver, controls=controls)
+            player = await LiveProcess.start(bundle, json.loads(request.query.get("controls", "{}")))
         except (StudioError, ValueError) as exc:
             await ws.send_json({"error": str(exc)})
             await ws.close()
             return ws
-        except Exception as exc:  # a bundle that does not load: say why in the page
-            await ws.send_json({"error": f"{bundle}: {exc}"})
-            await ws.close()
-            return ws
-        await ws.send_json({"hello": {"sample_rate_hz": session.sample_rate_hz, "block_frames": session.block_frames,
-                                      "bundle_id": session.bundle.bundle_id}})
-        session.start()
+        await ws.send_json({"hello": player.hello})
 
-        async def pump() -> None:
-            last_stats = time.monotonic()
-            while not ws.closed:
-                message = await queue.get()
-                await ws.send_bytes(message)
-                if time.monotonic() - last_stats > 1.0:
-                    last_stats = time.monotonic()
-                    await ws.send_json({"stats": {**session.stats(), "dropped": dropped}})
+        async def pump() -> None:  # the worker's frames, as they come: audio as binary, stats and errors as text
+            while (frame := await player.read()) is not None:
+                kind, payload = frame
+                if ws.closed:  # keep draining while the worker fades out, so its pipe never fills
+                    continue
+                if kind == AUDIO:
+                    await ws.send_bytes(payload)
+                else:
+                    await ws.send_str(payload.decode())
+            if not ws.closed:
+                await ws.send_json({"error": f"the live engine stopped (exit code {player.proc.returncode}); "
+                                             "its messages are in the studio's terminal"})
+                await ws.close()
 
         sender = asyncio.create_task(pump())
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     try:
-                        session.apply(json.loads(msg.data))
+                        player.send(json.loads(msg.data))
                     except (StudioError, ValueError) as exc:
                         await ws.send_json({"error": str(exc)})
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
+            await player.stop()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):  # the page closed mid-send
                 await sender
-            await asyncio.to_thread(session.stop)
         return ws
 
     app.add_routes(routes)

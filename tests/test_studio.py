@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -124,14 +125,27 @@ def test_another_site_or_a_rebound_host_name_is_refused_even_with_the_token(stud
     assert own.status_code == 200
 
 
-def test_it_listens_on_loopback_only_by_default(studio):
-    import socket
+def _listening_addresses(port: int) -> set[str]:
+    """The local addresses with a TCP socket listening on ``port``, from the kernel's tables (hex, as Linux
+    writes them: 0100007F is 127.0.0.1, 00000000 any IPv4 address)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                address, hex_port = fields[1].split(":")
+                if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                    found.add(address)
+    return found
 
-    addresses = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)} - {"127.0.0.1"}
-    for address in addresses:
-        with socket.socket() as s:
-            s.settimeout(2)
-            assert s.connect_ex((address, studio.port)) != 0, f"the studio answers on {address}"
+
+def test_it_listens_on_loopback_only_by_default(studio, tmp_path):
+    assert _listening_addresses(studio.port) == {"0100007F"}
+    anywhere = StudioProcess(tmp_path / "project", "--host", "0.0.0.0")
+    try:  # the check can tell: asked for every address, the kernel's table says so
+        assert _listening_addresses(anywhere.port) == {"00000000"}
+    finally:
+        anywhere.stop()
 
 
 # ---------------------------------------------------------------- uploads
@@ -209,7 +223,8 @@ def test_the_selection_written_for_the_trainer_is_exactly_the_chosen_regions(tmp
 
 
 @pytest.mark.parametrize("path", ["/api/recordings/..%2Fstudio/overview", "/api/recordings/nope/audio",
-                                  "/api/runs/..%2F..%2Fetc/passwd", "/api/runs/run-20260101-000000/run.json"])
+                                  "/api/runs/..%2F..%2Fetc/passwd", "/api/runs/run-20260101-000000/run.json",
+                                  "/api/live?run=run-20260101-000000", "/api/live?run=..%2F..%2Fetc"])
 def test_names_and_run_ids_that_do_not_exist_are_refused(studio, path):
     response = studio.get(path)
     assert response.status_code in (400, 404)
@@ -278,8 +293,133 @@ def test_live_knob_messages_use_the_knobs_names_and_ranges(tiny_bundle):
         session.apply({"set": {"volume": 1}})
     with pytest.raises(StudioError, match="unknown action"):
         session.apply({"trigger": "next_bundle"})
+    with pytest.raises(StudioError, match="hold"):
+        session.apply({"set": {"hold": "maybe"}})
+    for wrong in ([1, 2], {"set": [1]}, "gain"):
+        with pytest.raises(StudioError, match="a knob message is a JSON object"):
+            session.apply(wrong)
     session.apply({"trigger": "reseed"})
     assert session.store.take_events() == ("reseed",)
+
+
+def _block_rms(payload: bytes) -> float:
+    return float(np.sqrt(np.mean((np.frombuffer(payload[4:], dtype="<i2") / 32768.0) ** 2)))
+
+
+def test_the_live_engine_runs_in_its_own_process_and_follows_the_knobs(tiny_bundle):
+    """The worker's frames: hello, numbered audio blocks at the bundle's hop, stats; a gain move is heard in the
+    stream; a bad knob message is refused before it reaches the worker; end of stdin ends it."""
+    import asyncio
+
+    from studio.live import AUDIO, JSON, LiveProcess
+
+    async def scenario() -> dict:
+        live = await LiveProcess.start(tiny_bundle, {"gain_db": 0})
+        assert live.hello["block_frames"] == 512 and live.hello["sample_rate_hz"] == 44100
+        seqs, levels, stats = [], [], []
+        moved_at = None
+        while len(seqs) < 400:
+            kind, payload = await live.read()
+            if kind == JSON:
+                stats.append(json.loads(payload)["stats"])
+                continue
+            assert kind == AUDIO and len(payload) == 4 + 2 * 512
+            seqs.append(int.from_bytes(payload[:4], "little"))
+            levels.append(_block_rms(payload))
+            if len(seqs) == 200:
+                live.send({"set": {"gain_db": -60}})
+                moved_at = len(seqs)
+        with pytest.raises(StudioError, match="unknown control 'volume'"):
+            live.send({"set": {"volume": 1}})
+        await live.stop()
+        return {"seqs": seqs, "levels": levels, "stats": stats, "moved_at": moved_at, "rc": live.proc.returncode}
+
+    result = asyncio.run(scenario())
+    assert result["seqs"] == list(range(400))
+    before = np.median(result["levels"][100:200])
+    after = np.median(result["levels"][300:400])
+    assert before > 1e-3, "the live stream was silent"
+    assert 20 * np.log10(after / before) < -40
+    assert result["stats"] and result["stats"][-1]["blocks_sent"] >= 200
+    assert result["rc"] == 0
+
+
+def test_a_bundle_that_does_not_load_is_named_in_the_live_error(tmp_path):
+    import asyncio
+
+    from studio.live import LiveProcess
+
+    missing = tmp_path / "runs" / "gone" / "bundle"
+    with pytest.raises(StudioError, match=re.escape(str(missing))):
+        asyncio.run(LiveProcess.start(missing, {}))
+
+
+def _worker_pids() -> set[int]:
+    pids = set()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"studio.live_worker" in cmdline.read_bytes():
+                pids.add(int(cmdline.parent.name))
+        except OSError:  # it ended while we looked
+            continue
+    return pids
+
+
+def test_a_live_page_streams_through_the_server_and_no_engine_outlives_it(tmp_path, tiny_bundle):
+    """Over the real WebSocket: hello, then numbered blocks; a bad knob is answered with its error; the worker
+    ends when the page leaves, and when the server itself is killed."""
+    import asyncio
+    import shutil
+
+    import aiohttp
+
+    run = tmp_path / "project" / "runs" / "run-20261202-000000"
+    shutil.copytree(tiny_bundle, run / "bundle")
+    (run / "run.json").write_text(json.dumps({"id": run.name}))
+    before = _worker_pids()
+    server = StudioProcess(tmp_path / "project")
+
+    async def listen() -> tuple[dict, list[int], str]:
+        url = f"ws://127.0.0.1:{server.port}/api/live?run={run.name}&token={server.token}"
+        async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+            hello = (await ws.receive_json(timeout=60))["hello"]
+            seqs: list[int] = []
+            error = ""
+            await ws.send_json({"set": {"volume": 1}})
+            while len(seqs) < 50 or not error:
+                msg = await ws.receive(timeout=30)
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    seqs.append(int.from_bytes(msg.data[:4], "little"))
+                elif "error" in msg.json():
+                    error = msg.json()["error"]
+        return hello, seqs, error  # the page has left: the socket is closed
+
+    try:
+        hello, seqs, error = asyncio.run(listen())
+        assert hello["bundle_id"] and seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        assert "unknown control 'volume'" in error
+        deadline = time.monotonic() + 20
+        while _worker_pids() - before and time.monotonic() < deadline:
+            time.sleep(0.1)  # polling for the worker to exit after its fade, not synchronising threads
+        assert not _worker_pids() - before, "the live engine kept running after the page left"
+
+        async def listen_until_killed() -> None:
+            url = f"ws://127.0.0.1:{server.port}/api/live?run={run.name}&token={server.token}"
+            async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+                await ws.receive_json(timeout=60)
+                assert (await ws.receive(timeout=30)).type == aiohttp.WSMsgType.BINARY
+                assert _worker_pids() - before
+                server.proc.kill()
+                server.proc.wait(timeout=20)
+
+        asyncio.run(listen_until_killed())
+        deadline = time.monotonic() + 20
+        while _worker_pids() - before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _worker_pids() - before, "the live engine outlived a killed studio"
+    finally:
+        if server.proc.poll() is None:
+            server.stop()
 
 
 def test_the_page_offers_the_inventorys_names_and_groups(tmp_path):

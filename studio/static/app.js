@@ -307,7 +307,8 @@ async function openAudio(live, hello) {
   await ctx.audioWorklet.addModule("/static/worklet.js");
   const node = new AudioWorkletNode(ctx, "stream-player", {
     numberOfInputs: 0, outputChannelCount: [1],
-    processorOptions: { target: Math.round(PLAYER_TARGET_S * hello.sample_rate_hz), max: Math.round(PLAYER_MAX_S * hello.sample_rate_hz) } });
+    processorOptions: { target: Math.round(PLAYER_TARGET_S * hello.sample_rate_hz), max: Math.round(PLAYER_MAX_S * hello.sample_rate_hz),
+                        block: hello.block_frames } });
   const analyser = ctx.createAnalyser();
   analyser.fftSize = 1024;
   node.connect(analyser); analyser.connect(ctx.destination);
@@ -315,7 +316,7 @@ async function openAudio(live, hello) {
     const d = e.data;
     if (d.underruns !== undefined) {
       $("#underruns").textContent = d.underruns; $("#buffered").textContent = Math.round(1000 * d.buffered);
-      Object.assign(live, { underruns: d.underruns, buffered: d.buffered, droppedSamples: d.dropped });
+      Object.assign(live, { underruns: d.underruns, buffered: d.buffered, droppedSamples: d.dropped, target: d.target, rate: d.rate });
     }
   };
   await ctx.resume();

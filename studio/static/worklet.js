@@ -1,15 +1,24 @@
 // The live stream's player, on the audio thread: a ring of received samples, played once `target` samples are
-// buffered (starting from the newest `target`, so what piled up while the page set up audio is skipped). Counts
-// underruns (a render quantum that found too few samples: silence, then buffer again, 10 ms deeper) and drops the oldest samples
-// beyond `max`, so the latency never creeps. Reports underruns and the buffer depth every 8 quanta (23 ms).
+// buffered (starting from the newest `target`, so what piled up while the page set up audio is skipped).
+// - Steering: the mean buffer level is held at the target by playing up to 0.5 % faster or slower (linear
+//   interpolation), so a sound card whose clock runs a little off the server's neither starves nor piles up.
+// - Underrun (a render quantum that found too few samples): silence, count it, buffer again 10 ms deeper (up to
+//   max/2); after each 10 s without one the target comes back 2 ms, down to where it started.
+// - Beyond `max` buffered the oldest samples are dropped (back to the target), so the latency never creeps.
+// Reports underruns and the buffer depth every 8 quanta (23 ms at 44.1 kHz).
+const MAX_RATE_DEVIATION = 0.005;
+const STEER_PER_SECOND = 0.1;  // 10 ms of surplus -> 0.1 % faster
+const CALM_S = 10, BACK_S = 0.002, DEEPER_S = 0.01;
+
 class StreamPlayer extends AudioWorkletProcessor {
   constructor(options) {
     super();
     const o = options.processorOptions;
     this.ring = new Float32Array(1 << 17);
     this.mask = this.ring.length - 1;
-    this.read = 0; this.write = 0;
-    this.target = o.target; this.max = o.max;
+    this.read = 0; this.write = 0;  // read is fractional (steering), write whole samples
+    this.base = o.target; this.target = o.target; this.max = o.max; this.block = o.block || 512;
+    this.level = o.target; this.calm = 0; this.rate = 1;
     this.playing = false; this.underruns = 0; this.dropped = 0; this.quanta = 0;
     this.port.onmessage = (e) => {
       const d = e.data;
@@ -18,28 +27,48 @@ class StreamPlayer extends AudioWorkletProcessor {
         for (let i = 0; i < pcm.length; i++) this.ring[(this.write + i) & this.mask] = pcm[i];
         this.write += pcm.length;
         const count = this.write - this.read;
-        if (count > this.max) { this.dropped += count - this.target; this.read = this.write - this.target; }
+        if (count > this.max) { this.dropped += Math.round(count - this.target); this.read = this.write - this.target; }
       }
     };
   }
+
   process(inputs, outputs) {
     const out = outputs[0][0];
     const n = out.length;
-    const count = this.write - this.read;
-    if (!this.playing && count >= this.target) { this.playing = true; this.read = this.write - this.target; }
-    if (this.playing && count >= n) {
-      for (let i = 0; i < n; i++) out[i] = this.ring[(this.read + i) & this.mask];
-      this.read += n;
+    let count = this.write - this.read;
+    if (!this.playing && count >= this.target) {
+      this.playing = true; this.read = this.write - this.target; count = this.target; this.level = count;
+    }
+    const need = Math.ceil(n * this.rate) + 1;
+    if (this.playing && count >= need) {
+      const ring = this.ring, mask = this.mask, rate = this.rate;
+      let p = this.read;
+      for (let i = 0; i < n; i++, p += rate) {
+        const j = Math.floor(p), f = p - j;
+        const a = ring[j & mask];
+        out[i] = a + f * (ring[(j + 1) & mask] - a);
+      }
+      this.read = p;
+      // the level's mean sits half a streamed block (less half a quantum) under the level just after a block lands
+      this.level += (count - this.level) / 256;
+      const surplus = (this.level - (this.target - (this.block - n) / 2)) / sampleRate;
+      this.rate = 1 + Math.max(-MAX_RATE_DEVIATION, Math.min(MAX_RATE_DEVIATION, STEER_PER_SECOND * surplus));
+      this.calm += n;
+      if (this.calm >= CALM_S * sampleRate && this.target > this.base) {
+        this.target = Math.max(this.base, this.target - Math.round(BACK_S * sampleRate));
+        this.calm = 0;
+      }
     } else {
       out.fill(0);
       if (this.playing) {  // starved: count it, and keep 10 ms more from now on (up to max/2)
-        this.underruns++; this.playing = false;
-        this.target = Math.min(this.target + Math.round(0.01 * sampleRate), Math.round(this.max / 2));
+        this.underruns++; this.playing = false; this.calm = 0; this.rate = 1;
+        this.target = Math.min(this.target + Math.round(DEEPER_S * sampleRate), Math.round(this.max / 2));
       }
     }
     if (++this.quanta % 8 === 0) {
       this.port.postMessage({ underruns: this.underruns, dropped: this.dropped, target: this.target / sampleRate,
-                              buffered: (this.write - this.read) / sampleRate, playing: this.playing });
+                              buffered: (this.write - this.read) / sampleRate, playing: this.playing,
+                              rate: this.rate });
     }
     return true;
   }

@@ -7,6 +7,7 @@ default 2, of real time).
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
@@ -44,6 +45,16 @@ while True:
 def long_run(paths: list[Path], hours: float) -> dict:
     """The service (real Engine, bank generator, real-time null sink) for ``hours``; every SAMPLE_S: underruns,
     output latency (ring lead + vocoder look-ahead, ms), RSS."""
+    collections: list[tuple[float, int, float]] = []  # Python's garbage collections: (monotonic s, generation, ms)
+    gc_began = [0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_began[0] = time.perf_counter()
+        else:
+            collections.append((time.monotonic(), info["generation"], 1000.0 * (time.perf_counter() - gc_began[0])))
+
+    gc.callbacks.append(on_gc)
     svc, engines, listener, thread, result = start_realtime_service("endurance", paths[0])
     samples: list[tuple[float, int, float, float, float]] = []  # (s, underruns, latency ms, RSS MB, load average)
     try:
@@ -67,7 +78,9 @@ def long_run(paths: list[Path], hours: float) -> dict:
         svc.request_stop()
         thread.join(30)
         listener.close()
-    return {"seconds": elapsed, "underruns": stats.underruns, "blocks": stats.blocks_delivered,
+        gc.callbacks.remove(on_gc)
+    during = [(t - started, g, ms) for t, g, ms in collections if started <= t <= started + elapsed]
+    return {"gc": during, "seconds": elapsed, "underruns": stats.underruns, "blocks": stats.blocks_delivered,
             "expected_blocks": elapsed * engine.sample_rate_hz / engine.hop, "samples": samples,
             "misses": sum(g > 2.0 for g in gaps), "max_gap": max(gaps or [math.nan]), "pings": len(gaps) + 1,
             "restarts": svc.counters.restarts, "rc": result.get("rc"), "generator": type(engine.pipeline.voice.sampler).__name__}
@@ -154,6 +167,23 @@ def clock_and_power() -> list[tuple[str, str]]:
     return rows
 
 
+def gc_rows(collections: list, samples: list) -> list[tuple[str, str, str, bool]]:
+    """What Python's garbage collector did in the service process, and whether underruns came with it: an
+    underrun window (one SAMPLE_S sample in which the count rose) that also holds a generation-2 collection."""
+    if not collections:
+        return []
+    counts = [sum(1 for _, g, _ in collections if g == gen) for gen in (0, 1, 2)]
+    longest = [max((ms for _, g, ms in collections if g == gen), default=0.0) for gen in (0, 1, 2)]
+    windows = [(samples[i - 1][0], samples[i][0]) for i in range(1, len(samples)) if samples[i][1] > samples[i - 1][1]]
+    full = [t for t, g, _ in collections if g == 2]
+    with_full = sum(1 for a, b in windows if any(a <= t <= b for t in full))
+    return [("Python garbage collections in the service (generation 0 / 1 / 2): count; longest pause",
+             f"{counts[0]:,} / {counts[1]:,} / {counts[2]:,}; {longest[0]:.1f} / {longest[1]:.1f} / {longest[2]:.1f} ms",
+             "", True),
+            (f"{SAMPLE_S:g}-s windows with underruns / of them with a generation-2 collection",
+             f"{len(windows)} / {with_full}", "", True)]
+
+
 def _child_long(hours: float) -> dict:
     python = ROOT / ".venv" / "device" / "bin" / "python"
     python = python if python.exists() else Path(sys.executable)
@@ -202,8 +232,10 @@ def run(quick: bool) -> str:
          rss_end - rss_start < 5),
         ("watchdog misses (gap > 2 s; max gap)", f"{long['misses']} ({long['max_gap']:.2f} s)", "0", long["misses"] == 0),
         ("generator restarts", f"{long['restarts']}", "0", long["restarts"] == 0),
+        *gc_rows(long.get("gc", []), samples),
     ]
-    table = "\n".join(f"| {a} | {b} | {c} | {'ok' if d else '**MISSED**'} |" for a, b, c, d in rows)
+    table = "\n".join(f"| {a} | {b} | {c} | {'ok' if d else '**MISSED**'} |" if c else f"| {a} | {b} | | |"
+                      for a, b, c, d in rows)
     table_cp = "\n".join(f"| {a} | {b} |" for a, b in rows_cp)
     return f"""## Endurance: hours at real-time pace, clock and power
 

@@ -56,7 +56,8 @@ def long_run(paths: list[Path], hours: float) -> dict:
 
     gc.callbacks.append(on_gc)
     svc, engines, listener, thread, result = start_realtime_service("endurance", paths[0])
-    samples: list[tuple[float, int, float, float, float]] = []  # (s, underruns, latency ms, RSS MB, load average)
+    # (s, underruns, latency ms, RSS MB, load average, steal s: time the hypervisor took from this machine's CPUs)
+    samples: list[tuple[float, int, float, float, float, float]] = []
     try:
         engine = engines.current
         vocoder_samples = engine.pipeline.vocoder.latency_samples
@@ -68,7 +69,7 @@ def long_run(paths: list[Path], hours: float) -> dict:
             if now >= next_sample:
                 lead = engine.ring.lead() + vocoder_samples
                 samples.append((now - started, engine.stats.underruns, 1000.0 * lead / engine.sample_rate_hz,
-                                rss_mb(), os.getloadavg()[0]))
+                                rss_mb(), os.getloadavg()[0], steal_s()))
                 next_sample += SAMPLE_S
             time.sleep(min(1.0, max(0.0, next_sample - time.monotonic())))
         elapsed = time.monotonic() - started
@@ -167,17 +168,31 @@ def clock_and_power() -> list[tuple[str, str]]:
     return rows
 
 
-def gc_rows(collections: list, samples: list) -> list[tuple[str, str, str, bool]]:
-    """What Python's garbage collector did in the service process, and whether underruns came with it: an
-    underrun window (one SAMPLE_S sample in which the count rose) that also holds a generation-2 collection."""
-    if not collections:
-        return []
+def steal_s() -> float:
+    """Seconds of CPU time the hypervisor has taken from this (virtual) machine since boot, all CPUs (0 on bare
+    metal: a Raspberry Pi has none)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
+def diagnosis_rows(collections: list, samples: list) -> list[tuple[str, str, str, bool]]:
+    """Where underruns might come from: hypervisor steal (on a virtual machine) and Python's garbage collector in
+    the service process, against the underrun windows (the SAMPLE_S samples in which the count rose)."""
     counts = [sum(1 for _, g, _ in collections if g == gen) for gen in (0, 1, 2)]
     longest = [max((ms for _, g, ms in collections if g == gen), default=0.0) for gen in (0, 1, 2)]
     windows = [(samples[i - 1][0], samples[i][0]) for i in range(1, len(samples)) if samples[i][1] > samples[i - 1][1]]
     full = [t for t, g, _ in collections if g == 2]
     with_full = sum(1 for a, b in windows if any(a <= t <= b for t in full))
-    return [("Python garbage collections in the service (generation 0 / 1 / 2): count; longest pause",
+    steal = [samples[i][5] - samples[i - 1][5] for i in range(1, len(samples)) if len(samples[i]) > 5]
+    stolen_windows = [samples[i][5] - samples[i - 1][5] for i in range(1, len(samples))
+                      if len(samples[i]) > 5 and samples[i][1] > samples[i - 1][1]]
+    rows = [] if not steal else [
+        (f"hypervisor steal per {SAMPLE_S:g}-s window: median / max; in the windows with underruns: median",
+         f"{1000 * statistics.median(steal):.0f} / {1000 * max(steal):.0f} ms; "
+         f"{1000 * statistics.median(stolen_windows):.0f} ms" if stolen_windows else
+         f"{1000 * statistics.median(steal):.0f} / {1000 * max(steal):.0f} ms; no underrun windows", "", True)]
+    return rows + [("Python garbage collections in the service (generation 0 / 1 / 2): count; longest pause",
              f"{counts[0]:,} / {counts[1]:,} / {counts[2]:,}; {longest[0]:.1f} / {longest[1]:.1f} / {longest[2]:.1f} ms",
              "", True),
             (f"{SAMPLE_S:g}-s windows with underruns / of them with a generation-2 collection",
@@ -232,7 +247,7 @@ def run(quick: bool) -> str:
          rss_end - rss_start < 5),
         ("watchdog misses (gap > 2 s; max gap)", f"{long['misses']} ({long['max_gap']:.2f} s)", "0", long["misses"] == 0),
         ("generator restarts", f"{long['restarts']}", "0", long["restarts"] == 0),
-        *gc_rows(long.get("gc", []), samples),
+        *diagnosis_rows(long.get("gc", []), samples),
     ]
     table = "\n".join(f"| {a} | {b} | {c} | {'ok' if d else '**MISSED**'} |" if c else f"| {a} | {b} | | |"
                       for a, b, c, d in rows)

@@ -84,8 +84,10 @@ def run(quick: bool) -> str:
         started = time.monotonic()
         gain = 0
         next_knob = started + KNOB_EVERY_S
+        loads = []
         while time.monotonic() - started < listen_s:
             time.sleep(min(1.0, max(0.0, next_knob - time.monotonic())))  # pacing the artist's hand, not a sync
+            loads.append(os.getloadavg()[0])
             if time.monotonic() >= next_knob:
                 gain = -60 if gain == 0 else 0
                 d.execute_script("const k = document.querySelector('#knob-gain_db'); k.value = arguments[0];"
@@ -137,7 +139,8 @@ chromium-driver) as an artist would: the demo clip dropped into the file field, 
 Play, and the gain knob moved between 0 and -60 dB every {KNOB_EVERY_S:g} s. Knob → sound is measured in the page:
 from the knob's input event to the first streamed block whose level moved by 20 dB, plus what the page's
 AudioWorklet had buffered ahead of it then (its target starts at 50 ms) and the AudioContext's output latency
-({1000 * live['outputLatency']:.0f} ms here, a headless browser without a sound card). A page underrun is a
+({1000 * live['outputLatency']:.0f} ms here, a headless browser without a sound card). Load average while listening:
+mean {statistics.fmean(loads or [0]):.1f}, max {max(loads or [0]):.1f} on {os.cpu_count()} cores. A page underrun is a
 128-sample render quantum that found the buffer short. The engine's ring (3 frames, 35 ms; one more after each
 engine underrun) is in the figure; the engine runs in its own process (`studio/live_worker.py`).
 """

@@ -181,17 +181,16 @@ def diagnosis_rows(collections: list, samples: list) -> list[tuple[str, str, str
     the service process, against the underrun windows (the SAMPLE_S samples in which the count rose)."""
     counts = [sum(1 for _, g, _ in collections if g == gen) for gen in (0, 1, 2)]
     longest = [max((ms for _, g, ms in collections if g == gen), default=0.0) for gen in (0, 1, 2)]
-    windows = [(samples[i - 1][0], samples[i][0]) for i in range(1, len(samples)) if samples[i][1] > samples[i - 1][1]]
+    pairs = list(zip(samples[:-1], samples[1:], strict=True))  # (window start sample, window end sample)
+    windows = [(a[0], b[0]) for a, b in pairs if b[1] > a[1]]
     full = [t for t, g, _ in collections if g == 2]
     with_full = sum(1 for a, b in windows if any(a <= t <= b for t in full))
-    steal = [samples[i][5] - samples[i - 1][5] for i in range(1, len(samples)) if len(samples[i]) > 5]
-    stolen_windows = [samples[i][5] - samples[i - 1][5] for i in range(1, len(samples))
-                      if len(samples[i]) > 5 and samples[i][1] > samples[i - 1][1]]
-    rows = [] if not steal else [
+    steal_ms = [1000 * (b[5] - a[5]) for a, b in pairs]
+    steal_underrun_ms = [1000 * (b[5] - a[5]) for a, b in pairs if b[1] > a[1]]
+    in_underruns = f"{statistics.median(steal_underrun_ms):.0f} ms" if steal_underrun_ms else "no underrun windows"
+    rows = [] if not steal_ms else [
         (f"hypervisor steal per {SAMPLE_S:g}-s window: median / max; in the windows with underruns: median",
-         f"{1000 * statistics.median(steal):.0f} / {1000 * max(steal):.0f} ms; "
-         f"{1000 * statistics.median(stolen_windows):.0f} ms" if stolen_windows else
-         f"{1000 * statistics.median(steal):.0f} / {1000 * max(steal):.0f} ms; no underrun windows", "", True)]
+         f"{statistics.median(steal_ms):.0f} / {max(steal_ms):.0f} ms; {in_underruns}", "", True)]
     return rows + [("Python garbage collections in the service (generation 0 / 1 / 2): count; longest pause",
              f"{counts[0]:,} / {counts[1]:,} / {counts[2]:,}; {longest[0]:.1f} / {longest[1]:.1f} / {longest[2]:.1f} ms",
              "", True),

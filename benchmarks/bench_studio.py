@@ -95,7 +95,7 @@ def run(quick: bool) -> str:
                 next_knob += KNOB_EVERY_S
         live = d.execute_script("const l = window.studioLive; return {underruns: l.underruns, received: l.received,"
                                 " latencies: l.latencies || [], dropped: l.droppedSamples || 0, server: l.server || {},"
-                                " target: l.target || 0, playRate: l.rate || 1,"
+                                " target: l.target || 0,"
                                 " rate: l.ctx.sampleRate, outputLatency: l.ctx.outputLatency || l.ctx.baseLatency || 0}")
         listened_s = time.monotonic() - started
     finally:

@@ -156,9 +156,8 @@ class LiveSession:
 class LiveProcess:
     """The server's handle on one ``studio.live_worker`` child: its hello, its frames, knob messages to it."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, bundle_dir: Path):
+    def __init__(self, proc: asyncio.subprocess.Process):
         self.proc = proc
-        self.bundle_dir = bundle_dir
         self.hello: dict = {}
 
     @classmethod
@@ -170,7 +169,7 @@ class LiveProcess:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "studio.live_worker", str(bundle_dir), "--controls", json.dumps(changes),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=child_env())
-        live = cls(proc, bundle_dir)
+        live = cls(proc)
         try:
             frame = await asyncio.wait_for(live.read(), timeout_s)
         except TimeoutError:

@@ -316,7 +316,7 @@ async function openAudio(live, hello) {
     const d = e.data;
     if (d.underruns !== undefined) {
       $("#underruns").textContent = d.underruns; $("#buffered").textContent = Math.round(1000 * d.buffered);
-      Object.assign(live, { underruns: d.underruns, buffered: d.buffered, droppedSamples: d.dropped, target: d.target, rate: d.rate });
+      Object.assign(live, { underruns: d.underruns, buffered: d.buffered, droppedSamples: d.dropped, target: d.target });
     }
   };
   await ctx.resume();

@@ -67,8 +67,7 @@ class StreamPlayer extends AudioWorkletProcessor {
     }
     if (++this.quanta % 8 === 0) {
       this.port.postMessage({ underruns: this.underruns, dropped: this.dropped, target: this.target / sampleRate,
-                              buffered: (this.write - this.read) / sampleRate, playing: this.playing,
-                              rate: this.rate });
+                              buffered: (this.write - this.read) / sampleRate, playing: this.playing });
     }
     return true;
   }

@@ -41,6 +41,40 @@ while True:
     a = np.tanh(a @ a.T / 256.0)  # cache- and FPU-heavy, like a busy neighbour process
 """
 
+# The machine-stall probe: a separate process (its own interpreter lock) at a SCHED_FIFO priority above the service's.
+# Every 20 ms it wakes and does a fixed piece of pure-Python work (~0.3 ms on a 2020s x86 core): waking late or the
+# work taking many times its usual time is the machine's own stall (a hypervisor lending the CPU elsewhere, the
+# kernel), not the service's. It appends "monotonic-s-when-due late-ms work-ms" whenever either is unusual; the
+# monotonic clock is shared by all processes, so the lines line up with the service's underruns.
+PROBE_RT_PRIORITY = 90  # above the service's: the service's own threads on all cores would otherwise delay it too
+PROBE_SOURCE = """
+import sys, time
+def work():
+    total = 0
+    for i in range(4000):
+        total += i * i
+    return total
+period, out = 0.020, open(sys.argv[1], "w", buffering=1)
+usual = []
+for _ in range(200):  # the usual duration of the work: the median of 200 runs
+    t0 = time.perf_counter(); work(); usual.append(time.perf_counter() - t0)
+usual = sorted(usual)[100]
+out.write(f"usual {usual * 1000:.3f}\\n")
+due = time.monotonic()
+while True:
+    due += period
+    delay = due - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    woke = time.monotonic()
+    work()
+    took = time.monotonic() - woke
+    if woke - due >= 0.005 or took >= 3 * usual:
+        out.write(f"{due:.4f} {(woke - due) * 1000:.1f} {took * 1000:.1f}\\n")
+    if woke - due > period:
+        due = woke
+"""
+
 
 def long_run(paths: list[Path], hours: float) -> dict:
     """The service (real Engine, bank generator, real-time null sink) for ``hours``; every SAMPLE_S: underruns,
@@ -58,20 +92,25 @@ def long_run(paths: list[Path], hours: float) -> dict:
     svc, engines, listener, thread, result = start_realtime_service("endurance", paths[0])
     # (s, underruns, latency ms, RSS MB, load average, steal s: time the hypervisor took from this machine's CPUs)
     samples: list[tuple[float, int, float, float, float, float]] = []
+    underruns: list[tuple[float, int, int]] = []  # (monotonic s when seen, how many, ring lead target in frames)
     try:
         engine = engines.current
         vocoder_samples = engine.pipeline.vocoder.latency_samples
         started = time.monotonic()
         deadline = started + hours * 3600.0
         next_sample = started
+        seen = 0
         while time.monotonic() < deadline and thread.is_alive():
             now = time.monotonic()
+            if (count := engine.stats.underruns) > seen:  # when (to 0.1 s) and at which ring lead target
+                underruns.append((now, count - seen, engine.buffer_frames))
+                seen = count
             if now >= next_sample:
                 lead = engine.ring.lead() + vocoder_samples
                 samples.append((now - started, engine.stats.underruns, 1000.0 * lead / engine.sample_rate_hz,
                                 rss_mb(), os.getloadavg()[0], steal_s()))
                 next_sample += SAMPLE_S
-            time.sleep(min(1.0, max(0.0, next_sample - time.monotonic())))
+            time.sleep(min(0.1, max(0.0, next_sample - time.monotonic())))
         elapsed = time.monotonic() - started
         stats = engine.stats
         gaps = listener.gaps(started)
@@ -81,7 +120,7 @@ def long_run(paths: list[Path], hours: float) -> dict:
         listener.close()
         gc.callbacks.remove(on_gc)
     during = [(t - started, g, ms) for t, g, ms in collections if started <= t <= started + elapsed]
-    return {"gc": during, "seconds": elapsed, "underruns": stats.underruns, "blocks": stats.blocks_delivered,
+    return {"gc": during, "underrun_times": underruns, "started": started, "seconds": elapsed, "underruns": stats.underruns, "blocks": stats.blocks_delivered,
             "expected_blocks": elapsed * engine.sample_rate_hz / engine.hop, "samples": samples,
             "misses": sum(g > 2.0 for g in gaps), "max_gap": max(gaps or [math.nan]), "pings": len(gaps) + 1,
             "restarts": svc.counters.restarts, "rc": result.get("rc"), "generator": type(engine.pipeline.voice.sampler).__name__}
@@ -198,6 +237,54 @@ def diagnosis_rows(collections: list, samples: list) -> list[tuple[str, str, str
              f"{len(windows)} / {with_full}", "", True)]
 
 
+def read_probe(path: Path) -> tuple[float, list[tuple[float, float, float]]]:
+    """The probe's log -> (usual work ms, [(monotonic s when due, ms late, ms the work took)])."""
+    lines = path.read_text().splitlines()
+    usual = float(lines[0].split()[1])
+    return usual, [(float(a), float(b), float(c)) for a, b, c in (line.split() for line in lines[1:])]
+
+
+MATCH_S = 0.5  # an underrun "follows" a machine stall that ran at most this long before the underrun was seen
+PROBE_PERIOD_S = 0.020
+
+
+def spells(usual_ms: float, stalls: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """The probe's unusual wake-ups grouped into spells (consecutive 20-ms slots) -> [(monotonic start s, end s,
+    how many times slower the work ran at worst)]."""
+    out: list[tuple[float, float, float]] = []
+    for due, late, took in stalls:
+        end = due + (late + took) / 1000.0
+        if out and due - out[-1][1] <= 1.5 * PROBE_PERIOD_S:
+            start, _, worst = out[-1]
+            out[-1] = (start, end, max(worst, took / usual_ms))
+        else:
+            out.append((due, end, took / usual_ms))
+    return out
+
+
+def stall_rows(usual_ms: float, stalls: list[tuple[float, float, float]], underruns: list[tuple[float, int, int]],
+               span: tuple[float, float]) -> list[tuple[str, str, str, bool]]:
+    """The probe's stalls against the underruns (monotonic s when seen, how many, ring lead target in frames after
+    them) over ``span`` (monotonic start, end s): did the machine stall just before each underrun, and how often
+    does a window of the same length hold a stall by chance?"""
+    found = [(a, b, k) for a, b, k in spells(usual_ms, stalls) if span[0] <= a <= span[1]]
+    lengths = [1000 * (b - a) for a, b, _ in found]
+    n_underruns = sum(n for _, n, _ in underruns)
+    after = sum(n for seen, n, _ in underruns if any(a <= seen and b >= seen - MATCH_S for a, b, _ in found))
+    windows = max(1, int((span[1] - span[0]) / MATCH_S))
+    touched = {w for a, b, _ in found for w in range(int((a - span[0]) / MATCH_S), int((b - span[0]) / MATCH_S) + 1)}
+    leads = sorted(frames for _, _, frames in underruns)
+    return [
+        (f"machine slow spells (a separate SCHED_FIFO {PROBE_RT_PRIORITY} probe times a {usual_ms:.2f}-ms piece of "
+         "work every 20 ms; a spell = it started ≥ 5 ms late or ran ≥ 3× slower): count; ≥ 100 ms long; longest; "
+         "work slowed at most", f"{len(found):,}; {sum(ms >= 100 for ms in lengths):,}; "
+         f"{max(lengths, default=0.0):.0f} ms; {max((k for _, _, k in found), default=1.0):.0f}×", "", True),
+        (f"underruns seen ≤ {MATCH_S:g} s after a slow spell (share of all {MATCH_S:g}-s windows that hold one); "
+         "ring lead target after them (frames)",
+         f"{after} of {n_underruns} ({100 * len(touched) / windows:.0f} %); "
+         + (f"{leads[0]}–{leads[-1]}" if leads else "–"), "", True)]
+
+
 def _child_long(hours: float) -> dict:
     python = ROOT / ".venv" / "device" / "bin" / "python"
     python = python if python.exists() else Path(sys.executable)
@@ -219,6 +306,10 @@ def run(quick: bool) -> str:
     n_load = max(1, (os.cpu_count() or 2) - 1)
     one_thread = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     load = [subprocess.Popen([sys.executable, "-c", LOAD_SOURCE], env=one_thread) for _ in range(n_load)]
+    probe_log = WORK / "endurance-probe.txt"
+    probe_command = [sys.executable, "-c", PROBE_SOURCE, str(probe_log)]
+    load.append(subprocess.Popen(["chrt", "--fifo", str(PROBE_RT_PRIORITY), *probe_command] if fifo_available()
+                                 else probe_command))
     try:
         time.sleep(2.0)  # the load is running before the service starts (not synchronisation: a warm-up)
         load_start = os.getloadavg()[0]
@@ -228,6 +319,7 @@ def run(quick: bool) -> str:
         for proc in load:
             proc.kill()
             proc.wait()
+    usual_ms, stalls = read_probe(probe_log)
     rows_cp = clock_and_power()
     samples = long["samples"]
     edge = max(1, int(EDGE_S / SAMPLE_S))
@@ -247,6 +339,7 @@ def run(quick: bool) -> str:
         ("watchdog misses (gap > 2 s; max gap)", f"{long['misses']} ({long['max_gap']:.2f} s)", "0", long["misses"] == 0),
         ("generator restarts", f"{long['restarts']}", "0", long["restarts"] == 0),
         *diagnosis_rows(long.get("gc", []), samples),
+        *stall_rows(usual_ms, stalls, long["underrun_times"], (long["started"], long["started"] + long["seconds"])),
     ]
     table = "\n".join(f"| {a} | {b} | {c} | {'ok' if d else '**MISSED**'} |" if c else f"| {a} | {b} | | |"
                       for a, b, c, d in rows)
@@ -265,8 +358,11 @@ ring is short) ran in its own process of the device venv under {sched}, while {n
 priority multiplied 256 × 256 matrices without pause on the other core(s) (load average {load_start:.1f} when
 the service started, {load_end:.1f} at the end, mean {statistics.fmean(s[4] for s in samples):.1f} and max
 {max(s[4] for s in samples):.1f} over the run, on {os.cpu_count()} cores: whatever else ran on this machine meanwhile
-competed too). Sampled every {SAMPLE_S:g} s; watchdog
-pings real ({long['pings']} received, WATCHDOG_USEC = 2 s).
+competed too). Sampled every {SAMPLE_S:g} s, underruns timed to 0.1 s; watchdog pings real ({long['pings']}
+received, WATCHDOG_USEC = 2 s). The machine-stall probe is a separate process (its own interpreter lock) at a
+priority above the service's that wakes every 20 ms and times a fixed piece of work: a stall it sees (late, or the
+work many times slower) is the machine's (hypervisor, kernel), not the service's; an underrun with no stall before it
+is the service's own doing.
 
 Clock and power (the service's own code with a simulated clock and a fake engine; the same cases are unit tests
 in `tests/test_service_loop.py`):

@@ -16,11 +16,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from .bench_endurance import PROBE_RT_PRIORITY, PROBE_SOURCE, read_probe, spells
+from .bench_service import fifo_available
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = False  # run only when named
 LISTEN_S = float(os.environ.get("MURMUR_BENCH_STUDIO_LISTEN_S", "600"))
 KNOB_EVERY_S = 10.0  # a gain move (0 dB ⇄ -60 dB) this often while listening: one latency figure each
 DEMO_CLIP = ROOT / "trainer" / "demo" / "demo.ogg"
+
+
+def start_probe(log: Path) -> subprocess.Popen:
+    """The endurance bench's machine-stall probe, at SCHED_FIFO where permitted, logging to ``log``."""
+    command = [sys.executable, "-c", PROBE_SOURCE, str(log)]
+    return subprocess.Popen(["chrt", "--fifo", str(PROBE_RT_PRIORITY), *command] if fifo_available() else command)
 
 
 def _browser():
@@ -81,6 +90,7 @@ def run(quick: bool) -> str:
         d.find_element(By.ID, "live-start").click()
         _until(lambda: d.find_element(By.ID, "live-status").get_attribute("data-playing") == "1", 60, "no live audio")
         _until(lambda: d.execute_script("return window.studioLive.received") > 100, 60, "no stream")
+        probe = start_probe(work / "probe.txt")
         started = time.monotonic()
         gain = 0
         next_knob = started + KNOB_EVERY_S
@@ -98,6 +108,10 @@ def run(quick: bool) -> str:
                                 " target: l.target || 0,"
                                 " rate: l.ctx.sampleRate, outputLatency: l.ctx.outputLatency || l.ctx.baseLatency || 0}")
         listened_s = time.monotonic() - started
+        probe.kill()
+        probe.wait()
+        usual_ms, stalls = read_probe(work / "probe.txt")
+        found = [(a, b, k) for a, b, k in spells(usual_ms, stalls) if started <= a <= started + listened_s]
     finally:
         if driver is not None:
             driver.quit()
@@ -120,9 +134,14 @@ def run(quick: bool) -> str:
          live["underruns"] == 0),
         ("the page's buffer at the end: target / samples dropped beyond 150 ms",
          f"{1000 * live['target']:.0f} ms / {live['dropped']}", "", True),
-        ("engine underruns (its own process) / blocks sent / late restarts of the pacing clock / ring lead at the end",
-         f"{server.get('engine_underruns', '?')} / {server.get('blocks_sent', '?')} / {server.get('late_restarts', '?')}"
+        ("blocks the engine had not ready when due (the page's buffer covered them) / blocks sent / late restarts of "
+         "the pacing clock / ring lead at the end",
+         f"{server.get('late_blocks', '?')} / {server.get('blocks_sent', '?')} / {server.get('late_restarts', '?')}"
          f" / {server.get('engine_buffer_frames', '?')} frames", "", True),
+        ("machine slow spells while listening (the endurance bench's probe: a fixed piece of work every 20 ms started "
+         "≥ 5 ms late or ran ≥ 3× slower): count; ≥ 100 ms long; longest",
+         f"{len(found):,}; {sum(b - a >= 0.1 for a, b, _ in found):,}; "
+         f"{1000 * max((b - a for a, b, _ in found), default=0.0):.0f} ms", "", True),
     ]
     table = "\n".join(f"| {a} | {b} | {c} | {'ok' if d else '**MISSED**'} |" if c else f"| {a} | {b} | | |"
                       for a, b, c, d in rows)
@@ -141,6 +160,9 @@ from the knob's input event to the first streamed block whose level moved by 20 
 AudioWorklet had buffered ahead of it then (its target starts at 50 ms) and the AudioContext's output latency
 ({1000 * live['outputLatency']:.0f} ms here, a headless browser without a sound card). Load average while listening:
 mean {statistics.fmean(loads or [0]):.1f}, max {max(loads or [0]):.1f} on {os.cpu_count()} cores. A page underrun is a
-128-sample render quantum that found the buffer short. The engine's ring (3 frames, 35 ms; one more after each
-engine underrun) is in the figure; the engine runs in its own process (`studio/live_worker.py`).
+128-sample render quantum that found the buffer short. The engine's ring (3 frames, 35 ms) is in the figure; the
+engine runs in its own process (`studio/live_worker.py`) and waits for a late block rather than sending silence, so
+the page's buffer is the stream's one real-time consumer. Slow spells are this machine's own (a virtual machine's
+host lending its CPU elsewhere shows as them); every program on it, the browser's audio thread included, stalls
+through them.
 """

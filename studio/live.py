@@ -6,8 +6,9 @@ keeps time on a busy laptop. The worker writes frames to its stdout (``FRAME``: 
 ``AUDIO`` is one WebSocket message, kind ``JSON`` a hello, stats or error object) and reads knob messages, one
 JSON object per line, from its stdin; end of stdin stops it (after a short fade).
 
-The page's AudioWorklet keeps ~50 ms buffered; the knobs set the same ``ControlStore`` the Pi's GPIO knobs set, so
-a move is heard after the engine's ring (3 frames, 35 ms) plus the page's buffer. Each audio message is one block:
+The page's AudioWorklet keeps ~50 ms buffered and is the stream's only real-time consumer (the worker's pacing
+waits for a late block rather than sending silence); the knobs set the same ``ControlStore`` the Pi's GPIO knobs
+set, so a move is heard after the engine's ring (3 frames, 35 ms) plus the page's buffer. Each audio message is one block:
 uint32 sequence number, then ``block_frames`` little-endian int16 samples.
 """
 
@@ -39,14 +40,18 @@ CATCH_UP_S = 0.25  # a pacing thread this far behind (a stalled laptop) restarts
 class StreamSink:
     """A ``Sink`` paced by ``time.monotonic``: pulls one block per block period and hands it to ``deliver``.
 
-    ``deliver(message: bytes)`` runs on the pacing thread; keep it cheap (the server puts it on a queue).
+    Not real-time for the engine (``realtime = False``): a pull waits for a whole block instead of taking silence,
+    because the real-time consumer is the page's AudioWorklet and its buffer covers a late block. So the stream has
+    one jitter buffer (the page's), never a gap of silence made here, and the engine's ring never grows its lead
+    (and latency) after a late spell. ``deliver(message: bytes)`` runs on the pacing thread; keep it cheap.
     """
 
-    realtime = True
+    realtime = False
 
     def __init__(self, deliver: Callable[[bytes], None]):
         self.deliver = deliver
         self.blocks_sent = 0
+        self.late_blocks = 0  # blocks sent more than one block period after they were due (the page's buffer covered)
         self.late_restarts = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -73,8 +78,11 @@ class StreamSink:
             message[HEADER.size:] = pcm.tobytes()
             self.deliver(bytes(message))
             self.blocks_sent += 1
+            now = time.monotonic()
+            if now - due > period:
+                self.late_blocks += 1
             due += period
-            wait = due - time.monotonic()
+            wait = due - now
             if wait < -CATCH_UP_S:
                 due, self.late_restarts = time.monotonic(), self.late_restarts + 1
             elif wait > 0:
@@ -145,7 +153,7 @@ class LiveSession:
 
     def stats(self) -> dict:
         s = self.engine.stats
-        return {"frames": s.frames_produced, "engine_underruns": s.underruns, "blocks_sent": self.sink.blocks_sent,
+        return {"frames": s.frames_produced, "late_blocks": self.sink.late_blocks, "blocks_sent": self.sink.blocks_sent,
                 "late_restarts": self.sink.late_restarts, "engine_buffer_frames": s.buffer_frames,
                 "bundle_id": self.bundle.bundle_id}
 

@@ -282,6 +282,25 @@ def test_the_stream_sink_sends_numbered_16_bit_blocks_until_the_engine_stops():
         assert (samples == (16383 if i % 2 == 0 else -32768)).all()
 
 
+def test_the_stream_sink_waits_for_a_late_block_and_counts_it_instead_of_sending_silence():
+    messages: list[bytes] = []
+    calls = {"n": 0}
+
+    def pull(out: np.ndarray) -> bool:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            threading.Event().wait(0.05)  # the engine is 50 ms late with this block (34 block periods of 64 samples)
+        out[:] = 0.25 * calls["n"]
+        return calls["n"] <= 3
+
+    sink = StreamSink(messages.append)
+    assert sink.realtime is False  # the engine's pull then waits for a whole block: no silence is made here
+    sink.start(pull, sample_rate_hz=44100, block_frames=64)
+    sink._thread.join(timeout=10)
+    levels = [int(np.frombuffer(m[4:], dtype="<i2")[0]) for m in messages]
+    assert levels == [8191, 16383, 24575] and sink.late_blocks >= 1
+
+
 def test_live_knob_messages_use_the_knobs_names_and_ranges(tiny_bundle):
     from studio.live import LiveSession
 

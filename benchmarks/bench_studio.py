@@ -160,7 +160,7 @@ from the knob's input event to the first streamed block whose level moved by 20 
 AudioWorklet had buffered ahead of it then (its target starts at 50 ms) and the AudioContext's output latency
 ({1000 * live['outputLatency']:.0f} ms here, a headless browser without a sound card). Load average while listening:
 mean {statistics.fmean(loads or [0]):.1f}, max {max(loads or [0]):.1f} on {os.cpu_count()} cores. A page underrun is a
-128-sample render quantum that found the buffer short. The engine's ring (3 frames, 35 ms) is in the figure; the
+128-sample render quantum that found the buffer short. The engine's ring (2 frames, 23 ms) is in the figure; the
 engine runs in its own process (`studio/live_worker.py`) and waits for a late block rather than sending silence, so
 the page's buffer is the stream's one real-time consumer. Slow spells are this machine's own (a virtual machine's
 host lending its CPU elsewhere shows as them); every program on it, the browser's audio thread included, stalls

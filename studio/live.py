@@ -8,7 +8,7 @@ JSON object per line, from its stdin; end of stdin stops it (after a short fade)
 
 The page's AudioWorklet keeps ~50 ms buffered and is the stream's only real-time consumer (the worker's pacing
 waits for a late block rather than sending silence); the knobs set the same ``ControlStore`` the Pi's GPIO knobs
-set, so a move is heard after the engine's ring (3 frames, 35 ms) plus the page's buffer. Each audio message is one block:
+set, so a move is heard after the engine's ring (2 frames, 23 ms) plus the page's buffer. Each audio message is one block:
 uint32 sequence number, then ``block_frames`` little-endian int16 samples.
 """
 
@@ -33,8 +33,12 @@ from .errors import StudioError
 HEADER = struct.Struct("<I")  # an audio message: sequence number, then the int16 samples
 FRAME = struct.Struct("<BI")  # worker -> server: kind, payload length in bytes
 AUDIO, JSON = 0, 1
-ENGINE_BUFFER_FRAMES = 3  # the engine's ring lead, as on the Pi
-CATCH_UP_S = 0.25  # a pacing thread this far behind (a stalled laptop) restarts its clock instead of bursting
+# The engine's ring lead: one frame less than on the Pi, whose sound card pulls in real time; here the page's buffer
+# absorbs the jitter, and the ring only has to have the next block ready when the pacing thread asks for it.
+ENGINE_BUFFER_FRAMES = 2
+# A pacing thread this far behind (a stalled laptop) restarts its clock instead of bursting: no more than the page's
+# buffer holds (150 ms), since the page would drop the rest.
+CATCH_UP_S = 0.15
 
 
 class StreamSink:

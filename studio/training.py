@@ -39,6 +39,9 @@ def parse_extra_args(text: str) -> list[str]:
     return argv
 
 
+TRAINER_NICE = 10  # a training yields the CPU to the live stream (and the page) on a laptop that does both
+
+
 def child_env() -> dict[str, str]:
     """The environment for ``python -m trainer`` / ``python -m deploy``: this code first on the path (a checkout
     run by `make studio` is not installed), output unbuffered so progress arrives as it happens."""
@@ -96,7 +99,10 @@ class TrainJob:
         log = open(self.partial / "log.txt", "wb")  # handed to the child, closed in _watch
         env = child_env()
         kwargs: dict = {"start_new_session": True} if os.name == "posix" else {
-            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
+            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+            | subprocess.BELOW_NORMAL_PRIORITY_CLASS}  # type: ignore[attr-defined]
+        if os.name == "posix" and shutil.which("nice"):
+            argv = ["nice", "-n", str(TRAINER_NICE), *argv]  # `nice` execs the trainer: same pid, lower priority
         self._proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                       cwd=self.project.root, **kwargs)
         self.status = "training"

@@ -7,6 +7,7 @@ deploy tool's summary parsing. The page itself, in a real browser, is tests/test
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -262,6 +263,23 @@ def test_a_failed_training_shows_the_trainers_reason_and_leaves_no_run(tmp_path,
 
 
 # ---------------------------------------------------------------- live and fleet pieces
+@pytest.mark.skipif(sys.platform != "linux", reason="reads the child's niceness with nice(1)")
+def test_a_training_runs_at_a_lower_priority_than_the_studio(tmp_path, clip):
+    from studio.training import TRAINER_NICE, TrainJob
+
+    project = Project(tmp_path / "p", sample_rate_hz=44100)
+    incoming = project.incoming / "x.upload"
+    incoming.write_bytes(clip.read_bytes())
+    project.add_recording("take.wav", incoming)
+    fake_python = tmp_path / "python"  # stands in for the interpreter: reports its niceness and fails
+    fake_python.write_text(f"#!/bin/sh\nnice > {tmp_path / 'nice.txt'}\nexit 3\n")
+    fake_python.chmod(0o755)
+    job = TrainJob(project, minutes=1, python=str(fake_python))
+    job.start()
+    job._proc.wait(timeout=30)
+    assert int((tmp_path / "nice.txt").read_text()) == min(19, os.nice(0) + TRAINER_NICE)
+
+
 def test_the_stream_sink_sends_numbered_16_bit_blocks_until_the_engine_stops():
     messages: list[bytes] = []
     calls = {"n": 0}

@@ -42,7 +42,7 @@ while True:
 """
 
 # The machine-stall probe: a separate process (its own interpreter lock) at a SCHED_FIFO priority above the service's.
-# Every 20 ms it wakes and does a fixed piece of pure-Python work (~0.3 ms on a 2020s x86 core): waking late or the
+# Every 20 ms it wakes and does a fixed piece of pure-Python work (~0.2 ms on this x86 VM): waking late or the
 # work taking many times its usual time is the machine's own stall (a hypervisor lending the CPU elsewhere, the
 # kernel), not the service's. It appends "monotonic-s-when-due late-ms work-ms" whenever either is unusual; the
 # monotonic clock is shared by all processes, so the lines line up with the service's underruns.
@@ -92,7 +92,7 @@ def long_run(paths: list[Path], hours: float) -> dict:
     svc, engines, listener, thread, result = start_realtime_service("endurance", paths[0])
     # (s, underruns, latency ms, RSS MB, load average, steal s: time the hypervisor took from this machine's CPUs)
     samples: list[tuple[float, int, float, float, float, float]] = []
-    underruns: list[tuple[float, int, int]] = []  # (monotonic s when seen, how many, ring lead target in frames)
+    underruns: list[tuple[float, int, int]] = []  # (monotonic s when seen, how many, ring lead target after them)
     try:
         engine = engines.current
         vocoder_samples = engine.pipeline.vocoder.latency_samples
@@ -102,7 +102,7 @@ def long_run(paths: list[Path], hours: float) -> dict:
         seen = 0
         while time.monotonic() < deadline and thread.is_alive():
             now = time.monotonic()
-            if (count := engine.stats.underruns) > seen:  # when (to 0.1 s) and at which ring lead target
+            if (count := engine.stats.underruns) > seen:  # when (to 0.1 s), and the ring lead target then
                 underruns.append((now, count - seen, engine.buffer_frames))
                 seen = count
             if now >= next_sample:
@@ -120,7 +120,8 @@ def long_run(paths: list[Path], hours: float) -> dict:
         listener.close()
         gc.callbacks.remove(on_gc)
     during = [(t - started, g, ms) for t, g, ms in collections if started <= t <= started + elapsed]
-    return {"gc": during, "underrun_times": underruns, "started": started, "seconds": elapsed, "underruns": stats.underruns, "blocks": stats.blocks_delivered,
+    return {"gc": during, "underrun_times": underruns, "started": started, "seconds": elapsed,
+            "underruns": stats.underruns, "blocks": stats.blocks_delivered,
             "expected_blocks": elapsed * engine.sample_rate_hz / engine.hop, "samples": samples,
             "misses": sum(g > 2.0 for g in gaps), "max_gap": max(gaps or [math.nan]), "pings": len(gaps) + 1,
             "restarts": svc.counters.restarts, "rc": result.get("rc"), "generator": type(engine.pipeline.voice.sampler).__name__}

@@ -327,19 +327,21 @@ async function openAudio(live, hello) {
 }
 
 function drawLive(live) {
-  const c = $("#live-spec"), g = c.getContext("2d", { willReadFrequently: true });
+  // scrolls the canvas one pixel per animation frame and paints the newest column: no read-back and no per-frame
+  // allocation on the page's main thread, which also hands the stream's blocks to the player
+  const c = $("#live-spec"), g = c.getContext("2d");
   const bins = new Uint8Array(live.analyser.frequencyBinCount);
+  const column = g.createImageData(1, c.height), px = column.data;
+  const rows = Array.from({ length: c.height }, (_, y) => Math.min(bins.length - 1, Math.floor(Math.pow(bins.length, 1 - y / c.height))));
   const step = () => {
     if (state.live !== live) return;
     live.analyser.getByteFrequencyData(bins);
-    const img = g.getImageData(1, 0, c.width - 1, c.height);
-    g.putImageData(img, 0, 0);
+    g.drawImage(c, -1, 0);
     for (let y = 0; y < c.height; y++) {
-      const bin = Math.floor(Math.pow(bins.length, 1 - y / c.height));
-      const v = bins[Math.min(bins.length - 1, bin)];
-      g.fillStyle = `rgb(${v},${Math.round(v * 0.6)},${255 - Math.round(v * 0.7)})`;
-      g.fillRect(c.width - 1, y, 1, 1);
+      const v = bins[rows[y]];
+      px[4 * y] = v; px[4 * y + 1] = Math.round(v * 0.6); px[4 * y + 2] = 255 - Math.round(v * 0.7); px[4 * y + 3] = 255;
     }
+    g.putImageData(column, c.width - 1, 0);
     $("#live-level").textContent = live.rms > 0 ? (20 * Math.log10(live.rms)).toFixed(1) : "-inf";
     requestAnimationFrame(step);
   };

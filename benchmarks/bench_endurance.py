@@ -238,6 +238,13 @@ def diagnosis_rows(collections: list, samples: list) -> list[tuple[str, str, str
              f"{len(windows)} / {with_full}", "", True)]
 
 
+def start_probe(log: Path) -> subprocess.Popen:
+    """The machine-stall probe (PROBE_SOURCE) at SCHED_FIFO PROBE_RT_PRIORITY where permitted, logging to ``log``;
+    it runs until killed."""
+    command = [sys.executable, "-c", PROBE_SOURCE, str(log)]
+    return subprocess.Popen(["chrt", "--fifo", str(PROBE_RT_PRIORITY), *command] if fifo_available() else command)
+
+
 def read_probe(path: Path) -> tuple[float, list[tuple[float, float, float]]]:
     """The probe's log -> (usual work ms, [(monotonic s when due, ms late, ms the work took)])."""
     lines = path.read_text().splitlines()
@@ -308,9 +315,7 @@ def run(quick: bool) -> str:
     one_thread = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     load = [subprocess.Popen([sys.executable, "-c", LOAD_SOURCE], env=one_thread) for _ in range(n_load)]
     probe_log = WORK / "endurance-probe.txt"
-    probe_command = [sys.executable, "-c", PROBE_SOURCE, str(probe_log)]
-    load.append(subprocess.Popen(["chrt", "--fifo", str(PROBE_RT_PRIORITY), *probe_command] if fifo_available()
-                                 else probe_command))
+    load.append(start_probe(probe_log))
     try:
         time.sleep(2.0)  # the load is running before the service starts (not synchronisation: a warm-up)
         load_start = os.getloadavg()[0]

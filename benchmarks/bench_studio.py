@@ -16,20 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from .bench_endurance import PROBE_RT_PRIORITY, PROBE_SOURCE, read_probe, spells
-from .bench_service import fifo_available
+from .bench_endurance import read_probe, spells, start_probe
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = False  # run only when named
 LISTEN_S = float(os.environ.get("MURMUR_BENCH_STUDIO_LISTEN_S", "600"))
 KNOB_EVERY_S = 10.0  # a gain move (0 dB ⇄ -60 dB) this often while listening: one latency figure each
 DEMO_CLIP = ROOT / "trainer" / "demo" / "demo.ogg"
-
-
-def start_probe(log: Path) -> subprocess.Popen:
-    """The endurance bench's machine-stall probe, at SCHED_FIFO where permitted, logging to ``log``."""
-    command = [sys.executable, "-c", PROBE_SOURCE, str(log)]
-    return subprocess.Popen(["chrt", "--fifo", str(PROBE_RT_PRIORITY), *command] if fifo_available() else command)
 
 
 def _browser():
@@ -58,7 +51,7 @@ def run(quick: bool) -> str:
     spawned = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "studio", "--project", str(work / "project"), "--port", "0",
                              "--no-browser"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    driver = None
+    driver = probe = None
     try:
         assert proc.stdout is not None
         url = ""
@@ -110,9 +103,13 @@ def run(quick: bool) -> str:
         listened_s = time.monotonic() - started
         probe.kill()
         probe.wait()
+        probe = None
         usual_ms, stalls = read_probe(work / "probe.txt")
         found = [(a, b, k) for a, b, k in spells(usual_ms, stalls) if started <= a <= started + listened_s]
     finally:
+        if probe is not None:  # it runs at real-time priority until killed: never leave it behind
+            probe.kill()
+            probe.wait()
         if driver is not None:
             driver.quit()
         proc.terminate()

@@ -270,27 +270,56 @@ def spells(usual_ms: float, stalls: list[tuple[float, float, float]]) -> list[tu
     return out
 
 
+def longest_before(found: list[tuple[float, float, float]], seen: float) -> float:
+    """The longest spell (ms) that ran in the MATCH_S seconds before ``seen`` (monotonic s); 0.0 when none did."""
+    return max((1000 * (b - a) for a, b, _ in found if a <= seen and b >= seen - MATCH_S), default=0.0)
+
+
+def window_share(found: list[tuple[float, float, float]], span: tuple[float, float], min_ms: float) -> float:
+    """The share of the MATCH_S-long windows of ``span`` (monotonic s) that hold a spell of at least ``min_ms``:
+    how often a moment picked at random would find such a spell just before it."""
+    windows = max(1, int((span[1] - span[0]) / MATCH_S))
+    touched = {w for a, b, _ in found if 1000 * (b - a) >= min_ms - 0.01  # (a spell as long, give or take rounding)
+               for w in range(int((a - span[0]) / MATCH_S), int((b - span[0]) / MATCH_S) + 1)}
+    return len(touched) / windows
+
+
+def match_figure(found: list[tuple[float, float, float]], moments: list[float], span: tuple[float, float]) -> str:
+    """Dropouts seen at ``moments`` (monotonic s) against the machine's spells: how many followed a spell, the
+    longest spell before each, and the chance that all of those would find a spell that long by accident."""
+    before = sorted((longest_before(found, seen) for seen in moments), reverse=True)
+    matched = [ms for ms in before if ms > 0]
+    if not moments:
+        return "no dropouts"
+    if not matched:
+        return f"0 of {len(moments)}"
+    share = window_share(found, span, matched[-1])
+    lengths = ", ".join(f"{ms:.0f}" for ms in matched)
+    return (f"{len(matched)} of {len(moments)} (spells of {lengths} ms); {100 * share:.1f} % of windows hold a spell "
+            f"≥ {matched[-1]:.0f} ms: by chance {share ** len(matched):.0e}")
+
+
 def stall_rows(usual_ms: float, stalls: list[tuple[float, float, float]], underruns: list[tuple[float, int, int]],
                span: tuple[float, float]) -> list[tuple[str, str, str, bool]]:
     """The probe's stalls against the underruns (monotonic s when seen, how many, ring lead target in frames after
-    them) over ``span`` (monotonic start, end s): did the machine stall just before each underrun, and how often
-    does a window of the same length hold a stall by chance?"""
+    them) over ``span`` (monotonic start, end s): did the machine stall just before each underrun, for how long,
+    and how often does a window of the same length hold a stall that long by chance?"""
     found = [(a, b, k) for a, b, k in spells(usual_ms, stalls) if span[0] <= a <= span[1]]
     lengths = [1000 * (b - a) for a, b, _ in found]
-    n_underruns = sum(n for _, n, _ in underruns)
-    after = sum(n for seen, n, _ in underruns if any(a <= seen and b >= seen - MATCH_S for a, b, _ in found))
-    windows = max(1, int((span[1] - span[0]) / MATCH_S))
-    touched = {w for a, b, _ in found for w in range(int((a - span[0]) / MATCH_S), int((b - span[0]) / MATCH_S) + 1)}
+    moments = [seen for seen, _, _ in underruns]
+    own = sum(n for seen, n, _ in underruns if longest_before(found, seen) == 0.0)
     leads = sorted(frames for _, _, frames in underruns)
     return [
         (f"machine slow spells (a separate SCHED_FIFO {PROBE_RT_PRIORITY} probe times a {usual_ms:.2f}-ms piece of "
          "work every 20 ms; a spell = it started ≥ 5 ms late or ran ≥ 3× slower): count; ≥ 100 ms long; longest; "
          "work slowed at most", f"{len(found):,}; {sum(ms >= 100 for ms in lengths):,}; "
          f"{max(lengths, default=0.0):.0f} ms; {max((k for _, _, k in found), default=1.0):.0f}×", "", True),
-        (f"underruns seen ≤ {MATCH_S:g} s after a slow spell (share of all {MATCH_S:g}-s windows that hold one); "
-         "ring lead target after them (frames)",
-         f"{after} of {n_underruns} ({100 * len(touched) / windows:.0f} %); "
-         + (f"{leads[0]}–{leads[-1]}" if leads else "–"), "", True)]
+        (f"underrun moments seen ≤ {MATCH_S:g} s after a slow spell (the longest spell before each); share of all "
+         f"{MATCH_S:g}-s windows that hold a spell as long as the shortest of those; ring lead target after them "
+         "(frames)", match_figure(found, moments, span) + "; " + (f"{leads[0]}–{leads[-1]}" if leads else "–"), "",
+         True),
+        (f"underruns with no slow spell of the machine in the {MATCH_S:g} s before them (the service's own)", f"{own}",
+         "0", own == 0)]
 
 
 def _child_long(hours: float) -> dict:
@@ -326,6 +355,8 @@ def run(quick: bool) -> str:
             proc.kill()
             proc.wait()
     usual_ms, stalls = read_probe(probe_log)
+    # kept beside the probe's log, so the match can be looked at again: monotonic s when seen, how many, lead frames
+    (WORK / "endurance-underruns.txt").write_text("".join(f"{t:.3f} {n} {f}\n" for t, n, f in long["underrun_times"]))
     rows_cp = clock_and_power()
     samples = long["samples"]
     edge = max(1, int(EDGE_S / SAMPLE_S))

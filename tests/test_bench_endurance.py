@@ -21,12 +21,27 @@ def test_consecutive_slow_slots_form_one_spell_and_a_gap_starts_another():
 
 def test_an_underrun_is_matched_only_to_a_spell_just_before_it():
     usual = 0.25
-    stalls = [(10.0, 0.5, 5.0), (50.0, 0.5, 5.0)]  # two short spells in a 100-s run
+    stalls = [(10.0, 0.5, 5.2), (50.0, 0.5, 5.2)]  # two short spells (5.7 ms) in a 100-s run
     underruns = [(10.2, 1, 4),  # 0.2 s after the first spell: matched
                  (30.0, 2, 5),  # nothing within 0.5 s before: the service's own
                  (49.9, 1, 6)]  # before the second spell began: not matched
-    spell_row, match_row = be.stall_rows(usual, stalls, underruns, (0.0, 100.0))
+    spell_row, match_row, own_row = be.stall_rows(usual, stalls, underruns, (0.0, 100.0))
     assert spell_row[1].startswith("2; 0; ")
-    assert match_row[1].startswith("1 of 4 (1 %)")  # two 0.5-s windows of 200 hold a spell
+    # two 0.5-s windows of 200 hold a spell of >= 5.7 ms
+    assert match_row[1].startswith("1 of 3 (spells of 6 ms); 1.0 % of windows hold a spell ≥ 6 ms: by chance 1e-02")
     assert match_row[1].endswith("4–6")
+    assert own_row[1:] == ("3", "0", False)  # the 2 at 30.0 s and the 1 at 49.9 s
 
+
+def test_the_chance_share_counts_only_spells_as_long_as_the_matched_ones():
+    usual = 0.25
+    # a 100-ms spell (five late slots in a row) at 20 s, and short ones every 2 s: only the long one explains the
+    # underrun at 20.3 s as well as it does, so the chance is the share of windows with a spell that long
+    stalls = [(20.0 + 0.02 * i, 20.0, 0.3) for i in range(5)] + [(t, 6.0, 0.3) for t in range(40, 100, 2)]
+    found = be.spells(usual, stalls)
+    assert be.longest_before(found, 20.3) == pytest.approx(100.3, abs=0.1)
+    assert be.longest_before(found, 21.0) == 0.0
+    assert be.window_share(found, (0.0, 100.0), 50.0) == pytest.approx(1 / 200)
+    assert be.window_share(found, (0.0, 100.0), 5.0) == pytest.approx(31 / 200)
+    assert be.match_figure(found, [20.3], (0.0, 100.0)).startswith("1 of 1 (spells of 100 ms); 0.5 % of windows")
+    assert be.match_figure(found, [], (0.0, 100.0)) == "no dropouts"

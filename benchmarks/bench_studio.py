@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .bench_endurance import read_probe, spells, start_probe
+from .bench_endurance import MATCH_S, longest_before, match_figure, read_probe, spells, start_probe
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = False  # run only when named
@@ -98,14 +98,17 @@ def run(quick: bool) -> str:
                 next_knob += KNOB_EVERY_S
         live = d.execute_script("const l = window.studioLive; return {underruns: l.underruns, received: l.received,"
                                 " latencies: l.latencies || [], dropped: l.droppedSamples || 0, server: l.server || {},"
-                                " target: l.target || 0,"
+                                " target: l.target || 0, underrunTimes: l.underrunTimes || [],"
                                 " rate: l.ctx.sampleRate, outputLatency: l.ctx.outputLatency || l.ctx.baseLatency || 0}")
         listened_s = time.monotonic() - started
+        epoch_minus_monotonic_s = time.time() - time.monotonic()  # the page's times are epoch ms
         probe.kill()
         probe.wait()
         probe = None
         usual_ms, stalls = read_probe(work / "probe.txt")
         found = [(a, b, k) for a, b, k in spells(usual_ms, stalls) if started <= a <= started + listened_s]
+        moments = [ms / 1000 - epoch_minus_monotonic_s for ms in live["underrunTimes"]]
+        moments = [t for t in moments if started <= t <= started + listened_s]  # not the start's fill-up
     finally:
         if probe is not None:  # it runs at real-time priority until killed: never leave it behind
             probe.kill()
@@ -139,6 +142,12 @@ def run(quick: bool) -> str:
          "≥ 5 ms late or ran ≥ 3× slower): count; ≥ 100 ms long; longest",
          f"{len(found):,}; {sum(b - a >= 0.1 for a, b, _ in found):,}; "
          f"{1000 * max((b - a for a, b, _ in found), default=0.0):.0f} ms", "", True),
+        (f"page underrun moments seen ≤ {MATCH_S:g} s after a slow spell (the longest spell before each); share of "
+         f"all {MATCH_S:g}-s windows that hold a spell as long as the shortest of those",
+         match_figure(found, moments, (started, started + listened_s)), "", True),
+        (f"page underruns with no slow spell of the machine in the {MATCH_S:g} s before them (the stream's own)",
+         f"{sum(longest_before(found, t) == 0.0 for t in moments)}", "0",
+         all(longest_before(found, t) > 0.0 for t in moments)),
     ]
     table = "\n".join(f"| {a} | {b} | {c} | {'ok' if d else '**MISSED**'} |" if c else f"| {a} | {b} | | |"
                       for a, b, c, d in rows)

@@ -156,6 +156,12 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     wait(d, lambda d: d.execute_script("return window.studioLive.received") > received + 20,
          what="the stream stopped after the knob move")
     d.save_screenshot(str(SHOTS / "3-listen.png"))
+    # the stream cut off under the player: it runs dry, counts an underrun and keeps when (for the benchmark)
+    before = d.execute_script("return window.studioLive.underruns")
+    d.execute_script("window.studioLive.ws.close()")
+    wait(d, lambda d: d.execute_script("return window.studioLive.underruns") > before, what="no underrun counted")
+    times, now_ms = d.execute_script("return [window.studioLive.underrunTimes, performance.timeOrigin + performance.now()]")
+    assert len(times) == before + 1 and now_ms - 10_000 < times[-1] <= now_ms, (times, now_ms)
     d.find_element(By.ID, "live-stop").click()
 
     # 4. compare: two runs A/B, both previews play, the switch changes what is heard

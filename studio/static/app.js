@@ -268,9 +268,10 @@ async function startLive() {
   const controls = encodeURIComponent(JSON.stringify(knobValues()));
   const ws = new WebSocket(`ws://${location.host}/api/live?run=${encodeURIComponent(run)}&token=${encodeURIComponent(TOKEN)}&controls=${controls}`);
   ws.binaryType = "arraybuffer";
-  const live = { ws, run, ctx: null, node: null, analyser: null, rms: 0, underruns: 0, received: 0, buffered: 0 };
+  const live = { ws, run, ctx: null, node: null, analyser: null, rms: 0, underruns: 0, underrunTimes: [], received: 0,
+                 buffered: 0 };
   state.live = live;
-  window.studioLive = live;  // for the browser test and the benchmark: underruns, latencies, received blocks
+  window.studioLive = live;  // for the browser test and the benchmark: underruns (and when), latencies, blocks
   $("#live-start").disabled = true; $("#live-stop").disabled = false;
   $("#live-status").textContent = `connecting to ${run} …`;
   live.lastGain = knobValues().gain_db;
@@ -315,6 +316,9 @@ async function openAudio(live, hello) {
   node.port.onmessage = (e) => {
     const d = e.data;
     if (d.underruns !== undefined) {
+      if (d.underruns > live.underruns && live.underrunTimes.length < 1000) {
+        live.underrunTimes.push(performance.timeOrigin + performance.now());  // when the page heard of it, epoch ms
+      }
       $("#underruns").textContent = d.underruns; $("#buffered").textContent = Math.round(1000 * d.buffered);
       Object.assign(live, { underruns: d.underruns, buffered: d.buffered, droppedSamples: d.dropped, target: d.target });
     }

@@ -1,8 +1,8 @@
 """The engine: generator -> streaming vocoder -> gain, fades, volume cap, soft limiter -> a sink, forever.
 
 One producer thread computes blocks ahead into a small ring of preallocated samples; the sink pulls from it (a
-PyAudio callback only copies ready samples and counts underruns, filling silence). ``render`` runs the same
-``BlockPipeline`` synchronously for offline renders. A control change reaches the sound after the ring's lead
+PyAudio callback only copies ready samples and counts underruns, filling silence whose edges fade). ``render`` runs
+the same ``BlockPipeline`` synchronously for offline renders. A control change reaches the sound after the ring's lead
 (``buffer_frames``) plus the pipeline's own delay (the vocoder's look-ahead); both are measured in
 ``benchmarks/bench_engine.py``.
 
@@ -38,6 +38,7 @@ STOP_FADE_S = 0.05  # fade before the sink stops
 LEVEL_WINDOW_S = 10.0  # stats: RMS window
 DEFAULT_BUFFER_FRAMES = 3  # ring lead: 35 ms at 44.1 kHz / hop 512 (grows after underruns)
 BUFFER_DECAY_S = 300.0  # the ring lead shrinks back one frame after this long without underruns
+DROPOUT_FADE_S = 0.005  # an underrun's edges: the sound fades out into it and in after it (no click)
 LIMITER_KNEE = 0.7  # soft limiter: identity below knee * ceiling, tanh above, never reaching the ceiling
 
 
@@ -122,6 +123,52 @@ class Ring:
         if ready < n:
             out[ready:] = 0.0
         return ready
+
+
+class DropoutSmoother:
+    """Softens a dropout of the real-time stream, which would otherwise click: where the ring runs dry, the sound
+    goes on as its own mirror image (continuous at the cut) fading to silence over ``fade`` samples, and the first
+    samples after the gap fade in. The dropout is still a dropout (and still counted); only its edges are smooth.
+    Allocates no sample memory per call. ``fade_s=0`` leaves the pulls as they are."""
+
+    def __init__(self, block: int, sample_rate_hz: int, fade_s: float = DROPOUT_FADE_S) -> None:
+        self.fade = max(0, min(block, round(fade_s * sample_rate_hz)))
+        self.steps = np.arange(1, self.fade + 1, dtype=np.float32)  # 1 .. fade
+        self.ramp = np.empty(self.fade, dtype=np.float32)  # this call's ramp (its length depends on the gap)
+        self.last = np.zeros(self.fade, dtype=np.float32)  # the last ``fade`` samples delivered before now
+        self.in_gap = False
+
+    def _make_ramp(self, n: int, *, down: bool) -> np.ndarray:
+        """(n,) ramp, in place: 1 - k/(n+1) (down) or k/(n+1) (up) for k = 1..n, so neither end reaches a step."""
+        ramp = self.ramp[:n]
+        np.multiply(self.steps[:n], 1.0 / (n + 1), out=ramp)
+        if down:
+            np.subtract(1.0, ramp, out=ramp)
+        return ramp
+
+    def smooth(self, out: np.ndarray, ready: int) -> None:
+        """``out`` (n,) float32 holds ``ready`` samples from the ring and silence after them: edit it in place."""
+        n, f = out.shape[0], self.fade
+        if f == 0:
+            return
+        if ready > 0 and self.in_gap:  # back from a gap: fade in
+            h = min(ready, f)
+            out[:h] *= self._make_ramp(h, down=False)
+            self.in_gap = False
+        if ready == n:
+            self.last[:] = out[n - f:]
+            return
+        if self.in_gap:
+            return  # still dry: silence
+        if ready >= f:
+            before = out[ready - f:ready]
+        else:  # the cut is early in this pull: what came before it is partly from the last pull
+            self.last[: f - ready] = self.last[ready:]  # (overlapping: numpy copies through a buffer)
+            self.last[f - ready:] = out[:ready]
+            before = self.last
+        g = min(n - ready, f)
+        np.multiply(before[::-1][:g], self._make_ramp(g, down=True), out=out[ready:ready + g])
+        self.in_gap = True
 
 
 GENERATORS = ("auto", "bank", "regression", "bank-no-model")
@@ -355,7 +402,8 @@ class Engine:
 
     ``buffer_frames`` (3 = 35 ms at 44.1 kHz / hop 512) keeps a control change within 100 ms. After an underrun
     the lead grows by one frame (up to ``max_buffer_frames``, logged): on a starved machine, sound without gaps
-    beats latency; it shrinks back one frame per ``BUFFER_DECAY_S`` without underruns.
+    beats latency; it shrinks back one frame per ``BUFFER_DECAY_S`` without underruns. An underrun's edges fade
+    over ``dropout_fade_s`` (``DropoutSmoother``: a gap, not a click; 0 = exact samples, for transport tests).
 
     ``sink`` has ``realtime`` (bool), ``start(pull, *, sample_rate_hz, block_frames)`` and ``stop()``; it calls
     ``pull(out (n,) float32) -> bool`` (False once the engine has stopped). ``on_frame(i)`` runs in the producer
@@ -366,6 +414,7 @@ class Engine:
     def __init__(self, bundle: Bundle, *, sink: Sink, controls: ControlStore | None = None, seed: int | None = None,
                  volume_cap_db: float = 0.0, on_frame: Callable[[int], None] | None = None,
                  buffer_frames: int = DEFAULT_BUFFER_FRAMES, max_buffer_frames: int = 12,
+                 dropout_fade_s: float = DROPOUT_FADE_S,
                  model_factory: ModelFactory | None = None, vocoder_factory: VocoderFactory | None = None):
         self.sink = sink
         self.controls = controls if controls is not None else ControlStore()
@@ -382,6 +431,7 @@ class Engine:
         self._block_power = np.zeros(n_level, dtype=np.float64)
         self._block_peak = np.zeros(n_level, dtype=np.float32)
         self._previous = np.zeros(self.hop, dtype=np.float32)
+        self._smoother = DropoutSmoother(self.hop, self.sample_rate_hz, dropout_fade_s)
         self._identical = 0
         self._underruns = 0
         self._pulls = 0
@@ -538,8 +588,10 @@ class Engine:
 
     # -- sink side --------------------------------------------------------------------------------------------
     def _pull_nowait(self, out: np.ndarray) -> bool:
-        """Real-time pull (audio callback): copy what is ready, silence for the rest, count an underrun."""
+        """Real-time pull (audio callback): copy what is ready, silence for the rest (its edges smoothed), count an
+        underrun."""
         ready = self.ring.read_into(out)
+        self._smoother.smooth(out, ready)
         self._pulls += 1
         # the first pulls may come in a burst (PortAudio priming the card's buffer): not counted as underruns
         if ready < out.shape[0] and not self._stop.is_set() and self._pulls > self.max_buffer_frames:

@@ -15,7 +15,7 @@ import pytest
 
 from device.bundle import load_bundle
 from device.controls import Controls, ControlStore
-from device.engine import DEFAULT_BUFFER_FRAMES, BlockPipeline, Engine, Ring, render
+from device.engine import DEFAULT_BUFFER_FRAMES, BlockPipeline, DropoutSmoother, Engine, Ring, render
 from device.fakes import FakeStepModel, FakeVocoder
 from device.sinks import NullSink, WavSink, _ThreadSink
 
@@ -407,3 +407,89 @@ def test_swap_to_another_model_is_seamless_and_other_settings_are_refused(bundle
     assert max_step(np.concatenate([before[-hop * 20 :], during])) <= 1.5 * max(max_step(before), max_step(during[-hop * 60 :]))
     rms_db = 10 * np.log10((blocks(during, hop) ** 2).mean(axis=1) + 1e-20)
     assert rms_db.min() > 10 * np.log10(np.mean(before**2)) - 20.0
+
+
+def _sine(n: int, start: int = 0) -> np.ndarray:
+    return (0.5 * np.sin(2 * np.pi * 440.0 * (start + np.arange(n)) / 44100.0)).astype(np.float32)
+
+
+def test_full_blocks_pass_the_dropout_smoother_untouched():
+    smoother = DropoutSmoother(512, 44100)
+    for i in range(3):
+        block = _sine(512, 512 * i)
+        out = block.copy()
+        smoother.smooth(out, 512)
+        np.testing.assert_array_equal(out, block)
+
+
+def test_a_dropout_fades_out_as_the_mirror_of_the_sound_and_the_sound_fades_back_in():
+    smoother = DropoutSmoother(512, 44100, fade_s=0.005)
+    f = smoother.fade
+    assert f == 220
+    played = _sine(512)
+    out = played.copy()
+    smoother.smooth(out, 512)
+    gap = np.zeros(512, np.float32)  # the ring was dry: read_into zero-filled the whole pull
+    smoother.smooth(gap, 0)
+    # the sound goes on from where it was cut (mirrored: the same sample values backwards), fading to silence
+    np.testing.assert_allclose(gap[:f], played[::-1][:f] * (1 - np.arange(1, f + 1) / (f + 1)), atol=1e-6)
+    assert not gap[f:].any()
+    steps = np.abs(np.diff(np.r_[played, gap]))
+    assert steps.max() <= np.abs(np.diff(played)).max() + 1e-6  # no step at the cut larger than the sine's own
+    still_dry = np.zeros(512, np.float32)
+    smoother.smooth(still_dry, 0)
+    assert not still_dry.any()
+    back = _sine(512, 4096)
+    out = back.copy()
+    smoother.smooth(out, 512)
+    np.testing.assert_allclose(out[:f], back[:f] * np.arange(1, f + 1) / (f + 1), atol=1e-6)
+    np.testing.assert_array_equal(out[f:], back[f:])
+    assert abs(out[0]) < 0.01  # it starts from (nearly) silence: no click
+
+
+def test_a_dropout_inside_a_pull_continues_the_samples_just_before_it():
+    smoother = DropoutSmoother(512, 44100, fade_s=0.005)
+    f = smoother.fade
+    previous = _sine(512)
+    out = previous.copy()
+    smoother.smooth(out, 512)
+    ready = 100  # fewer than the fade: what comes before the cut is partly from the previous pull
+    part = _sine(512, 512)
+    part[ready:] = 0.0
+    smoother.smooth(part, ready)
+    np.testing.assert_array_equal(part[:ready], _sine(ready, 512))
+    before = np.r_[previous, _sine(ready, 512)][-f:]
+    np.testing.assert_allclose(part[ready:ready + f], before[::-1] * (1 - np.arange(1, f + 1) / (f + 1)), atol=1e-6)
+    assert not part[ready + f:].any()
+
+
+def test_the_engine_smooths_its_real_time_pull_at_an_underrun(bundle):
+    engine = Engine(bundle, sink=NullSink(realtime=True), seed=1,
+                    model_factory=lambda b: FakeStepModel(b.audio.n_bins),
+                    vocoder_factory=lambda b: FakeVocoder(n_fft=b.audio.n_fft, hop_length=b.audio.hop_length))
+    hop = engine.hop
+    played = _sine(hop)
+    engine.ring.write(played)
+    out = np.empty(hop, np.float32)
+    engine._pull_nowait(out)
+    np.testing.assert_array_equal(out, played)
+    engine._pull_nowait(out)  # the ring is dry
+    assert out[0] == pytest.approx(played[-1], abs=0.01) and not out[engine._smoother.fade:].any()
+
+
+def test_the_dropout_smoother_allocates_no_sample_memory():
+    import tracemalloc
+
+    smoother = DropoutSmoother(512, 44100, fade_s=0.01)  # a 441-sample fade: any temporary copy is > 1.7 KB
+    full, dry = _sine(512), np.zeros(512, np.float32)
+    blocks_and_ready = [(full, 512), (dry, 0), (dry, 0), (full, 512), (full, 512)]
+    for block, ready in blocks_and_ready:  # warm up
+        smoother.smooth(block.copy(), ready)
+    work = [(block.copy(), ready) for block, ready in blocks_and_ready * 20]
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    for out, ready in work:
+        smoother.smooth(out, ready)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 1000, peak

@@ -201,3 +201,50 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     assert cells[2] == next(r["bundle_id"] for r in studio.get("/api/state").json()["runs"] if r["id"] == b)
     d.save_screenshot(str(SHOTS / "6-fleet.png"))
     assert "Traceback" not in "".join(studio.output)
+
+
+PLAYER_RUN = """
+const done = arguments[arguments.length - 1];
+const script = document.createElement("script");
+script.src = "/static/worklet.js";
+script.onerror = () => done({ error: "worklet.js did not load" });
+script.onload = () => {
+  // 23 ms of a 440-Hz sine, a 6.8-ms target: plays 2 quanta, runs dry in the 3rd, then more arrives
+  const core = new PlayerCore({ target: 300, max: 8192, block: 512 }, 44100);
+  const sine = (from, n) => Float32Array.from({ length: n }, (_, i) => 0.5 * Math.sin(2 * Math.PI * 440 * (from + i) / 44100));
+  const out = [], quantum = new Float32Array(128);
+  const play = (k) => { for (let q = 0; q < k; q++) { core.render(quantum); out.push(...quantum); } };
+  core.receive(sine(0, 1024));
+  play(4);
+  const dry = core.underruns;
+  core.receive(sine(1024, 2048));
+  play(4);
+  done({ out, dry, underruns: core.underruns, target: core.target });
+};
+document.head.appendChild(script);
+"""
+
+
+def test_the_page_player_fades_a_dropout_in_and_out_instead_of_clicking(studio, browser):
+    """The player's logic (PlayerCore in worklet.js) in the browser's own JavaScript engine, fed by hand."""
+    import numpy as np
+
+    d = browser
+    d.get(studio.url)
+    result = d.execute_async_script(PLAYER_RUN)
+    assert "error" not in result, result
+    out = np.asarray(result["out"], dtype=np.float32)
+    assert result["dry"] == 1 and result["underruns"] == 1  # counted once, in the 3rd quantum
+    assert result["target"] == 300 + 441  # and it buffers 10 ms deeper from then on
+    played, gap, silence = out[:256], out[256:384], out[384:512]
+    sine_step = 0.5 * 2 * np.pi * 440 / 44100
+    assert np.abs(played[:128]).max() < 0.5 and np.abs(played[128:]).max() > 0.45  # faded in over the 1st quantum
+    assert abs(played[0]) < 0.5 * abs(played[127]) + 0.01
+    # the gap goes on from the last sample played (its mirror image), fading to silence: no step larger than the
+    # sine's own, where cutting to silence would have stepped by the last sample's value
+    np.testing.assert_allclose(gap, played[::-1][:128] * (1 - np.arange(1, 129) / 129), atol=1e-6)
+    assert np.abs(np.diff(out[:512])).max() <= sine_step * 1.05
+    assert not silence.any()
+    back = out[512:]
+    assert abs(back[0]) < 0.02 and np.abs(back[128:]).max() > 0.45  # back from the gap: faded in again
+    assert np.abs(np.diff(back)).max() <= sine_step * 1.05

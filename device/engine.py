@@ -146,6 +146,15 @@ class DropoutSmoother:
             np.subtract(1.0, ramp, out=ramp)
         return ramp
 
+    def _remember(self, samples: np.ndarray) -> None:
+        """Keep the last ``fade`` samples delivered, ``samples`` (k,) being the newest."""
+        k, f = samples.shape[0], self.fade
+        if k >= f:
+            self.last[:] = samples[k - f:]
+        else:  # a pull shorter than the fade (or a cut early in one): shift the rest along
+            self.last[: f - k] = self.last[k:]  # (overlapping: numpy copies through a buffer)
+            self.last[f - k:] = samples
+
     def smooth(self, out: np.ndarray, ready: int) -> None:
         """``out`` (n,) float32 holds ``ready`` samples from the ring and silence after them: edit it in place."""
         n, f = out.shape[0], self.fade
@@ -156,15 +165,14 @@ class DropoutSmoother:
             out[:h] *= self._make_ramp(h, down=False)
             self.in_gap = False
         if ready == n:
-            self.last[:] = out[n - f:]
+            self._remember(out)
             return
         if self.in_gap:
             return  # still dry: silence
         if ready >= f:
             before = out[ready - f:ready]
         else:  # the cut is early in this pull: what came before it is partly from the last pull
-            self.last[: f - ready] = self.last[ready:]  # (overlapping: numpy copies through a buffer)
-            self.last[f - ready:] = out[:ready]
+            self._remember(out[:ready])
             before = self.last
         g = min(n - ready, f)
         np.multiply(before[::-1][:g], self._make_ramp(g, down=True), out=out[ready:ready + g])

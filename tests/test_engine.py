@@ -493,3 +493,21 @@ def test_the_dropout_smoother_allocates_no_sample_memory():
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert peak < 1000, peak
+
+
+def test_pulls_shorter_than_the_fade_are_smoothed_across_them():
+    smoother = DropoutSmoother(512, 44100, fade_s=0.005)  # a 220-sample fade, pulls of 64
+    stream = _sine(640)
+    heard = []
+    for i in range(10):
+        out = stream[64 * i:64 * (i + 1)].copy()
+        smoother.smooth(out, 64)
+        heard.append(out)
+    for _ in range(5):  # dry: the fade is cut to the pull it starts in
+        out = np.zeros(64, np.float32)
+        smoother.smooth(out, 0)
+        heard.append(out)
+    audio = np.concatenate(heard)
+    np.testing.assert_array_equal(audio[:640], stream)
+    np.testing.assert_allclose(audio[640:704], stream[::-1][:64] * (1 - np.arange(1, 65) / 65), atol=1e-6)
+    assert not audio[704:].any()

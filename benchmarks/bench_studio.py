@@ -170,5 +170,7 @@ mean {statistics.fmean(loads or [0]):.1f}, max {max(loads or [0]):.1f} on {os.cp
 engine runs in its own process (`studio/live_worker.py`) and waits for a late block rather than sending silence, so
 the page's buffer is the stream's one real-time consumer. Slow spells are this machine's own (a virtual machine's
 host lending its CPU elsewhere shows as them); every program on it, the browser's audio thread included, stalls
-through them.
+through them. The page notes when it heard of each underrun (epoch ms, within 23 ms of it); each is set against
+the longest slow spell in the {MATCH_S:g} s before it, and against how many of all {MATCH_S:g}-s windows hold a
+spell that long (the chance of an accidental match). An underrun is still a gap, but its edges fade (no click).
 """

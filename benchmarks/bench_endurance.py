@@ -41,7 +41,8 @@ while True:
     a = np.tanh(a @ a.T / 256.0)  # cache- and FPU-heavy, like a busy neighbour process
 """
 
-# The machine-stall probe: a separate process (its own interpreter lock) at a SCHED_FIFO priority above the service's.
+# The machine-stall probe: a separate process (its own interpreter lock) pinned to one core, one per core, at a
+# SCHED_FIFO priority above the service's.
 # Every 20 ms it wakes and does a fixed piece of pure-Python work (~0.2 ms on this x86 VM): waking late or the
 # work taking many times its usual time is the machine's own stall (a hypervisor lending the CPU elsewhere, the
 # kernel), not the service's. It appends "monotonic-s-when-due late-ms work-ms" whenever either is unusual; the
@@ -238,18 +239,35 @@ def diagnosis_rows(collections: list, samples: list) -> list[tuple[str, str, str
              f"{len(windows)} / {with_full}", "", True)]
 
 
-def start_probe(log: Path) -> subprocess.Popen:
-    """The machine-stall probe (PROBE_SOURCE) at SCHED_FIFO PROBE_RT_PRIORITY where permitted, logging to ``log``;
-    it runs until killed."""
-    command = [sys.executable, "-c", PROBE_SOURCE, str(log)]
-    return subprocess.Popen(["chrt", "--fifo", str(PROBE_RT_PRIORITY), *command] if fifo_available() else command)
+def probe_logs(log: Path) -> list[Path]:
+    """The per-core logs of the probes started with ``log``: <stem>-cpu<N><suffix>, one per CPU this process may use."""
+    return [log.with_name(f"{log.stem}-cpu{cpu}{log.suffix}") for cpu in sorted(os.sched_getaffinity(0))]
 
 
-def read_probe(path: Path) -> tuple[float, list[tuple[float, float, float]]]:
-    """The probe's log -> (usual work ms, [(monotonic s when due, ms late, ms the work took)])."""
-    lines = path.read_text().splitlines()
-    usual = float(lines[0].split()[1])
-    return usual, [(float(a), float(b), float(c)) for a, b, c in (line.split() for line in lines[1:])]
+def start_probe(log: Path) -> list[subprocess.Popen]:
+    """The machine-stall probe (PROBE_SOURCE), one pinned to each core (a stall of one core only, e.g. its virtual
+    CPU descheduled by the host, shows too), at SCHED_FIFO PROBE_RT_PRIORITY where permitted, logging to
+    ``probe_logs(log)``; they run until killed."""
+    probes = []
+    for cpu, path in zip(sorted(os.sched_getaffinity(0)), probe_logs(log), strict=True):
+        command = ["taskset", "-c", str(cpu), sys.executable, "-c", PROBE_SOURCE, str(path)]
+        probes.append(subprocess.Popen(["chrt", "--fifo", str(PROBE_RT_PRIORITY), *command] if fifo_available()
+                                       else command))
+    return probes
+
+
+def read_probe(log: Path) -> tuple[float, list[tuple[float, float, float]]]:
+    """The probes' logs -> (usual work ms, [(monotonic s when due, ms late, ms the work took)]), all cores merged in
+    time order; each core's work times are scaled to the first core's usual time (the cores differ a little)."""
+    usual_ms = 0.0
+    stalls: list[tuple[float, float, float]] = []
+    for path in probe_logs(log):
+        lines = path.read_text().splitlines()
+        usual = float(lines[0].split()[1])
+        usual_ms = usual_ms or usual
+        scale = usual_ms / usual
+        stalls += [(float(a), float(b), float(c) * scale) for a, b, c in (line.split() for line in lines[1:])]
+    return usual_ms, sorted(stalls)
 
 
 MATCH_S = 0.5  # an underrun "follows" a machine stall that ran at most this long before the underrun was seen
@@ -263,8 +281,8 @@ def spells(usual_ms: float, stalls: list[tuple[float, float, float]]) -> list[tu
     for due, late, took in stalls:
         end = due + (late + took) / 1000.0
         if out and due - out[-1][1] <= 1.5 * PROBE_PERIOD_S:
-            start, _, worst = out[-1]
-            out[-1] = (start, end, max(worst, took / usual_ms))
+            start, previous_end, worst = out[-1]  # (the cores' probes interleave: an end may come earlier)
+            out[-1] = (start, max(previous_end, end), max(worst, took / usual_ms))
         else:
             out.append((due, end, took / usual_ms))
     return out
@@ -310,9 +328,9 @@ def stall_rows(usual_ms: float, stalls: list[tuple[float, float, float]], underr
     own = sum(n for seen, n, _ in underruns if longest_before(found, seen) == 0.0)
     leads = sorted(frames for _, _, frames in underruns)
     return [
-        (f"machine slow spells (a separate SCHED_FIFO {PROBE_RT_PRIORITY} probe times a {usual_ms:.2f}-ms piece of "
-         "work every 20 ms; a spell = it started ≥ 5 ms late or ran ≥ 3× slower): count; ≥ 100 ms long; longest; "
-         "work slowed at most", f"{len(found):,}; {sum(ms >= 100 for ms in lengths):,}; "
+        (f"machine slow spells (separate SCHED_FIFO {PROBE_RT_PRIORITY} probes, one pinned to each core, time a "
+         f"{usual_ms:.2f}-ms piece of work every 20 ms; a spell = one started ≥ 5 ms late or ran ≥ 3× slower): count; "
+         "≥ 100 ms long; longest; work slowed at most", f"{len(found):,}; {sum(ms >= 100 for ms in lengths):,}; "
          f"{max(lengths, default=0.0):.0f} ms; {max((k for _, _, k in found), default=1.0):.0f}×", "", True),
         (f"underrun moments seen ≤ {MATCH_S:g} s after a slow spell (the longest spell before each); share of all "
          f"{MATCH_S:g}-s windows that hold a spell as long as the shortest of those; ring lead target after them "
@@ -344,7 +362,7 @@ def run(quick: bool) -> str:
     one_thread = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     load = [subprocess.Popen([sys.executable, "-c", LOAD_SOURCE], env=one_thread) for _ in range(n_load)]
     probe_log = WORK / "endurance-probe.txt"
-    load.append(start_probe(probe_log))
+    load.extend(start_probe(probe_log))
     try:
         time.sleep(2.0)  # the load is running before the service starts (not synchronisation: a warm-up)
         load_start = os.getloadavg()[0]
@@ -396,10 +414,10 @@ priority multiplied 256 × 256 matrices without pause on the other core(s) (load
 the service started, {load_end:.1f} at the end, mean {statistics.fmean(s[4] for s in samples):.1f} and max
 {max(s[4] for s in samples):.1f} over the run, on {os.cpu_count()} cores: whatever else ran on this machine meanwhile
 competed too). Sampled every {SAMPLE_S:g} s, underruns timed to 0.1 s; watchdog pings real ({long['pings']}
-received, WATCHDOG_USEC = 2 s). The machine-stall probe is a separate process (its own interpreter lock) at a
-priority above the service's that wakes every 20 ms and times a fixed piece of work: a stall it sees (late, or the
-work many times slower) is the machine's (hypervisor, kernel), not the service's; an underrun with no stall before it
-is the service's own doing.
+received, WATCHDOG_USEC = 2 s). The machine-stall probe is a separate process (its own interpreter lock), one
+pinned to each core, at a priority above the service's, that wakes every 20 ms and times a fixed piece of work: a
+stall it sees (late, or the work many times slower) is the machine's (hypervisor, kernel), not the service's; an
+underrun with no stall before it on any core is the service's own doing.
 
 Clock and power (the service's own code with a simulated clock and a fake engine; the same cases are unit tests
 in `tests/test_service_loop.py`):

@@ -51,7 +51,8 @@ def run(quick: bool) -> str:
     spawned = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "studio", "--project", str(work / "project"), "--port", "0",
                              "--no-browser"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    driver = probe = None
+    driver = None
+    probes: list = []
     try:
         assert proc.stdout is not None
         url = ""
@@ -83,7 +84,7 @@ def run(quick: bool) -> str:
         d.find_element(By.ID, "live-start").click()
         _until(lambda: d.find_element(By.ID, "live-status").get_attribute("data-playing") == "1", 60, "no live audio")
         _until(lambda: d.execute_script("return window.studioLive.received") > 100, 60, "no stream")
-        probe = start_probe(work / "probe.txt")
+        probes = start_probe(work / "probe.txt")
         started = time.monotonic()
         gain = 0
         next_knob = started + KNOB_EVERY_S
@@ -102,15 +103,16 @@ def run(quick: bool) -> str:
                                 " rate: l.ctx.sampleRate, outputLatency: l.ctx.outputLatency || l.ctx.baseLatency || 0}")
         listened_s = time.monotonic() - started
         epoch_minus_monotonic_s = time.time() - time.monotonic()  # the page's times are epoch ms
-        probe.kill()
-        probe.wait()
-        probe = None
+        for probe in probes:
+            probe.kill()
+            probe.wait()
+        probes = []
         usual_ms, stalls = read_probe(work / "probe.txt")
         found = [(a, b, k) for a, b, k in spells(usual_ms, stalls) if started <= a <= started + listened_s]
         moments = [ms / 1000 - epoch_minus_monotonic_s for ms in live["underrunTimes"]]
         moments = [t for t in moments if started <= t <= started + listened_s]  # not the start's fill-up
     finally:
-        if probe is not None:  # it runs at real-time priority until killed: never leave it behind
+        for probe in probes:  # they run at real-time priority until killed: never leave one behind
             probe.kill()
             probe.wait()
         if driver is not None:
@@ -138,8 +140,8 @@ def run(quick: bool) -> str:
          "the pacing clock / ring lead at the end",
          f"{server.get('late_blocks', '?')} / {server.get('blocks_sent', '?')} / {server.get('late_restarts', '?')}"
          f" / {server.get('engine_buffer_frames', '?')} frames", "", True),
-        ("machine slow spells while listening (the endurance bench's probe: a fixed piece of work every 20 ms started "
-         "≥ 5 ms late or ran ≥ 3× slower): count; ≥ 100 ms long; longest",
+        ("machine slow spells while listening (the endurance bench's probes, one per core: a fixed piece of work every "
+         "20 ms started ≥ 5 ms late or ran ≥ 3× slower): count; ≥ 100 ms long; longest",
          f"{len(found):,}; {sum(b - a >= 0.1 for a, b, _ in found):,}; "
          f"{1000 * max((b - a for a, b, _ in found), default=0.0):.0f} ms", "", True),
         (f"page underrun moments seen ≤ {MATCH_S:g} s after a slow spell (the longest spell before each); share of "

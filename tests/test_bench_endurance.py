@@ -45,3 +45,17 @@ def test_the_chance_share_counts_only_spells_as_long_as_the_matched_ones():
     assert be.window_share(found, (0.0, 100.0), 5.0) == pytest.approx(31 / 200)
     assert be.match_figure(found, [20.3], (0.0, 100.0)).startswith("1 of 1 (spells of 100 ms); 0.5 % of windows")
     assert be.match_figure(found, [], (0.0, 100.0)) == "no dropouts"
+
+
+def test_the_cores_probes_are_merged_in_time_order_on_one_scale(tmp_path, monkeypatch):
+    monkeypatch.setattr(be.os, "sched_getaffinity", lambda pid: {0, 1})
+    log = tmp_path / "probe.txt"
+    paths = be.probe_logs(log)
+    assert [p.name for p in paths] == ["probe-cpu0.txt", "probe-cpu1.txt"]
+    paths[0].write_text("usual 0.200\n10.0000 6.0 0.2\n10.0400 0.1 1.0\n")
+    paths[1].write_text("usual 0.400\n10.0200 30.0 0.4\n")  # core 1 stalls between core 0's two slow slots
+    usual, stalls = be.read_probe(log)
+    assert usual == 0.2
+    assert stalls == [(10.0, 6.0, 0.2), (10.02, 30.0, pytest.approx(0.2)), (10.04, 0.1, 1.0)]
+    (start, end, worst), = be.spells(usual, stalls)  # one spell across both cores, ending at the latest end
+    assert start == 10.0 and end == pytest.approx(10.0502) and worst == pytest.approx(5.0)

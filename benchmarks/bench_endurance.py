@@ -256,6 +256,13 @@ def start_probe(log: Path) -> list[subprocess.Popen]:
     return probes
 
 
+def stop_probes(probes: list[subprocess.Popen]) -> None:
+    """Kill the probes (they run at real-time priority until killed) and reap them."""
+    for probe in probes:
+        probe.kill()
+        probe.wait()
+
+
 def read_probe(log: Path) -> tuple[float, list[tuple[float, float, float]]]:
     """The probes' logs -> (usual work ms, [(monotonic s when due, ms late, ms the work took)]), all cores merged in
     time order; each core's work times are scaled to the first core's usual time (the cores differ a little)."""
@@ -288,6 +295,12 @@ def spells(usual_ms: float, stalls: list[tuple[float, float, float]]) -> list[tu
     return out
 
 
+def spells_in(usual_ms: float, stalls: list[tuple[float, float, float]],
+              span: tuple[float, float]) -> list[tuple[float, float, float]]:
+    """The spells that began within ``span`` (monotonic start, end s)."""
+    return [(a, b, k) for a, b, k in spells(usual_ms, stalls) if span[0] <= a <= span[1]]
+
+
 def longest_before(found: list[tuple[float, float, float]], seen: float) -> float:
     """The longest spell (ms) that ran in the MATCH_S seconds before ``seen`` (monotonic s); 0.0 when none did."""
     return max((1000 * (b - a) for a, b, _ in found if a <= seen and b >= seen - MATCH_S), default=0.0)
@@ -305,10 +318,10 @@ def window_share(found: list[tuple[float, float, float]], span: tuple[float, flo
 def match_figure(found: list[tuple[float, float, float]], moments: list[float], span: tuple[float, float]) -> str:
     """Dropouts seen at ``moments`` (monotonic s) against the machine's spells: how many followed a spell, the
     longest spell before each, and the chance that all of those would find a spell that long by accident."""
-    before = sorted((longest_before(found, seen) for seen in moments), reverse=True)
-    matched = [ms for ms in before if ms > 0]
     if not moments:
         return "no dropouts"
+    before = sorted((longest_before(found, seen) for seen in moments), reverse=True)
+    matched = [ms for ms in before if ms > 0]
     if not matched:
         return f"0 of {len(moments)}"
     share = window_share(found, span, matched[-1])
@@ -322,7 +335,7 @@ def stall_rows(usual_ms: float, stalls: list[tuple[float, float, float]], underr
     """The probe's stalls against the underruns (monotonic s when seen, how many, ring lead target in frames after
     them) over ``span`` (monotonic start, end s): did the machine stall just before each underrun, for how long,
     and how often does a window of the same length hold a stall that long by chance?"""
-    found = [(a, b, k) for a, b, k in spells(usual_ms, stalls) if span[0] <= a <= span[1]]
+    found = spells_in(usual_ms, stalls, span)
     lengths = [1000 * (b - a) for a, b, _ in found]
     moments = [seen for seen, _, _ in underruns]
     own = sum(n for seen, n, _ in underruns if longest_before(found, seen) == 0.0)

@@ -59,3 +59,14 @@ def test_the_cores_probes_are_merged_in_time_order_on_one_scale(tmp_path, monkey
     assert stalls == [(10.0, 6.0, 0.2), (10.02, 30.0, pytest.approx(0.2)), (10.04, 0.1, 1.0)]
     (start, end, worst), = be.spells(usual, stalls)  # one spell across both cores, ending at the latest end
     assert start == 10.0 and end == pytest.approx(10.0502) and worst == pytest.approx(5.0)
+
+
+def test_latency_creep_leaves_out_the_lead_the_engine_chose_after_underruns():
+    frame_ms = 11.6
+    # (s, underruns, latency ms, RSS MB, load, steal s, ring lead target frames)
+    start = [(t, 0, 104.0, 60.0, 1.0, 0.0, 3) for t in range(0, 30, 10)]
+    grown = [(t, 5, 127.2, 60.0, 1.0, 0.0, 5) for t in range(30, 60, 10)]  # two more frames after underruns
+    name, value, target, ok = be.latency_row(start + grown, 3, frame_ms)
+    assert ok and value == "104 → 127 ms; 3 → 5 frames; creep +0 ms"
+    crept = [(t, 0, 127.2, 60.0, 1.0, 0.0, 3) for t in range(30, 60, 10)]  # same target, 23 ms more: creep
+    assert be.latency_row(start + crept, 3, frame_ms)[3] is False

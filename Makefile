@@ -54,25 +54,25 @@ $(VENV_R)/.installed: requirements/tflite-runtime.txt
 setup: $(VENV_T)/.installed $(VENV_D)/.installed $(VENV_R)/.installed ## create .venv/trainer, .venv/device, .venv/tflite-runtime (apt packages too)
 
 demo: $(VENV_T)/.installed $(VENV_R)/.installed ## train on the bundled clip, render a preview WAV + picture, print where they are
-	$(PY_T) -m trainer demo --out out/demo $(ARGS)
+	$(PY_T) -m murmur.trainer demo --out out/demo $(ARGS)
 
 train: $(VENV_T)/.installed $(VENV_R)/.installed ## make train DATA=<file|folder> OUT=<bundle dir> [MINUTES=3] [ARGS=...]
 	@[ -n "$(OUT)" ] || { echo "make train: set OUT=<bundle dir>, e.g. make train DATA=my_sounds/ OUT=bundles/mine"; exit 2; }
-	$(PY_T) -m trainer train "$(DATA)" --out "$(OUT)" --minutes $(MINUTES) $(ARGS)
+	$(PY_T) -m murmur.trainer train "$(DATA)" --out "$(OUT)" --minutes $(MINUTES) $(ARGS)
 
 render: $(VENV_D)/.installed ## make render BUNDLE=<dir> SECONDS=<n> OUT=<file.wav> [SET="temperature=0.5 …"] [SEED=n]
 	@[ -n "$(OUT)" ] || { echo "make render: set OUT=<file.wav>"; exit 2; }
-	$(PY_D) -m device render --bundle "$(BUNDLE)" --seconds $(SECONDS) --out "$(OUT)" --set "$(SET)" $(if $(SEED),--seed $(SEED)) $(ARGS)
+	$(PY_D) -m murmur.device render --bundle "$(BUNDLE)" --seconds $(SECONDS) --out "$(OUT)" --set "$(SET)" $(if $(SEED),--seed $(SEED)) $(ARGS)
 
 play: $(VENV_D)/.installed ## make play BUNDLE=<dir> [ARGS="--device NAME"] — live on this computer's sound card
-	$(PY_D) -m device play --bundle "$(BUNDLE)" --set "$(SET)" $(if $(SEED),--seed $(SEED)) $(ARGS)
+	$(PY_D) -m murmur.device play --bundle "$(BUNDLE)" --set "$(SET)" $(if $(SEED),--seed $(SEED)) $(ARGS)
 
 studio: $(VENV_T)/.installed $(VENV_R)/.installed ## the studio in the browser: recordings, train, listen with knobs, compare, deploy (ARGS="--port N --no-browser --project DIR")
-	$(PY_T) -m studio $(ARGS)
+	$(PY_T) -m murmur.studio $(ARGS)
 
 resynth: $(VENV_T)/.installed ## make resynth IN=<audio> OUT=<file.wav> — STFT magnitudes through the vocoder alone
 	@[ -n "$(IN)" ] && [ -n "$(OUT)" ] || { echo "make resynth: set IN=<audio file> OUT=<file.wav>"; exit 2; }
-	$(PY_T) -m device resynth "$(IN)" --out "$(OUT)" $(ARGS)
+	$(PY_T) -m murmur.device resynth "$(IN)" --out "$(OUT)" $(ARGS)
 
 test: setup ## run the test suite
 	$(PY_T) -m pytest $(ARGS)
@@ -87,23 +87,23 @@ bench: setup ## measure the targets and write BENCHMARKS.md
 DEPLOY_BUNDLE = $(if $(filter command line environment,$(origin BUNDLE)),--bundle-override "$(BUNDLE)",--bundle "$(BUNDLE)")
 deploy: $(VENV_D)/.installed ## make deploy PI="host1 host2 …" [BUNDLE=<dir>] — install if needed, verify, switch, health gate, auto-rollback
 	@[ -n "$(PI)" ] || { echo "make deploy: set PI=\"host1 host2 …\" (ssh names, inventory names, @group or all; see deploy/README.md)"; exit 2; }
-	$(PY_D) -m deploy deploy $(PI) $(DEPLOY_BUNDLE) $(ARGS)
+	$(PY_D) -m murmur.deploy deploy $(PI) $(DEPLOY_BUNDLE) $(ARGS)
 
 rollback: $(VENV_D)/.installed ## make rollback PI="host …" — back to the previous healthy release (ARGS="--to <release id>")
 	@[ -n "$(PI)" ] || { echo "make rollback: set PI=\"host …\""; exit 2; }
-	$(PY_D) -m deploy rollback $(PI) $(ARGS)
+	$(PY_D) -m murmur.deploy rollback $(PI) $(ARGS)
 
 logs: $(VENV_D)/.installed ## make logs PI="host …" [ARGS="--follow"] — the service's journal on each Pi
 	@[ -n "$(PI)" ] || { echo "make logs: set PI=\"host …\""; exit 2; }
-	$(PY_D) -m deploy logs $(PI) $(ARGS)
+	$(PY_D) -m murmur.deploy logs $(PI) $(ARGS)
 
 test-arm64: setup ## the device side on arm64 Bookworm under qemu-user (root; builds a cached root in out/arm64)
-	bash deploy/arm64/run.sh
+	bash tests/arm64/run.sh
 
 .PHONY: status
 status: $(VENV_D)/.installed ## make status PI="host …" — each Pi's health report (playing, level, bundle, clock, power) + a summary line
 	@[ -n "$(PI)" ] || { echo "make status: set PI=\"host …\" (ssh names, inventory names, @group or all), e.g. make status PI=murmur.local"; exit 2; }
-	$(PY_D) -m deploy status $(PI) $(ARGS)
+	$(PY_D) -m murmur.deploy status $(PI) $(ARGS)
 
 lint: $(VENV_T)/.installed ## ruff over the code, mypy over device/ and trainer/ (settings in pyproject.toml)
 	$(VENV_T)/bin/ruff check device trainer deploy studio murmur tests benchmarks

@@ -9,11 +9,10 @@ import platform
 import re
 import sys
 import time
-from pathlib import Path
 
 import benchmarks
+from murmur import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "BENCHMARKS.md"
 HEADER = """# Benchmarks
 

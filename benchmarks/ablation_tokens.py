@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device import frames
-from device.vocoder import StreamingVocoder, vocode
+from murmur.device.dsp import frames
+from murmur.device.dsp.vocoder import StreamingVocoder, vocode
 
 LOG_FLOOR = 1e-5  # the trainer's log floor: log_mag = log(|STFT| + LOG_FLOOR)
 MIN_TOKENS, MAX_TOKENS, FRAMES_PER_TOKEN = 64, 512, 8  # default K = clip(n_frames / 8, 64, 512)
@@ -417,7 +417,7 @@ def generate_token_lstm(
 def render_audio(magnitudes: np.ndarray, *, n_fft: int = 2048, hop: int = 512) -> np.ndarray:
     """(n, n_bins) linear magnitudes -> (n * hop,) float32 audio through the device's StreamingVocoder.
 
-    Latency removed and look-ahead flushed (``device.vocoder.vocode``); the level is left as it comes.
+    Latency removed and look-ahead flushed (``murmur.device.dsp.vocoder.vocode``); the level is left as it comes.
     """
     magnitudes = np.asarray(magnitudes, np.float32)
     vocoder = StreamingVocoder(n_fft=n_fft, hop_length=hop)
@@ -457,9 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from device import wavio
-    from trainer.audio import decode
-    from trainer.dataset import FrameSettings
+    from murmur.device.dsp import wavio
+    from murmur.trainer.audio import decode
+    from murmur.trainer.dataset import FrameSettings
 
     args = build_parser().parse_args(argv)
     settings = FrameSettings()
@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         peak=round(float(np.max(np.abs(rendered))), 4),
     )
     if args.figures:
-        from trainer import soundcheck
+        from murmur.trainer import soundcheck
 
         report["figures"] = soundcheck.evaluate(audio.samples, rendered, settings.sample_rate_hz).to_dict()
     print(json.dumps(report))

@@ -41,7 +41,7 @@ class Row:
             return (f"`python -m benchmarks.ablation_tokens --clip out/corpus/<clip>.wav --variant {self.tokens} "
                     f"--seconds {SECONDS:g} --seed {bench_sound.RENDER_SEED} --out <wav>`")
         extra = " ".join(f'"{a}"' if " " in a else a for a in self.render_args)
-        return f"`python -m device render --bundle <clip bundle> --seconds {SECONDS:g} --seed 1 {extra}`".replace(" `", "`")
+        return f"`python -m murmur.device render --bundle <clip bundle> --seconds {SECONDS:g} --seed 1 {extra}`".replace(" `", "`")
 
 
 ROWS: dict[str, Row] = {
@@ -193,7 +193,7 @@ def measure_controls() -> dict:
     Besides the usual figures: frame FD of the render against the first and the last tenth of the clip (where
     position/spread put the sound).
     """
-    from trainer import soundcheck
+    from murmur.trainer import soundcheck
 
     clip = corpus.ensure_corpus([CONTROLS_CLIP])[0]
     samples, _ = bench_sound.source_of(clip)

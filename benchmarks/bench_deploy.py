@@ -1,4 +1,4 @@
-"""Deploy figures on a loopback Pi (deploy/loopback.py: a real sshd on 127.0.0.1, a temporary directory as the Pi's
+"""Deploy figures on a loopback Pi (deploy/testing/loopback.py: a real sshd on 127.0.0.1, a temporary directory as the Pi's
 filesystem, the real service on a null sink): bundle-only update to new sound, rollback, new pins with code that
 fails its gate (the live venv must stay untouched), the kill-at-each-step count, and the last `make test-arm64`
 result (out/arm64/result.json)."""
@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from deploy.loopback import (
+from murmur import REPO_ROOT as REPO
+from murmur.deploy.testing.loopback import (
     Fleet,
     break_service_start,
     live_problem,
@@ -26,7 +27,6 @@ from deploy.loopback import (
     with_new_requirements,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 FULL_SIZE_BUNDLE = REPO / "out/bench/sound/piece/bundle"
 KILL_STEPS = ["bundle-ready", "release-ready", "verified", "journal", "switched", "reloaded", "healthy"]
 
@@ -166,8 +166,8 @@ def run(quick: bool) -> str:
 
 `make bench ARGS="--only deploy"` (root: it starts sshd on 127.0.0.1). One loopback Pi: a real sshd with a
 throw-away key, a temporary directory as the Pi's filesystem, `systemctl` replaced by a stub that runs the real
-`python -m device serve` (null sink at real-time pace) and waits for READY=1. Times run from starting
-`python -m deploy …` on the laptop side until the service's status file reports the wanted bundle playing ("to
+`python -m murmur.device serve` (null sink at real-time pace) and waits for READY=1. Times run from starting
+`python -m murmur.deploy …` on the laptop side until the service's status file reports the wanted bundle playing ("to
 sound") and until the command returned after its health gate ("incl. gate"). Kill test: the Pi side is SIGKILLed at
 each step of a bundle-only update (every rename before it fsynced), then the disk is checked (current is one whole
 release: code matches its id, bundle loads, config is that release's) and the service restarted as after a power

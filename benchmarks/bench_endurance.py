@@ -19,7 +19,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from device.engine import BUFFER_DECAY_S
+from murmur.device.playback.engine import BUFFER_DECAY_S
 
 from .bench_service import (
     ROOT,
@@ -135,12 +135,12 @@ def long_run(paths: list[Path], hours: float) -> dict:
 def clock_and_power() -> list[tuple[str, str]]:
     """The service (fake engine, simulated clock) booted at 03:00 by a guessed clock with hours 10:00-18:00, under
     each policy, then network time arriving; and a throttle word that shows under-voltage: what it does."""
-    from device import health
-    from device.config import load_config
-    from device.fakes import FakeEngine, SimClock
-    from device.service import Service
-    from device.status import ClockSync
-    from device.systemd import Notifier
+    from murmur.device.appliance import health
+    from murmur.device.appliance.config import load_config
+    from murmur.device.appliance.service import Service
+    from murmur.device.appliance.status import ClockSync
+    from murmur.device.appliance.systemd import Notifier
+    from murmur.device.testing.fakes import FakeEngine, SimClock
 
     rows = []
     for policy in ("play", "trust"):
@@ -450,7 +450,7 @@ stall it sees (late, or the work many times slower) is the machine's (hypervisor
 underrun with no stall before it on any core is the service's own doing.
 
 Clock and power (the service's own code with a simulated clock and a fake engine; the same cases are unit tests
-in `tests/test_service_loop.py`):
+in `tests/device/appliance/test_service_loop.py`):
 
 | situation | what the service does |
 |---|---|

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+from murmur import REPO_ROOT as ROOT
+
 DEVICE_PYTHON = ROOT / ".venv" / "device" / "bin" / "python"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 ASOUNDRC = 'pcm.!default {\n  type file\n  slave.pcm "null"\n  file "/dev/null"\n  format "raw"\n}\n'
@@ -52,10 +53,10 @@ def demo_bundle_dir() -> Path:
 
 # -- workers (run in .venv/device subprocesses) -------------------------------------------------------------------
 def _worker_timing(bundle_dir: str, quick: bool) -> dict:
-    from device.bundle import load_bundle
-    from device.controls import Controls
-    from device.engine import BlockPipeline, default_vocoder_factory, make_sampler
-    from device.step_model import StepModel, open_step_model
+    from murmur.device.bundle import load_bundle
+    from murmur.device.controls.values import Controls
+    from murmur.device.generate.step_model import StepModel, open_step_model
+    from murmur.device.playback.engine import BlockPipeline, default_vocoder_factory, make_sampler
 
     bundle = load_bundle(bundle_dir)
     model = open_step_model(bundle)
@@ -104,9 +105,9 @@ def _bank_timing(bundle, model, quick: bool) -> dict:
     frame: the worst case) and at the default."""
     import dataclasses
 
-    from device.bank import BankSampler
-    from device.bundle import BankIndex
-    from device.controls import Controls
+    from murmur.device.bundle import BankIndex
+    from murmur.device.controls.values import Controls
+    from murmur.device.generate.bank import BankSampler
 
     if bundle.bank is None:
         return {}
@@ -133,7 +134,7 @@ def _bank_timing(bundle, model, quick: bool) -> dict:
 
 def _signature_runner_step_ms(bundle, n: int) -> float:
     """The same free-running steps through the runtime's SignatureRunner (dict in, dict out, states fed back)."""
-    from device.runtime import load_interpreter_class
+    from murmur.device.generate.runtime import load_interpreter_class
 
     interpreter_class, _ = load_interpreter_class()
     spec = bundle.model
@@ -154,9 +155,9 @@ def _signature_runner_step_ms(bundle, n: int) -> float:
 def _worker_process(bundle_dir: str, spawned_monotonic: float, seconds: float) -> dict:
     import threading
 
-    from device.bundle import load_bundle
-    from device.engine import Engine
-    from device.sinks import PyAudioSink
+    from murmur.device.bundle import load_bundle
+    from murmur.device.playback.engine import Engine
+    from murmur.device.playback.sinks import PyAudioSink
 
     imported = time.monotonic()
     engine = Engine(load_bundle(bundle_dir), sink=PyAudioSink(None), seed=1)
@@ -211,8 +212,8 @@ def control_latency_frames(bundle) -> dict[str, int]:
     """Worst case over several change points: frames from a control change (at a frame boundary) to the first
     block where the difference from the unchanged render (same seed) reaches LATENCY_THRESHOLD_DB relative to the
     signal; 'reseed' is the jump button (warm-up + crossfade)."""
-    from device.controls import Controls, ControlStore
-    from device.engine import render
+    from murmur.device.controls.values import Controls, ControlStore
+    from murmur.device.playback.engine import render
 
     hop = bundle.audio.hop_length
     seconds = (max(LATENCY_CHANGE_FRAMES) + 40) * bundle.audio.frame_s
@@ -239,7 +240,7 @@ def control_latency_frames(bundle) -> dict[str, int]:
 
 def _second_spectra(audio: np.ndarray, n_fft: int, hop: int, rate: int) -> np.ndarray:
     """Mean log-magnitude spectrum of each whole second of ``audio`` -> (n_seconds, n_bins)."""
-    from device.frames import stft_magnitudes
+    from murmur.device.dsp.frames import stft_magnitudes
 
     n_seconds = len(audio) // rate
     out = np.empty((n_seconds, n_fft // 2 + 1), dtype=np.float32)
@@ -259,7 +260,7 @@ def training_reference(bundle) -> tuple[np.ndarray, str]:
     candidates = [ROOT / "trainer" / "demo" / name for name in names]
     for path in candidates:
         if path.is_file():
-            from device.wavio import read_audio
+            from murmur.device.dsp.wavio import read_audio
 
             audio, rate = read_audio(path)
             if rate != bundle.audio.sample_rate_hz:
@@ -269,9 +270,9 @@ def training_reference(bundle) -> tuple[np.ndarray, str]:
 
 
 def stability_run(bundle, seconds: float) -> dict:
-    from device.controls import Controls
-    from device.engine import BlockPipeline
-    from device.frames import denormalise
+    from murmur.device.controls.values import Controls
+    from murmur.device.dsp.frames import denormalise
+    from murmur.device.playback.engine import BlockPipeline
 
     rate, hop, n_fft = bundle.audio.sample_rate_hz, bundle.audio.hop_length, bundle.audio.n_fft
     pipeline = BlockPipeline(bundle, seed=1)
@@ -343,7 +344,7 @@ def _bank_rows(timing: dict) -> list[str]:
     """Rows for the bank generator's cost: its own bank and a full-size bank, worst case and default."""
     if "bank_own_0_ms" not in timing:
         return []
-    from device.controls import Controls
+    from murmur.device.controls.values import Controls
 
     default = f"{Controls().fidelity:g}"
     worst = timing["bank_big_0_ms"] + timing["vocoder_ms"]
@@ -365,7 +366,7 @@ def _ok(value: float, target: float, higher_is_better: bool = False) -> str:
 
 
 def run(quick: bool) -> str:
-    from device.bundle import load_bundle
+    from murmur.device.bundle import load_bundle
 
     bundle_dir = demo_bundle_dir()
     bundle = load_bundle(bundle_dir)
@@ -379,7 +380,7 @@ def run(quick: bool) -> str:
     stability = stability_run(bundle, 60.0 if quick else 3600.0)
 
     frame_ms = bundle.audio.frame_s * 1e3
-    from device.engine import DEFAULT_BUFFER_FRAMES
+    from murmur.device.playback.engine import DEFAULT_BUFFER_FRAMES
 
     buffer_frames = DEFAULT_BUFFER_FRAMES
     sound_latency = {k: v for k, v in latency.items() if k != "reseed"}

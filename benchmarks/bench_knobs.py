@@ -15,8 +15,9 @@ import time
 
 import numpy as np
 
-from device.knobs import parse_knobs, start_knobs
-from device.knobs.shaping import PotShaper
+from murmur.device.controls.gpio import start_knobs
+from murmur.device.controls.mapping import parse_knobs
+from murmur.device.controls.shaping import PotShaper
 
 TARGET_MS = 100.0
 
@@ -30,7 +31,7 @@ def _measure(turns: int) -> tuple[list[float], list[float]]:
     from gpiozero import Device
     from gpiozero.pins.mock import MockFactory
 
-    from device.knobs.mock import MockMCP3008, RecordingStore
+    from murmur.device.testing.mcp3008 import MockMCP3008, RecordingStore
 
     saved, factory = Device.pin_factory, MockFactory()
     Device.pin_factory = factory  # gpiozero 2.0's software SPI bus uses the default factory
@@ -106,7 +107,7 @@ def run(quick: bool) -> str:
         "",
         "Measured from the moment the mock input changes to the ControlStore update (wall time, this machine's "
         "load included). The sound follows one engine frame later plus the engine's buffer lead and the vocoder's "
-        "look-ahead (see the engine section); tests/test_knobs_e2e.py checks the whole path against rendered audio.",
+        "look-ahead (see the engine section); tests/device/controls/test_knobs_e2e.py checks the whole path against rendered audio.",
     ])
 
 

@@ -3,7 +3,7 @@ compiler, no -dev package, no libsndfile), where ``pip install "/src[trainer,stu
 then ``murmur demo`` trains the bundled clip and ``murmur render`` renders the bundle.
 
 `make bench ARGS="--only pip"`, as root (not part of a plain `make bench`: it fetches ~600 MB of wheels and builds a
-root). Like `make test-arm64` (deploy/arm64/run.sh): the root is built once by mmdebstrap and cached under
+root). Like `make test-arm64` (tests/arm64/run.sh): the root is built once by mmdebstrap and cached under
 out/pip-root/ (keyed by a hash of what it is built from); every run works in a fresh copy of it; the host's pip fetches
 the wheels (its proxy and CA settings apply; the root has neither) and the root's pip installs them with --no-index;
 mounts live in a private mount namespace (unshare -m) that vanishes with the run. The code is what a clone gets:
@@ -24,9 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+from murmur import REPO_ROOT as ROOT
+
 DEFAULT = False  # run only when named: `make bench ARGS="--only pip"`
 
-ROOT = Path(__file__).resolve().parent.parent
+
 WORK = ROOT / "out" / "pip-root"
 WHEELS = WORK / "wheels"
 RUN = WORK / "run"

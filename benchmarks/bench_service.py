@@ -1,7 +1,7 @@
 """Service: hardening score, a simulated day of unattended running, real-time pacing, reload latency.
 
-`make bench ARGS="--only service"`. Everything runs the real ``device.service.Service`` around the real
-``device.engine.Engine`` (real TFLite bundles, the real streaming vocoder) with a null sink, in this process, and
+`make bench ARGS="--only service"`. Everything runs the real ``murmur.device.appliance.service.Service`` around the real
+``murmur.device.playback.engine.Engine`` (real TFLite bundles, the real streaming vocoder) with a null sink, in this process, and
 a WATCHDOG listener bound to its own ``NOTIFY_SOCKET`` (as systemd would).
 
 - Exposure: ``systemd-analyze security --offline=true deploy/murmur.service``.
@@ -38,18 +38,18 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from device.bundle import load_bundle
-from device.cli_service import BUFFER_FRAMES
-from device.clock import WallClock
-from device.config import load_config
-from device.engine import Engine
-from device.fakes import NotifyListener
-from device.service import Service
-from device.sinks import NullSink
-from device.status import ClockSync
-from device.systemd import Notifier
+from murmur import REPO_ROOT as ROOT
+from murmur.device.appliance.clock import WallClock
+from murmur.device.appliance.config import load_config
+from murmur.device.appliance.service import Service
+from murmur.device.appliance.status import ClockSync
+from murmur.device.appliance.systemd import Notifier
+from murmur.device.bundle import load_bundle
+from murmur.device.cli.serve import BUFFER_FRAMES
+from murmur.device.playback.engine import Engine
+from murmur.device.playback.sinks import NullSink
+from murmur.device.testing.fakes import NotifyListener
 
-ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "deploy" / "murmur.service"
 WORK = ROOT / "out" / "bench" / "service"
 DEMO_CLIP = ROOT / "trainer" / "demo" / "demo.ogg"
@@ -61,7 +61,7 @@ SIM_HOURS = float(os.environ.get("MURMUR_BENCH_SIM_HOURS", "24"))
 def bundles() -> list[Path]:
     """Two real bundles (3 x 192 LSTM, the trainer's default size, dynamic-range) trained briefly on two parts of
     the demo clip; cached in out/bench/service/ and reused while they load and have today's format."""
-    from device.bundle import FORMAT_VERSION
+    from murmur.device.bundle import FORMAT_VERSION
 
     out = []
     for name, offset_s in (("a", 0.0), ("b", 12.0)):
@@ -79,7 +79,7 @@ def bundles() -> list[Path]:
 def _train(path: Path, offset_s: float) -> None:
     import soundfile
 
-    from trainer.pipeline import TrainOptions, train_bundle
+    from murmur.trainer.pipeline import TrainOptions, train_bundle
 
     data, rate = soundfile.read(DEMO_CLIP, dtype="float32", always_2d=True)
     clip = data[int(offset_s * rate): int((offset_s + 10.0) * rate)].mean(axis=1)
@@ -245,7 +245,7 @@ def journal_bytes(records: list[logging.LogRecord]) -> int | None:
                 "LOGGER": r.name, "THREAD_NAME": r.threadName or "", "CODE_FILE": r.pathname,
                 "CODE_LINE": str(r.lineno), "CODE_FUNC": r.funcName, "SYSLOG_IDENTIFIER": "python",
                 "_PID": "812", "_UID": "998", "_GID": "998", "_COMM": "python", "_EXE": "/usr/bin/python3.11",
-                "_CMDLINE": "/opt/murmur/current/venv/bin/python -m device serve", "_SYSTEMD_UNIT": "murmur.service",
+                "_CMDLINE": "/opt/murmur/current/venv/bin/python -m murmur.device serve", "_SYSTEMD_UNIT": "murmur.service",
                 "_SYSTEMD_CGROUP": "/system.slice/murmur.service", "_TRANSPORT": "journal", "_HOSTNAME": "murmur",
                 "_MACHINE_ID": "f" * 32, "_CAP_EFFECTIVE": "0", "_SELINUX_CONTEXT": "unconfined",
             }
@@ -288,7 +288,7 @@ def simulated_day(paths: list[Path], quick: bool) -> dict:
     for handler in root_logger.handlers:
         handler.setLevel(logging.WARNING)
     root_logger.addHandler(capture)
-    root_logger.setLevel(logging.INFO)  # what the unit logs (device.service.setup_logging)
+    root_logger.setLevel(logging.INFO)  # what the unit logs (murmur.device.appliance.service.setup_logging)
     io_before = proc_io()
     started = time.monotonic()
     thread, result = run_in_thread(svc)

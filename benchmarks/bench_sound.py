@@ -43,13 +43,13 @@ DEAD_AIR_MARGIN_PCT = 1.0
 LOOP_MAX_PCT = 5.0  # of 1.5-s windows that repeat the generator's own output of the last 10 s
 
 
-BUNDLE_CODE = ("trainer/*.py", "device/bundle.py", "device/frames.py")  # what decides a bundle's content
+BUNDLE_CODE = ("trainer/*.py", "device/bundle.py", "device/dsp/frames.py")  # what decides a bundle's content
 NOT_BUNDLE_CODE = ("trainer/soundcheck.py", "trainer/preview.py", "trainer/liveness.py")  # measuring, not making
 
 
 def code_hash() -> str:
     """code_digest of the code that makes a bundle (BUNDLE_CODE): a bundle made by other code is trained again;
-    a change to the generator (device/bank.py, device/sampler.py …) or to a docstring only re-renders."""
+    a change to the generator (device/generate/bank.py, device/generate/sampler.py …) or to a docstring only re-renders."""
     return code_digest([path for pattern in BUNDLE_CODE for path in ROOT.glob(pattern)
                         if str(path.relative_to(ROOT)) not in NOT_BUNDLE_CODE])
 
@@ -71,11 +71,11 @@ class Training:
 
 def train_clip(clip: corpus.Clip, *, minutes: float | None = None, extra_args: tuple[str, ...] = (),
                tag: str = "default") -> Training:
-    """``python -m trainer train <clip.wav> --out out/bench/sound/<name>/bundle[-tag] --preview-seconds 0``
+    """``python -m murmur.trainer train <clip.wav> --out out/bench/sound/<name>/bundle[-tag] --preview-seconds 0``
     (default options unless ``minutes``/``extra_args``), reused while a stamp beside it holds the same code hash,
     clip SHA-256 and arguments. Raises RuntimeError with the log's tail if training fails."""
-    from device.bundle import load_bundle
-    from device.errors import BundleError
+    from murmur.device.bundle import load_bundle
+    from murmur.device.errors import BundleError
 
     folder = SOUND_OUT / clip.name
     folder.mkdir(parents=True, exist_ok=True)
@@ -124,7 +124,7 @@ class Render:
 
 
 def render(bundle: Path, wav: Path, seconds: float, render_args: tuple[str, ...] = ()) -> Render:
-    """``python -m device render --bundle B --seconds S --out WAV --seed 1 [render_args…]``; RuntimeError on failure."""
+    """``python -m murmur.device render --bundle B --seconds S --out WAV --seed 1 [render_args…]``; RuntimeError on failure."""
     wav.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "device", "render", "--bundle", str(bundle), "--seconds", f"{seconds:g}",
            "--out", str(wav), "--seed", str(RENDER_SEED), *render_args]
@@ -134,7 +134,7 @@ def render(bundle: Path, wav: Path, seconds: float, render_args: tuple[str, ...]
                           text=True)
     wall = time.monotonic() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"`python -m device render` failed (exit {proc.returncode}) on {bundle}:\n"
+        raise RuntimeError(f"`python -m murmur.device render` failed (exit {proc.returncode}) on {bundle}:\n"
                            f"{(proc.stderr or proc.stdout)[-2000:]}")
     found = re.search(r"\((\d+(?:\.\d+)?)x real time\)", proc.stdout + proc.stderr)
     return Render(wav, seconds, wall, float(found.group(1)) if found else None, tuple(render_args))
@@ -160,7 +160,7 @@ def read_mono_44k(path: Path) -> np.ndarray:
 
 def source_of(clip: corpus.Clip):
     """(samples (n,) float32 at 44.1 kHz, soundcheck.Analysis) of the clip's WAV, once per process."""
-    from trainer import soundcheck
+    from murmur.trainer import soundcheck
 
     sha = corpus.sha256_file(clip.path)
     key = f"{clip.name}:{sha}"
@@ -172,7 +172,7 @@ def source_of(clip: corpus.Clip):
 
 def evaluate_wav(clip: corpus.Clip, wav_path: str | os.PathLike[str]):
     """Any WAV (mixed down, resampled to 44.1 kHz if needed) against the clip -> soundcheck.SoundFigures."""
-    from trainer import soundcheck
+    from murmur.trainer import soundcheck
 
     _, analysis = source_of(clip)
     return soundcheck.evaluate(analysis, read_mono_44k(Path(wav_path)), corpus.SAMPLE_RATE_HZ)
@@ -180,7 +180,7 @@ def evaluate_wav(clip: corpus.Clip, wav_path: str | os.PathLike[str]):
 
 def references(clip: corpus.Clip, seconds: float) -> dict:
     """soundcheck.reference_figures of the clip: own halves and a granular render of ``seconds`` (seed 0)."""
-    from trainer import soundcheck
+    from murmur.trainer import soundcheck
 
     samples, analysis = source_of(clip)
     key = (clip.name, float(seconds))
@@ -343,9 +343,9 @@ def _summary(per_clip: dict[str, list[ClipRun]]) -> str:
     return "\n".join(rows)
 
 
-METHOD = """Each clip is trained with the command an artist runs, `python -m trainer train <clip>.wav --out
+METHOD = """Each clip is trained with the command an artist runs, `python -m murmur.trainer train <clip>.wav --out
 out/bench/sound/<clip>/bundle --preview-seconds 0`, at default options (the bundle is reused while a stamp holds
-the same hash of the code that makes bundles (`trainer/*.py`, `device/bundle.py`, `device/frames.py`) and the clip's SHA-256); rendered with `python -m device render
+the same hash of the code that makes bundles (`trainer/*.py`, `device/bundle.py`, `device/dsp/frames.py`) and the clip's SHA-256); rendered with `python -m murmur.device render
 --bundle … --seconds 120 --seed 1` at default controls (`folk` also for 1 hour); every render is measured against
 its clip with `trainer/soundcheck.py` (its docstring has the exact recipe):
 

@@ -2,7 +2,7 @@
 (knob → sound latency, stream underruns over 10 minutes).
 
 `make bench ARGS="--only studio"` (not part of a plain `make bench`: it listens for MURMUR_BENCH_STUDIO_LISTEN_S,
-default 600 s, of real time). Debian's chromium, headless, drives the page as tests/test_studio_browser.py does.
+default 600 s, of real time). Debian's chromium, headless, drives the page as tests/studio/test_studio_browser.py does.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from murmur import REPO_ROOT as ROOT
+
 from .bench_endurance import MATCH_S, longest_before, match_figure, read_probe, spells_in, start_probe, stop_probes
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = False  # run only when named
 LISTEN_S = float(os.environ.get("MURMUR_BENCH_STUDIO_LISTEN_S", "600"))
 KNOB_EVERY_S = 10.0  # a gain move (0 dB ⇄ -60 dB) this often while listening: one latency figure each
@@ -157,7 +158,7 @@ def run(quick: bool) -> str:
 |---|---|---|---|
 {table}
 
-How: `python -m studio --port 0 --no-browser` on a fresh project, driven by Debian's chromium (headless, through
+How: `python -m murmur.studio --port 0 --no-browser` on a fresh project, driven by Debian's chromium (headless, through
 chromium-driver) as an artist would: the demo clip dropped into the file field, Train with the page's defaults,
 Play, and the gain knob moved between 0 and -60 dB every {KNOB_EVERY_S:g} s. Knob → sound is measured in the page:
 from the knob's input event to the first streamed block whose level moved by 20 dB, plus what the page's

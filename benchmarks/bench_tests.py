@@ -9,9 +9,9 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from murmur import REPO_ROOT as ROOT
+
 ARM64_RESULT = ROOT / "out" / "arm64" / "result.json"
 FAST_TARGET_S = 60.0
 

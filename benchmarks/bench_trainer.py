@@ -16,7 +16,7 @@ SEEDS = (0, 1)
 
 def _lsd_baselines() -> dict[str, float]:
     """Teacher-forced held-out LSD of the no-training predictors, on the trainer's own validation windows."""
-    from trainer.dataset import FrameSettings, build_dataset, lsd_db
+    from murmur.trainer.dataset import FrameSettings, build_dataset, lsd_db
 
     ds = build_dataset([DEMO_CLIP], FrameSettings(), cache_dir=BENCH_OUT / "cache")
     v = ds.validation
@@ -32,10 +32,10 @@ def _lsd_baselines() -> dict[str, float]:
 def _liveness(bundle_dir, seconds: float):
     import soundfile
 
-    from device.bundle import load_bundle
-    from device.engine import render
-    from trainer.audio import decode
-    from trainer.liveness import measure
+    from murmur.device.bundle import load_bundle
+    from murmur.device.playback.engine import render
+    from murmur.trainer.audio import decode
+    from murmur.trainer.liveness import measure
 
     bundle = load_bundle(bundle_dir)
     reference = decode(DEMO_CLIP, bundle.audio.sample_rate_hz).samples
@@ -62,8 +62,8 @@ def _piece_run():
 
 
 def run(quick: bool) -> str:
-    from device.bundle import load_bundle
-    from trainer.export import BUNDLE_BYTES_LIMIT
+    from murmur.device.bundle import load_bundle
+    from murmur.trainer.export import BUNDLE_BYTES_LIMIT
 
     BENCH_OUT.mkdir(parents=True, exist_ok=True)
     minutes = 1.0 if quick else 3.0
@@ -129,8 +129,8 @@ def run(quick: bool) -> str:
 
 `make bench ARGS="--only trainer"` — trains the default model ({model['layers']} × LSTM {model['units']}, hop
 {meta['audio']['hop_length']}, {model['quantisation']}) on `trainer/demo/demo.ogg` (30 s) with
-`python -m trainer train trainer/demo/demo.ogg --out {out.relative_to(BENCH_OUT.parent.parent)} --minutes {minutes:g}`
-(the command `make train` runs), then renders with the device's own `device.engine.render`.{" QUICK run: figures not for the record." if quick else ""}
+`python -m murmur.trainer train trainer/demo/demo.ogg --out {out.relative_to(BENCH_OUT.parent.parent)} --minutes {minutes:g}`
+(the command `make train` runs), then renders with the device's own `murmur.device.playback.engine.render`.{" QUICK run: figures not for the record." if quick else ""}
 
 | figure | measured | target | |
 |---|---|---|---|
@@ -154,12 +154,12 @@ How each figure is measured:
 - **Wall time**: the train command as a child process, from start to exit, with an empty frame cache, the
   30-s preview render included. Peak RSS: that child's `ru_maxrss` from `os.wait4`.
 - **Bundle size**: every file in the bundle directory. The frame bank is uint8 per bin
-  (`device.bundle.quantise_seeds`), compressed: every frame of up to 200 s of audio, evenly spaced 256-frame runs
+  (`murmur.device.bundle.quantise_seeds`), compressed: every frame of up to 200 s of audio, evenly spaced 256-frame runs
   beyond that, within the exporter's cap.
 - **Piece**: `benchmarks/corpus.py` cuts the first 200 s of "Still Another Wanderer" from Debian's
-  `wesnoth-1.16-music` (see the Sound section); trained with `python -m trainer train out/corpus/piece.wav --out
+  `wesnoth-1.16-music` (see the Sound section); trained with `python -m murmur.trainer train out/corpus/piece.wav --out
   out/bench/piece_bundle` at defaults, timed like the demo clip.
-- **Preview**: `device.engine.render(bundle, {seconds}, seed=s)` with the default controls (the Pi's code). Dead
+- **Preview**: `murmur.device.playback.engine.render(bundle, {seconds}, seed=s)` with the default controls (the Pi's code). Dead
   air: RMS of every 10-s window (hop 1 s) below −50 dBFS. Movement: per 1-s window the mean dB
   spectrum; movement = RMS over bins of its change from one second to the next; ratio = median over the
   preview / median over the training audio. A second is static when its movement is below ¼ of the training

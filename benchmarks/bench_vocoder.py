@@ -1,12 +1,12 @@
 """Vocoder quality and speed: spectral convergence against Griffin-Lim on real recordings, ms per frame.
 
 `make bench ARGS="--only vocoder"`. Each clip's true STFT magnitudes go through the streaming vocoder
-(`device.vocoder.StreamingVocoder`, 3 frames look-ahead) and through `librosa.griffinlim(n_iter=32)` run
+(`murmur.device.dsp.vocoder.StreamingVocoder`, 3 frames look-ahead) and through `librosa.griffinlim(n_iter=32)` run
 offline on the whole clip, and through the same Griffin-Lim on independent 1.74-s chunks (the MAGNet reference
 player). SC = 20 log10(||S - |STFT(x)||| / ||S||), lower is better. Time: the median of the per-frame
 `process` calls, one thread.
 
-The clips (also used by tests/test_vocoder.py) are real recordings: the demo's FluidR3 instruments (music), the
+The clips (also used by tests/device/dsp/test_vocoder.py) are real recordings: the demo's FluidR3 instruments (music), the
 ALSA channel announcements (a real voice) and FluidR3 tubular bells, glockenspiel and drum kit (bell and
 percussive samples) rendered by fluidsynth.
 """
@@ -14,6 +14,8 @@ percussive samples) rendered by fluidsynth.
 from __future__ import annotations
 
 import os
+
+from murmur import REPO_ROOT as ROOT
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one thread, before numpy loads
     os.environ.setdefault(_var, "1")
@@ -27,10 +29,12 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from device import frames, wavio  # noqa: E402
-from device.vocoder import StreamingVocoder, spectral_convergence_db, vocode  # noqa: E402
+from murmur.device.dsp import (  # noqa: E402
+    frames,
+    wavio,
+)
+from murmur.device.dsp.vocoder import StreamingVocoder, spectral_convergence_db, vocode  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 MUSIC = ROOT / "trainer" / "demo" / "demo.ogg"
 SPEECH = [Path("/usr/share/sounds/alsa") / f"{name}.wav" for name in ("Front_Left", "Front_Center", "Front_Right")]
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")

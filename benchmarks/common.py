@@ -1,6 +1,6 @@
 """Helpers shared by benchmark sections: the default model trained once on the demo clip.
 
-``trained_demo_bundle()`` runs the real command a user runs (``python -m trainer train trainer/demo/demo.ogg``,
+``trained_demo_bundle()`` runs the real command a user runs (``python -m murmur.trainer train trainer/demo/demo.ogg``,
 default options) the first time and reuses the bundle under ``out/bench/`` afterwards, as long as it still loads
 and was made by the same trainer code (a hash of ``trainer/*.py`` is kept beside it).
 """
@@ -15,7 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from murmur import REPO_ROOT as ROOT
+
 BENCH_OUT = ROOT / "out" / "bench"
 DEMO_CLIP = ROOT / "trainer" / "demo" / "demo.ogg"
 DEMO_BUNDLE = BENCH_OUT / "demo_bundle"
@@ -67,7 +68,7 @@ def trainer_code_hash() -> str:
 
 def run_train(out: Path, *extra: str, minutes: float = 3.0, cache: Path | None = None,
               clip: Path = DEMO_CLIP) -> TrainRun:
-    """``python -m trainer train CLIP --out OUT`` (the demo clip unless told) as a child process; peak RSS from its
+    """``python -m murmur.trainer train CLIP --out OUT`` (the demo clip unless told) as a child process; peak RSS from its
     own rusage (wait4)."""
     import time
 
@@ -86,8 +87,8 @@ def run_train(out: Path, *extra: str, minutes: float = 3.0, cache: Path | None =
 
 def trained_demo_bundle() -> Path:
     """The default model trained on the demo clip (cached under out/bench/); raises RuntimeError if training fails."""
-    from device.bundle import load_bundle
-    from device.errors import BundleError
+    from murmur.device.bundle import load_bundle
+    from murmur.device.errors import BundleError
 
     BENCH_OUT.mkdir(parents=True, exist_ok=True)
     code = trainer_code_hash()

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from device.bundle import sha256_file
+from murmur import REPO_ROOT as ROOT
+from murmur.device.bundle import sha256_file
 
-ROOT = Path(__file__).resolve().parent.parent
 CORPUS_DIR = ROOT / "out" / "corpus"
 DEBS_DIR = CORPUS_DIR / "debs"
 PKGROOT = CORPUS_DIR / "pkgroot"

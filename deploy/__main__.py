@@ -1,4 +1,4 @@
-"""`python -m deploy {deploy,rollback,logs,status} HOST…`: see deploy/tool.py and deploy/README.md."""
+"""`python -m murmur.deploy {deploy,rollback,logs,status} HOST…`: see deploy/tool.py and deploy/README.md."""
 
 import sys
 

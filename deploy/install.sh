@@ -78,7 +78,7 @@ pots = [k for k, v in knobs.items() if isinstance(v, dict) and v.get("type") == 
 print("yes" if knobs.get("enabled", True) and pots else "no")  # the knob parser treats a missing enabled as on
 EOF
 )
-  [ "$needs_spi" = unreadable ] && die "$CONFIG is not valid TOML; fix it (python3 -m device verify --config shows where) and run again"
+  [ "$needs_spi" = unreadable ] && die "$CONFIG is not valid TOML; fix it (python3 -m murmur.device verify --config shows where) and run again"
 fi
 spi_on=no
 if ls "$ROOT"/dev/spidev* >/dev/null 2>&1 || { [ -f "$BOOT_CONFIG" ] && grep -Eq '^[[:space:]]*dtparam=spi=on' "$BOOT_CONFIG"; }; then

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device.errors import ConfigError
+from murmur.device.errors import ConfigError
 
 HOST_KEYS: dict[str, type | tuple[type, ...]] = {
     "address": str, "user": str, "port": int, "identity": str, "root": str, "python": str, "systemctl": str,

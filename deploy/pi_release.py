@@ -34,8 +34,8 @@ import sys
 import time
 from pathlib import Path
 
-# The service's status report, mirrored from device/status.py (this file may import only the standard library);
-# tests/test_status_schema.py fails when the two drift apart or when this file reads a key not listed here.
+# The service's status report, mirrored from device/appliance/status.py (this file may import only the standard library);
+# tests/device/appliance/test_status_schema.py fails when the two drift apart or when this file reads a key not listed here.
 STATUS_FIELDS = ("playing", "ready", "state", "message", "level_dbfs_10s", "peak_dbfs_10s", "underruns",
                  "frames_produced", "bundle_id", "bundle_path", "bundle_age_s", "playlist_index", "playlist_length",
                  "uptime_s", "schedule", "knobs", "restarts", "reloads", "rejected_reloads", "watchdog_pings",
@@ -289,7 +289,7 @@ class Pi:
         release_dir = self.layout.releases / release_id
         bundle_id = bundle_id_of(release_dir / "bundle")
         deadline = time.monotonic() + self.gate_timeout_s
-        problem = "no check ran"
+        problem: str | None = "no check ran"
         while True:
             report = self.read_status(release_dir)
             problem = self.health_problem(report, release_id=release_id, bundle_id=bundle_id, since_unix=since_unix,
@@ -499,8 +499,8 @@ def code_id_of(tree: Path) -> str:
             if str(rel) not in RELEASE_OWN:
                 files.append(str(rel))
     digest = hashlib.sha256()
-    for rel in sorted(files):
-        digest.update(rel.encode() + b"\0" + sha256_file(tree / rel).encode() + b"\n")
+    for name in sorted(files):
+        digest.update(name.encode() + b"\0" + sha256_file(tree / name).encode() + b"\n")
     return digest.hexdigest()[:16]
 
 
@@ -614,8 +614,9 @@ def cmd_commit(pi: Pi, args: argparse.Namespace) -> dict:
 
 
 def verify_release(pi: Pi, release_id: str) -> str | None:
-    """``python -m device verify`` from the new release: imports, bundle loads and steps, a second renders."""
+    """``python -m murmur.device verify`` from the new release: imports, bundle loads and steps, a second renders."""
     release = pi.layout.releases / release_id
+    # `-m device`, not `-m murmur.device`: releases made before the murmur package have no murmur/ folder
     command = [pi.python(release), "-m", "device", "verify", "--bundle", str(release / "bundle")]
     managed = release / "site" / "murmur.toml"
     if managed.is_file():  # check it as it will read after the switch: current/ is this release

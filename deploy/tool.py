@@ -27,16 +27,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from device.errors import ConfigError
+import murmur
+from murmur import REPO_ROOT as REPO
+from murmur.device.errors import ConfigError
 
 from .inventory import Host, Inventory, load_inventory
 
-REPO = Path(__file__).resolve().parent.parent
 PI_SCRIPT = Path(__file__).resolve().parent / "pi_release.py"
 CODE_DIRS = ("device", "deploy")
 CODE_FILES = ("README.md", "LICENSE")
-SKIP_PARTS = {"__pycache__", "arm64", ".pytest_cache"}
-SKIP_NAME = re.compile(r"(\.pyc$|^inventory.*\.toml$|^loopback.*|^\.)")  # laptop-only files
+SKIP_PARTS = {"__pycache__", "arm64", ".pytest_cache", "testing"}  # harness: never on a Pi
+SKIP_NAME = re.compile(r"(\.pyc$|^inventory.*\.toml$|^\.)")  # laptop-only files
 BASE = "/opt/murmur"
 print_lock = threading.Lock()
 
@@ -81,7 +82,7 @@ def bundle_name_of(bundle_dir: Path) -> tuple[str, str]:
     """(bundle_id, content-addressed directory name on the Pi) of a local bundle; checks it first."""
     meta_path = bundle_dir / "bundle.json"
     try:
-        from device.bundle import load_bundle  # numpy is in both laptop venvs; the Pi repeats the full check
+        from murmur.device.bundle import load_bundle  # numpy is in both laptop venvs; the Pi repeats the full check
     except ImportError:  # pragma: no cover - the tool runs from a venv with numpy
         load_bundle = None  # type: ignore[assignment]
     if load_bundle is not None:
@@ -112,6 +113,12 @@ def build_release(bundle_dir: Path, config: Path | None, work: Path, repo: Path 
     for rel in files:
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / rel, tree / rel)
+    # The one import name on the Pi: murmur/ holds its __init__ and links to the two code folders beside it.
+    (tree / "murmur").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(Path(murmur.__file__), tree / "murmur" / "__init__.py")
+    files.append("murmur/__init__.py")
+    for top in CODE_DIRS:
+        (tree / "murmur" / top).symlink_to(f"../{top}")
     if config is not None:
         if not config.is_file():
             raise ConfigError(f"inventory config = {str(config)!r}: file not found")
@@ -315,9 +322,9 @@ def rollback_host(host: Host, to: str, ssh_config: str | None) -> Outcome:
 
 
 def health_report(report: dict) -> str:
-    """The Pi's status JSON as the human report ``python -m device status`` prints there (ages by the Pi's clock)."""
-    from device.health import format_report
-    from device.status import StatusReport
+    """The Pi's status JSON as the human report ``python -m murmur.device status`` prints there (ages by the Pi's clock)."""
+    from murmur.device.appliance.health import format_report
+    from murmur.device.appliance.status import StatusReport
 
     status = StatusReport.from_dict(report)
     pi_now = status.updated_unix + float(report.get("age_s") or 0.0)
@@ -363,7 +370,7 @@ def default_inventory() -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m murmur.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["deploy", "rollback", "logs", "status"])
     parser.add_argument("hosts", nargs="*", help="inventory names, @group, all, or ssh destinations (user@host)")
     parser.add_argument("--inventory", default=None, help="inventory TOML (default: $MURMUR_INVENTORY or deploy/inventory.toml)")

@@ -1,35 +1,8 @@
-"""`python -m device COMMAND …`: thin dispatcher; each command lives in its own module with ``cli(argv) -> int``."""
+"""`python -m murmur.device COMMAND …` (``murmur play|render|…`` once installed): see ``murmur.device.cli``."""
 
-from __future__ import annotations
-
-import importlib
 import sys
 
-# command -> (module with `cli(argv: list[str]) -> int`, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "play": ("device.cli_engine", "live playback of a bundle on a sound card (--device NAME, --list-devices)"),
-    "render": ("device.cli_engine", "render a bundle offline to a WAV file, as fast as the CPU allows"),
-    "list-devices": ("device.cli_engine", "list audio output devices"),
-    "resynth": ("device.cli_resynth", "an audio file through STFT magnitudes and the vocoder alone (no model)"),
-    "serve": ("device.cli_service", "the appliance: run as the systemd service with a config file"),
-    "status": ("device.health", "health report of the running service (text or --json)"),
-    "verify": ("device.verify", "check a bundle and the code on this machine: load, step, render a second"),
-    "keys": ("device.knobs.keyboard", "turn the controls from the terminal while playing (desktop stand-in)"),
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"unknown command {argv[0]!r}", file=sys.stderr)
-        print("usage: python -m device COMMAND [options]\n\ncommands:", file=sys.stderr)
-        for name, (_, help_text) in COMMANDS.items():
-            print(f"  {name:13s} {help_text}", file=sys.stderr)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.cli(argv) or 0)
-
+from murmur.device.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,7 +16,7 @@ A bundle is a directory holding
 
 ``load_bundle`` checks all of it before anything plays; ``write_bundle`` replaces a bundle directory atomically
 (temporary sibling directory + rename), so an interrupted export leaves the old bundle or none, never half of one.
-The TFLite runtime check (the model really loads and steps) lives in ``device.step_model``.
+The TFLite runtime check (the model really loads and steps) lives in ``murmur.device.generate.step_model``.
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BundleError
+from murmur.device.errors import BundleError
 
 FORMAT = "murmur-bundle"
 FORMAT_VERSION = 2  # what the trainer writes: 2 = the seeds are the frame bank, with its PCA index
-READABLE_VERSIONS = (1, 2)  # 1: seeds only (played by the regression sampler, device.sampler)
+READABLE_VERSIONS = (1, 2)  # 1: seeds only (played by the regression sampler, murmur.device.generate.sampler)
 META_FILE = "bundle.json"
 MODEL_FILE = "model.tflite"
 SEEDS_FILE = "seeds.npz"

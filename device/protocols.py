@@ -2,23 +2,23 @@
 a sink, and what the service needs of an engine and a clock.
 
 The real parts (``step_model.StepModel``, ``vocoder.StreamingVocoder``, ``sinks.PyAudioSink`` …,
-``engine.Engine``, ``service.WallClock``) and the shipped fakes (``device/fakes.py``) implement them; ``make lint``
-(mypy) checks both against these definitions, and ``tests/test_protocols.py`` checks the fakes at run time.
+``engine.Engine``, ``service.WallClock``) and the shipped fakes (``device/testing/fakes.py``) implement them; ``make lint``
+(mypy) checks both against these definitions, and ``tests/device/test_protocols.py`` checks the fakes at run time.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from .bundle import Bundle
-    from .engine import EngineStats
-    from .status import ClockSync
+    from murmur.device.appliance.status import ClockSync
+    from murmur.device.bundle import Bundle
 
 
 @runtime_checkable
@@ -64,6 +64,23 @@ class Sink(Protocol):
     def start(self, pull: Pull, *, sample_rate_hz: int, block_frames: int) -> None: ...
 
     def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """A snapshot of the engine's counters (read from any thread)."""
+
+    frames_produced: int
+    blocks_delivered: int
+    underruns: int  # sink pulls that found fewer samples ready than asked, filled with silence (not the first few)
+    level_dbfs_10s: float  # RMS of the produced audio over the last 10 s, dBFS (-inf when silent)
+    peak_dbfs_10s: float  # highest |sample| over the last 10 s, dBFS
+    identical_blocks: int  # consecutive produced blocks that were bit-identical to the one before (stuck output)
+    nonfinite_frames: int  # frames whose audio held NaN/inf (replaced by silence, generator restarted)
+    bundle_id: str
+    last_progress_monotonic: float  # time.monotonic() of the last produced frame
+    buffer_frames: int  # ring lead in frames now (grows after underruns, up to max_buffer_frames)
+    swapping: bool
 
 
 @runtime_checkable

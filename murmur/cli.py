@@ -1,7 +1,7 @@
 """`murmur COMMAND [options]`: one console script over the trainer, the device engine, the studio and the deploy tool.
 
-Each command hands its arguments to the part that owns it (``murmur render …`` is ``python -m device render …``,
-``murmur train …`` is ``python -m trainer train …``), so options, help and exit codes are theirs. Nothing heavy is
+Each command hands its arguments to the part that owns it (``murmur render …`` is ``python -m murmur.device render …``,
+``murmur train …`` is ``python -m murmur.trainer train …``), so options, help and exit codes are theirs. Nothing heavy is
 imported until a command runs: ``murmur --help`` needs neither numpy nor TensorFlow.
 """
 
@@ -38,23 +38,23 @@ EXTRA_OF_MODULE = {
 
 
 def _run_trainer(argv: list[str]) -> int:
-    from trainer.cli import main
+    from murmur.trainer.cli import main
 
     return main(argv)
 
 
 def _run_device(argv: list[str]) -> int:
-    from device.__main__ import main
+    from murmur.device.cli import main
 
     return main(argv)
 
 
 def _run_studio(argv: list[str]) -> int:
-    return importlib.import_module("studio.cli").main(argv[1:])
+    return importlib.import_module("murmur.studio.cli").main(argv[1:])
 
 
 def _run_deploy(argv: list[str]) -> int:
-    from deploy.tool import main
+    from murmur.deploy.tool import main
 
     return main(argv)
 

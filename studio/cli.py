@@ -1,4 +1,4 @@
-"""`python -m studio` (`make studio`, `murmur studio`): start the studio and print its address.
+"""`python -m murmur.studio` (`make studio`, `murmur studio`): start the studio and print its address.
 
     studio: http://127.0.0.1:PORT/?token=…
 
@@ -21,7 +21,7 @@ DEFAULT_PORT = 8765
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m studio", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m murmur.studio", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project", type=Path, default=Path("studio-project"),
                         help="project folder: recordings, selections and every training run (default ./studio-project)")

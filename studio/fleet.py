@@ -1,4 +1,4 @@
-"""Send to the gallery: the existing deploy tool (`python -m deploy`) in a child process, its lines kept for the page.
+"""Send to the gallery: the existing deploy tool (`python -m murmur.deploy`) in a child process, its lines kept for the page.
 
 The studio adds nothing to the deploy itself: install if needed, verify, switch, health gate and rollback are
 the tool's (deploy/README.md), and so are the per-host summary lines the page shows.
@@ -54,7 +54,7 @@ def parse_summary(lines: list[str]) -> list[dict]:
 
 
 class ToolJob:
-    """``python -m deploy COMMAND HOSTS …`` with every output line kept (the page polls ``state()``)."""
+    """``python -m murmur.deploy COMMAND HOSTS …`` with every output line kept (the page polls ``state()``)."""
 
     def __init__(self, command: str, hosts: list[str], *, extra: list[str], tool_args: list[str],
                  cwd: Path, python: str = sys.executable):

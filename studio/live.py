@@ -25,8 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from device.controls import BOOL_CONTROLS, CONTROL_RANGES, GENERATOR_EVENTS, Controls, ControlStore, coerce_control
-from device.errors import ConfigError
+from murmur.device.controls.values import (
+    BOOL_CONTROLS,
+    CONTROL_RANGES,
+    GENERATOR_EVENTS,
+    Controls,
+    ControlStore,
+    coerce_control,
+)
+from murmur.device.errors import ConfigError
 
 from .errors import StudioError
 
@@ -133,8 +140,8 @@ class LiveSession:
 
     def __init__(self, bundle_dir: Path, deliver: Callable[[bytes], None], *, controls: dict | None = None,
                  seed: int | None = None):
-        from device.bundle import load_bundle
-        from device.engine import Engine
+        from murmur.device.bundle import load_bundle
+        from murmur.device.playback.engine import Engine
 
         self.bundle = load_bundle(bundle_dir)
         self.store = ControlStore(Controls().replace(**(controls or {})))
@@ -179,7 +186,7 @@ class LiveProcess:
 
         changes, _ = check_control_message({"set": controls})
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "studio.live_worker", str(bundle_dir), "--controls", json.dumps(changes),
+            sys.executable, "-m", "murmur.studio.live_worker", str(bundle_dir), "--controls", json.dumps(changes),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=child_env())
         live = cls(proc)
         try:

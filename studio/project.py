@@ -118,9 +118,9 @@ class Project:
     def add_recording(self, filename: str, upload: Path) -> Recording:
         """Decode ``upload`` (any format the trainer reads), keep it as NAME.wav, draw its overview; the upload
         file is deleted either way. A file that does not decode is refused with the trainer's reason."""
-        from device.errors import DeviceError
-        from device.wavio import write_wav
-        from trainer.audio import decode
+        from murmur.device.dsp.wavio import write_wav
+        from murmur.device.errors import DeviceError
+        from murmur.trainer.audio import decode
 
         try:
             suffix = Path(filename).suffix.lower()
@@ -196,7 +196,7 @@ class Project:
         """
         import soundfile
 
-        from device.wavio import write_wav
+        from murmur.device.dsp.wavio import write_wav
 
         folder.mkdir(parents=True, exist_ok=True)
         selection, total = [], 0.0

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from aiohttp import BodyPartReader, WSMsgType, web
 
+from murmur import REPO_ROOT
+
 from .errors import StudioError
 from .fleet import STATUS_TIMEOUT_S, ToolJob, parse_hosts
 from .live import AUDIO, LiveProcess, control_spec
@@ -30,7 +32,6 @@ from .training import TrainJob, check_no_partial_left
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent / "static"
 COOKIE = "murmur_studio"
-REPO = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -49,7 +50,7 @@ class Studio:
     """Application state: the project, the one training job, the one deploy job, the live sessions."""
 
     def __init__(self, options: Options):
-        from trainer.options import TrainOptions
+        from murmur.trainer.options import TrainOptions
 
         self.options = options
         self.project = Project(options.project, sample_rate_hz=TrainOptions().sample_rate_hz)
@@ -95,9 +96,9 @@ class Studio:
 
     def fleet_names(self) -> dict:
         """Inventory names and @groups for the page's host field (the deploy tool's own inventory lookup)."""
-        from deploy.inventory import load_inventory
-        from deploy.tool import default_inventory
-        from device.errors import ConfigError
+        from murmur.deploy.inventory import load_inventory
+        from murmur.deploy.tool import default_inventory
+        from murmur.device.errors import ConfigError
 
         try:
             inventory = load_inventory(self.options.inventory or default_inventory())
@@ -135,12 +136,12 @@ class Studio:
         extra = ["--bundle-override", str(bundle)]
         if self.options.deploy_repo:
             extra += ["--repo", str(self.options.deploy_repo)]
-        self.deploy = ToolJob("deploy", hosts, extra=extra, tool_args=self.tool_args(), cwd=REPO).start()
+        self.deploy = ToolJob("deploy", hosts, extra=extra, tool_args=self.tool_args(), cwd=REPO_ROOT).start()
         return self.deploy.state()
 
     def fleet_status(self, body: dict) -> dict:
         hosts = parse_hosts(str(body.get("hosts", "")))
-        job = ToolJob("status", hosts, extra=[], tool_args=self.tool_args(), cwd=REPO).start()
+        job = ToolJob("status", hosts, extra=[], tool_args=self.tool_args(), cwd=REPO_ROOT).start()
         finished = job.wait(STATUS_TIMEOUT_S)
         state = job.state()
         if not finished:

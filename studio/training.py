@@ -1,4 +1,4 @@
-"""One training at a time: `python -m trainer train` in a child process, watched through its progress file.
+"""One training at a time: `python -m murmur.trainer train` in a child process, watched through its progress file.
 
 The run is built in ``runs/.RUN.partial/`` and renamed to ``runs/RUN/`` only when the trainer finished and wrote
 its bundle, so a cancelled, crashed or failed training leaves nothing half-written and earlier runs untouched.
@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from murmur import REPO_ROOT
 
 from .errors import StudioError
 from .project import Project
@@ -43,9 +45,9 @@ TRAINER_NICE = 10  # a training yields the CPU to the live stream (and the page)
 
 
 def child_env() -> dict[str, str]:
-    """The environment for ``python -m trainer`` / ``python -m deploy``: this code first on the path (a checkout
+    """The environment for ``python -m murmur.trainer`` / ``python -m murmur.deploy``: this code first on the path (a checkout
     run by `make studio` is not installed), output unbuffered so progress arrives as it happens."""
-    code_root = str(Path(__file__).resolve().parent.parent)
+    code_root = str(REPO_ROOT)
     path = os.environ.get("PYTHONPATH", "")
     return dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=code_root + (os.pathsep + path if path else ""))
 

@@ -24,7 +24,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
+from murmur import REPO_ROOT as ROOT
+
 DEMO_CLIP = ROOT / "trainer" / "demo" / "demo.ogg"
 ALSA_SOUNDS = Path("/usr/share/sounds/alsa")
 TINY_SECONDS = 5.0
@@ -70,7 +71,7 @@ def tiny_audio(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_training_factory(tmp_path_factory: pytest.TempPathFactory, tiny_audio: Path):
     """``(**overrides) -> trainer.pipeline.TrainOutcome`` (dataset, fit result with the Keras model, export)."""
-    from trainer.pipeline import TrainOptions, train_bundle
+    from murmur.trainer.pipeline import TrainOptions, train_bundle
 
     made: dict[tuple, object] = {}
     cache_dir = tmp_path_factory.mktemp("tiny_cache")
@@ -100,7 +101,7 @@ def _prebuilt(overrides: dict) -> Path | None:
 
 
 LOCAL_CACHE = ROOT / "out" / "test-bundles"  # trained variants kept between runs, per code that makes a bundle
-BUNDLE_CODE = ("trainer/*.py", "device/bundle.py", "device/frames.py")
+BUNDLE_CODE = ("trainer/*.py", "device/bundle.py", "device/dsp/frames.py")
 
 
 def _bundle_code_stamp() -> str:
@@ -115,8 +116,8 @@ def _cached(overrides: dict, stamp: str) -> Path | None:
     path, stamp_file = LOCAL_CACHE / str(name), LOCAL_CACHE / f"{name}.stamp"
     if name is None or not (path / "bundle.json").is_file() or not stamp_file.is_file() or stamp_file.read_text() != stamp:
         return None
-    from device.bundle import load_bundle
-    from device.errors import BundleError
+    from murmur.device.bundle import load_bundle
+    from murmur.device.errors import BundleError
 
     try:
         load_bundle(path)
@@ -171,7 +172,7 @@ def train_tiny(out: Path, *, name: str = "tiny", **overrides) -> Path:
 
     import soundfile
 
-    from trainer.pipeline import TrainOptions, train_bundle
+    from murmur.trainer.pipeline import TrainOptions, train_bundle
 
     samples, rate = _tiny_audio_samples()
     with tempfile.TemporaryDirectory() as tmp:
@@ -200,7 +201,7 @@ def write_reference_clips(out: Path) -> None:
     import tempfile
 
     from benchmarks.bench_vocoder import reference_clips
-    from device.wavio import write_wav
+    from murmur.device.dsp.wavio import write_wav
 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -214,7 +215,7 @@ def prebuilt_reference_clips() -> dict[str, tuple[np.ndarray, int]] | None:
     """The clips write_reference_clips left under $MURMUR_TEST_BUNDLES, or None (then the test makes them)."""
     import json
 
-    from device.wavio import read_audio
+    from murmur.device.dsp.wavio import read_audio
 
     root = os.environ.get(PREBUILT_ENV)
     folder = Path(root) / REFERENCE_CLIPS if root else None

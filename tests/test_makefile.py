@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from murmur import REPO_ROOT as ROOT
+
 pytestmark = pytest.mark.skipif(shutil.which("make") is None or not (ROOT / "requirements").is_dir(),
                                 reason="the laptop's make and checkout (not on a Pi)")
 

@@ -1,4 +1,4 @@
-"""`python -m trainer train DATA --out OUT …` and `python -m trainer demo --out DIR` (see trainer/cli.py)."""
+"""`python -m murmur.trainer train DATA --out OUT …` and `python -m murmur.trainer demo --out DIR` (see trainer/cli.py)."""
 
 import sys
 

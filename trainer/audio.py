@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from device.errors import AudioFileError
+from murmur.device.errors import AudioFileError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".aifc")
 SILENCE_PEAK = 10 ** (-80 / 20)  # a file whose peak is below -80 dBFS is treated as silent

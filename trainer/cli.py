@@ -18,7 +18,8 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
+from murmur import REPO_ROOT as ROOT
+
 DEMO_CLIP = Path(__file__).resolve().parent / "demo" / "demo.ogg"
 PREVIEW_SECONDS = 30.0
 PREVIEW_RESERVE_S = 6.0  # of the budget kept for the preview: start-up of the render and the sound check …
@@ -141,7 +142,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description="Murmur trainer: your audio -> a bundle.")
+    parser = argparse.ArgumentParser(prog="python -m murmur.trainer", description="Murmur trainer: your audio -> a bundle.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train on a file or folder and write a bundle + preview")
     train.add_argument("data", type=Path, help="an audio file or a folder of them (WAV FLAC OGG MP3 AIFF)")
@@ -195,7 +196,7 @@ def run(args) -> int:
 
 
 def _run(args, options, paths: Paths, bar: ProgressBar, progress: ProgressLog, train_bundle) -> int:
-    from device.errors import DeviceError
+    from murmur.device.errors import DeviceError
 
     out = sys.stderr
 
@@ -292,7 +293,7 @@ SOUND_CHECK_SOURCE_S = 180.0  # the training audio the preview is measured again
 def _sound_check(outcome, preview: np.ndarray, rate: int, seed: int) -> list[str]:
     """Figures of the preview against the training audio (decoded again as the trainer did, first files up to 3
     minutes) and the no-model references (own halves, granular player of the preview's length) -> 3-4 lines."""
-    from device.errors import AudioFileError
+    from murmur.device.errors import AudioFileError
 
     from . import soundcheck
     from .audio import decode

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from device import frames
-from device.bundle import sha256_file
-from device.errors import AudioFileError
+from murmur.device.bundle import sha256_file
+from murmur.device.dsp import frames
+from murmur.device.errors import AudioFileError
 
 from .audio import decode
 
@@ -47,7 +47,7 @@ class FrameSettings:
         return self.n_fft // 2 + 1
 
     def check(self) -> None:
-        """Refuse settings the device cannot play (the same rules as ``device.bundle.load_bundle``)."""
+        """Refuse settings the device cannot play (the same rules as ``murmur.device.bundle.load_bundle``)."""
         if not 8000 <= self.sample_rate_hz <= 192000:
             raise ValueError(f"--sample-rate {self.sample_rate_hz} is outside 8000..192000 Hz")
         if self.n_fft < 64 or self.n_fft & (self.n_fft - 1):

@@ -25,8 +25,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from device import bundle as bundle_mod
-from device.errors import BundleError
+from murmur import REPO_ROOT as ROOT
+from murmur.device import bundle as bundle_mod
+from murmur.device.errors import BundleError
 
 from .dataset import Dataset
 from .model import ModelConfig, build_step_model, copy_weights, state_names
@@ -36,7 +37,7 @@ SIGNATURE = "serving_default"
 # Max |Keras - TFLite| over the parity steps (model units, i.e. global-std units of log magnitude) that we accept.
 PARITY_TOLERANCE = {"float32": 1e-3, "float16": 2e-2, "dynamic": 0.15}
 FORBIDDEN_OPS = ("WHILE", "CUSTOM", "FLEX")
-ROOT = Path(__file__).resolve().parent.parent
+
 BUNDLE_BYTES_LIMIT = 20_000_000  # the whole bundle (model + frame bank + json): 3 min of uint8 frames is ~16 MB
 MAX_BANK_SECONDS = 200.0  # the frame bank keeps every frame of up to this much audio, evenly spaced runs beyond
 SEED_SEGMENT_FRAMES = 256  # when not every frame fits, the bank keeps evenly spaced runs of this many frames
@@ -326,7 +327,7 @@ def export_bundle(
         "seeds": {"frames": n_seed_frames, "segments_are": "contiguous runs of frames (a file, or a part of one)",
                   "seconds": round(n_seed_frames * settings.hop_length / settings.sample_rate_hz, 2),
                   "every_frame": n_seed_frames == sum(s.n_frames for s in dataset.sources),
-                  "bank": {"pca_dims": PCA_DIMS, "played_by": "device.bank.BankSampler"}},
+                  "bank": {"pca_dims": PCA_DIMS, "played_by": "murmur.device.generate.bank.BankSampler"}},
         "training": dict(training or {}, data=dataset.summary(), model_config=cfg.to_dict()),
         "tools": tool_versions(),
     }

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from device import frames
+from murmur.device.dsp import frames
 
 STATIC_FRACTION = 0.25
 DEAD_AIR_DBFS = -50.0

@@ -3,7 +3,7 @@
 ``next = scale ⊙ x + head(LSTM(x))`` with ``scale`` (n_bins,) initialised to 1 and ``head`` initialised to 0,
 so an untrained model is "repeat the last frame" and training only has to learn what moves. Gaussian noise
 on the input (training only) makes it robust to its own imperfect output when it runs free. Frames are in
-model units (``device.frames.normalise``), so the MSE loss tracks the log-spectral distance squared.
+model units (``murmur.device.dsp.frames.normalise``), so the MSE loss tracks the log-spectral distance squared.
 
 The same layers, by name, make the one-frame step model the device runs (``build_step_model``). Why each of these
 choices: docs/ARCHITECTURE.md §4.

@@ -1,6 +1,6 @@
 """The whole trainer run under one time budget: files -> dataset -> training -> export -> bundle.
 
-``train_bundle`` is what ``python -m trainer train`` and the test fixture call. Nothing is written to the
+``train_bundle`` is what ``python -m murmur.trainer train`` and the test fixture call. Nothing is written to the
 bundle path until export has verified the model; Ctrl-C (KeyboardInterrupt) before that leaves it untouched.
 """
 
@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from device import bundle as bundle_mod
-from device.errors import BundleError
+from murmur.device import bundle as bundle_mod
+from murmur.device.errors import BundleError
 
 from .audio import find_audio_files
 from .dataset import Dataset, FrameSettings, SourceFrames, build_dataset

@@ -1,4 +1,4 @@
-"""Preview: render the new bundle with the device's own generator and vocoder (``device.engine.render``, the
+"""Preview: render the new bundle with the device's own generator and vocoder (``murmur.device.playback.engine.render``, the
 code that runs on the Pi) to a WAV, and draw the source and generated spectrograms with the loss curve (PNG)."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from device import frames
-from device.bundle import load_bundle
-from device.wavio import write_wav  # the one WAV writer (16-bit, atomic); trainer.cli takes it from here
+from murmur.device.bundle import load_bundle
+from murmur.device.dsp import frames
+from murmur.device.dsp.wavio import write_wav  # the one WAV writer 16-bit, atomic; trainer.cli takes it from here
 
 from .fit import EpochRecord
 
@@ -18,7 +18,7 @@ __all__ = ["draw", "render_preview", "write_wav"]
 
 def render_preview(bundle_dir: Path, seconds: float, *, seed: int = 0) -> tuple[np.ndarray, int]:
     """``seconds`` of free-running generation -> ((n_samples,) float32 audio, sample rate)."""
-    from device.engine import render  # the device's generator + vocoder
+    from murmur.device.playback.engine import render  # the device's generator + vocoder
 
     bundle = load_bundle(bundle_dir)
     audio = render(bundle, seconds, seed=seed)

@@ -9,7 +9,7 @@ counted, then replaced by 0 before every other figure.
 Log-mel frames
     STFT: n_fft 2048, hop 512 samples, periodic Hann window 0.5 - 0.5·cos(2πn/2048), the signal zero-padded by
     1024 samples on both sides, so frame t is centred on sample 512·t and there are 1 + n_samples // 512 frames
-    (librosa's ``center=True`` with zero padding; the same STFT as ``device.frames.stft``). Power |X|² (1025 bins)
+    (librosa's ``center=True`` with zero padding; the same STFT as ``murmur.device.dsp.frames.stft``). Power |X|² (1025 bins)
     times ``librosa.filters.mel(sr=sr, n_fft=2048, n_mels=64, fmax=sr/2)`` (librosa's defaults: Slaney mel
     scale, Slaney area normalisation), then 10·log10(mel + 1e-10) -> (n_frames, 64) dB. Computed in blocks of
     frames, so an hour of audio needs memory for the audio and the (n_frames, 64) result only. The floor is

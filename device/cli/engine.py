@@ -1,0 +1,142 @@
+"""`python -m murmur.device play | render | list-devices`: thin command lines over the engine.
+
+    play --bundle DIR [--device NAME] [--list-devices] [--set "name=value …"] [--seed N] [--seconds N]
+    render --bundle DIR --seconds N --out FILE.wav [--set "name=value …"] [--seed N]
+    list-devices
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import signal
+import sys
+import threading
+import time
+
+from murmur.device.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+
+def _parser(command: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"python -m murmur.device {command}", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    if command == "list-devices":
+        return parser
+    parser.add_argument("--bundle", required=command == "render", help="bundle directory (written by `make train`)")
+    parser.add_argument("--set", default="", metavar='"name=value …"',
+                        help="sampler controls: fidelity, temperature, jump, position, spread, hold, gain_db")
+    parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
+    parser.add_argument("--volume-cap-db", type=float, default=0.0, help="the output never exceeds this, dBFS")
+    if command == "render":
+        parser.add_argument("--seconds", type=float, required=True, help="length of the render, seconds")
+        parser.add_argument("--out", required=True, help="WAV file to write (16-bit mono)")
+        from murmur.device.playback.engine import GENERATORS
+
+        parser.add_argument("--generator", default="auto", choices=GENERATORS,
+                            help="for comparisons: 'regression' plays the model's own frames even from a bundle "
+                                 "with a frame bank; 'bank-no-model' picks cuts without the LSTM (default auto)")
+    else:
+        parser.add_argument("--device", default=None, help="output device: part of its name (see --list-devices)")
+        parser.add_argument("--list-devices", action="store_true", help="list audio outputs and exit")
+        parser.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    return parser
+
+
+def cli(argv: list[str]) -> int:
+    command, rest = argv[0], argv[1:]
+    args = _parser(command).parse_args(rest)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if command == "list-devices" or getattr(args, "list_devices", False):
+            return _list_devices()
+        if command == "render":
+            return _render(args)
+        return _play(args)
+    except DeviceError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _list_devices() -> int:
+    from murmur.device.playback.sinks import format_devices, list_output_devices
+
+    print("audio outputs (* = default); choose one with --device <part of the name>:")
+    print(format_devices(list_output_devices()))
+    return 0
+
+
+def _store(args):
+    from murmur.device.controls.values import Controls, ControlStore, parse_settings
+
+    return ControlStore(Controls().replace(**parse_settings(args.set or "")))
+
+
+def _render(args) -> int:
+    from murmur.device.bundle import load_bundle
+    from murmur.device.dsp.wavio import write_wav
+    from murmur.device.playback.engine import render
+
+    if not (args.seconds > 0 and math.isfinite(args.seconds)):
+        print(f"render: --seconds {args.seconds} must be a positive number", file=sys.stderr)
+        return 2
+    store = _store(args)
+    bundle = load_bundle(args.bundle)
+    started = time.perf_counter()
+    audio = render(bundle, args.seconds, controls=store, seed=args.seed, volume_cap_db=args.volume_cap_db,
+                   generator=args.generator)
+    elapsed = time.perf_counter() - started
+    path = write_wav(args.out, audio, bundle.audio.sample_rate_hz)
+    peak = float(abs(audio).max()) if audio.size else 0.0
+    print(f"wrote {path}: {args.seconds:g} s of {bundle.bundle_id} in {elapsed:.1f} s "
+          f"({args.seconds / max(elapsed, 1e-9):.0f}x real time), peak {20 * math.log10(max(peak, 1e-12)):.1f} dBFS")
+    return 0
+
+
+def _play(args) -> int:
+    from murmur.device.bundle import load_bundle
+    from murmur.device.playback.engine import Engine
+    from murmur.device.playback.sinks import PyAudioSink
+
+    if not args.bundle:
+        print("play: --bundle DIR is required (or --list-devices)", file=sys.stderr)
+        return 2
+    store = _store(args)
+    bundle = load_bundle(args.bundle)
+    sink = PyAudioSink(args.device)
+    engine = Engine(bundle, sink=sink, controls=store, seed=args.seed,
+                    volume_cap_db=args.volume_cap_db)
+    done = threading.Event()
+    engine.start()  # OutputDeviceError (with the list of outputs) comes from here
+    previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    knobs = None
+    try:
+        if sys.stdin.isatty():
+            try:
+                from murmur.device.controls.keyboard import start_keyboard
+
+                knobs = start_keyboard(store)
+            except ImportError:
+                log.info("keyboard controls not available")
+        name = sink.device.name if sink.device else "?"
+        print(f"playing {bundle.bundle_id} on {name!r}; Ctrl-C stops", file=sys.stderr)
+        deadline = None if args.seconds is None else time.monotonic() + args.seconds
+        while not done.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            done.wait(1.0)
+            if engine.error is not None:
+                raise engine.error
+        stats = engine.stats
+        print(f"stopped: {stats.frames_produced} frames, {stats.underruns} underruns", file=sys.stderr)
+    finally:
+        if knobs is not None:
+            knobs.close()
+        engine.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0

@@ -1,0 +1,130 @@
+"""``python -m murmur.device serve --config FILE``: the appliance as a systemd service (deploy/murmur.service); with
+``--check``, validate the config and every bundle it names, then exit. Builds the real engine, sink and knobs for
+``murmur.device.appliance.service.Service`` and wires SIGHUP (reload) and SIGTERM/SIGINT (stop) to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from murmur.device.appliance import health
+from murmur.device.appliance.config import Config, load_config
+from murmur.device.appliance.service import Service, check_model
+from murmur.device.appliance.systemd import Notifier, pin_import_paths, setup_logging, venv_id
+from murmur.device.bundle import Bundle, load_bundle
+from murmur.device.controls.values import ControlStore
+from murmur.device.errors import ConfigError, DeviceError
+
+if TYPE_CHECKING:
+    from murmur.device.controls.base import Knobs
+    from murmur.device.playback.engine import Engine
+
+log = logging.getLogger("murmur.service")
+
+BUFFER_FRAMES = 4  # audio computed ahead (46 ms at hop 512/44.1 kHz): one more than the engine's default for
+# margin, small enough that a knob still reaches the sound in <= 100 ms; the engine grows it after underruns
+SINK_ENV = "MURMUR_SINK"  # "pyaudio" (default), "null", "wav:PATH": picks the sink without editing the config
+
+
+def validate_bundle(path: Path) -> Bundle:
+    """Load and check a bundle (files, checksums, settings) and its model. Raises BundleError."""
+    bundle = load_bundle(path)
+    check_model(bundle)
+    return bundle
+
+
+def make_sink(config: Config, spec: str | None = None):
+    """The output: PyAudio on the configured device name by default; ``MURMUR_SINK``/``--sink`` = 'null' or
+    'wav:PATH' for tests and dry runs."""
+    from murmur.device.playback import sinks
+
+    spec = spec if spec is not None else os.environ.get(SINK_ENV, "pyaudio")
+    if spec == "null":  # paced like a sound card
+        return sinks.NullSink(realtime=True)
+    if spec == "null-fast":  # as fast as the generator runs
+        return sinks.NullSink(realtime=False)
+    if spec.startswith("wav:"):
+        return sinks.WavSink(spec[4:])
+    if spec not in ("", "pyaudio"):
+        raise ConfigError(f"{SINK_ENV}={spec!r}: use pyaudio, null, null-fast or wav:PATH")
+    return sinks.PyAudioSink(config.playback.output_device)
+
+
+def default_engine_factory(bundle: Bundle, *, config: Config, store: ControlStore, on_frame, sink_spec=None) -> Engine:
+    """The real engine on the configured sink."""
+    from murmur.device.playback.engine import Engine
+
+    return Engine(bundle, sink=make_sink(config, sink_spec), controls=store, volume_cap_db=config.playback.volume_cap_db,
+                  on_frame=on_frame, buffer_frames=BUFFER_FRAMES)
+
+
+def default_knobs_factory(config: Config, store: ControlStore) -> Knobs | None:
+    """The GPIO knobs of the config's knob map (None when it has none); never stops the sound if they fail."""
+    from murmur.device.controls.gpio import start_knobs
+
+    if config.knobs is None:
+        return None
+    try:
+        return start_knobs(config.knobs, store, on_error=lambda message: log.warning("knobs: %s", message))
+    except Exception as exc:  # GPIO missing/busy: play without knobs rather than not at all
+        log.warning("knobs: could not start (%s); playing on the [sampler] values", exc)
+        return None
+
+
+def cli(argv: list[str]) -> int:
+    """``python -m murmur.device serve --config FILE``: run the appliance until SIGTERM; SIGHUP reloads."""
+    parser = argparse.ArgumentParser(prog=f"python -m murmur.device {argv[0] if argv else 'serve'}", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=Path("/etc/murmur/murmur.toml"), help="config file (TOML)")
+    parser.add_argument("--status-file", type=Path, default=None,
+                        help=f"status JSON (default ${health.STATUS_ENV}, $RUNTIME_DIRECTORY/status.json or {health.DEFAULT_STATUS_FILE})")
+    parser.add_argument("--state-dir", type=Path, default=None,
+                        help="where the playlist position is kept (default $STATE_DIRECTORY; none: not kept)")
+    parser.add_argument("--sink", default=None, help=f"pyaudio (default), null or wav:PATH (also ${SINK_ENV})")
+    parser.add_argument("--check", action="store_true", help="validate the config and its bundles, then exit")
+    args = parser.parse_args(argv[1:])
+    pin_import_paths()
+    venv_id()  # resolved (and cached) now, before a deploy can move `current`
+    setup_logging()
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        log.error("%s", exc)
+        Notifier().notify(f"STATUS=config error: {str(exc)[:300]}")
+        return 1
+    if args.check:
+        failed = 0
+        for path in config.playback.bundles:
+            try:
+                bundle = validate_bundle(path)
+                print(f"ok   {path}  ({bundle.bundle_id})")
+            except DeviceError as exc:
+                failed += 1
+                print(f"BAD  {path}: {exc}")
+        print(f"config {args.config}: {'ok' if not failed else f'{failed} bad bundle(s)'}")
+        return 1 if failed else 0
+    status_file = args.status_file
+    if status_file is None:
+        if os.environ.get(health.STATUS_ENV):
+            status_file = Path(os.environ[health.STATUS_ENV])
+        elif os.environ.get("RUNTIME_DIRECTORY"):
+            status_file = Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0]) / "status.json"
+        else:
+            status_file = health.DEFAULT_STATUS_FILE
+    state_dir = args.state_dir or (Path(os.environ["STATE_DIRECTORY"].split(":")[0]) if os.environ.get("STATE_DIRECTORY") else None)
+    sink_spec = args.sink
+
+    def engine_factory(bundle, **kwargs):
+        return default_engine_factory(bundle, sink_spec=sink_spec, **kwargs)
+
+    service = Service(config, config_path=args.config, engine_factory=engine_factory,
+                      knobs_factory=default_knobs_factory, status_file=status_file, state_dir=state_dir)
+    signal.signal(signal.SIGHUP, lambda *_: service.request_reload())
+    signal.signal(signal.SIGTERM, lambda *_: service.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: service.request_stop())
+    return service.run()

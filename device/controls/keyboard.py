@@ -1,0 +1,212 @@
+"""Desktop stand-in for the knobs: keys in the terminal turn the same controls (``make play``, ``python -m murmur.device keys``).
+
+Keys (one press = one step): f/v fidelity, q/a temperature, w/s jump, e/d position, t/g spread, +/- gain, h hold on/off,
+r reseed, n/p next/previous bundle, ? help, Ctrl-D stops listening. The terminal is put in cbreak mode (keys
+arrive without Enter, Ctrl-C still works) and restored on close.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import select
+import sys
+import threading
+import tomllib
+from typing import IO
+
+from murmur.device.controls.base import Knobs
+from murmur.device.controls.mapping import KnobMap, parse_knobs
+from murmur.device.controls.values import Controls, ControlStore, parse_settings
+from murmur.device.errors import ConfigError
+
+# key -> (control, step) for continuous controls; other keys are in TOGGLES / ACTIONS
+STEPS: dict[str, tuple[str, float]] = {
+    "f": ("fidelity", +0.05), "v": ("fidelity", -0.05),
+    "q": ("temperature", +0.05), "a": ("temperature", -0.05),
+    "w": ("jump", +0.25), "s": ("jump", -0.25),
+    "e": ("position", +0.05), "d": ("position", -0.05),
+    "t": ("spread", +0.05), "g": ("spread", -0.05),
+    "+": ("gain_db", +1.0), "=": ("gain_db", +1.0), "-": ("gain_db", -1.0),
+}
+TOGGLES = {"h": "hold"}
+ACTIONS = {"r": "reseed", "n": "next_bundle", "p": "previous_bundle"}
+QUIT_KEYS = ("\x04",)  # Ctrl-D (cbreak mode passes it through as a character)
+HELP = ("keys: f/v fidelity  q/a temperature  w/s jump  e/d position  t/g spread  +/- gain  h hold  r reseed  "
+        "n/p next/previous bundle  ? help  Ctrl-D stop")
+
+
+def apply_key(key: str, controls: Controls) -> tuple[dict[str, float | bool], str | None]:
+    """What one key does: (control changes, action or None). Unknown keys do nothing. Pure."""
+    key = key.lower() if key not in STEPS else key
+    if key in STEPS:
+        name, step = STEPS[key]
+        return {name: getattr(controls, name) + step}, None
+    if key in TOGGLES:
+        name = TOGGLES[key]
+        return {name: not getattr(controls, name)}, None
+    if key in ACTIONS:
+        return {}, ACTIONS[key]
+    return {}, None
+
+
+def describe(controls: Controls) -> str:
+    """One status line with every control's current value."""
+    return (f"fidelity {controls.fidelity:.2f}  temperature {controls.temperature:.2f}  jump {controls.jump:.2f}/s  position {controls.position:.2f}  "
+            f"spread {controls.spread:.2f}  hold {'on' if controls.hold else 'off'}  gain {controls.gain_db:+.0f} dB")
+
+
+class KeyboardKnobs(Knobs):
+    """Reads keys from ``stream`` on a thread and writes into the store; echoes the values to ``out``."""
+
+    backend = "keyboard"
+
+    def __init__(self, store: ControlStore, stream: IO, out: IO) -> None:
+        super().__init__()
+        self.store, self.stream, self.out = store, stream, out
+        self.done = threading.Event()  # set when the stream ends or close() is called
+        self.keys_handled = 0
+        self._stop = threading.Event()
+        self._saved_tty = None
+        self._fd = None
+        try:
+            self._fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # StringIO and friends: plain reads
+            self._fd = None
+        if self._fd is not None and os.isatty(self._fd):
+            try:
+                import termios
+                import tty
+            except ImportError:  # Windows: no termios; keys are read a line at a time (type them, then Enter)
+                pass
+            else:
+                self._saved_tty = termios.tcgetattr(self._fd)
+                tty.setcbreak(self._fd)
+        self._line_end = "\r" if self._saved_tty is not None else "\n"
+        self._print(HELP, end="\n")
+        self._print(describe(store.snapshot()))
+        self._thread = threading.Thread(target=self._run, name="murmur-keys", daemon=True)
+        self._thread.start()
+
+    def _print(self, text: str, end: str | None = None) -> None:
+        try:
+            if end is None and self._line_end == "\r":
+                self.out.write("\r" + text + "\x1b[K")
+            else:
+                self.out.write(text + (end or "\n"))
+            self.out.flush()
+        except (OSError, ValueError):  # the terminal went away: keep the values flowing anyway
+            pass
+
+    def _chunks(self):
+        """Yield text as it arrives; stop at end of stream or close()."""
+        while not self._stop.is_set():
+            if self._fd is not None:
+                ready, _, _ = select.select([self._fd], [], [], 0.1)
+                if not ready:
+                    continue
+                data = os.read(self._fd, 64).decode("utf-8", "replace")
+            else:
+                data = self.stream.read(1)
+            if not data:
+                return
+            yield data
+
+    def _run(self) -> None:
+        try:
+            for chunk in self._chunks():
+                for key in chunk:
+                    if key in QUIT_KEYS:
+                        return
+                    self.handle_key(key)
+        finally:
+            self.done.set()
+
+    def handle_key(self, key: str) -> None:
+        """Apply one key to the store and echo the values (or the help)."""
+        if key == "?":
+            self._print(HELP, end="\n")
+            return
+        changes, action = apply_key(key, self.store.snapshot())
+        if changes:
+            self.store.update(**changes)
+        if action:
+            self.store.trigger(action)
+        self.keys_handled += 1
+        if changes or action:
+            self._print(describe(self.store.snapshot()) + (f"  [{action}]" if action else ""))
+
+    def values(self) -> dict:
+        return {"backend": self.backend, "inputs": {"keys_handled": self.keys_handled}, "led": None, "problems": []}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout=1.0)
+        if self._saved_tty is not None and self._fd is not None:
+            import termios
+
+            termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved_tty)
+            self._saved_tty = None
+            self._print("", end="\n")
+        self.done.set()
+
+
+def start_keyboard(store: ControlStore, stream: IO | None = None, *, out: IO | None = None) -> KeyboardKnobs:
+    """The desktop stand-in: keys from ``stream`` (default stdin) turn the controls in ``store``."""
+    return KeyboardKnobs(store, sys.stdin if stream is None else stream, sys.stderr if out is None else out)
+
+
+def load_panel(path: str) -> KnobMap:
+    """The ``[knobs]``/``[led]`` tables of a config file, switched on even if ``enabled = false`` (a wiring check)."""
+    with open(path, "rb") as handle:
+        data = tomllib.load(handle)
+    knob_map = parse_knobs(data.get("knobs", {}), data.get("led"), path)
+    return dataclasses.replace(knob_map, enabled=True)
+
+
+def cli(argv: list[str]) -> int:
+    """``python -m murmur.device keys [--set "name=value …"] [--config FILE]``: turn the controls, watch the values."""
+    parser = argparse.ArgumentParser(
+        prog="python -m murmur.device keys", description=__doc__.splitlines()[0],
+        epilog="On the Pi, --config /etc/murmur/murmur.toml also attaches the wired knobs, buttons and LED and "
+               "prints every change: a wiring check. Stop the service first (sudo systemctl stop murmur): it holds "
+               "the pins.")
+    parser.add_argument("--set", default="", help='starting values, e.g. "temperature=0.5 jump=1"')
+    parser.add_argument("--config", help="also attach the [knobs]/[led] panel of this config file (GPIO)")
+    args = parser.parse_args(argv[1:])
+    try:
+        store = ControlStore(Controls().replace(**parse_settings(args.set)))
+        knob_map = load_panel(args.config) if args.config else None
+    except (ConfigError, OSError, tomllib.TOMLDecodeError) as exc:
+        print(f"python -m murmur.device keys: {exc}", file=sys.stderr)
+        return 2
+    panel = None
+    if knob_map is not None:
+        from murmur.device.controls.gpio import start_knobs
+
+        panel = start_knobs(knob_map, store, on_error=lambda message: print(f"knobs: {message}", file=sys.stderr))
+        for problem in panel.values()["problems"]:
+            print(f"knobs: {problem}", file=sys.stderr)
+        panel.set_status("playing")
+    print("no sound here; `make play BUNDLE=<dir>` plays with the same keys", file=sys.stderr)
+    keys = start_keyboard(store)
+    try:
+        seen = store.version
+        while not keys.done.wait(0.05):  # a display refresh, 20 per second
+            events = store.take_events()
+            if store.version != seen or events:
+                seen = store.version
+                keys._print(describe(store.snapshot()) + "".join(f"  [{event}]" for event in events))
+        if panel is not None:
+            panel.wait_polls(3)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        keys.close()
+        if panel is not None:
+            print(describe(store.snapshot()), file=sys.stderr)
+            print(f"inputs: {panel.values()['inputs']}", file=sys.stderr)
+            panel.close()
+    return 0

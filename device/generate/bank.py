@@ -1,0 +1,339 @@
+"""The frame-bank generator: the LSTM proposes the next frame, the bank plays the nearest real one.
+
+Why: an MSE-trained model predicts the *average* of what may come next, and averages sound muffled; every real
+training frame it could have meant is sharper. Measured on real recordings (BENCHMARKS.md, section "Sound"),
+playing real frames brings the generated audio several times closer to its source than playing the regression's
+own output, and feeding the real frame back keeps the LSTM on the kind of input it was trained on.
+
+Each frame (11.6 ms at 44.1 kHz / hop 512):
+
+1. **Phrase or cut.** The generator plays *phrases*: runs of consecutive bank frames, i.e. the source itself. A
+   phrase lasts a random number of frames, geometric with a mean set by ``fidelity`` (0 -> one frame: every frame
+   is chosen anew; 1 -> ``max_phrase_s`` on average: long stretches of the original). While a phrase lasts, the
+   next bank frame is simply the one after the current one.
+2. **At a cut, the LSTM chooses.** Its prediction of the next frame (it has been fed every real frame played so
+   far) is projected into the bank's PCA space (``bundle.bank``, 32 dims) and compared with every allowed bank frame
+   (squared distance d). Frames near what was played lately count farther: d + recency_penalty · d_typical ·
+   (1 - age / window), age = frames since anything within ``recency_region_s`` (0.25 s of the source) around the
+   frame was played, window = two plays-through of the bank. So the choice spreads over the whole material instead
+   of circling in the part the LSTM likes best (measured on real clips: frame FD 5x lower, near-copies of the
+   source's 1.5-s phrases from 45 % to 5 % on an orchestral clip, repeats of its own output within 10 s from 22 %
+   to 4 %). The pick is soft: probability ∝ exp(-(d - d_min) / (temperature · d_typical)) (Gumbel-max over all
+   candidates, no sorting), so temperature 0 always takes the nearest frame. Not allowed: frames within 0.25 s of
+   anything played in the last ``bar_s`` seconds (a bar on recent material: no freezing, no short loops), the frame
+   that would just continue the phrase (a cut is a cut), and frames outside the ``position``/``spread`` region.
+   Turning ``temperature`` (by ``KNOB_MOVE`` or more) ends the phrase at once, and turning ``fidelity`` draws the
+   rest of the phrase anew from the new mean, so a knob turn is heard within a frame or two; a ``position``/
+   ``spread`` change that leaves the current frame outside the region ends the phrase too.
+3. **Guards.** More than ``max_quiet_s`` of frames below ``QUIET_DBFS`` (dead air), or ``max_repeat_s`` of frames
+   that repeat, step for step, a passage this generator already played in the last ``repeat_window_s`` (a loop):
+   the generator jumps to a random audible frame of the region. ``jump`` (per second) and the ``reseed`` event jump
+   the same way; ``hold`` freezes the current frame.
+
+The emitted frame is real (dequantised from uint8, ±0.2 % of the bin's range), so its level is the source's own:
+no level keeper is needed. Deterministic under a seed: one ``numpy.random.Generator`` drives every choice, in frame
+order. Per frame the work is one model step, one (n_dims, n_bins) projection and, at a cut, one (n_frames, n_dims)
+distance pass; nothing is allocated per frame.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from murmur.device.bundle import Bundle
+from murmur.device.controls.values import Controls
+from murmur.device.dsp.frames import denormalise_into
+from murmur.device.protocols import StepModelLike
+
+QUIET_DBFS = -50.0  # a frame quieter than this counts as silence (the dead-air threshold of the benchmarks)
+HANN_MEAN_SQUARE = 0.375  # mean of hann(n)^2: converts a windowed frame's energy into the signal's mean square
+NEVER = -(2**62)  # last_used value of a frame never played
+KNOB_MOVE = 0.02  # a temperature or fidelity change this large ends the phrase: a knob turn is heard at once
+
+
+@dataclass(frozen=True)
+class BankSettings:
+    """Fixed mechanics of the bank generator (the knobs are in ``Controls``)."""
+
+    max_phrase_s: float = 6.0  # mean phrase length at fidelity 1
+    bar_s: float = 4.0  # a frame played this recently cannot be chosen at a cut
+    max_quiet_s: float = 1.0  # longer than this below QUIET_DBFS: jump to an audible frame
+    max_repeat_s: float = 2.0  # longer than this repeating our own recent output: jump
+    repeat_window_s: float = 30.0  # "recent" for the repeat guard
+    min_region_s: float = 8.0  # position/spread never narrow the choice below this much material
+    recency_penalty: float = 10.0  # at a cut, a frame just played counts this many typical distances farther …
+    recency_window_banks: float = 2.0  # … fading linearly to nothing over this many plays-through of the bank
+    min_recency_window_s: float = 20.0
+    recency_region_s: float = 0.25  # the bar and the penalty of a cut cover this much of the source around each frame
+    proposer: str = "model"  # "model": the LSTM's prediction picks the cut; "current": the frame itself (ablation)
+
+
+def phrase_frames(fidelity: float, frame_s: float, max_phrase_s: float) -> float:
+    """Mean phrase length in frames for ``fidelity`` in [0, 1]: 1 frame at 0, geometric up to max_phrase_s at 1."""
+    longest = max(1.0, max_phrase_s / frame_s)
+    return float(math.exp(min(max(fidelity, 0.0), 1.0) * math.log(longest)))
+
+
+def frame_dbfs(magnitudes: np.ndarray, n_fft: int) -> np.ndarray:
+    """Level of the audio under each STFT frame, dBFS, from its one-sided magnitudes (..., n_bins) (Parseval).
+
+    A full-scale sine reads about -3 dBFS (its RMS), as an RMS meter would.
+    """
+    power = np.asarray(magnitudes, np.float64) ** 2
+    energy = 2.0 * power.sum(axis=-1) - power[..., 0] - power[..., -1]  # both halves of the spectrum
+    mean_square = energy / (n_fft * n_fft * HANN_MEAN_SQUARE)
+    return (10.0 * np.log10(mean_square + 1e-20)).astype(np.float32)
+
+
+class BankSampler:
+    """Generates (n_bins,) float32 linear magnitude frames: real bank frames chosen with the step model.
+
+    ``model`` has ``n_bins``, ``step``, ``reset`` (a ``murmur.device.generate.step_model.StepModel`` or ``murmur.device.testing.fakes.FakeStepModel``).
+    Same per-frame interface as ``murmur.device.generate.sampler.Sampler``: ``next_frame(controls)``, ``request_jump()``,
+    ``reset(seed)``.
+    """
+
+    def __init__(self, bundle: Bundle, model: StepModelLike, *, seed: int | None = None,
+                 settings: BankSettings | None = None,
+                 controls: Controls | None = None):
+        if bundle.bank is None:
+            raise ValueError(f"{bundle.path}: format {bundle.format_version} bundle has no frame bank")
+        self.bundle = bundle
+        self.model = model
+        self.settings = settings or BankSettings()
+        self.n_bins = bundle.audio.n_bins
+        if model.n_bins != self.n_bins:
+            raise ValueError(f"model has {model.n_bins} bins, bundle {bundle.path} has {self.n_bins}")
+        self.frame_s = bundle.audio.frame_s
+        bank = bundle.bank
+        self.n_frames = bundle.n_seed_frames
+        self._frames_u8 = bundle.seeds_u8
+        self._lo = bundle.lo.astype(np.float32)
+        self._step_size = ((bundle.hi - bundle.lo) / np.float32(255.0)).astype(np.float32)
+        self._mean = bundle.mean.astype(np.float32)
+        self._coords = bank.coords  # (n_frames, n_dims) float32
+        self._norms = np.einsum("ij,ij->i", self._coords, self._coords).astype(np.float32)
+        self._components = bank.components
+        self._pca_mean = bank.mean
+        starts = np.zeros(self.n_frames, dtype=bool)
+        starts[bundle.segment_starts] = True
+        self._continues = np.ones(self.n_frames, dtype=bool)  # frame i+1 follows frame i in the source
+        self._continues[:-1] = ~starts[1:]
+        self._continues[-1] = False
+        self.level_dbfs = self._bank_levels()  # (n_frames,) float32
+        self._audible = self.level_dbfs >= QUIET_DBFS
+        self._typical_distance = self._nearest_neighbour_scale()
+        # per-frame buffers
+        self._frame = np.zeros(self.n_bins, dtype=np.float32)  # the frame played now, model units
+        self._prediction = np.zeros(self.n_bins, dtype=np.float32)  # the model's prediction of the next frame
+        self._centred = np.zeros(self.n_bins, dtype=np.float32)
+        self._query = np.zeros(bank.n_dims, dtype=np.float32)
+        self._distance = np.zeros(self.n_frames, dtype=np.float32)
+        table = np.random.default_rng(seed).standard_exponential(2 * self.n_frames)  # (2 n_frames,) Gumbel values
+        self._gumbel = (-np.log(np.maximum(table, 1e-30))).astype(np.float32)
+        self._barred = np.zeros(self.n_frames, dtype=bool)
+        self._age = np.zeros(self.n_frames, dtype=np.float32)
+        self._recency_window_frames = max(self.settings.recency_window_banks * self.n_frames,
+                                          self.settings.min_recency_window_s / self.frame_s)
+        self._last_used = np.full(self.n_frames, NEVER, dtype=np.int64)  # when each frame was last played
+        # when anything within the frame's region (recency_region_s of the source around it) was last played: what a
+        # cut's bar and penalty read, so a cut also avoids the neighbours of what it played lately
+        self._region_frames = max(1, int(round(self.settings.recency_region_s / self.frame_s)))
+        self._region_last_used = np.full(self.n_frames, NEVER, dtype=np.int64)
+        self._magnitudes = np.zeros(self.n_bins, dtype=np.float32)
+        self._seed = seed
+        self.rng = np.random.default_rng(seed)
+        self._controls = controls or Controls()
+        self.frame_index = 0
+        self.current = 0  # bank index of the frame played now
+        self.phrase_left = 0  # frames the current phrase still continues
+        self.jumps = 0  # jumps to a random frame (jump rate, reseed, guards)
+        self.cuts = 0  # LSTM-chosen cuts
+        self.guard_jumps = 0  # of the jumps, those the dead-air or loop guard made
+        self._quiet_run = 0
+        self._repeat_run = 0
+        self._current_previous_use = NEVER  # when the current frame had been played before this time
+        self._pending_jump = False
+        self._phrase_controls = (0.0, 0.0)  # temperature and fidelity when the current phrase began
+        self.level_correction_db = 0.0  # real frames keep the source's level: nothing to correct
+        self.reset(seed)
+
+    def _bank_levels(self) -> np.ndarray:
+        """dBFS of every bank frame, in chunks (no (n_frames, n_bins) float temporary)."""
+        levels = np.empty(self.n_frames, dtype=np.float32)
+        chunk = np.empty((min(1024, self.n_frames), self.n_bins), dtype=np.float32)
+        for start in range(0, self.n_frames, chunk.shape[0]):
+            n = min(chunk.shape[0], self.n_frames - start)
+            frames = self.bundle.seed_magnitudes(start, n, out=chunk[:n])
+            levels[start : start + n] = frame_dbfs(frames, self.bundle.audio.n_fft)
+        return levels
+
+    def _nearest_neighbour_scale(self) -> float:
+        """Median squared PCA distance from a bank frame to its nearest other frame (the temperature's unit)."""
+        rng = np.random.default_rng(0)
+        picks = rng.choice(self.n_frames, size=min(256, self.n_frames), replace=False)
+        nearest = []
+        for i in picks:
+            d = self._norms - 2.0 * (self._coords @ self._coords[i]) + self._norms[i]
+            d[max(0, i - 2) : i + 3] = np.inf  # not itself nor its immediate neighbours in time
+            nearest.append(float(d.min()) if np.isfinite(d).any() else 1.0)
+        return max(float(np.median(nearest)), 1e-6)
+
+    # -- properties the engine and benches read ---------------------------------------------------------------
+    @property
+    def frame_model_units(self) -> np.ndarray:
+        """The frame played now in model units, (n_bins,) float32 (a live buffer: copy it to keep it)."""
+        return self._frame
+
+    @property
+    def phase(self) -> str:
+        """'phrase' while a phrase continues, 'cut' on a frame the LSTM chose (shown in logs and status)."""
+        return "phrase" if self.phrase_left > 0 else "cut"
+
+    # -- seeding ----------------------------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> None:
+        """Start over at a random audible frame of the region, fresh LSTM state, no history."""
+        if seed is not None:
+            self._seed = seed
+        self.rng = np.random.default_rng(self._seed)
+        self.frame_index = 0
+        self.jumps = self.cuts = self.guard_jumps = 0
+        self._last_used.fill(NEVER)
+        self._region_last_used.fill(NEVER)
+        self._quiet_run = self._repeat_run = 0
+        self._current_previous_use = NEVER
+        self._pending_jump = False
+        self.model.reset()
+        self._jump(self._controls, count=False)
+        self._emit()
+
+    def request_jump(self) -> None:
+        """Jump to a random audible frame of the region at the next frame (the ``reseed`` event)."""
+        self._pending_jump = True
+
+    def region(self, controls: Controls) -> tuple[int, int]:
+        """Bank frames [start, stop) that ``position``/``spread`` allow (at least ``min_region_s`` of material)."""
+        n = self.n_frames
+        width = max(controls.spread * n, min(n, self.settings.min_region_s / self.frame_s))
+        centre = controls.position * n
+        start = int(round(min(max(centre - width / 2.0, 0.0), n - width)))
+        return start, min(n, start + max(1, int(round(width))))
+
+    # -- the per-frame call -----------------------------------------------------------------------------------
+    def next_frame(self, controls: Controls) -> np.ndarray:
+        """One frame: (n_bins,) float32 linear magnitudes (a buffer reused by the next call)."""
+        self._controls = controls
+        self.frame_index += 1
+        if controls.hold:
+            return self._magnitudes
+        if self._pending_jump or (controls.jump > 0.0 and self.rng.random() < controls.jump * self.frame_s):
+            self._pending_jump = False
+            self._jump(controls)
+        elif self._quiet_run * self.frame_s > self.settings.max_quiet_s or \
+                self._repeat_run * self.frame_s > self.settings.max_repeat_s:
+            self.guard_jumps += 1
+            self._jump(controls)
+        elif abs(controls.fidelity - self._phrase_controls[1]) >= KNOB_MOVE and self._redraw_phrase(controls):
+            self._play(self.current + 1)  # fidelity turned: the phrase goes on with a length drawn anew
+        elif self.phrase_left > 0 and self._continues[self.current] and self._allowed(self.current + 1, controls) \
+                and abs(controls.temperature - self._phrase_controls[0]) < KNOB_MOVE:
+            self.phrase_left -= 1
+            self._play(self.current + 1)
+        else:
+            self._cut(controls)
+        return self._emit()
+
+    def _allowed(self, index: int, controls: Controls) -> bool:
+        start, stop = self.region(controls)
+        return start <= index < stop and self.frame_index - self._last_used[index] > self.settings.bar_s / self.frame_s
+
+    def _cut(self, controls: Controls) -> None:
+        """The LSTM's prediction -> the nearest allowed bank frame (soft, by temperature); a new phrase starts."""
+        start, stop = self.region(controls)
+        distance = self._distance[start:stop]
+        np.subtract(self._prediction, self._pca_mean, out=self._centred)
+        np.dot(self._components, self._centred, out=self._query)
+        np.dot(self._coords[start:stop], self._query, out=distance)  # |c|^2 - 2 c.q (+ |q|^2, the same for all)
+        np.multiply(distance, np.float32(-2.0), out=distance)
+        np.add(distance, self._norms[start:stop], out=distance)
+        barred = self._barred[start:stop]
+        np.greater(self._region_last_used[start:stop], self.frame_index - self.settings.bar_s / self.frame_s,
+                   out=barred)
+        if barred.all():
+            barred.fill(False)  # everything played recently (a tiny region): the bar gives way
+        if self._continues[self.current] and start <= self.current + 1 < stop:
+            barred[self.current + 1 - start] = True  # a cut never just continues the phrase
+        if self.settings.recency_penalty > 0.0:  # frames played lately weigh more: spreads the choice over the bank
+            age = self._age[: stop - start]
+            np.subtract(np.float32(self.frame_index), self._region_last_used[start:stop], out=age, casting="unsafe")
+            np.multiply(age, np.float32(-1.0 / self._recency_window_frames), out=age)
+            np.add(age, np.float32(1.0), out=age)
+            np.maximum(age, np.float32(0.0), out=age)  # 1 just played … 0 at the recency window and beyond
+            np.multiply(age, np.float32(self.settings.recency_penalty * self._typical_distance), out=age)
+            np.add(distance, age, out=distance)
+        np.copyto(distance, np.float32(np.inf), where=barred)
+        if controls.temperature > 0.0:
+            # Gumbel-max: argmin(d / tau - g), g ~ Gumbel  <=>  sampling with p ∝ exp(-d / tau). The Gumbel values
+            # come from a fixed table read at a random offset (no exp/log per candidate per cut: half the cost).
+            offset = int(self.rng.integers(self.n_frames))
+            tau = np.float32(controls.temperature * self._typical_distance)
+            np.divide(distance, tau, out=distance)
+            np.subtract(distance, self._gumbel[offset : offset + stop - start], out=distance)
+        choice = start + int(np.argmin(distance))
+        self.cuts += 1
+        self._new_phrase(controls)
+        self._play(choice)
+
+    def _jump(self, controls: Controls, *, count: bool = True) -> None:
+        """A random audible, not recently played frame of the region (16 tries, then any frame of it)."""
+        start, stop = self.region(controls)
+        choice = start + int(self.rng.integers(stop - start))
+        for _ in range(16):
+            if self._audible[choice] and self.frame_index - self._last_used[choice] > self.settings.bar_s / self.frame_s:
+                break
+            choice = start + int(self.rng.integers(stop - start))
+        if count:
+            self.jumps += 1
+        self._quiet_run = self._repeat_run = 0
+        self._new_phrase(controls)
+        self._play(choice)
+
+    def _redraw_phrase(self, controls: Controls) -> bool:
+        """Fidelity moved: draw the rest of the phrase from the new mean; True if it continues at once."""
+        self._new_phrase(controls)
+        if self.phrase_left > 0 and self._continues[self.current] and self._allowed(self.current + 1, controls):
+            self.phrase_left -= 1
+            return True
+        return False
+
+    def _new_phrase(self, controls: Controls) -> None:
+        self._phrase_controls = (controls.temperature, controls.fidelity)
+        mean = phrase_frames(controls.fidelity, self.frame_s, self.settings.max_phrase_s)
+        self.phrase_left = int(self.rng.geometric(1.0 / mean)) - 1 if mean > 1.0 else 0
+
+    def _play(self, index: int) -> None:
+        """Make bank frame ``index`` the current frame: guards' bookkeeping, dequantise, step the model on it."""
+        previous_use = int(self._last_used[index])
+        # a repeat: this step (current -> index) was also a step the last time both frames played, recently
+        repeats = index == self.current + 1 and previous_use != NEVER and \
+            previous_use == self._current_previous_use + 1 and \
+            self.frame_index - previous_use < self.settings.repeat_window_s / self.frame_s
+        self._repeat_run = self._repeat_run + 1 if repeats else 0
+        self._current_previous_use = previous_use
+        self._quiet_run = 0 if self._audible[index] else self._quiet_run + 1
+        self.current = index
+        self._last_used[index] = self.frame_index
+        region = index - index % self._region_frames
+        self._region_last_used[region : region + self._region_frames] = self.frame_index
+        np.multiply(self._frames_u8[index], self._step_size, out=self._frame)
+        np.add(self._frame, self._lo, out=self._frame)
+        if self.settings.proposer == "model":
+            np.copyto(self._prediction, self.model.step(self._frame))
+        else:  # ablation "no model": look for frames near the current one
+            np.copyto(self._prediction, self._frame)
+
+    def _emit(self) -> np.ndarray:
+        return denormalise_into(self._frame, self._mean, self.bundle.std, self.bundle.log_floor, self._magnitudes)

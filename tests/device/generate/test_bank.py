@@ -1,0 +1,231 @@
+"""The frame-bank generator (device/generate/bank.py) over the real tiny bundle's step model and its real frame bank.
+
+What it promises: only real bank frames come out; phrases are runs of the source whose mean length follows
+``fidelity``; a frame played within ``bar_s`` is never chosen again; position/spread bound where frames come from;
+the dead-air and loop guards hold; knob turns end a phrase at once; a seed fixes everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from murmur.device.bundle import BankIndex, load_bundle, quantise_seeds
+from murmur.device.controls.values import Controls
+from murmur.device.dsp.frames import normalise
+from murmur.device.errors import BundleError
+from murmur.device.generate.bank import QUIET_DBFS, BankSampler, BankSettings, frame_dbfs, phrase_frames
+from murmur.device.generate.sampler import Sampler
+from murmur.device.generate.step_model import open_step_model
+from murmur.device.playback.engine import make_sampler
+
+SHORT = BankSettings(bar_s=0.5, min_region_s=1.0, max_phrase_s=2.0)  # the tiny bank holds only 5 s of frames
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle):
+    return load_bundle(tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def model(bundle):
+    return open_step_model(bundle)
+
+
+def run(sampler: BankSampler, controls: Controls, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n frames -> (bank index of each frame (n,), emitted linear magnitudes (n, n_bins))."""
+    indices, mags = np.empty(n, dtype=np.int64), []
+    for i in range(n):
+        mags.append(sampler.next_frame(controls).copy())
+        indices[i] = sampler.current
+    return indices, np.stack(mags)
+
+
+def mean_phrase_frames(indices: np.ndarray) -> float:
+    """Mean length of the runs of consecutive bank indices."""
+    cuts = np.count_nonzero(np.diff(indices) != 1)
+    return len(indices) / (cuts + 1)
+
+
+def test_a_format_2_bundle_plays_through_the_bank_and_format_1_through_the_regression(bundle, model):
+    assert bundle.format_version == 2 and bundle.bank is not None and bundle.bank.n_dims == 32
+    assert isinstance(make_sampler(bundle, model, seed=0, controls=Controls()), BankSampler)
+    assert isinstance(make_sampler(bundle, model, seed=0, controls=Controls(), generator="regression"), Sampler)
+    old = dataclasses.replace(bundle, bank=None, meta=dict(bundle.meta, format_version=1))
+    assert isinstance(make_sampler(old, model, seed=0, controls=Controls()), Sampler)
+    with pytest.raises(BundleError, match="no frame bank.*retrain"):
+        make_sampler(old, model, seed=0, controls=Controls(), generator="bank")
+
+
+def test_only_real_bank_frames_come_out(bundle, model):
+    sampler = BankSampler(bundle, model, seed=1, settings=SHORT)
+    for _ in range(300):
+        mags = sampler.next_frame(Controls(jump=1.0))
+        real = bundle.seed_frames(sampler.current, 1)[0]
+        np.testing.assert_array_equal(sampler.frame_model_units, real)
+        assert mags.dtype == np.float32 and np.isfinite(mags).all() and (mags >= 0).all()
+
+
+def test_same_seed_same_frames_other_seed_other_frames(bundle, model):
+    a, mags_a = run(BankSampler(bundle, model, seed=7, settings=SHORT), Controls(), 400)
+    b, mags_b = run(BankSampler(bundle, model, seed=7, settings=SHORT), Controls(), 400)
+    c, _ = run(BankSampler(bundle, model, seed=8, settings=SHORT), Controls(), 400)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(mags_a, mags_b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.mark.parametrize("fidelity", [0.0, 0.3, 0.6])  # longer phrases do not fit the 5-s bank
+def test_fidelity_sets_the_mean_phrase_length(bundle, model, fidelity):
+    sampler = BankSampler(bundle, model, seed=3, settings=SHORT)
+    indices, _ = run(sampler, Controls(fidelity=fidelity, jump=0.0), 3000)
+    expected = phrase_frames(fidelity, bundle.audio.frame_s, SHORT.max_phrase_s)
+    measured = mean_phrase_frames(indices)
+    if fidelity == 0.0:
+        assert measured == pytest.approx(1.0)  # every frame is a cut, and a cut never continues the phrase
+    else:  # runs also end at the end of a source run and at jumps/guards: somewhat shorter than the mean drawn
+        assert 0.4 * expected <= measured <= 1.2 * expected, (measured, expected)
+
+
+def test_no_frame_is_chosen_again_within_the_bar(bundle, model):
+    # the bar covers single frames here (recency_region_s 0): regions of 0.25 s over 1 s of cuts would cover the
+    # whole 5-s bank, and then the bar gives way
+    settings = dataclasses.replace(SHORT, bar_s=1.0, recency_region_s=0.0)
+    bar_frames = settings.bar_s / bundle.audio.frame_s
+    indices, _ = run(BankSampler(bundle, model, seed=4, settings=settings), Controls(fidelity=0.0, jump=0.0), 2000)
+    last_seen: dict[int, int] = {}
+    for t, index in enumerate(indices.tolist()):
+        if index in last_seen:
+            assert t - last_seen[index] > bar_frames, f"frame {index} again after {t - last_seen[index]} frames"
+        last_seen[index] = t
+
+
+def test_temperature_zero_takes_the_nearest_allowed_frame_and_temperature_varies_it(bundle, model):
+    sampler = BankSampler(bundle, model, seed=5, settings=SHORT)
+    still = Controls(temperature=0.0, fidelity=0.0, jump=0.0)
+    run(sampler, still, 50)
+    # one more cut by hand: the nearest allowed frame to the model's prediction, in the bank's PCA space
+    index = bundle.bank
+    query = (sampler._prediction - index.mean) @ index.components.T
+    distance = ((index.coords - query) ** 2).sum(axis=1)
+    now = sampler.frame_index + 1  # the frame the cut is for
+    distance += SHORT.recency_penalty * sampler._typical_distance * np.clip(
+        1.0 - (now - sampler._region_last_used) / sampler._recency_window_frames, 0.0, 1.0)
+    barred = sampler._region_last_used > now - SHORT.bar_s / bundle.audio.frame_s
+    if barred.all():
+        barred[:] = False
+    barred[sampler.current + 1] = sampler._continues[sampler.current]
+    allowed = np.where(barred, np.inf, distance)
+    sampler.next_frame(still)
+    assert sampler.guard_jumps == 0 and not barred[sampler.current]
+    assert allowed[sampler.current] <= allowed.min() + 1e-3 * abs(allowed.min()) + 1e-3  # the nearest (float32 ties)
+    cold, _ = run(BankSampler(bundle, model, seed=5, settings=SHORT), Controls(temperature=0.0, fidelity=0.0), 200)
+    warm, _ = run(BankSampler(bundle, model, seed=5, settings=SHORT), Controls(temperature=1.0, fidelity=0.0), 200)
+    assert not np.array_equal(cold, warm)
+
+
+def test_position_and_spread_choose_where_in_the_material(bundle, model):
+    sampler = BankSampler(bundle, model, seed=2, settings=SHORT)
+    n = bundle.n_seed_frames
+    for position in (0.0, 1.0):
+        controls = Controls(position=position, spread=0.0, jump=1.0, fidelity=0.3)
+        start, stop = sampler.region(controls)
+        assert stop - start == round(SHORT.min_region_s / bundle.audio.frame_s)
+        assert (start == 0) if position == 0.0 else (stop == n)
+        indices, _ = run(sampler, controls, 400)
+        assert np.all((indices[5:] >= start) & (indices[5:] < stop))  # after the first cut the region holds
+
+
+def test_turning_a_knob_ends_the_phrase_at_once(bundle, model):
+    sampler = BankSampler(bundle, model, seed=9, settings=SHORT)
+    run(sampler, Controls(fidelity=1.0, jump=0.0), 50)
+    cuts = sampler.cuts
+    sampler.next_frame(Controls(fidelity=1.0, jump=0.0, temperature=0.6))
+    assert sampler.cuts == cuts + 1
+    sampler.next_frame(Controls(fidelity=1.0, jump=0.0, temperature=0.6))
+    assert sampler.cuts == cuts + 1 and sampler.phrase_left > 0  # the phrase drawn at the cut goes on
+    sampler.next_frame(Controls(fidelity=0.0, jump=0.0, temperature=0.6))
+    assert sampler.phrase_left == 0  # fidelity turned down: the rest of the phrase is drawn anew (none at 0)
+
+
+def test_hold_freezes_the_frame_and_reseed_jumps(bundle, model):
+    sampler = BankSampler(bundle, model, seed=2, settings=SHORT)
+    run(sampler, Controls(), 10)
+    held = [sampler.next_frame(Controls(hold=True)).copy() for _ in range(20)]
+    assert all(np.array_equal(h, held[0]) for h in held)
+    jumps = sampler.jumps
+    sampler.request_jump()
+    sampler.next_frame(Controls(jump=0.0))
+    assert sampler.jumps == jumps + 1
+
+
+def quiet_half_bundle(bundle):
+    """The tiny bundle with a silent stretch (-90 dBFS frames) as long as the audio in front of it."""
+    real = bundle.seed_frames(0, bundle.n_seed_frames)
+    silent_log = np.full_like(real, np.log(1e-6 + bundle.log_floor))
+    frames_norm = np.concatenate([real, normalise(silent_log, bundle.mean, bundle.std)])
+    frames_u8, lo, hi = quantise_seeds(frames_norm)
+    deq = frames_u8 * ((hi - lo) / np.float32(255.0)) + lo
+    mean = deq.mean(axis=0)
+    _, _, vt = np.linalg.svd(deq - mean, full_matrices=False)
+    components = vt[:32].astype(np.float32)
+    index = BankIndex(mean=mean.astype(np.float32), components=components,
+                      coords=((deq - mean) @ components.T).astype(np.float32))
+    return dataclasses.replace(bundle, seeds_u8=frames_u8, lo=lo, hi=hi, bank=index)
+
+
+@pytest.mark.slow
+def test_the_dead_air_guard_leaves_a_silent_stretch_within_max_quiet_s(bundle, model):
+    quiet = quiet_half_bundle(bundle)
+    settings = dataclasses.replace(SHORT, max_quiet_s=0.5)
+    sampler = BankSampler(quiet, model, seed=11, settings=settings)
+    assert np.mean(sampler.level_dbfs < QUIET_DBFS) >= 0.45  # the silent half really reads as silence
+    indices, mags = run(sampler, Controls(fidelity=1.0, jump=1.0), 4000)
+    levels = frame_dbfs(mags, quiet.audio.n_fft)
+    longest = current = 0
+    for level in levels:
+        current = current + 1 if level < QUIET_DBFS else 0
+        longest = max(longest, current)
+    assert longest * quiet.audio.frame_s <= settings.max_quiet_s + 2 * quiet.audio.frame_s
+    assert np.any(levels < QUIET_DBFS)  # it did wander into the silence (the guard had something to do)
+    assert sampler.guard_jumps > 0
+
+
+def test_no_passage_repeats_step_for_step_longer_than_max_repeat_s(bundle, model):
+    settings = dataclasses.replace(SHORT, bar_s=0.2, max_repeat_s=0.5, repeat_window_s=20.0)
+    sampler = BankSampler(bundle, model, seed=12, settings=settings)
+    indices, _ = run(sampler, Controls(fidelity=1.0, jump=0.0, temperature=0.0), 6000)
+    limit = settings.max_repeat_s / bundle.audio.frame_s + 2
+    window = settings.repeat_window_s / bundle.audio.frame_s
+    last_seen: dict[int, int] = {}
+    repeat = 0
+    for t in range(1, len(indices)):
+        a, b = int(indices[t - 1]), int(indices[t])
+        before_a, before_b = last_seen.get(a), last_seen.get(b)
+        step_again = b == a + 1 and before_b is not None and before_a is not None and before_b == before_a + 1 \
+            and t - before_b < window
+        repeat = repeat + 1 if step_again else 0
+        assert repeat <= limit, f"a passage repeated for {repeat} frames at frame {t}"
+        last_seen[a] = t - 1
+    assert sampler.guard_jumps > 0  # long phrases in a 5-s bank do come back: the guard cut them
+
+
+def test_frame_dbfs_reads_a_full_scale_sine_as_its_rms():
+    from murmur.device.dsp.frames import stft_magnitudes
+
+    n_fft, hop = 2048, 512
+    t = np.arange(44100) / 44100
+    mags = stft_magnitudes(np.sin(2 * np.pi * 1000 * t).astype(np.float32), n_fft=n_fft, hop_length=hop)
+    assert float(np.median(frame_dbfs(mags, n_fft))) == pytest.approx(-3.01, abs=0.1)
+
+
+def test_the_recency_penalty_spreads_the_choice_over_the_bank(bundle, model):
+    def played_share(settings: BankSettings) -> float:
+        indices, _ = run(BankSampler(bundle, model, seed=13, settings=settings), Controls(fidelity=0.0, jump=0.0), 600)
+        return len(set(indices.tolist())) / bundle.n_seed_frames
+
+    plain = played_share(dataclasses.replace(SHORT, recency_penalty=0.0, recency_region_s=0.0))
+    spread = played_share(dataclasses.replace(SHORT, recency_penalty=10.0, recency_region_s=0.0))
+    assert spread > plain + 0.05, (plain, spread)

@@ -1,0 +1,249 @@
+"""The studio end to end in a real browser (Debian's chromium through chromium-driver; nothing downloads one).
+
+One artist's session, step by step, as the page is used: drop a recording, select a region, train a tiny model
+(and cancel one), listen live and turn a knob, compare two runs A/B, deploy to a loopback Pi and read the fleet.
+Screenshots of the main screens are kept in out/test-artifacts/studio/ (not committed).
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+
+import pytest
+
+from murmur import REPO_ROOT as REPO
+from murmur.deploy.testing.loopback import Fleet, sshd_available
+
+pytest.importorskip("aiohttp")
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from tests.studio.test_studio import StudioProcess  # noqa: E402
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+SHOTS = REPO / "out" / "test-artifacts" / "studio"
+TINY = "--units 16 --max-epochs 2 --preview-seconds 3"  # a model in seconds: the page's path is what is tested
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs Debian's chromium and chromium-driver (apt)"),
+]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    if sshd_available() is not None:
+        pytest.skip(str(sshd_available()))
+    fleet = Fleet(tmp_path_factory.mktemp("loopback"), names=("pi1",))
+    yield fleet
+    fleet.stop()
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory, fleet, tiny_bundle):
+    fleet.write_inventory({"pi1": tiny_bundle})
+    server = StudioProcess(tmp_path_factory.mktemp("studio") / "project", "--inventory", str(fleet.inventory),
+                           "--ssh-config", str(fleet.ssh_config), "--deploy-repo", str(fleet.repo))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1800",
+                     "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(argument)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def wait(driver, condition, timeout: float = 60, what: str = ""):
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: condition(d), message=what)
+
+
+def text(driver, css: str) -> str:
+    return driver.find_element(By.CSS_SELECTOR, css).text
+
+
+def number(driver, css: str) -> float | None:
+    try:
+        return float(text(driver, css))
+    except ValueError:
+        return None
+
+
+def train(driver, advanced: str, minutes: str = "1") -> str:
+    for field, value in (("#minutes", minutes), ("#advanced", advanced)):
+        driver.execute_script("document.querySelector(arguments[0]).value = arguments[1]", field, value)
+    driver.find_element(By.ID, "train").click()
+    status = wait(driver, lambda d: d.find_element(By.ID, "train-text").get_attribute("data-status")
+                  in ("done", "failed", "cancelled") and d.find_element(By.ID, "train-text").get_attribute("data-status"),
+                  timeout=300, what="training did not finish")
+    return status
+
+
+DROP_FILE = """
+const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+const transfer = new DataTransfer();
+transfer.items.add(new File([bytes], arguments[1], { type: "audio/wav" }));
+const zone = document.querySelector("#drop");
+for (const type of ["dragenter", "dragover", "drop"]) {
+  zone.dispatchEvent(new DragEvent(type, { dataTransfer: transfer, bubbles: true, cancelable: true }));
+}
+"""
+
+
+def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, browser, tiny_audio, fleet):
+    d = browser
+    d.get(studio.url)
+    wait(d, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", what="page never ready")
+
+    # 1. material: drop a recording on the page, see it, select a region (the rest is excluded). The drop is the
+    # page's own drop handler fed a DataTransfer holding the file (a WebDriver cannot drag from the desktop); the
+    # file field is what the benchmark uses.
+    d.execute_script(DROP_FILE, base64.b64encode(tiny_audio.read_bytes()).decode(), tiny_audio.name)
+    card = wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, ".recording"), what="the recording never appeared")[0]
+    name = card.get_attribute("data-name")
+    wait(d, lambda d: "s selected" in card.find_element(By.CSS_SELECTOR, ".info").text)
+    seconds = studio.get("/api/state").json()["recordings"][0]["seconds"]
+    canvas = card.find_element(By.TAG_NAME, "canvas")
+    width = canvas.size["width"]
+    ActionChains(d).move_to_element_with_offset(canvas, -width // 2 + int(0.1 * width), 0).click_and_hold() \
+        .move_by_offset(int(0.8 * width), 0).release().perform()
+    wait(d, lambda d: len(studio.get("/api/state").json()["recordings"][0]["regions"]) == 1
+         and studio.get("/api/state").json()["recordings"][0]["regions"][0][1] < seconds - 0.3, what="region not saved")
+    (start, end), = studio.get("/api/state").json()["recordings"][0]["regions"]
+    assert start == pytest.approx(0.1 * seconds, abs=0.15) and end == pytest.approx(0.9 * seconds, abs=0.15)
+    d.save_screenshot(str(SHOTS / "1-material.png"))
+
+    # 2. train: a cancel leaves nothing; then two finished runs
+    for field, value in (("#minutes", "1"), ("#advanced", TINY)):
+        d.execute_script("document.querySelector(arguments[0]).value = arguments[1]", field, value)
+    d.find_element(By.ID, "train").click()
+    wait(d, lambda d: d.find_element(By.ID, "cancel").is_enabled(), what="cancel never enabled")
+    d.find_element(By.ID, "cancel").click()
+    wait(d, lambda d: d.find_element(By.ID, "train-text").get_attribute("data-status") == "cancelled", timeout=120)
+    assert "no bundle written" in text(d, "#train-error")
+    assert studio.get("/api/state").json()["runs"] == []
+
+    assert train(d, TINY) == "done"
+    d.save_screenshot(str(SHOTS / "2-trained.png"))
+    assert train(d, TINY + " --seed 7") == "done"
+    runs = studio.get("/api/state").json()["runs"]
+    assert len(runs) == 2 and all(r["selection"] == [{"recording": name, "start_s": round(start, 3), "end_s": round(end, 3)}]
+                                  for r in runs)
+    assert all((studio.project / "runs" / r["id"] / "bundle" / "bundle.json").is_file() for r in runs)
+
+    # 3. listen live; a knob move is heard: the streamed level falls by more than 30 dB
+    d.find_element(By.ID, "live-start").click()
+    wait(d, lambda d: d.find_element(By.ID, "live-status").get_attribute("data-playing") == "1", what="no live audio")
+    wait(d, lambda d: (number(d, "#live-level") or -999) > -45, what="the live stream stayed silent")
+    loud = number(d, "#live-level")
+    d.execute_script("const k = document.querySelector('#knob-gain_db'); k.value = -60;"
+                     "k.dispatchEvent(new Event('input'))")
+    wait(d, lambda d: (number(d, "#live-level") or 0) < loud - 30, what="the gain knob did not change the sound")
+    wait(d, lambda d: number(d, "#latency") is not None, what="no knob-to-sound latency measured")
+    received = d.execute_script("return window.studioLive.received")
+    wait(d, lambda d: d.execute_script("return window.studioLive.received") > received + 20,
+         what="the stream stopped after the knob move")
+    d.save_screenshot(str(SHOTS / "3-listen.png"))
+    # the stream cut off under the player: it runs dry, counts an underrun and keeps when (for the benchmark)
+    before = d.execute_script("return window.studioLive.underruns")
+    d.execute_script("window.studioLive.ws.close()")
+    wait(d, lambda d: d.execute_script("return window.studioLive.underruns") > before, what="no underrun counted")
+    times, now_ms = d.execute_script("return [window.studioLive.underrunTimes, performance.timeOrigin + performance.now()]")
+    assert len(times) == before + 1 and now_ms - 10_000 < times[-1] <= now_ms, (times, now_ms)
+    d.find_element(By.ID, "live-stop").click()
+
+    # 4. compare: two runs A/B, both previews play, the switch changes what is heard
+    radios_a = d.find_elements(By.CSS_SELECTOR, 'input[name="run-a"]')
+    radios_b = d.find_elements(By.CSS_SELECTOR, 'input[name="run-b"]')
+    assert len(radios_a) == 2 and len(radios_b) == 2
+    a = d.find_element(By.CSS_SELECTOR, 'input[name="run-a"]:checked').get_attribute("value")
+    b = d.find_element(By.CSS_SELECTOR, 'input[name="run-b"]:checked').get_attribute("value")
+    assert a != b
+    d.find_element(By.ID, "ab-play").click()
+    wait(d, lambda d: d.execute_script("return document.querySelector('#audio-a').currentTime > 0.2"
+                                        " && document.querySelector('#audio-b').currentTime > 0.2"),
+         what="the two previews did not play")
+    assert a in text(d, "#ab-now") and "playing A" in text(d, "#ab-now")
+    d.find_element(By.ID, "ab-toggle").click()
+    assert "playing B" in text(d, "#ab-now") and b in text(d, "#ab-now")
+    assert d.execute_script("return document.querySelector('#audio-a').muted && !document.querySelector('#audio-b').muted")
+    d.save_screenshot(str(SHOTS / "4-compare.png"))
+    d.find_element(By.ID, "ab-stop").click()
+
+    # 5. send to the gallery: deploy to the loopback Pi, see OK, then the fleet view
+    from selenium.webdriver.support.ui import Select
+
+    Select(d.find_element(By.ID, "deploy-run")).select_by_value(b)
+    d.execute_script("document.querySelector('#deploy-hosts').value = 'pi1'")
+    d.find_element(By.ID, "deploy-go").click()
+    row = wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, '#deploy-summary tr[data-host="pi1"]'), timeout=300,
+               what="no deploy summary for pi1")[0]
+    assert row.find_element(By.CSS_SELECTOR, "td.ok").text == "OK", row.text
+    deployed = studio.get("/api/deploy").json()
+    assert deployed["code"] == 0 and any(line.startswith("1 of 1 hosts OK") for line in deployed["lines"])
+    d.save_screenshot(str(SHOTS / "5-deployed.png"))
+    d.find_element(By.ID, "fleet-refresh").click()
+    fleet_row = wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, '#fleet tr[data-host="pi1"]'), timeout=120)[0]
+    cells = [td.text for td in fleet_row.find_elements(By.TAG_NAME, "td")]
+    assert cells[1] == "playing", cells
+    assert cells[2] == next(r["bundle_id"] for r in studio.get("/api/state").json()["runs"] if r["id"] == b)
+    d.save_screenshot(str(SHOTS / "6-fleet.png"))
+    assert "Traceback" not in "".join(studio.output)
+
+
+PLAYER_RUN = """
+const done = arguments[arguments.length - 1];
+const script = document.createElement("script");
+script.src = "/static/worklet.js";
+script.onerror = () => done({ error: "worklet.js did not load" });
+script.onload = () => {
+  // 23 ms of a 440-Hz sine, a 6.8-ms target: plays 2 quanta, runs dry in the 3rd, then more arrives
+  const core = new PlayerCore({ target: 300, max: 8192, block: 512 }, 44100);
+  const sine = (from, n) => Float32Array.from({ length: n }, (_, i) => 0.5 * Math.sin(2 * Math.PI * 440 * (from + i) / 44100));
+  const out = [], quantum = new Float32Array(128);
+  const play = (k) => { for (let q = 0; q < k; q++) { core.render(quantum); out.push(...quantum); } };
+  core.receive(sine(0, 1024));
+  play(4);
+  const dry = core.underruns;
+  core.receive(sine(1024, 2048));
+  play(4);
+  done({ out, dry, underruns: core.underruns, target: core.target });
+};
+document.head.appendChild(script);
+"""
+
+
+def test_the_page_player_fades_a_dropout_in_and_out_instead_of_clicking(studio, browser):
+    """The player's logic (PlayerCore in worklet.js) in the browser's own JavaScript engine, fed by hand."""
+    import numpy as np
+
+    d = browser
+    d.get(studio.url)
+    result = d.execute_async_script(PLAYER_RUN)
+    assert "error" not in result, result
+    out = np.asarray(result["out"], dtype=np.float32)
+    assert result["dry"] == 1 and result["underruns"] == 1  # counted once, in the 3rd quantum
+    assert result["target"] == 300 + 441  # and it buffers 10 ms deeper from then on
+    played, gap, silence = out[:256], out[256:384], out[384:512]
+    sine_step = 0.5 * 2 * np.pi * 440 / 44100
+    assert np.abs(played[:128]).max() < 0.5 and np.abs(played[128:]).max() > 0.45  # faded in over the 1st quantum
+    assert abs(played[0]) < 0.5 * abs(played[127]) + 0.01
+    # the gap goes on from the last sample played (its mirror image), fading to silence: no step larger than the
+    # sine's own, where cutting to silence would have stepped by the last sample's value
+    np.testing.assert_allclose(gap, played[::-1][:128] * (1 - np.arange(1, 129) / 129), atol=1e-6)
+    assert np.abs(np.diff(out[:512])).max() <= sine_step * 1.05
+    assert not silence.any()
+    back = out[512:]
+    assert abs(back[0]) < 0.02 and np.abs(back[128:]).max() > 0.45  # back from the gap: faded in again
+    assert np.abs(np.diff(back)).max() <= sine_step * 1.05

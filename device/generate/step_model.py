@@ -17,7 +17,7 @@ import numpy as np
 
 from murmur.device.bundle import Bundle
 from murmur.device.errors import BundleError
-from murmur.device.generate.runtime import load_interpreter_class
+from murmur.device.generate.runtime import load_interpreter_class, quiet_delegate_notice
 
 log = logging.getLogger(__name__)
 
@@ -37,28 +37,30 @@ class StepModel:
         model_path = bundle.model_path
         interpreter_class, self.runtime_name = load_interpreter_class(runtime)
         spec = bundle.model
-        try:
-            interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads)
-            signatures = interpreter.get_signature_list()
-        except Exception as exc:  # the runtimes raise ValueError/RuntimeError with their own messages
-            raise BundleError(
-                f"{model_path}: the TFLite runtime ({self.runtime_name}) cannot load this model ({exc}); "
-                "the file is damaged or was made by an incompatible exporter: re-export the bundle"
-            ) from exc
-        if spec.signature not in signatures:
-            raise BundleError(
-                f"{model_path}: no signature {spec.signature!r} (the model has {sorted(signatures)}); "
-                "bundle.json and the model disagree: re-export the bundle"
-            )
-        runner = interpreter.get_signature_runner(spec.signature)
-        input_details = runner.get_input_details()
-        output_details = runner.get_output_details()
-        del runner  # it holds a reference that blocks invoke() on the same interpreter
-        self._check_names_and_shapes(model_path, input_details, output_details)
-        try:
-            interpreter.allocate_tensors()
-        except Exception as exc:
-            raise BundleError(f"{model_path}: the runtime cannot allocate the model's tensors ({exc}); re-export the bundle") from exc
+        with quiet_delegate_notice():  # the runtime's "Created ... XNNPACK delegate" line, from construction on
+            try:
+                interpreter = interpreter_class(model_path=str(model_path), num_threads=num_threads)
+                signatures = interpreter.get_signature_list()
+            except Exception as exc:  # the runtimes raise ValueError/RuntimeError with their own messages
+                raise BundleError(
+                    f"{model_path}: the TFLite runtime ({self.runtime_name}) cannot load this model ({exc}); "
+                    "the file is damaged or was made by an incompatible exporter: re-export the bundle"
+                ) from exc
+            if spec.signature not in signatures:
+                raise BundleError(
+                    f"{model_path}: no signature {spec.signature!r} (the model has {sorted(signatures)}); "
+                    "bundle.json and the model disagree: re-export the bundle"
+                )
+            runner = interpreter.get_signature_runner(spec.signature)
+            input_details = runner.get_input_details()
+            output_details = runner.get_output_details()
+            del runner  # it holds a reference that blocks invoke() on the same interpreter
+            self._check_names_and_shapes(model_path, input_details, output_details)
+            try:
+                interpreter.allocate_tensors()
+            except Exception as exc:
+                raise BundleError(f"{model_path}: the runtime cannot allocate the model's tensors ({exc}); "
+                                  "re-export the bundle") from exc
         self._interpreter = interpreter
         self._in_frame = int(input_details[spec.input_frame]["index"])
         self._out_frame = int(output_details[spec.output_frame]["index"])

@@ -1,0 +1,42 @@
+"""`python -m murmur.device render` keeps the TFLite runtime's delegate notice out of the user's terminal, and
+``quiet_delegate_notice`` passes every other line of stderr through."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from murmur import REPO_ROOT as ROOT
+from murmur.device.generate.runtime import DELEGATE_NOTICE, quiet_delegate_notice
+
+
+def test_render_prints_no_delegate_notice(tiny_bundle, tmp_path):
+    # A child process: the runtime writes the notice once per process, so an earlier test here would hide it.
+    device_python = ROOT / ".venv" / "device" / "bin" / "python"
+    python = str(device_python) if device_python.exists() else sys.executable
+    out = tmp_path / "one second.wav"
+    result = subprocess.run([python, "-m", "murmur.device", "render", "--bundle", str(tiny_bundle), "--seconds", "1",
+                             "--out", str(out), "--seed", "1"], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"wrote {out}" in result.stdout and out.stat().st_size > 0
+    assert "XNNPACK" not in result.stdout + result.stderr
+
+
+def test_other_stderr_lines_pass_through_in_order(capfd):
+    with quiet_delegate_notice():
+        os.write(2, b"runtime: a real warning\n" + DELEGATE_NOTICE + b"\nERROR: a real error\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "runtime: a real warning\nERROR: a real error\nafter\n"
+
+
+def test_stderr_is_restored_when_building_fails(capfd):
+    with pytest.raises(ValueError, match="no model"):
+        with quiet_delegate_notice():
+            os.write(2, b"ERROR: could not open the model\n")
+            raise ValueError("no model")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "ERROR: could not open the model\nafter\n"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from benchmarks import bench_sound, corpus
 from benchmarks.common import BENCH_OUT, ROOT
+from murmur.device.files import replace_file
 
 RESULTS = BENCH_OUT / "ablation" / "results.json"
 SECONDS = bench_sound.RENDER_SECONDS
@@ -265,10 +266,7 @@ def _update(change) -> None:
     their results)."""
     results = _read()
     change(results)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_name(f".{RESULTS.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    tmp.replace(RESULTS)
+    replace_file(RESULTS, json.dumps(results, indent=1) + "\n")
 
 
 def run(quick: bool) -> str:

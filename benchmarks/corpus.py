@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from murmur import REPO_ROOT as ROOT
-from murmur.device.bundle import sha256_file
+from murmur.device.files import PendingFile, replace_file, sha256_file
 
 CORPUS_DIR = ROOT / "out" / "corpus"
 DEBS_DIR = CORPUS_DIR / "debs"
@@ -219,12 +219,11 @@ def make_clip(clip: Clip) -> Path:
 
         audio = soxr.resample(audio, rate, SAMPLE_RATE_HZ, quality="HQ").astype(np.float32)
     CORPUS_DIR.mkdir(parents=True, exist_ok=True)
-    tmp = clip.path.with_name(f".{clip.path.name}.tmp")
-    soundfile.write(tmp, np.clip(audio, -1.0, 1.0), SAMPLE_RATE_HZ, subtype="PCM_16", format="WAV")
-    tmp.replace(clip.path)
+    with PendingFile(clip.path) as pending:
+        soundfile.write(pending.file, np.clip(audio, -1.0, 1.0), SAMPLE_RATE_HZ, subtype="PCM_16", format="WAV")
     stamp = {"definition": _definition(clip), "frames": int(audio.shape[0]), "sha256": sha256_file(clip.path),
              "source_rate_hz": rate}
-    clip.stamp.write_text(json.dumps(stamp, indent=1) + "\n")
+    replace_file(clip.stamp, json.dumps(stamp, indent=1) + "\n")
     return clip.path
 
 

@@ -116,6 +116,8 @@ def fsync_tree(top: Path) -> None:
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data``: temporary sibling, fsync, rename, fsync the directory."""
+    # murmur.device.files.replace_file is the one implementation everywhere else; this script runs on the Pi
+    # with the standard library only and cannot import murmur, so it keeps its own.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
@@ -505,6 +507,8 @@ def code_id_of(tree: Path) -> str:
 
 
 def sha256_file(path: Path) -> str:
+    # The laptop's one sha256_file is murmur.device.files'; this script runs on the Pi with the standard library
+    # only (before the release's code or venv is in place), so it cannot import murmur and keeps this copy.
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

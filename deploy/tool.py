@@ -30,6 +30,7 @@ from pathlib import Path
 import murmur
 from murmur import REPO_ROOT as REPO
 from murmur.device.errors import ConfigError
+from murmur.device.files import sha256_file
 
 from .inventory import Host, Inventory, load_inventory
 
@@ -127,15 +128,15 @@ def build_release(bundle_dir: Path, config: Path | None, work: Path, repo: Path 
         files.append("site/murmur.toml")
     digest = hashlib.sha256()
     for rel in sorted(files):
-        digest.update(rel.encode() + b"\0" + sha256_bytes((tree / rel).read_bytes()).encode() + b"\n")
+        digest.update(rel.encode() + b"\0" + sha256_file(tree / rel).encode() + b"\n")
     requirements, install = tree / "deploy" / "requirements-pi.txt", tree / "deploy" / "install.sh"
     for needed in (requirements, install):
         if not needed.is_file():
             raise ConfigError(f"{repo / needed.relative_to(tree)}: missing; a release needs it (run from a full checkout)")
     bundle_id, bundle_name = bundle_name_of(bundle_dir)
     return Release(tree=tree, code_id=digest.hexdigest()[:16],
-                   venv_key=sha256_bytes(requirements.read_bytes())[:16],
-                   install_sha256=sha256_bytes(install.read_bytes()),
+                   venv_key=sha256_file(requirements)[:16],
+                   install_sha256=sha256_file(install),
                    bundle_dir=bundle_dir, bundle_id=bundle_id, bundle_name=bundle_name, git=git_describe(repo),
                    files=sorted(files))
 

@@ -21,7 +21,6 @@ The TFLite runtime check (the model really loads and steps) lives in ``murmur.de
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from murmur.device.errors import BundleError
+from murmur.device.files import fsync_dir, sha256_file
 
 FORMAT = "murmur-bundle"
 FORMAT_VERSION = 2  # what the trainer writes: 2 = the seeds are the frame bank, with its PCA index
@@ -149,15 +149,6 @@ class Bundle:
         return frames
 
 
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _require(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: Path) -> Any:
     if key not in table:
         raise BundleError(f"{where}: key {key!r} is missing; re-export the bundle with `make train`")
@@ -171,6 +162,34 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     """Read and check a bundle directory: version, checksums, settings, array shapes. Raises BundleError."""
     path = Path(path)
     meta_path = path / META_FILE
+    meta, version = _read_meta(path, meta_path)
+    files = _check_files(path, meta, meta_path)
+    audio = _audio_spec(meta, meta_path)
+    log_floor, std = _normalisation(meta, meta_path)
+    model = _model_spec(meta, meta_path, files)
+    _check_tflite_magic(path / model.file)
+    seeds_path = path / SEEDS_FILE
+    arrays = _read_seed_arrays(seeds_path, version)
+    seeds_u8, segment_starts = _check_seed_arrays(arrays, seeds_path, audio)
+    bank = _bank_index(arrays, seeds_path, audio.n_bins) if version >= 2 else None
+    return Bundle(
+        path=path,
+        meta=meta,
+        audio=audio,
+        model=model,
+        log_floor=log_floor,
+        std=std,
+        mean=arrays["mean"].astype(np.float32),
+        lo=arrays["lo"].astype(np.float32),
+        hi=arrays["hi"].astype(np.float32),
+        seeds_u8=seeds_u8,
+        segment_starts=segment_starts,
+        bank=bank,
+    )
+
+
+def _read_meta(path: Path, meta_path: Path) -> tuple[dict[str, Any], int]:
+    """bundle.json of the directory ``path``, with its format and a version this device reads -> (meta, version)."""
     if not path.is_dir():
         raise BundleError(f"{path}: not a directory; pass a bundle directory written by `make train`")
     if not meta_path.is_file():
@@ -188,7 +207,11 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             f"{meta_path}: format_version {version!r} is not supported by this device (it reads {readable}); "
             "update the device code (`make deploy`) or re-export the bundle with this version of the trainer"
         )
+    return meta, version
 
+
+def _check_files(path: Path, meta: dict[str, Any], meta_path: Path) -> dict[str, Any]:
+    """Every file listed in ``files`` is a plain name, present, and has its listed sha256 -> the ``files`` table."""
     files = _require(meta, "files", dict, meta_path)
     for name in (MODEL_FILE, SEEDS_FILE):
         if name not in files:
@@ -206,7 +229,11 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
                 f"{file_path}: checksum mismatch (sha256 {actual[:12]}…, {META_FILE} says {str(expected)[:12]}…); "
                 "the file is damaged or was changed: copy the bundle again or re-export it"
             )
+    return files
 
+
+def _audio_spec(meta: dict[str, Any], meta_path: Path) -> AudioSpec:
+    """The ``audio`` table, checked: rate 8-192 kHz, n_fft a power of two >= 64, hop <= n_fft/2, Hann."""
     audio_table = _require(meta, "audio", dict, meta_path)
     audio = AudioSpec(
         sample_rate_hz=_require(audio_table, "sample_rate_hz", int, meta_path),
@@ -222,13 +249,21 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         raise BundleError(f"{meta_path}: audio.hop_length={audio.hop_length} must be in 1..n_fft/2 ({audio.n_fft // 2})")
     if audio.window != "hann":
         raise BundleError(f"{meta_path}: audio.window={audio.window!r} is not supported (only 'hann')")
+    return audio
 
+
+def _normalisation(meta: dict[str, Any], meta_path: Path) -> tuple[float, float]:
+    """The ``normalisation`` table -> (log_floor, std), both finite and > 0."""
     norm = _require(meta, "normalisation", dict, meta_path)
     log_floor = float(_require(norm, "log_floor", (int, float), meta_path))
     std = float(_require(norm, "std", (int, float), meta_path))
     if not (log_floor > 0 and np.isfinite(std) and std > 0):
         raise BundleError(f"{meta_path}: normalisation log_floor={log_floor}, std={std} must both be > 0")
+    return log_floor, std
 
+
+def _model_spec(meta: dict[str, Any], meta_path: Path, files: dict[str, Any]) -> ModelSpec:
+    """The ``model`` table: tensor names, one state size per state pair, and a model file listed in ``files``."""
     model_table = _require(meta, "model", dict, meta_path)
     input_states = tuple(_require(model_table, "input_states", list, meta_path))
     output_states = tuple(_require(model_table, "output_states", list, meta_path))
@@ -248,15 +283,21 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
         state_sizes=state_sizes,
         quantisation=_require(model_table, "quantisation", str, meta_path),
     )
-    model_path = path / model.file
     if model.file not in files:
         raise BundleError(f"{meta_path}: model file {model.file!r} is not listed in 'files'")
+    return model
+
+
+def _check_tflite_magic(model_path: Path) -> None:
+    """The model file carries the TFLite flatbuffer identifier (bytes 4..8)."""
     with open(model_path, "rb") as f:
         head = f.read(8)
     if len(head) < 8 or head[4:8] != TFLITE_MAGIC:
         raise BundleError(f"{model_path}: not a TFLite flatbuffer (no 'TFL3' identifier); re-export the bundle")
 
-    seeds_path = path / SEEDS_FILE
+
+def _read_seed_arrays(seeds_path: Path, version: int) -> dict[str, np.ndarray]:
+    """The arrays of seeds.npz that format ``version`` needs, by name (all present, no pickles)."""
     keys: tuple[str, ...] = ("frames_u8", "lo", "hi", "mean", "segment_starts")
     if version >= 2:
         keys += ("pca_mean", "pca_components", "bank_coords")
@@ -266,11 +307,16 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
             if missing:
                 raise BundleError(f"{seeds_path}: array {', '.join(repr(k) for k in missing)} missing (format "
                                   f"{version} needs {', '.join(keys)}); re-export the bundle with `make train`")
-            arrays = {key: npz[key] for key in keys}
+            return {key: npz[key] for key in keys}
     except BundleError:
         raise
     except (OSError, ValueError) as exc:
         raise BundleError(f"{seeds_path}: unreadable ({exc}); re-export the bundle") from exc
+
+
+def _check_seed_arrays(arrays: dict[str, np.ndarray], seeds_path: Path, audio: AudioSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Shapes, dtypes and finiteness of the seed frames and per-bin arrays, and the segment starts -> (frames_u8
+    (n, n_bins) uint8, segment_starts (n_segments,) int64)."""
     n_bins = audio.n_bins
     seeds_u8 = arrays["frames_u8"]
     if seeds_u8.dtype != np.uint8 or seeds_u8.ndim != 2 or seeds_u8.shape[1] != n_bins or seeds_u8.shape[0] < 1:
@@ -285,22 +331,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     if segment_starts.ndim != 1 or len(segment_starts) < 1 or segment_starts[0] != 0 or np.any(np.diff(segment_starts) <= 0) \
             or segment_starts[-1] >= seeds_u8.shape[0]:
         raise BundleError(f"{seeds_path}: segment_starts {segment_starts[:8]} must start at 0 and increase within the seed frames")
-
-    bank = _bank_index(arrays, seeds_path, n_bins) if version >= 2 else None
-    return Bundle(
-        path=path,
-        meta=meta,
-        audio=audio,
-        model=model,
-        log_floor=log_floor,
-        std=std,
-        mean=arrays["mean"].astype(np.float32),
-        lo=arrays["lo"].astype(np.float32),
-        hi=arrays["hi"].astype(np.float32),
-        seeds_u8=seeds_u8,
-        segment_starts=segment_starts,
-        bank=bank,
-    )
+    return seeds_u8, segment_starts
 
 
 def _bank_index(arrays: dict[str, np.ndarray], seeds_path: Path, n_bins: int) -> BankIndex:
@@ -369,7 +400,7 @@ def write_bundle(out_dir: str | os.PathLike[str], meta: dict[str, Any], files: d
             old_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
             os.rename(out_dir, old_dir / "bundle")
         os.rename(tmp_dir, out_dir)
-        _fsync_dir(out_dir.parent)
+        fsync_dir(out_dir.parent)
         if old_dir is not None:
             shutil.rmtree(old_dir, ignore_errors=True)
     except BaseException:
@@ -380,11 +411,3 @@ def write_bundle(out_dir: str | os.PathLike[str], meta: dict[str, Any], files: d
             shutil.rmtree(old_dir, ignore_errors=True)
         raise
     return out_dir
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

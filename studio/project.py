@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from murmur.device.files import replace_file
 
 from .errors import StudioError
 
@@ -80,10 +81,7 @@ class Project:
         return data
 
     def _write(self, data: dict) -> None:
-        path = self.root / PROJECT_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, path)
+        replace_file(self.root / PROJECT_FILE, json.dumps(data, indent=1))
 
     def settings(self) -> dict:
         with self._lock:
@@ -133,7 +131,7 @@ class Project:
                 raise StudioError(str(exc).replace(str(upload), filename)) from exc
             name = self._free_name(safe_name(filename))
             overview = make_overview(decoded.samples, self.sample_rate_hz)
-            (self.material / f"{name}.json").write_text(json.dumps(overview))
+            replace_file(self.material / f"{name}.json", json.dumps(overview))
             write_wav(self.material / f"{name}.wav", decoded.samples, self.sample_rate_hz)  # atomic
         finally:
             upload.unlink(missing_ok=True)
@@ -152,7 +150,7 @@ class Project:
             import soundfile
 
             samples, rate = soundfile.read(str(path.with_suffix(".wav")), dtype="float32")
-            path.write_text(json.dumps(make_overview(samples.reshape(samples.shape[0], -1).mean(axis=1), rate)))
+            replace_file(path, json.dumps(make_overview(samples.reshape(samples.shape[0], -1).mean(axis=1), rate)))
         return json.loads(path.read_text())
 
     def remove_recording(self, name: str) -> None:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from murmur import REPO_ROOT
+from murmur.device.files import fsync_dir, replace_file
 
 from .errors import StudioError
 from .project import Project
@@ -169,9 +170,10 @@ class TrainJob:
             cancelled = self._cancelled
         if bundle_ok and not cancelled:
             record = self.record()
-            (self.partial / "run.json").write_text(json.dumps(record, indent=1))
+            replace_file(self.partial / "run.json", json.dumps(record, indent=1))
             shutil.rmtree(self.partial / "material", ignore_errors=True)  # the selection is in run.json
-            os.replace(self.partial, self.final)
+            os.replace(self.partial, self.final)  # the run appears whole (its bundle was written durably)
+            fsync_dir(self.final.parent)
             self.status = "done"
             return
         tail = self.log_tail()

@@ -12,16 +12,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from murmur.device.bundle import sha256_file
 from murmur.device.dsp import frames
 from murmur.device.errors import AudioFileError
+from murmur.device.files import PendingFile, replace_file, sha256_file
 
 from .audio import decode
 
@@ -114,22 +113,13 @@ def load_source(path: Path, settings: FrameSettings, cache_dir: Path) -> SourceF
             pass  # a damaged cache entry is rebuilt below
     audio = decode(path, settings.sample_rate_hz)
     n_frames = 1 + audio.samples.shape[0] // settings.hop_length
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".npy", dir=cache_dir)
-    os.close(fd)
-    try:
-        out = np.lib.format.open_memmap(tmp_name, mode="w+", dtype=np.float32, shape=(n_frames, settings.n_bins))
+    with PendingFile(npy_path) as pending:  # written by name through the memmap, then renamed into place
+        out = np.lib.format.open_memmap(pending.tmp_path, mode="w+", dtype=np.float32, shape=(n_frames, settings.n_bins))
         _log_magnitudes_into(audio.samples, settings, out)
         out.flush()
         del out
-        os.replace(tmp_name, npy_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
     info = {"source": str(path), "duration_s": audio.duration_s, "notes": audio.notes, "settings": asdict(settings)}
-    tmp_info = info_path.with_name(f".{info_path.name}.tmp")
-    tmp_info.write_text(json.dumps(info))
-    os.replace(tmp_info, info_path)
+    replace_file(info_path, json.dumps(info))
     return SourceFrames(path, digest, np.load(npy_path, mmap_mode="r"), audio.duration_s, audio.notes, False)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from murmur.device.bundle import load_bundle
 from murmur.device.dsp import frames
 from murmur.device.dsp.wavio import write_wav  # the one WAV writer 16-bit, atomic; trainer.cli takes it from here
+from murmur.device.files import PendingFile
 
 from .fit import EpochRecord
 
@@ -71,7 +72,8 @@ def draw(path: Path, source_log_mag: np.ndarray, generated: np.ndarray, *, sampl
         fig.tight_layout(rect=(0, bottom, 1, 1))
     else:
         fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with PendingFile(path) as pending:
+            fig.savefig(pending.file, format="png", dpi=90)
+    finally:
+        plt.close(fig)

@@ -2,19 +2,20 @@
 
 Reading uses soundfile (libsndfile: WAV/FLAC/OGG/MP3/AIFF) when it is importable and falls back to the
 standard-library ``wave`` module (PCM WAV only), so the device needs no extra dependency for WAV.
-Writing is always 16-bit PCM WAV through ``wave``; ``write_wav`` is atomic (temp file + rename).
+Writing is always 16-bit PCM WAV through ``wave``, atomic and durable (``murmur.device.files.PendingFile``: temporary
+sibling, fsync, rename), the file's mode following the umask.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import wave
 from pathlib import Path
 
 import numpy as np
 
 from murmur.device.errors import AudioFileError
+from murmur.device.files import PendingFile
 
 try:  # optional: decodes compressed formats; absent on a minimal device install
     import soundfile as _soundfile
@@ -105,18 +106,11 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate_hz: int) -
     path = Path(path)
     rate = _check_rate(sample_rate_hz)
     data = _to_pcm16(audio)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw_file, wave.open(raw_file, "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(rate)
-            wav.writeframes(data)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with PendingFile(path) as pending, wave.open(pending.file, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(data)
     return path
 
 
@@ -131,10 +125,8 @@ class WavWriter:
         self.path = Path(path)
         self.sample_rate_hz = _check_rate(sample_rate_hz)
         self.samples_written = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._file = os.fdopen(fd, "wb")
-        self._wav = wave.open(self._file, "wb")
+        self._pending = PendingFile(self.path)
+        self._wav = wave.open(self._pending.file, "wb")
         self._wav.setnchannels(1)
         self._wav.setsampwidth(2)
         self._wav.setframerate(self.sample_rate_hz)
@@ -153,11 +145,10 @@ class WavWriter:
             self._closed = True
             try:
                 self._wav.close()
-                self._file.close()
-                os.replace(self._tmp_name, self.path)
             except BaseException:
-                Path(self._tmp_name).unlink(missing_ok=True)
+                self._pending.abort()
                 raise
+            self._pending.commit()
         return self.path
 
     def abort(self) -> None:
@@ -166,9 +157,8 @@ class WavWriter:
             self._closed = True
             try:
                 self._wav.close()
-                self._file.close()
             finally:
-                Path(self._tmp_name).unlink(missing_ok=True)
+                self._pending.abort()
 
     def __enter__(self) -> WavWriter:
         return self

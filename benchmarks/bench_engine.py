@@ -32,10 +32,8 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 ASOUNDRC = 'pcm.!default {\n  type file\n  slave.pcm "null"\n  file "/dev/null"\n  format "raw"\n}\n'
 
 TARGETS = {"step_ms": 0.1, "vocoder_ms": 1.0, "engine_ms": 1.16, "rss_mb": 150.0, "first_block_s": 2.0, "latency_ms": 100.0}
-SILENCE_DBFS = -50.0
 CLIP_LEVEL = 0.999
 MAX_BANK_S = 200.0  # the trainer keeps every frame of up to this much audio (trainer/export.py MAX_BANK_SECONDS)
-STATIC_FRACTION_OF_TRAINING = 0.25  # a second is "static" if it moves less than this x the training audio's median
 
 
 def demo_bundle_dir() -> Path:
@@ -238,22 +236,6 @@ def control_latency_frames(bundle) -> dict[str, int]:
     return out
 
 
-def _second_spectra(audio: np.ndarray, n_fft: int, hop: int, rate: int) -> np.ndarray:
-    """Mean log-magnitude spectrum of each whole second of ``audio`` -> (n_seconds, n_bins)."""
-    from murmur.device.dsp.frames import stft_magnitudes
-
-    n_seconds = len(audio) // rate
-    out = np.empty((n_seconds, n_fft // 2 + 1), dtype=np.float32)
-    for s in range(n_seconds):
-        mags = stft_magnitudes(audio[s * rate : (s + 1) * rate], n_fft=n_fft, hop_length=hop, center=False)
-        out[s] = np.log(mags + 1e-5).mean(axis=0)
-    return out
-
-
-def _movement(spectra: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(np.diff(spectra, axis=0), axis=1)
-
-
 def training_reference(bundle) -> tuple[np.ndarray, str]:
     """The training audio when the bundle names a file we can find (the demo clip), else None."""
     names = [f.get("name", "") for f in bundle.meta.get("training", {}).get("data", {}).get("files", [])]
@@ -270,7 +252,10 @@ def training_reference(bundle) -> tuple[np.ndarray, str]:
 
 
 def stability_run(bundle, seconds: float) -> dict:
+    """``seconds`` of ``BlockPipeline`` output measured as it streams (``murmur.device.dsp.measures``: 1-s dead-air
+    windows, movement spectra at the bundle's n_fft/hop) against the training audio, or its seed frames."""
     from murmur.device.controls.values import Controls
+    from murmur.device.dsp import measures
     from murmur.device.dsp.frames import denormalise
     from murmur.device.playback.engine import BlockPipeline
 
@@ -278,63 +263,44 @@ def stability_run(bundle, seconds: float) -> dict:
     pipeline = BlockPipeline(bundle, seed=1)
     controls = Controls()
     n_seconds = int(seconds)
-    second = np.empty(rate + hop, dtype=np.float32)
-    filled = 0
-    energies = np.empty(n_seconds)
-    spectra = np.empty((n_seconds, n_fft // 2 + 1), dtype=np.float32)
-    nonfinite = clips = 0
+    meter = measures.AudioMeter(rate, n_fft=n_fft, hop_length=hop)
+    clips = 0
     peak = 0.0
     started = time.perf_counter()
-    for s in range(n_seconds):
-        while filled < rate:
-            block = pipeline.next_block(controls)
-            nonfinite += int(block.size - np.isfinite(block).sum())
-            second[filled : filled + hop] = block
-            filled += hop
-        chunk = second[:rate]
-        clips += int(np.count_nonzero(np.abs(chunk) >= CLIP_LEVEL))
-        peak = max(peak, float(np.abs(chunk).max()))
-        energies[s] = float(np.mean(chunk.astype(np.float64) ** 2))
-        spectra[s] = _second_spectra(chunk, n_fft, hop, rate)[0]
-        second[: filled - rate] = second[rate:filled]
-        filled -= rate
+    for _ in range(-(-n_seconds * rate // hop)):
+        block = pipeline.next_block(controls)
+        finite = block[np.isfinite(block)]
+        clips += int(np.count_nonzero(np.abs(finite) >= CLIP_LEVEL))
+        peak = max(peak, float(np.abs(finite).max(initial=0.0)))
+        meter.feed(block)
     elapsed = time.perf_counter() - started
+    found = meter.finish()
 
     reference, reference_name = training_reference(bundle)
     if reference is not None:
-        ref_spectra = _second_spectra(reference, n_fft, hop, rate)
-        ref_energy = np.array([np.mean(reference[s * rate : (s + 1) * rate].astype(np.float64) ** 2)
-                               for s in range(len(reference) // rate)])
-    else:  # the seed frames are the training frames: their per-second mean log spectra (no phase needed)
-        frames_per_s = int(round(rate / hop))
+        ref = measures.measure_audio(reference, rate, n_fft=n_fft, hop_length=hop)
+        ref_moves, ref_windows, ref_level_db = ref.movements_db, ref.window_levels_dbfs, ref.level_dbfs
+    else:  # the seed frames are the training frames: their magnitudes give the same spectra and levels
         mags = denormalise(bundle.seed_frames(0, bundle.n_seed_frames), bundle.mean, bundle.std, bundle.log_floor)
-        n = len(mags) // frames_per_s
-        ref_spectra = np.log(mags[: n * frames_per_s] + 1e-5).reshape(n, frames_per_s, -1).mean(axis=1)
-        ref_energy = np.array([np.nan])
-    movement = _movement(spectra)
-    ref_movement = _movement(ref_spectra)
-    level_db = 10 * np.log10(energies + 1e-20)
-    window = min(10, n_seconds)
-    window_db = 10 * np.log10(np.convolve(energies, np.ones(window) / window, mode="valid") + 1e-20)
-    ref_window_db = (10 * np.log10(np.convolve(ref_energy, np.ones(10) / 10, mode="valid") + 1e-20)
-                     if len(ref_energy) >= 10 else np.array([np.nan]))
-    # longest stretch (s) covered by 10-s windows below -50 dBFS
-    below = window_db < SILENCE_DBFS
-    longest = run = 0
+        per_second = measures.frames_per_window(rate, hop)
+        ref_moves = measures.movements_db(measures.second_spectra_db(mags, per_second))
+        ref_windows = measures.frame_window_levels_dbfs(mags, n_fft, per_second)
+        ref_level_db = float(measures.level_dbfs(measures.frame_mean_squares(mags, n_fft).mean()))
+    moves, level_db = found.movements_db, found.window_levels_dbfs
+    below = level_db < measures.DEAD_AIR_DBFS
+    longest = run = 0  # longest stretch of consecutive dead-air windows
     for flag in below:
         run = run + 1 if flag else 0
         longest = max(longest, run)
-    ref_level_db = float(10 * np.log10(ref_energy.mean())) if np.isfinite(ref_energy).all() else float("nan")
-    static = movement < STATIC_FRACTION_OF_TRAINING * float(np.median(ref_movement))
     return {
-        "seconds": n_seconds, "realtime_x": n_seconds / elapsed, "nonfinite_samples": nonfinite,
+        "seconds": n_seconds, "realtime_x": n_seconds / elapsed, "nonfinite_samples": found.nonfinite_samples,
         "nonfinite_frames_recovered": pipeline.nonfinite_frames, "hard_clips": clips, "peak_dbfs": 20 * math.log10(max(peak, 1e-12)),
-        "min_10s_dbfs": float(window_db.min()), "windows_below": int(below.sum()),
-        "longest_below_s": (longest + window - 1) if longest else 0,
-        "ref_min_10s_dbfs": float(ref_window_db.min()) if np.isfinite(ref_window_db).all() else float("nan"),
-        "movement_ratio": float(movement.mean() / ref_movement.mean()), "static_fraction": float(static.mean()),
-        "level_dbfs": float(10 * np.log10(energies.mean() + 1e-20)), "ref_level_dbfs": ref_level_db,
-        "seconds_6db_off": float(np.mean(np.abs(level_db - ref_level_db) > 6.0)) if math.isfinite(ref_level_db) else float("nan"),
+        "min_window_dbfs": float(level_db.min()), "windows_below": int(below.sum()),
+        "longest_below_s": longest * measures.DEAD_AIR_WINDOW_S, "ref_min_window_dbfs": float(ref_windows.min()),
+        "movement_ratio": measures.movement_ratio(moves, ref_moves),
+        "static_fraction": measures.static_share(moves, ref_moves),
+        "level_dbfs": found.level_dbfs, "ref_level_dbfs": ref_level_db,
+        "seconds_6db_off": float(np.mean(np.abs(level_db - ref_level_db) > 6.0)),
         "jumps": pipeline.voice.sampler.jumps, "reference": reference_name,
     }
 
@@ -367,6 +333,7 @@ def _ok(value: float, target: float, higher_is_better: bool = False) -> str:
 
 def run(quick: bool) -> str:
     from murmur.device.bundle import load_bundle
+    from murmur.device.dsp import measures
 
     bundle_dir = demo_bundle_dir()
     bundle = load_bundle(bundle_dir)
@@ -422,8 +389,8 @@ def run(quick: bool) -> str:
         "| figure | value | target | met |",
         "|---|---|---|---|",
         f"| NaN/inf samples (frames recovered by the guard) | {s['nonfinite_samples']} ({s['nonfinite_frames_recovered']}) | 0 | {_ok(s['nonfinite_samples'] + s['nonfinite_frames_recovered'], 0)} |",
-        f"| longest stretch in 10-s windows below −50 dBFS | {s['longest_below_s']} s (quietest window {s['min_10s_dbfs']:.1f} dBFS; training {s['ref_min_10s_dbfs']:.1f} dBFS) | 0 s | {_ok(s['longest_below_s'], 0)} |",
-        f"| movement ratio vs training (trainer/liveness.py) | {s['movement_ratio']:.2f} | ~1 (reference drone 0.1) | {_ok(s['movement_ratio'], 0.5, True)} |",
+        f"| longest dead air (consecutive 1-s windows below −50 dBFS) | {s['longest_below_s']:g} s (quietest second {s['min_window_dbfs']:.1f} dBFS; training {s['ref_min_window_dbfs']:.1f} dBFS) | 0 s | {_ok(s['longest_below_s'], 0)} |",
+        f"| movement ratio vs training (device/dsp/measures.py) | {s['movement_ratio']:.2f} | ~1 (reference drone 0.1) | {_ok(s['movement_ratio'], 0.5, True)} |",
         f"| static seconds | {100 * s['static_fraction']:.1f} % | 0 % (drone 70–95 %) | {_ok(s['static_fraction'], 0.01)} |",
         f"| hard clips (\\|x\\| ≥ 0.999) | {s['hard_clips']} (peak {s['peak_dbfs']:.1f} dBFS) | 0 | {_ok(s['hard_clips'], 0)} |",
         level_row,
@@ -444,11 +411,13 @@ def run(quick: bool) -> str:
         f"frames until the difference per {frame_ms:.1f}-ms block reaches {LATENCY_THRESHOLD_DB:.0f} dB relative to "
         f"the signal (worst case); plus the engine's ring lead ({buffer_frames} frames). The vocoder's look-ahead is "
         "inside the measured frames. Gain acts after the vocoder (0 frames).",
-        "- Stability: `BlockPipeline` streamed second by second. Dead air: mean power over sliding 10-s windows. "
-        "Drone: per 1-s window the mean log-magnitude spectrum (n_fft/hop of the bundle); movement = norm of its "
-        "change from one second to the next, divided by the same on the training audio; a second is static when it "
-        f"moves less than {STATIC_FRACTION_OF_TRAINING} × the training audio's median movement. Clips: samples at "
-        "|x| ≥ 0.999 after the soft limiter.",
+        "- Stability: `BlockPipeline` streamed block by block through `murmur.device.dsp.measures.AudioMeter` (the "
+        "definitions the trainer's liveness and sound check use). Dead air: RMS of each 1-s window below −50 dBFS. "
+        "Drone: per second (round(rate/hop) frames of the centred STFT, n_fft/hop of the bundle) the mean dB "
+        "spectrum; movement = RMS over bins of its change from one second to the next; ratio = median movement / "
+        "the training audio's median movement; a second is static when it moves less than "
+        f"{measures.STATIC_FRACTION} × the training audio's median. Clips: samples at |x| ≥ 0.999 after the soft "
+        "limiter.",
     ]
     return "\n".join(lines).replace("training nan dBFS", "no training audio")
 

@@ -366,7 +366,7 @@ its clip with `trainer/soundcheck.py` (its docstring has the exact recipe):
   Replay % = share of such windows (the clip against itself: 100 %).
 - **Loops**: the same test of each 1.5-s window of the render against the render's own windows that start 1.5 to
   10 s earlier (hop 2 frames): the share that nearly repeats what was just played (a cycle, a stuck phrase).
-- **Liveness** (as `trainer/liveness.py`): movement = median change of the 1-s mean dB spectrum from second to
+- **Liveness** (as `device/dsp/measures.py` defines it, shared with `trainer/liveness.py`): movement = median change of the 1-s mean dB spectrum from second to
   second, render / clip (≈1 for music against itself; a drone ≈0.1); static % = seconds moving less than ¼ of
   the clip's median; dead air % = non-overlapping 1-s windows below −50 dBFS RMS (render, and the clip in
   brackets); level = RMS of the whole audio in dBFS; NaN = non-finite samples.

@@ -66,7 +66,7 @@ Loops, in percent (``loop_pct``)
     again within ten seconds is a loop (coming back to a passage of a 30-s recording after half a minute is what
     any player of it does).
 
-Liveness (the definitions of ``trainer/liveness.py``)
+Liveness (the definitions of ``murmur.device.dsp.measures``, which ``trainer/liveness.py`` and the device share)
     movement ratio: per whole second (groups of round(sr/512) = 86 frames of the STFT above, a last partial group
         dropped), the mean over the group of 20·log10(|X| + 1e-5) -> (n_seconds, 1025) dB; movement of a second =
         RMS over the 1025 bins of its change from the previous second (dB); ratio = median candidate movement /
@@ -90,14 +90,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .liveness import DEAD_AIR_DBFS, STATIC_FRACTION
+from murmur.device.dsp import measures
 
 N_FFT = 2048
 HOP = 512  # samples per frame
 N_MELS = 64
 POWER_FLOOR = 1e-10  # added to the mel power before 10·log10
-MAGNITUDE_FLOOR = 1e-5  # added to |X| before 20·log10 (liveness spectra)
-STFT_BLOCK_SECONDS = 24  # whole seconds of frames per STFT block (bounds the temporaries to ~25 MB)
 
 # scale name -> (frames per window, hop in frames, pooled steps or None, PCA components)
 SCALES: dict[str, tuple[int, int, int | None, int]] = {
@@ -110,7 +108,6 @@ PHRASE_SOURCE_HOP = 2  # source windows for phrase replay start every 2 frames (
 REPLAY_COMPONENTS = 32
 REPLAY_THRESHOLD_FRACTION = 0.25
 GRAIN_HOP_S = 0.125  # grains of twice this length, 50 % overlap
-DEAD_AIR_WINDOW_S = 1.0
 VECTOR_BLOCK = 4096  # window vectors built at a time
 NEIGHBOUR_BLOCK = 512  # candidate windows per nearest-neighbour block
 
@@ -164,28 +161,18 @@ class Analysis:
     def movements_db(self) -> np.ndarray:
         """(n_seconds - 1,) movement of each second from the previous one, dB."""
         if "movements" not in self._cache:
-            self._cache["movements"] = np.sqrt(np.mean(np.diff(self.second_db.astype(np.float64), axis=0) ** 2, axis=1))
+            self._cache["movements"] = measures.movements_db(self.second_db)
         return self._cache["movements"]
 
     @property
     def dead_air_pct(self) -> float:
-        return float(100.0 * np.mean(self.second_rms_dbfs < DEAD_AIR_DBFS))
+        return 100.0 * measures.dead_air_share(self.second_rms_dbfs)
 
 
 def _mel_filters(sr: int) -> np.ndarray:
     import librosa
 
     return librosa.filters.mel(sr=sr, n_fft=N_FFT, n_mels=N_MELS, fmax=sr / 2).astype(np.float32).T  # (1025, 64)
-
-
-def _frames_per_second(sr: int) -> int:
-    return max(1, int(round(sr / HOP)))
-
-
-def _clean_block(block: np.ndarray) -> np.ndarray:
-    block = np.asarray(block, dtype=np.float32)
-    bad = ~np.isfinite(block)
-    return np.where(bad, np.float32(0), block) if bad.any() else block
 
 
 def _check_audio(audio: np.ndarray, sr: int, what: str) -> np.ndarray:
@@ -202,60 +189,26 @@ def _check_audio(audio: np.ndarray, sr: int, what: str) -> np.ndarray:
 def analyse(audio: np.ndarray, sr: int, *, what: str = "audio") -> Analysis:
     """(n_samples,) float audio at ``sr`` Hz -> Analysis: log-mel frames, per-second spectra, levels, NaN count.
 
-    Memory: the STFT runs in blocks of STFT_BLOCK_SECONDS; an hour at 44.1 kHz needs ~80 MB for mel_db and ~15 MB
-    for second_db beyond the audio itself.
+    One pass of ``murmur.device.dsp.measures.measure_audio`` (the STFT in blocks of measures.BLOCK_S) gives the
+    liveness figures and, frame by frame, the magnitudes the log-mel frames are made from. Memory: an hour at
+    44.1 kHz needs ~80 MB for mel_db and ~15 MB for second_db beyond the audio itself.
     """
     audio = _check_audio(audio, sr, what)
-    n = audio.shape[0]
-    n_frames = 1 + n // HOP
-    half = N_FFT // 2
-    per_second = _frames_per_second(sr)
-    n_seconds = n_frames // per_second
-    block_frames = per_second * STFT_BLOCK_SECONDS
-    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
     fb = _mel_filters(sr)
-    mel_db = np.empty((n_frames, N_MELS), dtype=np.float32)
-    second_db = np.empty((n_seconds, N_FFT // 2 + 1), dtype=np.float32)
-    for f0 in range(0, n_frames, block_frames):
-        f1 = min(n_frames, f0 + block_frames)
-        lo, hi = f0 * HOP - half, (f1 - 1) * HOP + half  # samples [lo, hi) of the unpadded audio
-        buf = np.zeros(hi - lo, dtype=np.float32)
-        a, b = max(lo, 0), min(hi, n)
-        buf[a - lo : b - lo] = _clean_block(audio[a:b])
-        frames_view = np.lib.stride_tricks.sliding_window_view(buf, N_FFT)[::HOP]  # (f1 - f0, N_FFT)
-        mag = np.abs(np.fft.rfft(frames_view * window, axis=1)).astype(np.float32)  # (f1 - f0, 1025)
-        mel_db[f0:f1] = 10.0 * np.log10((mag * mag) @ fb + np.float32(POWER_FLOOR))
-        s0, s1 = f0 // per_second, min(n_seconds, f1 // per_second)
-        if s1 > s0:
-            whole = mag[: (s1 - s0) * per_second]
-            db = 20.0 * np.log10(whole + np.float32(MAGNITUDE_FLOOR))
-            second_db[s0:s1] = db.reshape(s1 - s0, per_second, -1).mean(axis=1)
-    nan_samples, total_sq = 0, 0.0
-    window_sq: list[np.ndarray] = []
-    win = int(round(DEAD_AIR_WINDOW_S * sr))  # samples per dead-air window
-    block = win * 60
-    for s in range(0, n, block):
-        raw = np.asarray(audio[s : s + block], dtype=np.float32)
-        bad = ~np.isfinite(raw)
-        nan_samples += int(np.count_nonzero(bad))
-        x = np.where(bad, 0.0, raw).astype(np.float64) if bad.any() else raw.astype(np.float64)
-        sq = x * x
-        total_sq += float(sq.sum())
-        whole = (sq.shape[0] // win) * win
-        if whole:
-            window_sq.append(sq[:whole].reshape(-1, win).mean(axis=1))
-    if window_sq:
-        per_window = np.concatenate(window_sq)
-    else:  # shorter than one window: the whole audio is one window
-        per_window = np.array([total_sq / n])
+    mel_db = np.empty((1 + audio.shape[0] // HOP, N_MELS), dtype=np.float32)
+
+    def to_mel(first: int, mag: np.ndarray) -> None:
+        mel_db[first : first + mag.shape[0]] = 10.0 * np.log10((mag * mag) @ fb + np.float32(POWER_FLOOR))
+
+    found = measures.measure_audio(audio, sr, n_fft=N_FFT, hop_length=HOP, on_magnitudes=to_mel)
     return Analysis(
         sample_rate_hz=int(sr),
-        n_samples=int(n),
+        n_samples=found.n_samples,
         mel_db=mel_db,
-        second_db=second_db,
-        second_rms_dbfs=10.0 * np.log10(per_window + 1e-20),
-        level_dbfs=float(10.0 * np.log10(total_sq / n + 1e-20)),
-        nan_samples=nan_samples,
+        second_db=found.second_db,
+        second_rms_dbfs=found.window_levels_dbfs,
+        level_dbfs=found.level_dbfs,
+        nan_samples=found.nonfinite_samples,
     )
 
 
@@ -553,14 +506,13 @@ def evaluate(source, candidate, sr: int) -> SoundFigures:
     if src_moves.size == 0 or cand_moves.size == 0:
         raise ValueError(f"movement needs at least 2 whole seconds of audio; the source has {src.n_samples / sr:.2f} s "
                          f"and the candidate {cand.n_samples / sr:.2f} s")
-    src_median = float(np.median(src_moves))
     return SoundFigures(
         fd_frame=fds["frame"],
         fd_93ms=fds["93ms"],
         fd_1500ms=fds["1.5s"],
         replay_pct=phrase_replay(src, cand, sr),
-        movement_ratio=float(np.median(cand_moves) / src_median) if src_median > 0 else float("nan"),
-        static_pct=float(100.0 * np.mean(cand_moves < STATIC_FRACTION * src_median)),
+        movement_ratio=measures.movement_ratio(cand_moves, src_moves),
+        static_pct=100.0 * measures.static_share(cand_moves, src_moves),
         dead_air_pct=cand.dead_air_pct,
         source_dead_air_pct=src.dead_air_pct,
         level_dbfs=cand.level_dbfs,

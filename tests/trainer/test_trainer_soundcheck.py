@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from murmur.device.dsp import measures
 from murmur.trainer import liveness
 from murmur.trainer import soundcheck as sc
 
@@ -53,7 +54,7 @@ def test_log_mel_and_movement_follow_the_documented_recipes():
 def test_log_mel_in_blocks_equals_one_pass(monkeypatch):
     audio = melody(6, seed=3)
     whole = sc.log_mel_db(audio, SR)
-    monkeypatch.setattr(sc, "STFT_BLOCK_SECONDS", 1)  # many blocks, boundaries inside the signal
+    monkeypatch.setattr(measures, "BLOCK_S", 1)  # many blocks, boundaries inside the signal
     blocked = sc.analyse(audio, SR)
     np.testing.assert_allclose(blocked.mel_db, whole, atol=1e-4)  # float32 BLAS sums differ by block size
     np.testing.assert_allclose(blocked.movements_db, liveness.movements(audio, SR), rtol=1e-4)
@@ -187,3 +188,14 @@ def test_a_candidate_that_repeats_itself_within_10_s_loops_and_fresh_material_do
     # repeated 25 s later: 1077 frames, beyond the 861-frame (10 s at 44.1 kHz) loop window at this rate
     spaced = np.concatenate([melody(5, seed=8), melody(20, seed=9), melody(5, seed=8)])
     assert sc.loop_pct(source, spaced, SR) < 5.0
+
+
+def test_liveness_counts_each_dead_second_even_between_loud_passages():
+    # 2 s of near-silence inside 10 s of -20 dBFS: a 10-s window would read about -21 dBFS, 1-s windows see it
+    rng = np.random.default_rng(0)
+    loud = rng.standard_normal(5 * SR).astype(np.float32) * 0.1
+    audio = np.concatenate([loud, loud[: 2 * SR] * 1e-3, loud])
+    live = liveness.measure(audio, np.concatenate([loud, loud]), SR)
+    assert live.dead_air_windows == 2
+    assert live.quietest_window_dbfs == pytest.approx(-80, abs=0.5)
+    assert sc.analyse(audio, SR).dead_air_pct == pytest.approx(100 * 2 / 12)

@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from murmur.device.config_schema import DAYS, MAX_FADE_S, SCHEDULE, UNSYNCHRONISED_POLICIES, read_table, toml_value
 from murmur.device.errors import ConfigError
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+__all__ = ["DAYS", "MAX_FADE_S", "OPEN_PHASES", "UNSYNCHRONISED_POLICIES", "Schedule", "ScheduleState", "intervals",
+           "parse_schedule", "parse_time", "parse_windows", "schedule_state"]
 MINUTES_PER_DAY = 24 * 60
 _TIME = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*$")
 CLOSED_WORDS = ("closed", "off", "")
 ALWAYS_WORDS = ("always", "open", "all day", "all-day")
-MAX_FADE_S = 3600.0
-UNSYNCHRONISED_POLICIES = ("play", "trust")
 OPEN_PHASES = ("open", "always-open", "playing-through")  # full level, no fade under way
 
 
@@ -37,10 +37,10 @@ class Schedule:
     """Opening hours. ``days[weekday]`` = windows ``(start_min, end_min)``; ``always_open`` ignores ``days``."""
 
     days: tuple[tuple[tuple[int, int], ...], ...] = field(default_factory=lambda: ((),) * 7)
-    fade_in_s: float = 10.0
-    fade_out_s: float = 10.0
+    fade_in_s: float = SCHEDULE.keys["fade_s"].default  # the defaults are the config schema's
+    fade_out_s: float = SCHEDULE.keys["fade_s"].default
     always_open: bool = True
-    unsynchronised_clock: str = "play"  # one of UNSYNCHRONISED_POLICIES
+    unsynchronised_clock: str = SCHEDULE.keys["unsynchronised_clock"].default  # one of UNSYNCHRONISED_POLICIES
 
     def describe(self) -> str:
         """One line for logs: 'always open' or 'mon 10:00-18:00; tue closed; …'."""
@@ -90,14 +90,16 @@ def parse_time(text: str, *, where: str, allow_24: bool) -> int:
 
 def parse_windows(value: Any, *, where: str) -> tuple[tuple[int, int], ...]:
     """One weekday's value -> windows. Accepts "closed", "always", "10:00-18:00", "10:00-13:00, 14:00-18:00"
-    or a list of such strings. A window whose end is before its start runs past midnight. Raises ConfigError."""
+    or a list of such strings. A window whose end is before its start runs past midnight. Raises ConfigError
+    naming ``where`` (the file, table and key) and the value as written."""
+    shown = toml_value(value)
     if isinstance(value, str):
         items = [part for part in value.split(",")] if value.strip() else [""]
     elif isinstance(value, list) and all(isinstance(item, str) for item in value):
         items = list(value) or [""]
     else:
         raise ConfigError(
-            f'{where} = {value!r}: expected a string like "10:00-18:00", "10:00-13:00, 14:00-18:00", "closed" '
+            f'{where} = {shown}: expected a string like "10:00-18:00", "10:00-13:00, 14:00-18:00", "closed" '
             'or "always", or a list of such strings'
         )
     windows: list[tuple[int, int]] = []
@@ -105,19 +107,19 @@ def parse_windows(value: Any, *, where: str) -> tuple[tuple[int, int], ...]:
         text = item.strip().lower()
         if text in CLOSED_WORDS:
             if len(items) > 1:
-                raise ConfigError(f"{where} = {value!r}: 'closed' cannot be combined with opening windows")
+                raise ConfigError(f"{where} = {shown}: 'closed' cannot be combined with opening windows")
             return ()
         if text in ALWAYS_WORDS:
             windows.append((0, MINUTES_PER_DAY))
             continue
         start_text, sep, end_text = text.partition("-")
         if not sep:
-            raise ConfigError(f'{where} = {value!r}: window {item.strip()!r} must look like "10:00-18:00"')
-        start = parse_time(start_text, where=f"{where} = {value!r}", allow_24=False)
-        end = parse_time(end_text, where=f"{where} = {value!r}", allow_24=True)
+            raise ConfigError(f'{where} = {shown}: window {item.strip()!r} must look like "10:00-18:00"')
+        start = parse_time(start_text, where=f"{where} = {shown}", allow_24=False)
+        end = parse_time(end_text, where=f"{where} = {shown}", allow_24=True)
         if end == start:
             raise ConfigError(
-                f'{where} = {value!r}: window {item.strip()!r} is empty; for the whole day write "00:00-24:00" or "always"'
+                f'{where} = {shown}: window {item.strip()!r} is empty; for the whole day write "00:00-24:00" or "always"'
             )
         if end < start:  # runs past midnight into the next day
             end += MINUTES_PER_DAY
@@ -125,35 +127,25 @@ def parse_windows(value: Any, *, where: str) -> tuple[tuple[int, int], ...]:
     windows.sort()
     for (a_start, a_end), (b_start, _b_end) in zip(windows, windows[1:], strict=False):
         if b_start < a_end:
-            raise ConfigError(f"{where} = {value!r}: windows {_hhmm(a_start)}-{_hhmm(a_end % MINUTES_PER_DAY)} "
+            raise ConfigError(f"{where} = {shown}: windows {_hhmm(a_start)}-{_hhmm(a_end % MINUTES_PER_DAY)} "
                               f"and the one starting {_hhmm(b_start)} overlap; merge them into one")
     return tuple(windows)
 
 
-def _fade(table: dict[str, Any], key: str, default: float, where: str) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= float(value) <= MAX_FADE_S:
-        raise ConfigError(f"{where}.{key} = {value!r}: expected seconds between 0 and {MAX_FADE_S:.0f}, e.g. 10")
-    return float(value)
-
-
-def parse_schedule(table: dict[str, Any], *, where: str = "[schedule]") -> Schedule:
-    """The config's ``[schedule]`` table -> Schedule. No weekday keys at all = always open; once any weekday is
-    given, a weekday left out is closed. ``fade_s`` sets both fades; ``fade_in_s``/``fade_out_s`` override."""
-    known = set(DAYS) | {"fade_s", "fade_in_s", "fade_out_s", "unsynchronised_clock"}
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(known))}")
-    fade = _fade(table, "fade_s", 10.0, where)
-    fade_in = _fade(table, "fade_in_s", fade, where)
-    fade_out = _fade(table, "fade_out_s", fade, where)
-    policy = table.get("unsynchronised_clock", "play")
-    if policy not in UNSYNCHRONISED_POLICIES:
-        raise ConfigError(f"{where}: unsynchronised_clock = {policy!r}; use \"play\" (play through until network time "
-                          f"arrives) or \"trust\" (follow the clock as it is)")
-    if not any(day in table for day in DAYS):
+def parse_schedule(table: dict[str, Any], *, where: str = "") -> Schedule:
+    """The config's ``[schedule]`` table (``where``: the file) -> Schedule. No weekday keys at all = always open;
+    once any weekday is given, a weekday left out is closed. ``fade_s`` sets both fades; ``fade_in_s``/
+    ``fade_out_s`` override. Keys, types and ranges are the config schema's (``config_schema.SCHEDULE``)."""
+    values = read_table(SCHEDULE, table, where)
+    fade = values["fade_s"]
+    fade_in = fade if values["fade_in_s"] is None else values["fade_in_s"]
+    fade_out = fade if values["fade_out_s"] is None else values["fade_out_s"]
+    policy = values["unsynchronised_clock"]
+    if not any(values.given(day) for day in DAYS):
         return Schedule(fade_in_s=fade_in, fade_out_s=fade_out, always_open=True, unsynchronised_clock=policy)
-    days = tuple(parse_windows(table[day], where=f"{where}.{day}") if day in table else () for day in DAYS)
+    prefix = f"{where}: " if where else ""
+    days = tuple(parse_windows(values[day], where=f"{prefix}[schedule] {day}") if values.given(day) else ()
+                 for day in DAYS)
     return Schedule(days=days, fade_in_s=fade_in, fade_out_s=fade_out, always_open=False, unsynchronised_clock=policy)
 
 

@@ -13,9 +13,9 @@ import os
 import select
 import sys
 import threading
-import tomllib
 from typing import IO
 
+from murmur.device.config_schema import read_file
 from murmur.device.controls.base import Knobs
 from murmur.device.controls.mapping import KnobMap, parse_knobs
 from murmur.device.controls.values import Controls, ControlStore, parse_settings
@@ -160,8 +160,7 @@ def start_keyboard(store: ControlStore, stream: IO | None = None, *, out: IO | N
 
 def load_panel(path: str) -> KnobMap:
     """The ``[knobs]``/``[led]`` tables of a config file, switched on even if ``enabled = false`` (a wiring check)."""
-    with open(path, "rb") as handle:
-        data = tomllib.load(handle)
+    data = read_file(path)  # the config's one reader: unreadable, not TOML or unknown tables -> ConfigError
     knob_map = parse_knobs(data.get("knobs", {}), data.get("led"), path)
     return dataclasses.replace(knob_map, enabled=True)
 
@@ -179,7 +178,7 @@ def cli(argv: list[str]) -> int:
     try:
         store = ControlStore(Controls().replace(**parse_settings(args.set)))
         knob_map = load_panel(args.config) if args.config else None
-    except (ConfigError, OSError, tomllib.TOMLDecodeError) as exc:
+    except ConfigError as exc:
         print(f"python -m murmur.device keys: {exc}", file=sys.stderr)
         return 2
     panel = None

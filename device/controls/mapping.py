@@ -1,27 +1,39 @@
 """The knob map: which physical input drives which control, parsed and validated once from the config's tables.
 
 ``parse_knobs(knobs_table, led_table, where)`` turns the ``[knobs]`` / ``[led]`` tables of the appliance's TOML
-file into a frozen :class:`KnobMap`. Every error is a ConfigError naming the file, the key and the value found.
-Pins are BCM GPIO numbers (gpiozero's default naming); the MCP3008 sits on hardware SPI0.
+file into a frozen :class:`KnobMap`. Each key's type, range and default are declared in the config schema
+(``murmur.device.config_schema``: ``KNOBS``, ``POT``, ``ENCODER``, ``BUTTON``, ``SWITCH``, ``LED``), which
+refuses unknown keys and wrong values; this module adds the rules that tie keys together (a pot's range within its
+control's, one GPIO per input, nothing on the SPI pins while pots need them). Every error is a ConfigError naming
+the file, the key and the value found. Pins are BCM GPIO numbers (gpiozero's default naming); the MCP3008 sits on
+hardware SPI0.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from murmur.device.config_schema import (
+    CURVES,
+    INPUT_TYPES,
+    KNOBS,
+    LED,
+    LED_PATTERNS,
+    LED_STATES,
+    MAX_BCM_PIN,
+    PULLS,
+    Float,
+    List,
+    Values,
+    read_table,
+)
 from murmur.device.controls.values import BOOL_CONTROLS, CONTROL_RANGES, EVENTS
 from murmur.device.errors import ConfigError
 
-INPUT_TYPES = ("pot", "encoder", "button", "switch")
-CURVES = ("linear", "log")
-PULLS = ("up", "down", "none")
-LED_PATTERNS = ("off", "on", "blink", "fast_blink", "breathe", "flash")
-# status.json states ('-' written as '_') and "power_warning": playing after under-voltage or throttling since boot
-LED_STATES = ("playing", "starting", "quiet_hours", "error", "power_warning")
+__all__ = ["CURVES", "INPUT_TYPES", "LED_PATTERNS", "LED_STATES", "MAX_BCM_PIN", "PULLS", "SPI0_PINS", "ButtonSpec",
+           "EncoderSpec", "KnobMap", "LedSpec", "PotSpec", "SwitchSpec", "parse_knobs"]
 SPI0_PINS = {8: "SPI0 CE0", 7: "SPI0 CE1", 9: "SPI0 MISO", 10: "SPI0 MOSI", 11: "SPI0 SCLK"}
-MAX_BCM_PIN = 27  # the 40-pin header carries GPIO 0–27
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +105,7 @@ class LedSpec:
     pin: int
     pwm: bool = True
     active_high: bool = True
-    patterns: dict[str, str] = field(
-        default_factory=lambda: {"playing": "on", "starting": "blink", "quiet_hours": "off", "error": "fast_blink",
-                                 "power_warning": "flash"}
-    )
+    patterns: dict[str, str] = field(default_factory=lambda: {state: LED.keys[state].default for state in LED_STATES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,142 +131,97 @@ class KnobMap:
     def needs_gpio(self) -> bool:
         return self.enabled and (self.has_inputs or self.led is not None)
 
+    @property
+    def needs_spi(self) -> bool:
+        """Pots read an MCP3008 over SPI. deploy/install.sh works out the same from the raw file (any [knobs.*]
+        table of type "pot", enabled unless ``enabled = false``) to check that SPI is on before installing."""
+        return self.enabled and bool(self.pots)
+
 
 def parse_knobs(knobs_table: dict | None, led_table: dict | None, where: str) -> KnobMap:
     """Validate the ``[knobs]`` and ``[led]`` tables (as tomllib returns them) into a KnobMap. Raises ConfigError."""
-    knobs_table = dict(knobs_table or {})
-    reader = _Table(knobs_table, "knobs", where)
-    settings: dict[str, Any] = dict(
-        enabled=reader.boolean("enabled", True),
-        spi_chip_select=reader.integer("spi_chip_select", 0, choices=(0, 1)),
-        poll_hz=reader.number("poll_hz", 100.0, low=20.0, high=1000.0),
-        stuck_s=reader.number("stuck_s", 30.0, low=1.0, high=3600.0),
-        max_presses_per_minute=reader.integer("max_presses_per_minute", 30, low=1, high=600),
-    )
-    pots: list[PotSpec] = []
-    encoders: list[EncoderSpec] = []
-    buttons: list[ButtonSpec] = []
-    switches: list[SwitchSpec] = []
-    for name, table in knobs_table.items():
-        if not isinstance(table, dict):
-            continue
-        kind = _Table(table, f"knobs.{name}", where).choice("type", None, INPUT_TYPES)
-        parser = {"pot": _parse_pot, "encoder": _parse_encoder, "button": _parse_button, "switch": _parse_switch}[kind]
-        spec = parser(name, _Table(table, f"knobs.{name}", where))
-        by_kind: dict[str, list[Any]] = {"pot": pots, "encoder": encoders, "button": buttons, "switch": switches}
-        by_kind[kind].append(spec)
-    reader.finish(extra_ok=lambda value: isinstance(value, dict))
-    led = _parse_led(led_table, where) if led_table else None
+    knobs = read_table(KNOBS, dict(knobs_table or {}), where)
+    parsers = {"pot": _parse_pot, "encoder": _parse_encoder, "button": _parse_button, "switch": _parse_switch}
+    specs: dict[str, list[Any]] = {kind: [] for kind in parsers}
+    for name, kind, values in knobs.items:
+        specs[kind].append(parsers[kind](name, values))
+    led = _parse_led(read_table(LED, dict(led_table), where)) if led_table else None
     knob_map = KnobMap(
-        pots=tuple(pots), encoders=tuple(encoders), buttons=tuple(buttons), switches=tuple(switches), led=led,
-        **settings,
+        enabled=knobs["enabled"], spi_chip_select=knobs["spi_chip_select"], poll_hz=knobs["poll_hz"],
+        stuck_s=knobs["stuck_s"], max_presses_per_minute=knobs["max_presses_per_minute"],
+        pots=tuple(specs["pot"]), encoders=tuple(specs["encoder"]), buttons=tuple(specs["button"]),
+        switches=tuple(specs["switch"]), led=led,
     )
     _check_pins(knob_map, where)
     return knob_map
 
 
-def _parse_pot(name: str, t: _Table) -> PotSpec:
-    t.choice("type", None, INPUT_TYPES)
-    control = t.choice("control", None, tuple(CONTROL_RANGES))
-    low, high = t.pair("range", CONTROL_RANGES[control], within=CONTROL_RANGES[control])
-    curve = t.choice("curve", "linear", CURVES)
+def _parse_pot(name: str, t: Values) -> PotSpec:
+    control = t["control"]
+    lo, hi = CONTROL_RANGES[control]
+    if t.given("range"):
+        within = List(Float(lo, hi), f"two numbers [from, to] within {lo:g}..{hi:g} (from > to reverses the knob)",
+                      length=2)
+        low, high = t.check("range", within)
+        if low == high:
+            raise t.error("range", "the two ends are equal: the knob would do nothing")
+    else:
+        low, high = lo, hi
+    curve = t["curve"]
     if curve == "log" and (low <= 0.0 or high <= 0.0):
-        raise t.error("curve", curve, f"a log curve needs a range above zero, got range = [{low:g}, {high:g}]; "
+        raise t.error("curve", f"a log curve needs a range above zero, got range = [{low:g}, {high:g}]; "
                       "use curve = \"linear\" or raise the lower end (e.g. 0.05)")
-    spec = PotSpec(
-        name=name,
-        channel=t.integer("channel", None, low=0, high=7),
-        control=control,
-        low=low,
-        high=high,
-        curve=curve,
-        smoothing_s=t.number("smoothing_s", 0.03, low=0.0, high=1.0),
-        deadband=t.number("deadband", 0.01, low=0.0, high=0.2),
-    )
-    t.finish()
-    return spec
+    return PotSpec(name=name, channel=t["channel"], control=control, low=low, high=high, curve=curve,
+                   smoothing_s=t["smoothing_s"], deadband=t["deadband"])
 
 
-def _parse_encoder(name: str, t: _Table) -> EncoderSpec:
-    t.choice("type", None, INPUT_TYPES)
-    control = t.choice("control", "", ("",) + tuple(CONTROL_RANGES)) or None
-    clockwise = t.choice("clockwise", "", ("",) + EVENTS) or None
-    counter_clockwise = t.choice("counter_clockwise", "", ("",) + EVENTS) or None
+def _parse_encoder(name: str, t: Values) -> EncoderSpec:
+    control = t["control"] or None
+    clockwise = t["clockwise"] or None
+    counter_clockwise = t["counter_clockwise"] or None
     if control and (clockwise or counter_clockwise):
-        raise t.error("control", control, "an encoder steps either a control or fires clockwise/counter_clockwise "
+        raise t.error("control", "an encoder steps either a control or fires clockwise/counter_clockwise "
                       "actions, not both")
     if not control and not (clockwise or counter_clockwise):
-        raise t.error("control", None, "set control = \"<name>\" (with step) or clockwise/counter_clockwise actions")
+        raise t.error("control", "set control = \"<name>\" (with step) or clockwise/counter_clockwise actions")
     step = 0.0
     if control:
         low, high = CONTROL_RANGES[control]
-        step = t.number("step", (high - low) / 50.0, low=-(high - low), high=high - low)
+        step = t.check("step", Float(-(high - low), high - low)) if t.given("step") else (high - low) / 50.0
         if step == 0.0:
-            raise t.error("step", step, "a step of 0 would make the encoder do nothing")
-    pins = t.pins("pins")
-    pull = t.choice("pull", "up", ("up",))
-    push_pin = t.integer("push_pin", -1, low=0, high=MAX_BCM_PIN) if "push_pin" in t.table else None
-    push = _target(t, "push")
-    push_long = _target(t, "push_long")
-    if push_pin is None and (push or push_long):
-        raise t.error("push", push or push_long, "needs push_pin = <GPIO> for the encoder's push switch")
-    spec = EncoderSpec(
-        name=name, pin_a=pins[0], pin_b=pins[1], control=control, step=step, clockwise=clockwise,
-        counter_clockwise=counter_clockwise, push_pin=push_pin, push=push, push_long=push_long, pull=pull,
+            raise t.error("step", "a step of 0 would make the encoder do nothing")
+    elif t.given("step"):
+        raise t.error("step", "step goes with control = \"<name>\"; an encoder firing actions has no step")
+    push = t["push"] or None
+    push_long = t["push_long"] or None
+    if t["push_pin"] is None and (push or push_long):
+        raise t.error("push" if push else "push_long", "needs push_pin = <GPIO> for the encoder's push switch")
+    pin_a, pin_b = t["pins"]
+    return EncoderSpec(
+        name=name, pin_a=pin_a, pin_b=pin_b, control=control, step=step, clockwise=clockwise,
+        counter_clockwise=counter_clockwise, push_pin=t["push_pin"], push=push, push_long=push_long, pull=t["pull"],
     )
-    t.finish()
-    return spec
 
 
-def _parse_button(name: str, t: _Table) -> ButtonSpec:
-    t.choice("type", None, INPUT_TYPES)
-    press = _target(t, "press")
-    long_press = _target(t, "long_press")
+def _parse_button(name: str, t: Values) -> ButtonSpec:
+    press = t["press"] or None
+    long_press = t["long_press"] or None
     if not press and not long_press:
-        raise t.error("press", None, f"set press = \"<action>\" (one of {', '.join(EVENTS + BOOL_CONTROLS)})")
-    spec = ButtonSpec(
-        name=name,
-        pin=t.integer("pin", None, low=0, high=MAX_BCM_PIN),
-        press=press,
-        long_press=long_press,
-        pull=t.choice("pull", "up", PULLS),
-        bounce_s=t.number("bounce_s", 0.02, low=0.0, high=0.5),
-        long_press_s=t.number("long_press_s", 1.0, low=0.1, high=30.0),
-    )
-    t.finish()
-    return spec
+        raise t.error("press", f"set press = \"<action>\" (one of {', '.join(EVENTS + BOOL_CONTROLS)})")
+    return ButtonSpec(name=name, pin=t["pin"], press=press, long_press=long_press, pull=t["pull"],
+                      bounce_s=t["bounce_s"], long_press_s=t["long_press_s"])
 
 
-def _parse_switch(name: str, t: _Table) -> SwitchSpec:
-    t.choice("type", None, INPUT_TYPES)
-    spec = SwitchSpec(
-        name=name,
-        pin=t.integer("pin", None, low=0, high=MAX_BCM_PIN),
-        control=t.choice("control", None, BOOL_CONTROLS),
-        pull=t.choice("pull", "up", PULLS),
-        bounce_s=t.number("bounce_s", 0.02, low=0.0, high=0.5),
-    )
-    t.finish()
-    return spec
+def _parse_switch(name: str, t: Values) -> SwitchSpec:
+    return SwitchSpec(name=name, pin=t["pin"], control=t["control"], pull=t["pull"], bounce_s=t["bounce_s"])
 
 
-def _parse_led(led_table: dict, where: str) -> LedSpec:
-    t = _Table(dict(led_table), "led", where)
-    pin = t.integer("pin", None, low=0, high=MAX_BCM_PIN)
-    pwm = t.boolean("pwm", True)
-    defaults = LedSpec(pin=pin).patterns
-    patterns = {state: t.choice(state, defaults[state], LED_PATTERNS) for state in LED_STATES}
+def _parse_led(t: Values) -> LedSpec:
+    patterns = {state: t[state] for state in LED_STATES}
     for state, pattern in patterns.items():
-        if pattern == "breathe" and not pwm:
-            raise t.error(state, pattern, "\"breathe\" needs pwm = true (a PWMLED); use \"on\" or \"blink\"")
-    spec = LedSpec(pin=pin, pwm=pwm, active_high=t.boolean("active_high", True), patterns=patterns)
-    t.finish()
-    return spec
-
-
-def _target(t: _Table, key: str) -> str | None:
-    """An action (EVENTS) or a boolean control to toggle, or None when the key is absent."""
-    return t.choice(key, "", ("",) + EVENTS + BOOL_CONTROLS) or None
+        if pattern == "breathe" and not t["pwm"]:
+            raise t.error(state, "\"breathe\" needs pwm = true (a PWMLED); use \"on\" or \"blink\"")
+    return LedSpec(pin=t["pin"], pwm=t["pwm"], active_high=t["active_high"], patterns=patterns)
 
 
 def _check_pins(knob_map: KnobMap, where: str) -> None:
@@ -287,100 +251,3 @@ def _check_pins(knob_map: KnobMap, where: str) -> None:
             raise ConfigError(f"{where}: [knobs.{pot.name}] channel = {pot.channel}: MCP3008 channel {pot.channel} "
                               f"is already read by [knobs.{channels[pot.channel]}]")
         channels[pot.channel] = pot.name
-
-
-_MISSING = object()
-
-
-class _Table:
-    """Reads typed keys from one TOML table, remembers which were read, and words errors the same way."""
-
-    def __init__(self, table: dict, label: str, where: str) -> None:
-        self.table, self.label, self.where = table, label, where
-        self.read: set[str] = set()
-
-    def error(self, key: str, value: object, fix: str) -> ConfigError:
-        shown = "(missing)" if value is None or value is _MISSING else f"= {_toml(value)}"
-        return ConfigError(f"{self.where}: [{self.label}] {key} {shown}: {fix}")
-
-    def _get(self, key: str, default: object) -> object:
-        self.read.add(key)
-        value = self.table.get(key, _MISSING)
-        if value is _MISSING:
-            if default is None:
-                raise self.error(key, None, "this key is required")
-            return default
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self._get(key, default)
-        if not isinstance(value, bool):
-            raise self.error(key, value, "expected true or false")
-        return value
-
-    def number(self, key: str, default: float | None, *, low: float, high: float) -> float:
-        value = self._get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise self.error(key, value, f"expected a number between {low:g} and {high:g}")
-        if not low <= value <= high:
-            raise self.error(key, value, f"expected a number between {low:g} and {high:g}")
-        return float(value)
-
-    def integer(self, key: str, default: int | None, *, low: int = 0, high: int = 1 << 30,
-                choices: tuple[int, ...] = ()) -> int:
-        value = self._get(key, default)
-        allowed = " or ".join(map(str, choices)) if choices else f"{low}–{high}"
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self.error(key, value, f"expected a whole number, {allowed}")
-        if (choices and value not in choices) or not low <= value <= high:
-            raise self.error(key, value, f"expected {allowed}")
-        return value
-
-    def choice(self, key: str, default: str | None, choices: tuple[str, ...]) -> str:
-        value = self._get(key, default)
-        if not isinstance(value, str) or value not in choices:
-            shown = ", ".join(f'"{c}"' for c in choices if c)
-            raise self.error(key, value, f"expected one of {shown}")
-        return value
-
-    def pair(self, key: str, default: tuple[float, float], *, within: tuple[float, float]) -> tuple[float, float]:
-        value = self._get(key, list(default))
-        lo, hi = within
-        fix = f"expected two numbers [from, to] within {lo:g}..{hi:g} (from > to reverses the knob)"
-        if not isinstance(value, list) or len(value) != 2:
-            raise self.error(key, value, fix)
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, int | float) or not lo <= item <= hi:
-                raise self.error(key, value, fix)
-        if value[0] == value[1]:
-            raise self.error(key, value, "the two ends are equal: the knob would do nothing")
-        return float(value[0]), float(value[1])
-
-    def pins(self, key: str) -> tuple[int, int]:
-        value = self._get(key, None)
-        fix = f"expected two GPIO numbers [A, B] within 0–{MAX_BCM_PIN}, e.g. [17, 18]"
-        if not isinstance(value, list) or len(value) != 2 or value[0] == value[1]:
-            raise self.error(key, value, fix)
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= MAX_BCM_PIN:
-                raise self.error(key, value, fix)
-        return value[0], value[1]
-
-    def finish(self, extra_ok=lambda value: False) -> None:
-        """Refuse keys nobody read (typos): name the key and what is known."""
-        for key, value in self.table.items():
-            if key not in self.read and not extra_ok(value):
-                known = ", ".join(sorted(self.read))
-                raise self.error(key, value, f"unknown key; known keys here: {known}")
-
-
-def _toml(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{…}"
-    return repr(value)

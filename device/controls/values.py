@@ -12,37 +12,32 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from murmur.device.config_schema import BOOL_CONTROL_NAMES, EVENTS, SAMPLER, Float
 from murmur.device.errors import ConfigError
 
-# name -> (minimum, maximum) for every continuous control; booleans are listed in BOOL_CONTROLS.
+# name -> (minimum, maximum) for every continuous control, and the on/off controls: both from the config schema's
+# [sampler] table (murmur.device.config_schema.SAMPLER), where each control's range, default and help are declared.
 CONTROL_RANGES: dict[str, tuple[float, float]] = {
-    # how freely the generator picks the next real frame at a cut (0 = always the nearest to the LSTM's
-    # prediction; format-1 bundles: std of the noise added to each predicted frame, model units)
-    "temperature": (0.0, 2.0),
-    # faithful (1: long real phrases of the recording) <-> inventive (0: every frame chosen anew by the LSTM);
-    # sets the mean phrase length, from one frame (11.6 ms) to 6 s, exponentially (format-2 bundles)
-    "fidelity": (0.0, 1.0),
-    "jump": (0.0, 4.0),  # jumps per second to a random spot of the material (a jump every 1/jump s on average)
-    "position": (0.0, 1.0),  # where in the training material the sound comes from (0 = start, 1 = end)
-    "spread": (0.0, 1.0),  # how much of the material around `position` may play (fraction of it; 1 = all)
-    "gain_db": (-60.0, 12.0),  # output gain before the volume cap, dB
+    name: (key.type.minimum, key.type.maximum) for name, key in SAMPLER.keys.items() if isinstance(key.type, Float)
 }
-BOOL_CONTROLS = ("hold",)  # hold: freeze the sound on the current frame
-EVENTS = ("reseed", "next_bundle", "previous_bundle")  # one-shot actions (knob presses, keys)
+BOOL_CONTROLS = BOOL_CONTROL_NAMES  # hold: freeze the sound on the current frame
 GENERATOR_EVENTS = ("reseed",)  # taken by the engine's producer, once per frame; the others by the service
+__all__ = ["BOOL_CONTROLS", "CONTROL_RANGES", "EVENTS", "GENERATOR_EVENTS", "Controls", "ControlStore",
+           "coerce_control", "parse_settings"]
+_DEFAULTS = {name: key.default for name, key in SAMPLER.keys.items()}
 
 
 @dataclass(frozen=True, slots=True)
 class Controls:
     """The sampler's controls as values; defaults give a living, musical result unattended."""
 
-    temperature: float = 0.3
-    fidelity: float = 0.3
-    jump: float = 0.25
-    position: float = 0.5
-    spread: float = 1.0
-    hold: bool = False
-    gain_db: float = 0.0
+    temperature: float = _DEFAULTS["temperature"]  # the defaults are [sampler]'s in the config schema
+    fidelity: float = _DEFAULTS["fidelity"]
+    jump: float = _DEFAULTS["jump"]
+    position: float = _DEFAULTS["position"]
+    spread: float = _DEFAULTS["spread"]
+    hold: bool = _DEFAULTS["hold"]
+    gain_db: float = _DEFAULTS["gain_db"]
 
     def replace(self, **changes: float | bool) -> Controls:
         """A copy with ``changes`` applied, each validated and clamped to its range."""
@@ -73,13 +68,23 @@ def coerce_control(name: str, value: float | bool | str) -> float | bool:
 
 
 def parse_settings(text: str) -> dict[str, float | bool]:
-    """Parse ``"name=value name=value"`` (the CLI's ``--set`` / make's ``SET=``) into validated changes."""
+    """Parse ``"name=value name=value"`` (the CLI's ``--set`` / make's ``SET=``) into validated changes.
+
+    A number outside its control's range is refused, as in the config file's [sampler] table: the command line
+    is the artist's intent too, and a silent clamp would play something else than asked for."""
     changes: dict[str, float | bool] = {}
     for item in text.replace(",", " ").split():
         name, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"setting {item!r} must look like name=value, e.g. temperature=0.5")
-        changes[name.strip()] = coerce_control(name.strip(), value)
+        name = name.strip()
+        changes[name] = coerce_control(name, value)
+        if name in CONTROL_RANGES:
+            low, high = CONTROL_RANGES[name]
+            given = float(value)
+            if not low <= given <= high:
+                raise ConfigError(f"control {name}={value}: out of range; use {low:g} … {high:g} "
+                                  f"(e.g. {name}={changes[name]:g}, the nearest allowed value)")
     return changes
 
 

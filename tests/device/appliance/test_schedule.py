@@ -127,7 +127,7 @@ def test_bad_windows_name_the_key_and_value(value, fragment):
 
 
 def test_bad_schedule_keys_and_fades():
-    with pytest.raises(ConfigError, match="unknown key 'monday'"):
+    with pytest.raises(ConfigError, match=r"\[schedule\] monday = \"10:00-18:00\": unknown key"):
         parse_schedule({"monday": "10:00-18:00"})
     with pytest.raises(ConfigError, match="fade_s = -1"):
         parse_schedule({"fade_s": -1})
@@ -158,5 +158,5 @@ def test_unsynchronised_clock_policy_play_through_or_trust():
     assert through.ramp_s == 20.0 and through.next_edge is None
     trust = parse_schedule({"tue": "10:00-18:00", "unsynchronised_clock": "trust"})
     assert not schedule_state(night, trust, clock_trusted=False).is_open
-    with pytest.raises(ConfigError, match=r"unsynchronised_clock = 'maybe'.*\"play\".*\"trust\""):
+    with pytest.raises(ConfigError, match=r"unsynchronised_clock = \"maybe\".*\"play\".*\"trust\""):
         parse_schedule({"unsynchronised_clock": "maybe"})

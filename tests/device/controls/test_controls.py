@@ -29,6 +29,36 @@ def test_bad_settings_name_the_key_and_value(text, fragment):
         parse_settings(text)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("temperature=99", "control temperature=99: out of range; use 0 … 2 (e.g. temperature=2, the nearest allowed value)"),
+    ("gain_db=-80", "control gain_db=-80: out of range; use -60 … 12 (e.g. gain_db=-60, the nearest allowed value)"),
+    ("jump=1 position=1.5", "control position=1.5: out of range; use 0 … 1 (e.g. position=1, the nearest allowed value)"),
+])
+def test_out_of_range_settings_are_refused_naming_control_value_and_range(text, message):
+    """As in the config file's [sampler]: a value outside the range is refused, not clamped without a word."""
+    with pytest.raises(ConfigError) as caught:
+        parse_settings(text)
+    assert str(caught.value) == message
+
+
+def test_settings_at_the_ends_of_the_range_are_kept():
+    assert parse_settings("temperature=2 gain_db=-60 position=0") == {"temperature": 2.0, "gain_db": -60.0,
+                                                                       "position": 0.0}
+
+
+def test_render_refuses_an_out_of_range_setting_before_any_work(tmp_path, capsys):
+    """``make render SET="temperature=99"``: exit 2 and one line naming the control, the value and the range;
+    no bundle is loaded and no file written."""
+    from murmur.device.cli.engine import cli
+
+    out = tmp_path / "out.wav"
+    code = cli(["render", "--bundle", str(tmp_path / "no-bundle"), "--seconds", "1", "--out", str(out),
+                "--set", "temperature=99"])
+    assert code == 2 and not out.exists()
+    assert capsys.readouterr().err == ("render: control temperature=99: out of range; use 0 … 2 "
+                                       "(e.g. temperature=2, the nearest allowed value)\n")
+
+
 def test_store_update_from_threads_and_events():
     store = ControlStore()
     version_before = store.version

@@ -9,7 +9,7 @@ import termios
 
 import pytest
 
-from murmur.device.controls.keyboard import HELP, apply_key, cli, describe, start_keyboard
+from murmur.device.controls.keyboard import HELP, apply_key, cli, describe, load_panel, start_keyboard
 from murmur.device.controls.values import Controls, ControlStore
 
 
@@ -108,3 +108,30 @@ def test_keys_command_runs_the_stand_in_on_stdin(monkeypatch, capsys):
 def test_keys_command_refuses_a_bad_setting(capsys):
     assert cli(["keys", "--set", "tempo=1"]) == 2
     assert "unknown control 'tempo'" in capsys.readouterr().err
+
+
+def test_keys_command_refuses_an_out_of_range_setting(capsys):
+    assert cli(["keys", "--set", "gain_db=20"]) == 2
+    assert "control gain_db=20: out of range; use -60 … 12" in capsys.readouterr().err
+
+
+def test_keys_config_panel_is_read_through_the_config_schema(tmp_path, capsys):
+    """The wiring check reads the file with the config's own reader: the same refusals as the service's."""
+    config = tmp_path / "murmur.toml"
+    config.write_text('[knob]\nenabled = true\n')
+    assert cli(["keys", "--config", str(config)]) == 2
+    assert f"{config}: unknown table or key 'knob'" in capsys.readouterr().err
+    config.write_text('[knobs]\npoll_hz = "fast"\n')
+    assert cli(["keys", "--config", str(config)]) == 2
+    assert f'{config}: [knobs] poll_hz = "fast": expected a number between 20 and 1000' in capsys.readouterr().err
+    config.write_text('[knobs\n')
+    assert cli(["keys", "--config", str(config)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_load_panel_switches_the_knobs_on_for_the_wiring_check(tmp_path):
+    config = tmp_path / "murmur.toml"
+    config.write_text('[playback]\nbundle = "not/checked/here"\n[knobs]\nenabled = false\n'
+                      '[knobs.b]\ntype = "button"\npin = 22\npress = "reseed"\n')
+    knob_map = load_panel(str(config))
+    assert knob_map.enabled and knob_map.buttons[0].pin == 22

@@ -28,6 +28,7 @@ import tensorflow as tf
 from murmur import REPO_ROOT as ROOT
 from murmur.device import bundle as bundle_mod
 from murmur.device.errors import BundleError
+from murmur.device.generate.runtime import quiet_delegate_notice
 
 from .dataset import Dataset
 from .model import ModelConfig, build_step_model, copy_weights, state_names
@@ -89,6 +90,15 @@ def _interpreter(model_bytes: bytes):
     return Interpreter(model_content=model_bytes, num_threads=1)
 
 
+def _runner(model_bytes: bytes):
+    """The model's signature runner under ai-edge-litert, its tensors allocated: the runtime prints its delegate
+    line then, which is kept out of the terminal."""
+    with quiet_delegate_notice():
+        interpreter = _interpreter(model_bytes)
+        interpreter.allocate_tensors()
+        return interpreter.get_signature_runner(SIGNATURE)
+
+
 def check_ops(model_bytes: bytes) -> list[str]:
     """Names of the ops in the model; ExportError if any is not a plain builtin (Flex, custom, WHILE)."""
     interpreter = _interpreter(model_bytes)
@@ -104,8 +114,7 @@ def parity(model_bytes: bytes, step: keras.Model, cfg: ModelConfig, frames_norm:
 
     Returns the max |difference| of the predicted frames (model units) over all steps.
     """
-    interpreter = _interpreter(model_bytes)
-    runner = interpreter.get_signature_runner(SIGNATURE)
+    runner = _runner(model_bytes)
     in_names, out_names = state_names(cfg)
     tfl_states = {name: np.zeros((1, cfg.units), np.float32) for name in in_names}
     keras_states = {name: np.zeros((1, cfg.units), np.float32) for name in in_names}
@@ -150,7 +159,7 @@ def legacy_runtime_error(model_bytes: bytes, model_table: dict[str, Any], frames
 
 def device_runtime_outputs(model_bytes: bytes, cfg: ModelConfig, frames_norm: np.ndarray) -> np.ndarray:
     """(n, n_bins) predictions of ai-edge-litert over ``frames_norm``, states carried."""
-    runner = _interpreter(model_bytes).get_signature_runner(SIGNATURE)
+    runner = _runner(model_bytes)
     in_names, out_names = state_names(cfg)
     states = {name: np.zeros((1, cfg.units), np.float32) for name in in_names}
     outputs = np.empty_like(frames_norm, dtype=np.float32)

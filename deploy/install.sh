@@ -13,6 +13,10 @@
 # the unit if none is installed (afterwards each release installs its own when it goes live); the config if absent;
 # at boot the performance CPU governor and murmur-recover.service (undoes a deploy a power cut interrupted);
 # journald limits for an appliance (/etc/systemd/journald.conf.d/murmur.conf); hints for the sound card.
+# Not a Raspberry Pi: MURMUR_ALLOW_ARCH=<uname -m> lets another 64-bit machine through the CPU check (the booted
+# system test's x86_64 guest, tests/system; inventory `env`); MURMUR_ALLOW_OS=1 another OS than Bookworm.
+# Plain Debian (not Raspberry Pi OS) works too: python3-lgpio, which only the Raspberry Pi archive has, is skipped and
+# the venv takes lgpio (and gpiozero 2) from PyPI instead (deploy/requirements-pi.txt, "#if-system-lacks" lines).
 # Test seams: MURMUR_ROOT (filesystem prefix, default empty), MURMUR_PIP (pip command), and PATH.
 set -eu
 
@@ -20,6 +24,9 @@ ROOT=${MURMUR_ROOT:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 BASE="$ROOT/opt/murmur"
 APT_PACKAGES="python3 python3-venv python3-gpiozero python3-lgpio python3-spidev python3-pyaudio python3-systemd rsync alsa-utils"
+# Only in the Raspberry Pi archive (not in Debian's): skipped where apt has no such package; the venv then gets
+# the module from PyPI (deploy/requirements-pi.txt, "#if-system-lacks").
+APT_OPTIONAL="python3-lgpio"
 HAT=""
 CHECK_ONLY=0
 JOURNAL=""
@@ -31,7 +38,7 @@ while [ $# -gt 0 ]; do
     --journal)
       JOURNAL=${2:?--journal needs persistent or volatile}; shift 2
       case "$JOURNAL" in persistent|volatile) ;; *) echo "install.sh: --journal $JOURNAL: use persistent or volatile" >&2; exit 2 ;; esac ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^# Test seams/p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,8 +50,10 @@ die() { echo "install: STOP: $*" >&2; exit 1; }
 arch=$(uname -m)
 case "$arch" in
   aarch64|arm64) ;;
+  "${MURMUR_ALLOW_ARCH:-}")
+    say "CPU architecture $arch is not a Raspberry Pi's; going on because MURMUR_ALLOW_ARCH=$arch (a test machine, e.g. the booted system test's guest)" ;;
   armv6l|armv7l|armhf) die "this is a 32-bit OS ($arch). Murmur needs Raspberry Pi OS (64-bit) Bookworm: there are no 32-bit LiteRT wheels. Re-image the card with Raspberry Pi Imager, choosing the 64-bit OS." ;;
-  *) die "CPU architecture $arch is not a Raspberry Pi's aarch64; run this on the Pi (64-bit Raspberry Pi OS Bookworm)" ;;
+  *) die "CPU architecture $arch is not a Raspberry Pi's aarch64; run this on the Pi (64-bit Raspberry Pi OS Bookworm), or set MURMUR_ALLOW_ARCH=$arch to install on this machine anyway (tests)" ;;
 esac
 
 codename=""
@@ -129,9 +138,20 @@ for p in $APT_PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
-  say "apt packages:$missing"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+  wanted=""
+  for p in $missing; do
+    case " $APT_OPTIONAL " in
+      *" $p "*)
+        if ! apt-cache show "$p" >/dev/null 2>&1; then
+          say "$p: not in this OS's apt archive (plain Debian; Raspberry Pi OS has it): the venv takes it from PyPI"
+          continue
+        fi ;;
+    esac
+    wanted="$wanted $p"
+  done
+  say "apt packages:$wanted"
+  [ -z "$wanted" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $wanted
 else
   say "apt packages present"
 fi
@@ -147,6 +167,24 @@ else
   say "created user murmur"
 fi
 usermod -a -G audio,gpio,spi murmur
+# GPIO and SPI device nodes for those groups: Raspberry Pi OS's udev rules (99-com.rules) give /dev/gpiochip* to
+# gpio and /dev/spidev* to spi; plain Debian leaves them root-only, so the service could not read its knobs.
+UDEV_RULE="$ROOT/etc/udev/rules.d/60-murmur-gpio.rules"
+if grep -qsE 'GROUP="gpio"' "$ROOT"/etc/udev/rules.d/*.rules "$ROOT"/lib/udev/rules.d/*.rules "$ROOT"/usr/lib/udev/rules.d/*.rules \
+   && [ ! -f "$UDEV_RULE" ]; then
+  say "udev rules for gpio/spi present (Raspberry Pi OS)"
+else
+  mkdir -p "$(dirname "$UDEV_RULE")"
+  printf '%s\n' '# Installed by Murmur install.sh: GPIO and SPI for the murmur user (as Raspberry Pi OS 99-com.rules does).' \
+    'SUBSYSTEM=="gpio", KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"' \
+    'SUBSYSTEM=="spidev", KERNEL=="spidev*", GROUP="spi", MODE="0660"' > "$UDEV_RULE.tmp"
+  mv "$UDEV_RULE.tmp" "$UDEV_RULE"
+  if [ -z "$ROOT" ] && command -v udevadm >/dev/null 2>&1; then
+    udevadm control --reload || true
+    udevadm trigger --subsystem-match=gpio --subsystem-match=spidev || true
+  fi
+  say "installed $UDEV_RULE (/dev/gpiochip* for group gpio, /dev/spidev* for spi)"
+fi
 
 # ---------------------------------------------------------------------------------------------- venv
 # One venv per requirements file, beside (never inside) the one the live release runs: a deploy with new packages
@@ -169,9 +207,11 @@ GOVERNOR_UNIT="$ROOT/etc/systemd/system/murmur-cpu-performance.service"
 cat > "$GOVERNOR_UNIT.tmp" <<'EOF'
 # Installed by Murmur's install.sh: the performance CPU governor, so frame times do not depend on the
 # ondemand governor ramping up (audio underruns on a Pi 4 at low load).
+# Machines without CPU frequency scaling (virtual machines, some kernels) skip it instead of failing every boot.
 [Unit]
 Description=CPU governor performance for Murmur
 Before=murmur.service
+ConditionPathExistsGlob=/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor
 
 [Service]
 Type=oneshot

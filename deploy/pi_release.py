@@ -27,11 +27,13 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 # The service's status report, mirrored from device/appliance/status.py (this file may import only the standard library);
@@ -54,6 +56,19 @@ class DeployFailed(Exception):
 
 
 # ---------------------------------------------------------------------------------------------------- layout
+def status_file(root: Path, environ: Mapping[str, str]) -> Path:
+    """The service's status file: ``$MURMUR_STATUS_FILE``, else ``status.json`` in the first entry of
+    ``$RUNTIME_DIRECTORY``, else ``run/murmur/status.json`` under ``root``."""
+    # The rule of murmur.device.appliance.health.status_path, which the service and every other reader use; this
+    # script runs with the standard library only and cannot import murmur, so it mirrors it
+    # (tests/device/appliance/test_status_schema.py checks that the two agree).
+    if environ.get("MURMUR_STATUS_FILE"):
+        return Path(environ["MURMUR_STATUS_FILE"])
+    if environ.get("RUNTIME_DIRECTORY"):
+        return Path(environ["RUNTIME_DIRECTORY"].split(":")[0]) / "status.json"
+    return root / "run/murmur/status.json"
+
+
 class Layout:
     """Paths on the Pi, all under ``root`` (the empty string on a real Pi)."""
 
@@ -70,7 +85,7 @@ class Layout:
         self.installed = self.state / "installed.sha256"  # sha256 of the install.sh that last ran to the end
         self.unit = self.root / "etc/systemd/system" / UNIT_NAME
         self.config = self.root / "etc/murmur/murmur.toml"
-        self.status_file = self.root / "run/murmur/status.json"
+        self.status_file = status_file(self.root, os.environ)
 
     def current_id(self) -> str | None:
         """The release ``current`` points at, or None (first deploy, or a dangling link)."""
@@ -166,6 +181,37 @@ def complete_venvs(layout: Layout) -> list[str]:
     return sorted(p.name for p in layout.venvs.iterdir() if (p / VENV_COMPLETE).is_file())
 
 
+FALLBACK_LINE = re.compile(r"^#if-system-lacks\s+([A-Za-z0-9_.-]+)\s*(?:>=\s*([0-9][0-9.]*))?\s*:\s*(.+)$")
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def system_fallbacks(requirements: Path) -> dict[str, list[str]]:
+    """The PyPI pins to add because this OS's Python lacks a package Raspberry Pi OS's apt gives: the
+    ``#if-system-lacks NAME[>=VERSION]: PINS`` lines of ``requirements`` whose NAME is missing (or older) here.
+
+    Plain Debian 12 has no python3-lgpio and ships gpiozero 1.6 (no lgpio pin factory); Raspberry Pi OS has both,
+    so there nothing is added and apt's packages are used through --system-site-packages."""
+    import importlib.metadata
+    import importlib.util
+
+    extra: dict[str, list[str]] = {}
+    for line in requirements.read_text().splitlines():
+        match = FALLBACK_LINE.match(line.strip())
+        if not match:
+            continue
+        name, minimum, pins = match.group(1), match.group(2), match.group(3).split()
+        try:
+            version: str | None = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            version = None if importlib.util.find_spec(name.replace("-", "_")) is None else ""
+        if version is None or (minimum and version and _version_tuple(version) < _version_tuple(minimum)):
+            extra[f"{name}{'>=' + minimum if minimum else ''} (found {version or 'none'})"] = pins
+    return extra
+
+
 def build_venv(layout: Layout, requirements: Path) -> tuple[str, bool]:
     """Make ``venvs/<key>`` for ``requirements`` unless it is complete already; returns (key, built).
 
@@ -185,8 +231,13 @@ def build_venv(layout: Layout, requirements: Path) -> tuple[str, bool]:
     step("venv", f"building venvs/{key} (pip install -r {REQUIREMENTS}; minutes on a Pi)")
     pip = os.environ.get("MURMUR_PIP")
     make = [sys.executable, "-m", "venv", "--system-site-packages", *(["--without-pip"] if pip else []), str(venv)]
+    extra = system_fallbacks(requirements)
+    if extra:
+        print(f"venv: this OS lacks {', '.join(sorted(extra))} from apt (Raspberry Pi OS has them): "
+              f"pip adds {' '.join(p for pins in extra.values() for p in pins)}", flush=True)
     install = ([pip] if pip else [str(venv / "bin/python"), "-m", "pip"]) + [
-        "install", "--disable-pip-version-check", "--no-input", "-q", "-r", str(requirements)]
+        "install", "--disable-pip-version-check", "--no-input", "-q", "-r", str(requirements),
+        *[p for pins in extra.values() for p in pins]]
     env = dict(os.environ, VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}:{os.environ.get('PATH', '')}")
     for argv in (make, install):
         proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)
@@ -243,10 +294,10 @@ class Pi:
 
     # -- health ------------------------------------------------------------------------------------------------
     def read_status(self, release_dir: Path) -> dict | None:
-        """The service's health report via ``python -m device status --json`` (the file itself if that fails)."""
+        """The service's health report via ``python -m murmur.device status --json`` (the file itself if that fails)."""
         env = dict(os.environ, MURMUR_STATUS_FILE=str(self.layout.status_file), PYTHONDONTWRITEBYTECODE="1")
         try:
-            proc = subprocess.run([self.python(release_dir), "-m", "device", "status", "--json"], cwd=release_dir, env=env,
+            proc = subprocess.run([self.python(release_dir), "-m", "murmur.device", "status", "--json"], cwd=release_dir, env=env,
                                   capture_output=True, text=True, timeout=30)
             report = json.loads(proc.stdout)
             if isinstance(report, dict) and "ready" in report:
@@ -621,7 +672,7 @@ def verify_release(pi: Pi, release_id: str) -> str | None:
     """``python -m murmur.device verify`` from the new release: imports, bundle loads and steps, a second renders."""
     release = pi.layout.releases / release_id
     # `-m device`, not `-m murmur.device`: releases made before the murmur package have no murmur/ folder
-    command = [pi.python(release), "-m", "device", "verify", "--bundle", str(release / "bundle")]
+    command = [pi.python(release), "-m", "murmur.device", "verify", "--bundle", str(release / "bundle")]
     managed = release / "site" / "murmur.toml"
     if managed.is_file():  # check it as it will read after the switch: current/ is this release
         live = f"{pi.layout.base}/current/"

@@ -37,13 +37,24 @@ def pi_root(tmp_path):
     return root
 
 
-def install(root: Path, *args: str, uname: str | None = None) -> subprocess.CompletedProcess:
+def install(root: Path, *args: str, uname: str | None = None, archive: str = "raspberry-pi-os",
+            allow_arch: str | None = None) -> subprocess.CompletedProcess:
+    """install.sh against ``root``; ``archive`` is what apt can install: "raspberry-pi-os" (every package) or
+    "debian" (no python3-lgpio, as in Debian 12's archive)."""
     bin_dir = root.parent / "bin"
     if uname is not None:
         (bin_dir / "uname").write_text(f"#!/bin/sh\necho {uname}\n")
+    missing = "python3-lgpio" if archive == "debian" else "none-at-all"
+    apt_cache = bin_dir / "apt-cache"
+    apt_cache.write_text(f'#!/bin/sh\n[ "$1" = show ] && [ "$2" = {missing} ] && '
+                         f'{{ echo "E: No packages found" >&2; exit 100; }}\necho "Package: $2"\n')
+    apt_cache.chmod(0o755)
     env = dict(os.environ, MURMUR_ROOT=str(root), MURMUR_PIP=str(bin_dir / "pip"),
                PATH=f"{bin_dir}:{os.environ['PATH']}")
     env.pop("MURMUR_ALLOW_OS", None)
+    env.pop("MURMUR_ALLOW_ARCH", None)
+    if allow_arch is not None:
+        env["MURMUR_ALLOW_ARCH"] = allow_arch
     return subprocess.run(["sh", str(INSTALL), *args], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -63,7 +74,13 @@ def test_fresh_install_does_everything_once_and_keeps_the_technicians_config(pi_
     assert any(c.startswith("useradd --system") and c.endswith(" murmur") for c in calls)
     assert "usermod -a -G audio,gpio,spi murmur" in calls
     pip = [c for c in calls if c.startswith("pip install")]
-    assert len(pip) == 1 and pip[0].endswith("deploy/requirements-pi.txt")
+    assert len(pip) == 1 and re.search(r" -r \S+deploy/requirements-pi\.txt( |$)", pip[0])
+    # anything after the requirements file is a PyPI stand-in for an apt package this machine's python3 lacks
+    extra = pip[0].split("requirements-pi.txt", 1)[1].split()
+    assert set(extra) <= {"gpiozero==2.0.1.post3", "colorzero==2.0", "lgpio==0.2.2.0"}
+    assert "60-murmur-gpio.rules" in proc.stdout
+    rule = (pi_root / "etc/udev/rules.d/60-murmur-gpio.rules").read_text()
+    assert 'KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"' in rule and 'GROUP="spi"' in rule
     key = hashlib.sha256((REPO / "deploy/requirements-pi.txt").read_bytes()).hexdigest()[:16]
     venv = pi_root / "opt/murmur/venvs" / key
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()
@@ -74,7 +91,10 @@ def test_fresh_install_does_everything_once_and_keeps_the_technicians_config(pi_
     assert unit.read_bytes() == (REPO / "deploy/murmur.service").read_bytes()
     stamp = (pi_root / "opt/murmur/.deploy/installed.sha256").read_text().strip()
     assert stamp == hashlib.sha256(INSTALL.read_bytes()).hexdigest()  # what `make deploy` compares to re-run it
-    assert "performance" in (pi_root / "etc/systemd/system/murmur-cpu-performance.service").read_text()
+    governor = (pi_root / "etc/systemd/system/murmur-cpu-performance.service").read_text()
+    assert "performance" in governor
+    # skipped, not failed, where there is no CPU frequency scaling (virtual machines)
+    assert "ConditionPathExistsGlob=/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor" in governor
     config = pi_root / "etc/murmur/murmur.toml"
     assert config.read_bytes() == (REPO / "deploy/murmur.toml").read_bytes()
     systemctl = (pi_root / "var/log/systemctl.calls").read_text().splitlines()
@@ -125,6 +145,46 @@ def test_refuses_anything_but_64_bit_arm(pi_root, machine):
     assert machine in proc.stderr and "64-bit" in proc.stderr
     assert not [c for c in recorded(pi_root) if c.startswith(("apt-get", "useradd", "usermod", "pip"))]
     assert not (pi_root / "opt/murmur/venvs").exists()
+
+
+def test_another_64_bit_machine_is_let_through_only_by_name(pi_root):
+    """The booted system test's x86_64 guest: MURMUR_ALLOW_ARCH must name the machine's own architecture."""
+    wrong = install(pi_root, uname="x86_64", allow_arch="riscv64")
+    assert wrong.returncode == 1 and "MURMUR_ALLOW_ARCH=x86_64" in wrong.stderr
+    proc = install(pi_root, uname="x86_64", allow_arch="x86_64")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "not a Raspberry Pi's; going on because MURMUR_ALLOW_ARCH=x86_64" in proc.stdout
+    assert (pi_root / "etc/systemd/system/murmur.service").is_file()
+
+
+def test_plain_debian_installs_without_python3_lgpio_which_only_raspberry_pi_os_has(pi_root):
+    proc = install(pi_root, archive="debian")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    apt = [c for c in recorded(pi_root) if c.startswith("apt-get install")]
+    assert len(apt) == 1 and "python3-gpiozero" in apt[0] and "python3-lgpio" not in apt[0]
+    assert "python3-lgpio: not in this OS's apt archive" in proc.stdout and "from PyPI" in proc.stdout
+    assert (pi_root / "opt/murmur/.deploy/installed.sha256").is_file()
+
+
+def test_system_fallbacks_add_pypi_pins_only_for_what_this_python_lacks(tmp_path):
+    """requirements-pi.txt's "#if-system-lacks" lines: pins added where the OS lacks (or has too old) a package."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("pi_release_for_test", REPO / "deploy/pi_release.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pi_release_for_test"] = module
+    spec.loader.exec_module(module)
+    requirements = tmp_path / "requirements-pi.txt"
+    requirements.write_text("numpy==2.4.6\n#if-system-lacks pytest: pytest==0.0.1\n"
+                            "#if-system-lacks pytest>=999.0: newer-pytest==1\n"
+                            "#if-system-lacks murmur-surely-missing-dist: stand-in==2.0 its-helper==1.0\n"
+                            "# if-system-lacks lgpio: a comment, not a fallback line\n")
+    extra = module.system_fallbacks(requirements)
+    assert sorted(p for pins in extra.values() for p in pins) == ["its-helper==1.0", "newer-pytest==1", "stand-in==2.0"]
+    assert any(k.startswith("pytest>=999.0 (found ") for k in extra)
+    shipped = module.system_fallbacks(REPO / "deploy/requirements-pi.txt")
+    assert set(p for pins in shipped.values() for p in pins) <= {"gpiozero==2.0.1.post3", "colorzero==2.0", "lgpio==0.2.2.0"}
 
 
 def test_refuses_an_os_other_than_bookworm(pi_root):

@@ -5,7 +5,8 @@ What it does, once a second in the main loop: applies the opening hours (``engin
 playlist, handles reload (SIGHUP: re-read config and bundle, validate, crossfade; a bad one is logged and the
 old sound keeps playing) and stop (SIGTERM: short fade, clean stop), restarts the generator when the output stays
 digitally silent or frozen while open, and writes the status report (``murmur.device.appliance.status``) on tmpfs. READY=1 goes to
-systemd once the first audio block reached the sound card; WATCHDOG=1 comes from the engine's producer loop
+systemd once the first audio block reached the sound card (or once it waits for a sound card that is missing:
+it plays as soon as one appears); WATCHDOG=1 comes from the engine's producer loop
 (and only while this main loop is alive too), so a stalled generator or a hung service gets restarted.
 
 Writes: the status file (tmpfs, /run/murmur) every second and, only when the playlist entry changes, the
@@ -36,7 +37,8 @@ from murmur.device.appliance.status import State, StatusReport
 from murmur.device.appliance.systemd import Notifier, Watchdog, release_free_heap, release_id, venv_id
 from murmur.device.bundle import Bundle, load_bundle
 from murmur.device.controls.values import ControlStore
-from murmur.device.errors import BundleError, ConfigError, DeviceError
+from murmur.device.errors import BundleError, ConfigError, DeviceError, OutputDeviceError
+from murmur.device.generate.step_model import open_step_model
 from murmur.device.playback.engine import same_stft
 from murmur.device.protocols import Clock, EngineLike
 
@@ -46,16 +48,23 @@ if TYPE_CHECKING:  # the knobs package is imported only where knobs are built
 log = logging.getLogger("murmur.service")
 
 START_TIMEOUT_S = 30.0  # first audio block must reach the sink within this
+OUTPUT_RETRY_S = 30.0  # no sound card: try the output again this often even if the card list did not change
+SOUND_CARDS = Path("/proc/asound/cards")
 STOP_FADE_S = 0.5  # fade out on SIGTERM
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # small pure-ish parts
-def check_model(bundle: Bundle) -> None:
-    """The TFLite runtime really loads and steps the bundle's model. Raises BundleError."""
-    from murmur.device.generate.step_model import open_step_model
+def _first_line(exc: Exception) -> str:
+    return (str(exc).splitlines() or [""])[0].split("; available outputs")[0]
 
-    open_step_model(bundle)
+
+def _sound_cards() -> str:
+    """The kernel's list of sound cards ("" when it has none, or no ALSA): cheap to poll, changes when one appears."""
+    try:
+        return SOUND_CARDS.read_text()
+    except OSError:
+        return ""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -74,7 +83,7 @@ class Service:
     Injected: ``engine_factory(bundle, *, config, store, on_frame) -> EngineLike`` (it opens and steps the
     bundle's model, once), ``knobs_factory(config, store) -> Knobs | None`` (or None: no knobs), ``notifier``,
     ``clock`` (``protocols.Clock``), ``bundle_loader(path) -> Bundle`` (``load_bundle``: files and checksums) and
-    ``model_check(bundle)`` (``check_model``: opens and steps the model before a restart onto another bundle, so
+    ``model_check(bundle)`` (``open_step_model``: opens and steps the model before a restart onto another bundle, so
     a bad one is refused before the old sound stops).
     Knob actions for the playlist reach it through the ``ControlStore`` (``take_service_events``), read by the
     main loop: the audio thread never relays them.
@@ -84,7 +93,7 @@ class Service:
                  knobs_factory: Callable[..., Knobs | None] | None, config_path: Path | None = None,
                  notifier: Notifier | None = None, clock: Clock | None = None, status_file: Path | None = None,
                  state_dir: Path | None = None, bundle_loader: Callable[[Path], Bundle] = load_bundle,
-                 model_check: Callable[[Bundle], None] = check_model, tick_s: float = 1.0, start_timeout_s: float = START_TIMEOUT_S) -> None:
+                 model_check: Callable[[Bundle], object] = open_step_model, tick_s: float = 1.0, start_timeout_s: float = START_TIMEOUT_S) -> None:
         self.config = config
         self.config_path = config_path or config.path
         self.engine_factory = engine_factory
@@ -168,13 +177,64 @@ class Service:
         self.playlist = read_playlist_state(self.state_dir, bundles, self.clock.time())
         self.knobs = self.knobs_factory(self.config, self.store) if self.knobs_factory else None
         self._set_led(self._led_state())
-        self._start_first_playable(self.playlist.index)
+        try:
+            self._start_first_playable(self.playlist.index)
+        except OutputDeviceError as exc:
+            if not self._wait_for_output(exc):
+                return  # asked to stop while waiting
         self.ready = True
         self.notifier.notify("READY=1")
         log.info("playing %s (%s); schedule: %s; volume cap %.1f dBFS; output %s", self.playing_bundle.bundle_id,
                  self.playing_bundle.path, self.config.schedule.describe(), self.config.playback.volume_cap_db,
                  self.config.playback.output_device or "system default")
         self.tick()
+
+    def _wait_for_output(self, first: OutputDeviceError) -> bool:
+        """No sound card yet (a USB interface switched on with the amplifier, a HAT's driver late): wait for it
+        and play as soon as it appears, never exit into a failed state only a person could clear. Meanwhile the
+        state is "error" with the reason (status report, LED), the service counts as started for systemd
+        (READY=1: nothing is wrong with the service itself) and keeps the watchdog fed. The output is tried again
+        as soon as the kernel's card list (/proc/asound/cards) changes, and every ``OUTPUT_RETRY_S`` anyway.
+        True once playing; False if asked to stop first."""
+        waited_from = self.clock.monotonic()
+        message = f"waiting for the sound card: {_first_line(first)}"
+        log.warning("%s; it plays as soon as one appears", message)
+        self.state, self.message = State.ERROR, message
+        self._set_led(self._led_state())
+        self.notifier.notify("READY=1")
+        self.write_status(playing=False)
+        cards, last_try = _sound_cards(), self.clock.monotonic()
+        while not self._stop.is_set():
+            self.clock.wait(self._wake, self.tick_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            self.watchdog.alive()
+            if self.notifier.notify("WATCHDOG=1"):
+                self.watchdog.pings += 1
+            if self._reload.is_set():  # e.g. a new output_device: take the config, try it at once
+                self._reload.clear()
+                try:
+                    self.config = load_config(self.config_path)
+                except ConfigError as exc:
+                    self._reject(exc, "keeping the running config")
+                last_try = -math.inf
+            now_cards = _sound_cards()
+            if now_cards == cards and self.clock.monotonic() - last_try < OUTPUT_RETRY_S:
+                self.write_status(playing=False)
+                continue
+            cards, last_try = now_cards, self.clock.monotonic()
+            try:
+                self._start_first_playable(self.playlist.index)
+            except OutputDeviceError as exc:
+                self.message = f"waiting for the sound card: {_first_line(exc)}"
+                self.write_status(playing=False)
+                continue
+            log.info("sound card found after %.0f s of waiting: playing", self.clock.monotonic() - waited_from)
+            self.message = None
+            return True
+        self.state, self.message = State.STOPPED, None
+        return False
 
     def _start_first_playable(self, index: int) -> None:
         """Play the playlist entry at ``index``, or the next one whose files check and whose model runs (each
@@ -435,6 +495,8 @@ class Service:
     def _is_playing(self, sched: ScheduleState) -> bool:
         if self.engine is None or not self.ready or not sched.is_open or self.engine.error is not None:
             return False
+        # The engine stamps last_progress_monotonic from its audio threads with its own time.monotonic() (they know
+        # no injected Clock), so the age is taken on that clock; self.clock would compare two different time bases.
         return time.monotonic() - self.engine.stats.last_progress_monotonic < 5.0
 
     # -- status -----------------------------------------------------------------------------------------------

@@ -39,6 +39,84 @@ class OutputDevice:
     is_default: bool
 
 
+class NativeNoise:
+    """Counts what alsa-lib, libjack and PortAudio would have printed to stderr while PortAudio probes devices.
+
+    ``PyAudio()`` (Pa_Initialize) opens every ALSA PCM the configuration names and tries to reach a JACK server:
+    on a Pi that prints 20-70 lines (``ALSA lib pcm.c:… Unknown PCM cards.pcm.rear``, ``jack server is not
+    running or cannot be started``, ``Cannot create thread res = 1``) into the journal at every start, ahead of
+    Murmur's own lines and meaning nothing. ``quiet_native_probing()`` installs no-op handlers through each
+    library's own hook (``snd_lib_error_set_handler``, ``jack_set_error_function``/``jack_set_info_function``,
+    ``PaUtil_SetDebugPrintFunction``), once per process; Murmur's own log lines are untouched."""
+
+    def __init__(self) -> None:
+        self.alsa = 0
+        self.jack = 0
+        self.portaudio = 0
+        self.hooks: list[str] = []
+        self._keep: list[object] = []  # the ctypes callbacks must live as long as the process
+
+    def total(self) -> int:
+        return self.alsa + self.jack + self.portaudio
+
+
+_noise: NativeNoise | None = None
+
+
+def quiet_native_probing() -> NativeNoise:
+    """Install the no-op stderr handlers (see ``NativeNoise``) once; returns the counters."""
+    global _noise
+    if _noise is not None:
+        return _noise
+    import ctypes
+    import ctypes.util
+
+    noise = NativeNoise()
+
+    def load(name: str, soname: str):
+        try:
+            return ctypes.CDLL(ctypes.util.find_library(name) or soname)
+        except OSError:
+            return None
+
+    asound = load("asound", "libasound.so.2")
+    if asound is not None and hasattr(asound, "snd_lib_error_set_handler"):
+        # void handler(const char *file, int line, const char *function, int err, const char *fmt, ...): the
+        # variadic tail is ignored, which the x86_64 and AArch64 Linux calling conventions allow
+        alsa_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p)
+
+        def on_alsa(file, line, function, err, fmt):
+            noise.alsa += 1
+
+        handler = alsa_type(on_alsa)
+        asound.snd_lib_error_set_handler(handler)
+        noise._keep.append(handler)
+        noise.hooks.append("alsa-lib")
+    text_type = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+    jack = load("jack", "libjack.so.0")
+    if jack is not None and hasattr(jack, "jack_set_error_function"):
+        def on_jack(message):
+            noise.jack += 1
+
+        handler = text_type(on_jack)
+        jack.jack_set_error_function(handler)
+        if hasattr(jack, "jack_set_info_function"):
+            jack.jack_set_info_function(handler)
+        noise._keep.append(handler)
+        noise.hooks.append("libjack")
+    portaudio = load("portaudio", "libportaudio.so.2")
+    if portaudio is not None and hasattr(portaudio, "PaUtil_SetDebugPrintFunction"):
+        def on_portaudio(message):
+            noise.portaudio += 1
+
+        handler = text_type(on_portaudio)
+        portaudio.PaUtil_SetDebugPrintFunction(handler)
+        noise._keep.append(handler)
+        noise.hooks.append("PortAudio")
+    _noise = noise
+    return noise
+
+
 def _open_pyaudio():
     try:
         import pyaudio
@@ -47,7 +125,13 @@ def _open_pyaudio():
             f"PyAudio is not installed ({exc}); fix: pip install -r requirements/device.txt "
             "(on the Pi: sudo apt install python3-pyaudio)"
         ) from exc
-    return pyaudio, pyaudio.PyAudio()
+    noise = quiet_native_probing()
+    before = noise.total()
+    pa = pyaudio.PyAudio()
+    if noise.total() > before:
+        log.debug("PortAudio's device probe: %d lines of %s messages not printed", noise.total() - before,
+                  "/".join(noise.hooks))
+    return pyaudio, pa
 
 
 def _devices(pa) -> list[OutputDevice]:
@@ -94,6 +178,9 @@ def choose_device(devices: list[OutputDevice], name_substring: str | None) -> Ou
             return devices[0]
         raise OutputDeviceError("no audio output device found:\n" + format_devices(devices))
     matches = [d for d in devices if name_substring.lower() in d.name.lower()]
+    # The card itself ("… (hw:N,M)") before ALSA plugins that name it: no hidden resampler or mixing buffer between
+    # the engine and the DAC (PortAudio converts float to the card's sample format itself).
+    matches.sort(key=lambda d: "(hw:" not in d.name)
     if not matches:
         raise OutputDeviceError(
             f"no audio output device has {name_substring!r} in its name; available outputs:\n"

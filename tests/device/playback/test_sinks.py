@@ -147,6 +147,51 @@ def test_unknown_device_error_lists_what_is_there():
     assert "--device" in message
 
 
+def test_a_name_matching_the_card_and_an_alsa_plugin_takes_the_card_itself():
+    """ALSA plugins that name the card (sysdefault, dmix …) resample and buffer behind the engine's back; the
+    card's own "(hw:N,M)" device is the direct path, whatever order PortAudio lists them in."""
+    devices = [OutputDevice(9, "sysdefault:CARD=Loopback", 128, 44100.0, "ALSA", False),
+               OutputDevice(2, "Loopback: PCM (hw:1,0)", 32, 44100.0, "ALSA", False),
+               OutputDevice(3, "Loopback: PCM (hw:1,1)", 32, 44100.0, "ALSA", False), *DEVICES]
+    assert choose_device(devices, "loopback").name == "Loopback: PCM (hw:1,0)"
+    assert choose_device(devices, "CARD=Loopback").index == 9  # a plugin asked for by its own name is kept
+
+
+NOISY_PROBE = textwrap.dedent("""
+    import ctypes, ctypes.util, json, sys
+    if sys.argv[1] == "quiet":
+        from murmur.device.playback.sinks import quiet_native_probing
+        noise = quiet_native_probing()
+    asound = ctypes.CDLL(ctypes.util.find_library("asound") or "libasound.so.2")
+    pcm = ctypes.c_void_p()
+    # what PortAudio's probe does for every PCM the configuration names: some do not exist on this machine
+    code = asound.snd_pcm_open(ctypes.byref(pcm), b"murmur_no_such_pcm", 0, 0)
+    print("RESULT " + json.dumps({"code": code, "alsa": noise.alsa if sys.argv[1] == "quiet" else None,
+                                  "hooks": noise.hooks if sys.argv[1] == "quiet" else None}))
+    print("murmur's own line", file=sys.stderr)
+""")
+
+
+@pytest.mark.skipif(not Path("/usr/lib/x86_64-linux-gnu/libasound.so.2").exists()
+                    and not Path("/usr/lib/aarch64-linux-gnu/libasound.so.2").exists(), reason="no alsa-lib")
+def test_alsa_lib_probe_messages_are_not_printed_but_our_own_lines_are(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("ALSA_CONFIG_PATH", None)
+
+    def probe(mode: str) -> tuple[dict, str]:
+        proc = subprocess.run([sys.executable, "-c", NOISY_PROBE, mode], cwd=ROOT, env=env, capture_output=True,
+                              text=True, timeout=60)
+        line = next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))
+        return json.loads(line[len("RESULT "):]), proc.stderr
+
+    loud, loud_err = probe("loud")
+    assert loud["code"] < 0 and "ALSA lib" in loud_err and "murmur_no_such_pcm" in loud_err  # what the journal got
+    quiet, quiet_err = probe("quiet")
+    assert quiet["code"] < 0 and "alsa-lib" in quiet["hooks"]
+    assert "ALSA lib" not in quiet_err and quiet["alsa"] >= 1  # seen and counted, not printed
+    assert "murmur's own line" in quiet_err
+
+
 def test_no_devices_at_all_is_explained():
     with pytest.raises(OutputDeviceError, match="no audio output device found"):
         choose_device([], None)

@@ -51,13 +51,11 @@ def demo_bundle_dir() -> Path:
 
 # -- workers (run in .venv/device subprocesses) -------------------------------------------------------------------
 def _worker_timing(bundle_dir: str, quick: bool) -> dict:
-    from murmur.device.bundle import load_bundle
     from murmur.device.controls.values import Controls
-    from murmur.device.generate.step_model import StepModel, open_step_model
+    from murmur.device.generate.step_model import StepModel, open_bundle
     from murmur.device.playback.engine import BlockPipeline, default_vocoder_factory, make_sampler
 
-    bundle = load_bundle(bundle_dir)
-    model = open_step_model(bundle)
+    bundle, model = open_bundle(bundle_dir)
     repeats, n = (3, 1000) if quick else (7, 3000)
     cpu = time.thread_time  # CPU time of this thread (invoke runs in it): immune to other processes on the core
     step_ms = float(np.median([model.time_step_ms(n, clock=cpu) for _ in range(repeats)]))

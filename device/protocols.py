@@ -2,7 +2,7 @@
 a sink, and what the service needs of an engine and a clock.
 
 The real parts (``step_model.StepModel``, ``vocoder.StreamingVocoder``, ``sinks.PyAudioSink`` …,
-``engine.Engine``, ``service.WallClock``) and the shipped fakes (``device/testing/fakes.py``) implement them; ``make lint``
+``engine.Engine``, ``clock.WallClock``) and the shipped fakes (``device/testing/fakes.py``) implement them; ``make lint``
 (mypy) checks both against these definitions, and ``tests/device/test_protocols.py`` checks the fakes at run time.
 """
 
@@ -78,7 +78,7 @@ class EngineStats:
     identical_blocks: int  # consecutive produced blocks that were bit-identical to the one before (stuck output)
     nonfinite_frames: int  # frames whose audio held NaN/inf (replaced by silence, generator restarted)
     bundle_id: str
-    last_progress_monotonic: float  # time.monotonic() of the last produced frame
+    last_progress_monotonic: float  # time.monotonic() of the last produced frame (the real clock, not an injected one)
     buffer_frames: int  # ring lead in frames now (grows after underruns, up to max_buffer_frames)
     swapping: bool
 

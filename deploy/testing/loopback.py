@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from murmur.deploy.pi_release import code_id_of
+from murmur.deploy.pi_release import Layout, code_id_of
 from murmur.deploy.pi_release import venv_key as requirements_key
 from murmur.device.bundle import load_bundle, write_bundle
 
@@ -173,10 +173,6 @@ class LoopbackPi:
         log = self.root / "var/log/systemctl.calls"
         return log.read_text().splitlines() if log.is_file() else []
 
-    def service_log(self) -> str:
-        log = self.root / "var/log/murmur.log"
-        return log.read_text() if log.is_file() else ""
-
 
 RECORDED = ("apt-get", "useradd", "usermod", "groupadd", "pip", "dpkg-query", "getent", "uname")
 
@@ -286,7 +282,8 @@ class Fleet:
 
 
 def status(pi: LoopbackPi) -> dict:
-    return json.loads((pi.root / "run/murmur/status.json").read_text())
+    """The status report of the loopback Pi's service, from where the deploy reads it (the service's rule)."""
+    return json.loads(Layout(str(pi.root)).status_file.read_text())
 
 
 def bundle_id(path: Path) -> str:

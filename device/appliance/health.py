@@ -1,8 +1,9 @@
 """Health of the running service: the status file it writes, the readers for CPU temperature, throttling and
 clock synchronisation, and ``python -m murmur.device status [--json]`` (also ``make status PI=host`` from the laptop).
 
-The service writes ``/run/murmur/status.json`` (env ``MURMUR_STATUS_FILE`` overrides; tmpfs, never the SD card)
-atomically about once a second. Exit codes of ``status``: 0 playing; 3 quiet hours (service alive, silent on
+The service writes the status file (``status_path``: ``$MURMUR_STATUS_FILE``, else ``$RUNTIME_DIRECTORY/status.json``,
+else ``/run/murmur/status.json``; tmpfs, never the SD card) atomically about once a second; readers find it by the
+same rule. Exit codes of ``status``: 0 playing; 3 quiet hours (service alive, silent on
 purpose); 1 not playing (starting, error, no sound); 2 no status file or a stale one (service not running or hung).
 """
 
@@ -18,14 +19,16 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from murmur.device.appliance.status import ClockSync, State, StatusReport
 from murmur.device.files import replace_file
 
 STATUS_ENV = "MURMUR_STATUS_FILE"
-DEFAULT_STATUS_FILE = Path("/run/murmur/status.json")
+RUNTIME_DIRECTORY_ENV = "RUNTIME_DIRECTORY"  # set by systemd for a unit with RuntimeDirectory=
+STATUS_FILE_NAME = "status.json"
+DEFAULT_STATUS_FILE = Path("/run/murmur") / STATUS_FILE_NAME
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 # Raspberry Pi kernels publish the firmware's throttle word here (readable without /dev/vcio, so from the
 # sandboxed service too); vcgencmd is the fallback for the interactive command.
@@ -59,9 +62,16 @@ HEAT_ADVICE = ("the CPU was slowed down (heat or supply): give the Pi air, a hea
                "the supply; a slowed CPU can make the sound drop out")
 
 
-def status_path() -> Path:
-    """Where the status file is: ``$MURMUR_STATUS_FILE`` or /run/murmur/status.json."""
-    return Path(os.environ.get(STATUS_ENV) or DEFAULT_STATUS_FILE)
+def status_path(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the status file is, for the service that writes it and every reader: ``$MURMUR_STATUS_FILE``, else
+    ``status.json`` in the first entry of ``$RUNTIME_DIRECTORY`` (systemd's RuntimeDirectory=), else
+    /run/murmur/status.json. ``deploy/pi_release.py`` (standard library only) mirrors this rule."""
+    env = os.environ if environ is None else environ
+    if env.get(STATUS_ENV):
+        return Path(env[STATUS_ENV])
+    if env.get(RUNTIME_DIRECTORY_ENV):
+        return Path(env[RUNTIME_DIRECTORY_ENV].split(":")[0]) / STATUS_FILE_NAME
+    return DEFAULT_STATUS_FILE
 
 
 def write_status(path: Path, status: StatusReport) -> None:
@@ -250,7 +260,7 @@ def cli(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m murmur.device {argv[0] if argv else 'status'}", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print the status as JSON (plus ok/problems/age_s)")
-    parser.add_argument("--file", type=Path, default=None, help=f"status file (default ${STATUS_ENV} or {DEFAULT_STATUS_FILE})")
+    parser.add_argument("--file", type=Path, default=None, help=f"status file (default ${STATUS_ENV}, ${RUNTIME_DIRECTORY_ENV}/{STATUS_FILE_NAME} or {DEFAULT_STATUS_FILE})")
     parser.add_argument("--stale-after", type=float, default=STALE_AFTER_S, help="seconds after which the file counts as stale")
     args = parser.parse_args(argv[1:])
     path = args.file or status_path()

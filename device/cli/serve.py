@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from murmur.device.appliance import health
-from murmur.device.appliance.config import Config, load_config
-from murmur.device.appliance.service import Service, check_model
+from murmur.device.appliance.config import DEFAULT_PATH, Config, load_config
+from murmur.device.appliance.service import Service
 from murmur.device.appliance.systemd import Notifier, pin_import_paths, setup_logging, venv_id
-from murmur.device.bundle import Bundle, load_bundle
+from murmur.device.bundle import Bundle
 from murmur.device.controls.values import ControlStore
 from murmur.device.errors import ConfigError, DeviceError
 
@@ -33,9 +33,9 @@ SINK_ENV = "MURMUR_SINK"  # "pyaudio" (default), "null", "wav:PATH": picks the s
 
 def validate_bundle(path: Path) -> Bundle:
     """Load and check a bundle (files, checksums, settings) and its model. Raises BundleError."""
-    bundle = load_bundle(path)
-    check_model(bundle)
-    return bundle
+    from murmur.device.generate.step_model import open_bundle
+
+    return open_bundle(path)[0]
 
 
 def make_sink(config: Config, spec: str | None = None):
@@ -80,7 +80,7 @@ def cli(argv: list[str]) -> int:
     """``python -m murmur.device serve --config FILE``: run the appliance until SIGTERM; SIGHUP reloads."""
     parser = argparse.ArgumentParser(prog=f"python -m murmur.device {argv[0] if argv else 'serve'}", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=Path("/etc/murmur/murmur.toml"), help="config file (TOML)")
+    parser.add_argument("--config", type=Path, default=DEFAULT_PATH, help=f"config file (TOML; default {DEFAULT_PATH})")
     parser.add_argument("--status-file", type=Path, default=None,
                         help=f"status JSON (default ${health.STATUS_ENV}, $RUNTIME_DIRECTORY/status.json or {health.DEFAULT_STATUS_FILE})")
     parser.add_argument("--state-dir", type=Path, default=None,
@@ -108,14 +108,7 @@ def cli(argv: list[str]) -> int:
                 print(f"BAD  {path}: {exc}")
         print(f"config {args.config}: {'ok' if not failed else f'{failed} bad bundle(s)'}")
         return 1 if failed else 0
-    status_file = args.status_file
-    if status_file is None:
-        if os.environ.get(health.STATUS_ENV):
-            status_file = Path(os.environ[health.STATUS_ENV])
-        elif os.environ.get("RUNTIME_DIRECTORY"):
-            status_file = Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0]) / "status.json"
-        else:
-            status_file = health.DEFAULT_STATUS_FILE
+    status_file = args.status_file or health.status_path()
     state_dir = args.state_dir or (Path(os.environ["STATE_DIRECTORY"].split(":")[0]) if os.environ.get("STATE_DIRECTORY") else None)
     sink_spec = args.sink
 

@@ -19,9 +19,8 @@ SILENCE_DBFS = -90.0  # a rendered second quieter than this is not sound
 
 def verify(bundle_dir: str, *, seconds: float = 1.0, config_path: str | None = None, seed: int = 0) -> dict:
     """Load, step and render ``bundle_dir`` (and validate ``config_path``); return the figures. Raises DeviceError."""
-    from murmur.device.bundle import load_bundle
     from murmur.device.errors import BundleError
-    from murmur.device.generate.step_model import open_step_model
+    from murmur.device.generate.step_model import open_bundle
     from murmur.device.playback.engine import render
 
     started = time.perf_counter()
@@ -31,8 +30,7 @@ def verify(bundle_dir: str, *, seconds: float = 1.0, config_path: str | None = N
 
         load_config(config_path)
         report["config"] = str(config_path)
-    bundle = load_bundle(bundle_dir)
-    model = open_step_model(bundle)
+    bundle, model = open_bundle(bundle_dir)
     report.update(bundle_id=bundle.bundle_id, runtime=getattr(model, "runtime_name", "?"))
     audio = render(bundle, seconds, seed=seed)
     expected = int(round(seconds * bundle.audio.sample_rate_hz))

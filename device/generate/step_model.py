@@ -10,12 +10,13 @@ the fast path is checked against when the model is opened.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from murmur.device.bundle import Bundle
+from murmur.device.bundle import Bundle, load_bundle
 from murmur.device.errors import BundleError
 from murmur.device.generate.runtime import load_interpreter_class, quiet_delegate_notice
 
@@ -213,3 +214,11 @@ def open_step_model(bundle: Bundle, *, runtime: str | None = None, check_steps: 
                 break
     model.reset()
     return model
+
+
+def open_bundle(path: str | os.PathLike[str], *, runtime: str | None = None) -> tuple[Bundle, StepModel]:
+    """Load the bundle directory ``path`` (``load_bundle``: files, checksums, settings, arrays) and open its model
+    (``open_step_model``: loads and steps it) -> (bundle, model). The one way to prove a bundle plays here, before
+    it goes live (``verify``, ``serve --check``). Raises BundleError."""
+    bundle = load_bundle(path)
+    return bundle, open_step_model(bundle, runtime=runtime)

@@ -127,3 +127,21 @@ def test_makefile_status_target_goes_through_the_deploy_tool():
     assert "-m murmur.deploy status @hall gallery-pi" in result.stdout  # inventory names and @groups as for deploy
     missing = subprocess.run(["make", "status"], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert missing.returncode != 0 and "PI=" in (missing.stdout + missing.stderr)
+
+
+def test_the_status_command_finds_the_file_in_the_runtime_directory_like_the_service(tmp_path):
+    # systemd gives the service RUNTIME_DIRECTORY; the service writes there, so a reader with the same
+    # environment (e.g. ExecStartPost, or `systemd-run -p RuntimeDirectory=murmur`) must read there too
+    health.write_status(tmp_path / "status.json", sample_status())
+    env = {k: v for k, v in os.environ.items() if k != health.STATUS_ENV}
+    env["RUNTIME_DIRECTORY"] = f"{tmp_path}:/elsewhere"
+    result = subprocess.run([sys.executable, "-m", "murmur.device", "status"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "PLAYING" in result.stdout
+
+
+def test_status_path_rule():
+    assert health.status_path({}) == Path("/run/murmur/status.json")
+    assert health.status_path({"RUNTIME_DIRECTORY": "/run/a:/run/b"}) == Path("/run/a/status.json")
+    assert health.status_path({"MURMUR_STATUS_FILE": "/tmp/s.json", "RUNTIME_DIRECTORY": "/run/a"}) == Path("/tmp/s.json")
+    assert health.status_path({"MURMUR_STATUS_FILE": "", "RUNTIME_DIRECTORY": "/run/a"}) == Path("/run/a/status.json")

@@ -9,11 +9,25 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from murmur import REPO_ROOT as ROOT
 from murmur.deploy import pi_release
+from murmur.device.appliance import health
 from murmur.device.appliance.status import STATUS_FIELDS, ClockSync, State, StatusReport
 
 JSON_EXTRAS = {"ok", "exit_code", "problems", "status_file", "age_s"}  # added by `python -m murmur.device status --json`
+
+
+@pytest.mark.parametrize("environ", [
+    {},
+    {"MURMUR_STATUS_FILE": "/tmp/murmur-status.json"},
+    {"RUNTIME_DIRECTORY": "/run/murmur-a:/run/murmur-b"},
+    {"MURMUR_STATUS_FILE": "/tmp/s.json", "RUNTIME_DIRECTORY": "/run/murmur-a"},
+    {"MURMUR_STATUS_FILE": "", "RUNTIME_DIRECTORY": "/run/murmur-a"},
+])
+def test_pi_release_finds_the_status_file_by_the_services_rule(environ):
+    assert pi_release.status_file(Path("/"), environ) == health.status_path(environ)
 
 
 def test_pi_release_mirrors_the_field_names_and_states():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 
 from murmur import REPO_ROOT
 from murmur.device.bundle import load_bundle
-from murmur.device.generate.step_model import StepModel, open_step_model
+from murmur.device.errors import BundleError
+from murmur.device.generate.step_model import StepModel, open_bundle, open_step_model
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +92,15 @@ def test_the_tflite_runtime_fallback_runs_the_same_model(bundle, tiny_bundle, tm
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["tflite_runtime", "True"]
     np.testing.assert_allclose(np.load(out), expected, atol=0.05)
+
+
+def test_open_bundle_loads_checks_and_opens_the_model(tiny_bundle, tmp_path):
+    bundle, model = open_bundle(tiny_bundle)
+    assert bundle.path == tiny_bundle and model.bundle is bundle
+    frames = bundle.seed_frames(0, 4)
+    np.testing.assert_array_equal(run(model, frames), run(open_step_model(load_bundle(tiny_bundle)), frames))
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "model.tflite").write_bytes(b"not a model")
+    with pytest.raises(BundleError, match="model.tflite: checksum mismatch"):
+        open_bundle(broken)

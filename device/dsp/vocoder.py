@@ -16,6 +16,7 @@ Phase and overlap-add are continuous across calls: a stream, never independent b
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -54,8 +55,8 @@ class StreamingVocoder:
 
     Output sample k corresponds to input sample k - latency_samples of the signal whose
     ``frames.stft_magnitudes(center=True)`` the frames are. Cost per frame: ``iterations`` batched FFT pairs
-    over ``lookahead + 1`` frames (about 0.5 ms at the defaults on a laptop core). The per-frame path keeps
-    all its buffers; the only temporary is numpy's internal float64 copy in the batched rfft.
+    over ``lookahead + 1`` frames (BENCHMARKS.md, section "Engine stages", has the time). The per-frame path keeps
+    all its buffers and allocates nothing on numpy 2 (numpy 1.x cannot write FFTs into a buffer: one copy each).
     Not thread-safe: one instance per stream.
     """
 
@@ -105,18 +106,32 @@ class StreamingVocoder:
         self._tgrad_scale = np.float32(h * n / gamma / 2.0)  # rad per hop per unit of log-magnitude difference
 
         f32, c64 = np.float32, np.complex64
+        self._slots = slots
         # Frame-indexed state, double-buffered: the one-frame shift copies into the other set (no overlap, no
         # temporary). Row j is look-ahead slot j, row 0 the oldest (next to commit), row -1 the newest.
         self._mags = [np.zeros((slots, self.n_bins), f32) for _ in range(2)]
         self._spec = [np.zeros((slots, self.n_bins), c64) for _ in range(2)]
         self._tprev = [np.zeros((slots, self.n_bins), c64) for _ in range(2)]
-        self._synth = [np.zeros((slots, n), f32) for _ in range(2)]
-        self._fixed = [np.zeros(self._buf_len, f32) for _ in range(2)]  # overlap-add of committed frames
+        # The overlap-add as one reduction: row 0 of each stack is the overlap-add of the committed frames
+        # (``fixed``), row j + 1 is zero but for slot j's synthesised frame at its place (j * hop). Summing the rows in
+        # order adds exactly what adding each frame into ``fixed`` in turn added, in one call instead of 1 + slots.
+        self._stack = [np.zeros((slots + 1, self._buf_len), f32) for _ in range(2)]
+        self._fixed = [stack[0] for stack in self._stack]
+        self._synth = [_slot_rows(stack, n, h, slots) for stack in self._stack]  # (slots, n_fft) views
         self._cur = 0
         # Scratch, reused every frame.
         self._ola = np.zeros(self._buf_len, f32)
+        # numpy's rfft of float32 input computes in float64 through a temporary copy: the analysed segments are
+        # converted into a float64 buffer here instead (the same numbers, no temporary), and the spectra come back
+        # in complex128, rounded to complex64 where the old spectra are kept (the same numbers again).
         self._seg = np.zeros((slots, n), f32)
-        self._rebuilt = np.zeros((slots, self.n_bins), c64)
+        self._seg64 = np.zeros((slots, n), np.float64)
+        self._rebuilt = np.zeros((slots, self.n_bins), np.complex128)
+        self._frames = np.zeros((slots, n), f32)  # the inverse FFTs, before the synthesis window places them
+        # Row by row where an operand is a strided view: numpy buffers a 2-D strided operation through a temporary.
+        self._seg_rows = [(self._ola[j * h : j * h + n], self._slot_win[j], self._seg[j]) for j in range(slots)]
+        self._place_rows = [[(self._frames[j], self._synth_win[j], synth[j]) for j in range(slots)]
+                            for synth in self._synth]
         self._angles = np.zeros((slots, self.n_bins), c64)
         self._absbuf = np.zeros((slots, self.n_bins), f32)
         self._logmag = np.zeros(self.n_bins, f32)
@@ -132,7 +147,7 @@ class StreamingVocoder:
 
     def reset(self) -> None:
         """Forget the stream: the next frame starts a new signal (the output restarts from silence)."""
-        for group in (self._mags, self._spec, self._tprev, self._synth, self._fixed):
+        for group in (self._mags, self._spec, self._tprev, self._stack):
             for arr in group:
                 arr.fill(0)
         self._tgrad.fill(0)
@@ -167,16 +182,19 @@ class StreamingVocoder:
         tprev[last] = 0.0
         newest = mags[last]
         np.copyto(newest, magnitude, casting="unsafe")
-        np.isfinite(newest, out=self._bad_bins)
-        np.logical_not(self._bad_bins, out=self._bad_bins)
-        np.copyto(newest, _ZERO, where=self._bad_bins)
+        if not math.isfinite(float(np.add.reduce(newest))):  # NaN or inf somewhere (or a huge sum): count them as 0
+            np.isfinite(newest, out=self._bad_bins)
+            np.logical_not(self._bad_bins, out=self._bad_bins)
+            np.copyto(newest, _ZERO, where=self._bad_bins)
         np.maximum(newest, _ZERO, out=newest)
 
         self._start_phase(newest, prev_spec, spec[last])
-        _irfft_into(spec[last], self.n_fft, synth[last])
-        np.multiply(synth[last], self._synth_win[0], out=synth[last])
+        frame = self._frames[last]
+        _irfft_into(spec[last], self.n_fft, frame)
+        np.multiply(frame, self._synth_win[0], out=synth[last])
+        stack, place_rows = self._stack[new], self._place_rows[new]
         for _ in range(self.iterations):
-            self._iterate(mags, spec, tprev, synth, fixed)
+            self._iterate(mags, spec, tprev, stack, place_rows)
 
         # Commit the oldest frame: with it the first hop of the buffer is complete.
         fixed[: self.n_fft] += synth[0]
@@ -209,35 +227,41 @@ class StreamingVocoder:
         np.abs(prev_spec, out=self._prev_mag)
         np.multiply(mag, _ONSET_RATIO, out=logmag)
         np.less(self._prev_mag, logmag, out=self._onset)
-        np.copyto(phase, self._centred_phase, where=self._onset)
+        np.putmask(phase, self._onset, self._centred_phase)
         np.cos(phase, out=spec_row.real)
         np.sin(phase, out=spec_row.imag)
         np.multiply(spec_row.real, mag, out=spec_row.real)  # real and imaginary apart: no complex upcast of mag
         np.multiply(spec_row.imag, mag, out=spec_row.imag)
         self._tgrad, self._tgrad_prev = self._tgrad_prev, self._tgrad
 
-    def _iterate(self, mags, spec, tprev, synth, fixed) -> None:
+    def _iterate(self, mags, spec, tprev, stack, place_rows) -> None:
         """One batched Griffin-Lim step with momentum over all look-ahead slots at once."""
-        n, h = self.n_fft, self.hop_length
-        ola = self._ola
-        np.copyto(ola, fixed)
-        slots = range(self.lookahead + 1)
-        for j in slots:
-            ola[j * h : j * h + n] += synth[j]
-        for j in slots:
-            np.multiply(ola[j * h : j * h + n], self._slot_win[j], out=self._seg[j])
+        multiply = np.multiply
+        np.add.reduce(stack, axis=0, out=self._ola)  # fixed + every slot's frame at its place, in slot order
+        for ola_part, window, seg in self._seg_rows:
+            multiply(ola_part, window, out=seg)
+        np.copyto(self._seg64, self._seg)
         rebuilt, angles, scale = self._rebuilt, self._angles, self._absbuf
-        _rfft_into(self._seg, rebuilt)  # numpy computes float32 FFTs in float64 internally
-        np.multiply(tprev, self._beta, out=angles)
-        np.subtract(rebuilt, angles, out=angles)
-        np.copyto(tprev, rebuilt)
+        _rfft_into(self._seg64, rebuilt)
+        multiply(tprev, self._beta, out=angles)
+        np.copyto(tprev, rebuilt, casting="same_kind")  # the new spectra, rounded to complex64, are next time's old
+        np.subtract(tprev, angles, out=angles)
         np.abs(angles, out=scale)
         np.maximum(scale, _TINY, out=scale)
         np.divide(mags, scale, out=scale)
-        np.multiply(angles.real, scale, out=spec.real)
-        np.multiply(angles.imag, scale, out=spec.imag)
-        _irfft_into(spec, n, synth)
-        np.multiply(synth, self._synth_win, out=synth)
+        multiply(angles.real, scale, out=spec.real)
+        multiply(angles.imag, scale, out=spec.imag)
+        _irfft_into(spec, self.n_fft, self._frames)
+        for frame, window, synth in place_rows:  # the synthesis window puts each frame in place
+            multiply(frame, window, out=synth)
+
+
+def _slot_rows(stack: np.ndarray, n_fft: int, hop_length: int, slots: int) -> np.ndarray:
+    """(slots, n_fft) writable view of ``stack`` (slots + 1, span): row j is stack[j + 1, j * hop : j * hop + n_fft]."""
+    span = stack.shape[1]
+    item = stack.itemsize
+    return np.lib.stride_tricks.as_strided(stack[1:].reshape(-1), shape=(slots, n_fft),
+                                           strides=((span + hop_length) * item, item))
 
 
 def _window_set(win: np.ndarray, hop_length: int, lookahead: int) -> tuple[np.ndarray, np.ndarray]:

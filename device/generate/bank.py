@@ -134,15 +134,20 @@ class BankSampler:
         self._distance = np.zeros(self.n_frames, dtype=np.float32)
         table = np.random.default_rng(seed).standard_exponential(2 * self.n_frames)  # (2 n_frames,) Gumbel values
         self._gumbel = (-np.log(np.maximum(table, 1e-30))).astype(np.float32)
-        self._barred = np.zeros(self.n_frames, dtype=bool)
+        self._bar = np.zeros(self.n_frames, dtype=np.float32)  # +inf barred, -inf allowed (np.maximum applies it)
         self._age = np.zeros(self.n_frames, dtype=np.float32)
+        self._penalty = np.zeros(self.n_frames, dtype=np.float32)
+        # an age (whole frames since the frame's region was last played) below this is barred: ceil(bar) - 0.5 gives
+        # the integer comparison age < bar_s / frame_s exactly and is never equal to an age
+        self._bar_edge = np.float32(math.ceil(self.settings.bar_s / self.frame_s) - 0.5)
         self._recency_window_frames = max(self.settings.recency_window_banks * self.n_frames,
                                           self.settings.min_recency_window_s / self.frame_s)
         self._last_used = np.full(self.n_frames, NEVER, dtype=np.int64)  # when each frame was last played
         # when anything within the frame's region (recency_region_s of the source around it) was last played: what a
         # cut's bar and penalty read, so a cut also avoids the neighbours of what it played lately
         self._region_frames = max(1, int(round(self.settings.recency_region_s / self.frame_s)))
-        self._region_last_used = np.full(self.n_frames, NEVER, dtype=np.int64)
+        # float64 (exact for any frame count an appliance reaches): a cut's age pass casts it to float32 in one go
+        self._region_last_used = np.full(self.n_frames, NEVER, dtype=np.float64)
         self._magnitudes = np.zeros(self.n_bins, dtype=np.float32)
         self._seed = seed
         self.rng = np.random.default_rng(seed)
@@ -158,7 +163,6 @@ class BankSampler:
         self._current_previous_use = NEVER  # when the current frame had been played before this time
         self._pending_jump = False
         self._phrase_controls = (0.0, 0.0)  # temperature and fidelity when the current phrase began
-        self.level_correction_db = 0.0  # real frames keep the source's level: nothing to correct
         self.reset(seed)
 
     def _bank_levels(self) -> np.ndarray:
@@ -254,27 +258,26 @@ class BankSampler:
         """The LSTM's prediction -> the nearest allowed bank frame (soft, by temperature); a new phrase starts."""
         start, stop = self.region(controls)
         distance = self._distance[start:stop]
-        np.subtract(self._prediction, self._pca_mean, out=self._centred)
-        np.dot(self._components, self._centred, out=self._query)
-        np.dot(self._coords[start:stop], self._query, out=distance)  # |c|^2 - 2 c.q (+ |q|^2, the same for all)
-        np.multiply(distance, np.float32(-2.0), out=distance)
-        np.add(distance, self._norms[start:stop], out=distance)
-        barred = self._barred[start:stop]
-        np.greater(self._region_last_used[start:stop], self.frame_index - self.settings.bar_s / self.frame_s,
-                   out=barred)
-        if barred.all():
-            barred.fill(False)  # everything played recently (a tiny region): the bar gives way
+        self._project()
+        np.dot(self._coords[start:stop], self._query, out=distance)  # -2 c.q (the query holds -2 q: exact)
+        np.add(distance, self._norms[start:stop], out=distance)  # |c|^2 - 2 c.q (+ |q|^2, the same for all)
+        age = self._age[: stop - start]  # frames since anything in the frame's region was played (huge if never)
+        np.subtract(np.float64(self.frame_index), self._region_last_used[start:stop], out=age, casting="unsafe")
+        bar = self._bar[: stop - start]  # +inf: played within bar_s (barred), -inf: allowed
+        np.subtract(self._bar_edge, age, out=bar)
+        np.multiply(bar, np.float32(np.inf), out=bar)
+        if float(bar.min()) > 0.0:
+            bar.fill(-np.inf)  # everything played recently (a tiny region): the bar gives way
         if self._continues[self.current] and start <= self.current + 1 < stop:
-            barred[self.current + 1 - start] = True  # a cut never just continues the phrase
+            bar[self.current + 1 - start] = np.inf  # a cut never just continues the phrase
         if self.settings.recency_penalty > 0.0:  # frames played lately weigh more: spreads the choice over the bank
-            age = self._age[: stop - start]
-            np.subtract(np.float32(self.frame_index), self._region_last_used[start:stop], out=age, casting="unsafe")
-            np.multiply(age, np.float32(-1.0 / self._recency_window_frames), out=age)
-            np.add(age, np.float32(1.0), out=age)
-            np.maximum(age, np.float32(0.0), out=age)  # 1 just played … 0 at the recency window and beyond
-            np.multiply(age, np.float32(self.settings.recency_penalty * self._typical_distance), out=age)
-            np.add(distance, age, out=distance)
-        np.copyto(distance, np.float32(np.inf), where=barred)
+            penalty = self._penalty[: stop - start]
+            np.multiply(age, np.float32(-1.0 / self._recency_window_frames), out=penalty)
+            np.add(penalty, np.float32(1.0), out=penalty)
+            np.maximum(penalty, np.float32(0.0), out=penalty)  # 1 just played … 0 at the recency window and beyond
+            np.multiply(penalty, np.float32(self.settings.recency_penalty * self._typical_distance), out=penalty)
+            np.add(distance, penalty, out=distance)
+        np.maximum(distance, bar, out=distance)
         if controls.temperature > 0.0:
             # Gumbel-max: argmin(d / tau - g), g ~ Gumbel  <=>  sampling with p ∝ exp(-d / tau). The Gumbel values
             # come from a fixed table read at a random offset (no exp/log per candidate per cut: half the cost).
@@ -286,6 +289,12 @@ class BankSampler:
         self.cuts += 1
         self._new_phrase(controls)
         self._play(choice)
+
+    def _project(self) -> None:
+        """The model's prediction -> -2 x its PCA coordinates (the query of the distance pass)."""
+        np.subtract(self._prediction, self._pca_mean, out=self._centred)
+        np.dot(self._components, self._centred, out=self._query)
+        np.multiply(self._query, np.float32(-2.0), out=self._query)  # a power of two: every product scales exactly
 
     def _jump(self, controls: Controls, *, count: bool = True) -> None:
         """A random audible, not recently played frame of the region (16 tries, then any frame of it)."""

@@ -421,6 +421,7 @@ class Engine:
         self._block_power = np.zeros(n_level, dtype=np.float64)
         self._block_peak = np.zeros(n_level, dtype=np.float32)
         self._previous = np.zeros(self.hop, dtype=np.float32)
+        self._same = np.zeros(self.hop, dtype=bool)
         self._smoother = DropoutSmoother(self.hop, self.sample_rate_hz, dropout_fade_s)
         self._identical = 0
         self._underruns = 0
@@ -537,9 +538,20 @@ class Engine:
         return self._error
 
     # -- producer ---------------------------------------------------------------------------------------------
+    def _publish(self, block: np.ndarray) -> None:
+        """The producer's per-block bookkeeping (level, peak, identical blocks) and the block into the ring."""
+        slot = self.pipeline.frame_index % self._block_power.shape[0]
+        self._block_power[slot] = float(np.dot(block, block)) / self.hop
+        self._block_peak[slot] = max(float(block.max()), -float(block.min()))
+        if np.equal(block, self._previous, out=self._same).all():
+            self._identical += 1
+        else:
+            np.copyto(self._previous, block)
+        self.ring.write(block)
+        self._last_progress = time.monotonic()
+
     def _produce(self) -> None:
         ring, pipeline, controls, hop = self.ring, self.pipeline, self.controls, self.hop
-        n_level = self._block_power.shape[0]
         seen_underruns, quiet_since = self._underruns, time.monotonic()
         try:
             while not self._stop.is_set():
@@ -558,16 +570,7 @@ class Engine:
                     if ring.lead() >= target:
                         ring.space.wait(pipeline.frame_s)
                     continue
-                block = pipeline.next_block(controls.snapshot(), controls.take_events())
-                slot = pipeline.frame_index % n_level
-                self._block_power[slot] = float(np.dot(block, block)) / hop
-                self._block_peak[slot] = max(float(block.max()), -float(block.min()))
-                if np.array_equal(block, self._previous):
-                    self._identical += 1
-                else:
-                    np.copyto(self._previous, block)
-                ring.write(block)
-                self._last_progress = time.monotonic()
+                self._publish(pipeline.next_block(controls.snapshot(), controls.take_events()))
                 if self.on_frame is not None:
                     self.on_frame(pipeline.frame_index)
         except BaseException as exc:  # reported through .error and the log; the sink then plays silence

@@ -131,10 +131,14 @@ def test_latency_reset_determinism_and_silence():
 
 
 def test_per_frame_path_keeps_no_memory():
-    """Nothing accumulates per frame; the only temporary is numpy's internal float64 copy for the batched rfft."""
+    """Nothing accumulates per frame, and on numpy 2 nothing is allocated at all (numpy 1.x returns each FFT in a new
+    array: the tflite-runtime fallback's venv)."""
     peak, net = allocation_per_frame(N_FFT, 512)
     slots, n_bins = 4, N_FFT // 2 + 1
-    assert peak <= slots * (N_FFT * 8 + n_bins * 16) + 4096
+    if int(np.__version__.split(".")[0]) >= 2:
+        assert peak < 4096  # one (slots, n_fft) float32 temporary alone would be 32 KiB
+    else:
+        assert peak <= slots * (N_FFT * 8 + n_bins * 16) + 4096
     assert net < 4096
 
 

@@ -26,14 +26,15 @@ KNOB_EVERY_S = 10.0  # a gain move (0 dB ⇄ -60 dB) this often while listening:
 DEMO_CLIP = ROOT / "trainer" / "demo" / "demo.ogg"
 
 
-def _browser():
+def _browser(profile: Path):
+    """Headless chromium with its profile in ``profile`` (the bench's work dir, removed after the run)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1800",
-                     "--autoplay-policy=no-user-gesture-required"):
+                     "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}"):
         options.add_argument(argument)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=options)
 
@@ -50,7 +51,7 @@ def run(quick: bool) -> str:
     listen_s = 30.0 if quick else LISTEN_S
     work = Path(tempfile.mkdtemp(prefix="murmur-bench-studio-"))
     spawned = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "studio", "--project", str(work / "project"), "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-m", "murmur.studio", "--project", str(work / "project"), "--port", "0",
                              "--no-browser"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     driver = None
     probes: list = []
@@ -64,7 +65,7 @@ def run(quick: bool) -> str:
         if not url:
             raise RuntimeError("the studio did not print its address")
         address_s = time.monotonic() - spawned
-        driver = _browser()
+        driver = _browser(work / "chromium-profile")
         d = driver
         d.get(url)
         _until(lambda: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", 60, "page never ready")

@@ -12,11 +12,17 @@ the same bundles built beforehand on the laptop (``python -m tests.conftest OUT`
 entry); ``tiny_bundle_factory`` takes them from there, so the device tests run on arm64 with real trained bundles.
 
 Treat the returned directories as read-only (copy them with ``shutil.copytree`` to change anything).
+
+A run leaves nothing outside pytest's temporary folder: ``TMPDIR`` and the trainer's frame cache (``$MURMUR_CACHE``)
+point into it for the session, children included, and the run fails if it left new ``/tmp/murmur-*`` entries,
+chromium profile folders in /tmp, or new entries of its own in the user's frame cache (~/.cache/murmur).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +43,82 @@ TINY_VARIANTS: dict[str, dict] = {
     "units16": {"units": 16, "max_epochs": 1},
 }
 PREBUILT_ENV = "MURMUR_TEST_BUNDLES"
+
+
+# ---- A run leaves nothing behind outside pytest's temporary folder ----------------------------------------------
+
+SYSTEM_TMP = Path(tempfile.gettempdir())  # read before the session points TMPDIR into pytest's folder
+# What the suite's tools would leave in /tmp: the deploy tool's and the trainer's work dirs, a bench's (murmur-*,
+# bench-deploy-*), and chromium's or chromedriver's profile and shared-memory folders.
+TMP_LEFTOVERS = ("murmur-*", "bench-deploy-*", "org.chromium.Chromium.*", ".org.chromium.Chromium.*", "scoped_dir*")
+USER_CACHE = Path(os.environ.get("MURMUR_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                  / "murmur")  # the frame cache the trainer uses outside the suite (trainer.dataset.default_cache_dir)
+_present_at_start: set[Path] = set()
+_session_temp: list[Path] = []  # pytest's base temporary folder, once the session fixture below has run
+
+
+def _leftover_candidates() -> set[Path]:
+    """Entries the suite could leave behind: /tmp names matching TMP_LEFTOVERS, and the user's frame-cache entries."""
+    found = {path for pattern in TMP_LEFTOVERS for path in SYSTEM_TMP.glob(pattern)}
+    if USER_CACHE.is_dir():
+        found |= {path for path in USER_CACHE.iterdir() if path.suffix == ".json"}
+    return found
+
+
+def _made_by_this_suite(path: Path) -> bool:
+    """A frame-cache entry counts when its source audio is in this session's temporary folder or this checkout:
+    entries another process (a `make train` of the user's own recordings, another session) writes are not ours."""
+    if path.parent != USER_CACHE:
+        return True
+    try:
+        source = Path(json.loads(path.read_text())["source"]).resolve()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    roots = [ROOT, *(temp.resolve() for temp in _session_temp)]
+    return any(source.is_relative_to(root) for root in roots)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _present_at_start.update(_leftover_candidates())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_stay_in_pytest_folder(tmp_path_factory: pytest.TempPathFactory):
+    """``TMPDIR`` and ``$MURMUR_CACHE`` (the trainer's frame cache) point into pytest's temporary folder for the
+    session, in this process and in every child it starts; restored afterwards."""
+    _session_temp.append(tmp_path_factory.getbasetemp())
+    folders = {"TMPDIR": tmp_path_factory.mktemp("tmpdir", numbered=False),
+               "MURMUR_CACHE": tmp_path_factory.mktemp("frame-cache", numbered=False)}
+    saved = {name: os.environ.get(name) for name in folders}
+    saved_tempdir = tempfile.tempdir
+    os.environ.update({name: str(path) for name, path in folders.items()})
+    tempfile.tempdir = str(folders["TMPDIR"])  # tempfile read TMPDIR once already; children read the environment
+    yield folders
+    tempfile.tempdir = saved_tempdir
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when it left something behind outside pytest's temporary folder (see the module docstring)."""
+    if not _session_temp:  # no test ran
+        return
+    left = sorted(p for p in _leftover_candidates() - _present_at_start if p.exists() and _made_by_this_suite(p))
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = ("the run left these behind outside pytest's temporary folder (a tool that ignores TMPDIR or "
+               "$MURMUR_CACHE, or a work dir a killed process could not remove); remove them and make the code "
+               "that wrote them use tempfile / $MURMUR_CACHE (if another murmur process ran at the same time, they "
+               "may be its own: run again):\n" + "\n".join(f"  {p}" for p in left))
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_sep("=", "left behind", red=True)
+        reporter.write_line(message)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _tiny_audio_samples() -> tuple[np.ndarray, int]:

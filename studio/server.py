@@ -153,128 +153,137 @@ def json_error(exc: Exception, status: int = 400) -> web.Response:
     return web.json_response({"error": str(exc)}, status=status)
 
 
-def build_app(studio: Studio) -> web.Application:
+def guard(studio: Studio):
+    """The middleware every request passes first: ``Studio.check`` (token, Host, Origin: HTTP 403), then the
+    handler, whose StudioError (a problem the artist can fix) becomes HTTP 400 with ``{"error": text}``."""
+
     @web.middleware
-    async def guard(request: web.Request, handler):
+    async def checked(request: web.Request, handler):
         studio.check(request)
         try:
             return await handler(request)
         except StudioError as exc:
             return json_error(exc)
 
-    app = web.Application(middlewares=[guard], client_max_size=int(studio.options.max_upload_mb * 1e6) + 65536)
-    routes = web.RouteTableDef()
+    return checked
 
-    @routes.get("/")
-    async def index(request: web.Request) -> web.StreamResponse:
+
+RUN_FILES = ("bundle-preview.wav", "bundle-preview.png", "log.txt", "run.json")  # what /api/runs/RUN/FILE serves
+
+
+class Handlers:
+    """One coroutine per route (``routes``): read the request, ask the Studio (blocking work in a thread, off the
+    event loop), answer JSON or a file. Security is not here: ``guard`` has checked every request already."""
+
+    def __init__(self, studio: Studio):
+        self.studio = studio
+
+    # -- the page ---------------------------------------------------------------------------------------------------
+    async def index(self, request: web.Request) -> web.StreamResponse:
         response = web.FileResponse(STATIC / "index.html")
-        response.set_cookie(COOKIE, studio.options.token, httponly=True, samesite="Strict")
+        response.set_cookie(COOKIE, self.studio.options.token, httponly=True, samesite="Strict")
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @routes.get("/favicon.ico")
-    async def favicon(request: web.Request) -> web.Response:
+    async def favicon(self, request: web.Request) -> web.Response:
         return web.Response(status=204)
 
-    @routes.get("/static/{name}")
-    async def static(request: web.Request) -> web.StreamResponse:
+    async def static(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
-        files = {p.name: p for p in STATIC.iterdir() if p.is_file()}
+        files = {p.name: p for p in STATIC.iterdir() if p.is_file()}  # served by looking up what exists, never a path
         if name not in files:
             raise web.HTTPNotFound()
         return web.FileResponse(files[name])
 
-    @routes.get("/api/state")
-    async def state(request: web.Request) -> web.Response:
-        return web.json_response(await asyncio.to_thread(studio.state))
+    async def state(self, request: web.Request) -> web.Response:
+        return web.json_response(await asyncio.to_thread(self.studio.state))
 
-    @routes.post("/api/recordings")
-    async def upload(request: web.Request) -> web.Response:
+    # -- recordings -------------------------------------------------------------------------------------------------
+    async def upload(self, request: web.Request) -> web.Response:
+        """Multipart files -> recordings; ``{"added": [...], "errors": [...]}``, HTTP 400 when none was kept."""
         reader = await request.multipart()
         added, errors = [], []
-        limit = int(studio.options.max_upload_mb * 1e6)
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader) or not part.filename:
                 continue
-            filename = part.filename
-            fd, tmp_name = tempfile.mkstemp(dir=studio.project.incoming, suffix=".upload")
-            tmp = Path(tmp_name)
-            size = 0
             try:
-                with open(fd, "wb") as out:
-                    while chunk := await part.read_chunk(1 << 16):
-                        size += len(chunk)
-                        if size > limit:
-                            raise StudioError(f"{filename}: larger than the studio's upload limit of "
-                                              f"{studio.options.max_upload_mb:g} MB; trim it, or start the studio "
-                                              "with --max-upload-mb N")
-                        out.write(chunk)
-                recording = await asyncio.to_thread(studio.project.add_recording, filename, tmp)
-                added.append(recording.as_json())
+                added.append(await self._keep_upload(part, part.filename))
             except StudioError as exc:
                 errors.append(str(exc))
-            finally:
-                tmp.unlink(missing_ok=True)
         return web.json_response({"added": added, "errors": errors}, status=200 if added or not errors else 400)
 
-    @routes.get("/api/recordings/{name}/overview")
-    async def overview(request: web.Request) -> web.Response:
-        return web.json_response(await asyncio.to_thread(studio.project.overview, request.match_info["name"]))
+    async def _keep_upload(self, part: BodyPartReader, filename: str) -> dict:
+        """One uploaded file, streamed into the project's incoming/ under the size limit, then decoded and kept by the
+        project under a name it makes; the upload itself is always removed. Raises StudioError."""
+        limit_mb = self.studio.options.max_upload_mb
+        limit = int(limit_mb * 1e6)
+        fd, tmp_name = tempfile.mkstemp(dir=self.studio.project.incoming, suffix=".upload")
+        tmp = Path(tmp_name)
+        size = 0
+        try:
+            with open(fd, "wb") as out:
+                while chunk := await part.read_chunk(1 << 16):
+                    size += len(chunk)
+                    if size > limit:
+                        raise StudioError(f"{filename}: larger than the studio's upload limit of {limit_mb:g} MB; "
+                                          "trim it, or start the studio with --max-upload-mb N")
+                    out.write(chunk)
+            recording = await asyncio.to_thread(self.studio.project.add_recording, filename, tmp)
+            return recording.as_json()
+        finally:
+            tmp.unlink(missing_ok=True)
 
-    @routes.get("/api/recordings/{name}/audio")
-    async def recording_audio(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(studio.project.recording_path(request.match_info["name"]))
+    async def overview(self, request: web.Request) -> web.Response:
+        return web.json_response(await asyncio.to_thread(self.studio.project.overview, request.match_info["name"]))
 
-    @routes.put("/api/recordings/{name}/regions")
-    async def regions(request: web.Request) -> web.Response:
+    async def recording_audio(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(self.studio.project.recording_path(request.match_info["name"]))
+
+    async def regions(self, request: web.Request) -> web.Response:
         body = await request.json()
-        rec = await asyncio.to_thread(studio.project.set_regions, request.match_info["name"], body.get("regions", []))
-        return web.json_response(rec.as_json())
+        recording = await asyncio.to_thread(self.studio.project.set_regions, request.match_info["name"],
+                                            body.get("regions", []))
+        return web.json_response(recording.as_json())
 
-    @routes.delete("/api/recordings/{name}")
-    async def remove(request: web.Request) -> web.Response:
-        await asyncio.to_thread(studio.project.remove_recording, request.match_info["name"])
+    async def remove(self, request: web.Request) -> web.Response:
+        await asyncio.to_thread(self.studio.project.remove_recording, request.match_info["name"])
         return web.json_response({"ok": True})
 
-    @routes.post("/api/train")
-    async def train(request: web.Request) -> web.Response:
+    # -- training and runs ------------------------------------------------------------------------------------------
+    async def train(self, request: web.Request) -> web.Response:
         body = await request.json()
-        return web.json_response(await asyncio.to_thread(studio.start_training, body))
+        return web.json_response(await asyncio.to_thread(self.studio.start_training, body))
 
-    @routes.post("/api/train/cancel")
-    async def cancel(request: web.Request) -> web.Response:
-        if studio.train is None:
+    async def cancel(self, request: web.Request) -> web.Response:
+        if self.studio.train is None:
             raise StudioError("no training to cancel")
-        studio.train.cancel()
-        return web.json_response(studio.train.state())
+        self.studio.train.cancel()
+        return web.json_response(self.studio.train.state())
 
-    @routes.get("/api/runs/{run}/{file}")
-    async def run_file(request: web.Request) -> web.StreamResponse:
-        folder = studio.project.run_dir(request.match_info["run"])
+    async def run_file(self, request: web.Request) -> web.StreamResponse:
+        folder = self.studio.project.run_dir(request.match_info["run"])
         wanted = request.match_info["file"]
-        if wanted not in ("bundle-preview.wav", "bundle-preview.png", "log.txt", "run.json"):
-            raise web.HTTPNotFound()
-        if not (folder / wanted).is_file():
+        if wanted not in RUN_FILES or not (folder / wanted).is_file():
             raise web.HTTPNotFound()
         return web.FileResponse(folder / wanted)
 
-    @routes.post("/api/deploy")
-    async def deploy(request: web.Request) -> web.Response:
+    # -- the fleet --------------------------------------------------------------------------------------------------
+    async def deploy(self, request: web.Request) -> web.Response:
         body = await request.json()
-        return web.json_response(studio.start_deploy(body))
+        return web.json_response(self.studio.start_deploy(body))
 
-    @routes.get("/api/deploy")
-    async def deploy_state(request: web.Request) -> web.Response:
-        return web.json_response(studio.deploy.state() if studio.deploy else None)
+    async def deploy_state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.studio.deploy.state() if self.studio.deploy else None)
 
-    @routes.post("/api/status")
-    async def status(request: web.Request) -> web.Response:
+    async def status(self, request: web.Request) -> web.Response:
         body = await request.json()
-        return web.json_response(await asyncio.to_thread(studio.fleet_status, body))
+        return web.json_response(await asyncio.to_thread(self.studio.fleet_status, body))
 
-    @routes.get("/api/live")
-    async def live(request: web.Request) -> web.StreamResponse:
-        bundle = studio.project.run_dir(request.query.get("run", "")) / "bundle"  # an unknown run: HTTP 400
+    # -- live listening ---------------------------------------------------------------------------------------------
+    async def live(self, request: web.Request) -> web.StreamResponse:
+        """The WebSocket of one listening page: a live worker for the run's bundle, its frames to the page
+        (``_worker_to_page``), the page's knob messages to the worker; the worker stops when the page leaves."""
+        bundle = self.studio.project.run_dir(request.query.get("run", "")) / "bundle"  # an unknown run: HTTP 400
         ws = web.WebSocketResponse(heartbeat=20.0)
         await ws.prepare(request)
         try:
@@ -284,31 +293,9 @@ def build_app(studio: Studio) -> web.Application:
             await ws.close()
             return ws
         await ws.send_json({"hello": player.hello})
-
-        async def pump() -> None:  # the worker's frames, as they come: audio as binary, stats and errors as text
-            while (frame := await player.read()) is not None:
-                kind, payload = frame
-                if ws.closed:  # keep draining while the worker fades out, so its pipe never fills
-                    continue
-                if kind == AUDIO:
-                    await ws.send_bytes(payload)
-                else:
-                    await ws.send_str(payload.decode())
-            if not ws.closed:
-                await ws.send_json({"error": f"the live engine stopped (exit code {player.proc.returncode}); "
-                                             "its messages are in the studio's terminal"})
-                await ws.close()
-
-        sender = asyncio.create_task(pump())
+        sender = asyncio.create_task(self._worker_to_page(player, ws))
         try:
-            async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    try:
-                        player.send(json.loads(msg.data))
-                    except (StudioError, ValueError) as exc:
-                        await ws.send_json({"error": str(exc)})
-                elif msg.type == WSMsgType.ERROR:
-                    break
+            await self._page_to_worker(ws, player)
         finally:
             await player.stop()
             sender.cancel()
@@ -316,7 +303,64 @@ def build_app(studio: Studio) -> web.Application:
                 await sender
         return ws
 
-    app.add_routes(routes)
+    @staticmethod
+    async def _worker_to_page(player: LiveProcess, ws: web.WebSocketResponse) -> None:
+        """The worker's frames as they come: audio as binary messages, stats and errors as text; then, if the worker
+        ended while the page is still there, an error naming its exit code."""
+        while (frame := await player.read()) is not None:
+            kind, payload = frame
+            if ws.closed:  # keep draining while the worker fades out, so its pipe never fills
+                continue
+            if kind == AUDIO:
+                await ws.send_bytes(payload)
+            else:
+                await ws.send_str(payload.decode())
+        if not ws.closed:
+            await ws.send_json({"error": f"the live engine stopped (exit code {player.proc.returncode}); "
+                                         "its messages are in the studio's terminal"})
+            await ws.close()
+
+    @staticmethod
+    async def _page_to_worker(ws: web.WebSocketResponse, player: LiveProcess) -> None:
+        """The page's knob messages (JSON text) to the worker until the page leaves; a refused one is answered with
+        an error message and the stream goes on."""
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                try:
+                    player.send(json.loads(msg.data))
+                except (StudioError, ValueError) as exc:
+                    await ws.send_json({"error": str(exc)})
+            elif msg.type == WSMsgType.ERROR:
+                break
+
+
+def routes(handlers: Handlers) -> list[web.RouteDef]:
+    """Every URL the studio answers, in matching order (GET routes answer HEAD too)."""
+    h = handlers
+    return [
+        web.get("/", h.index),
+        web.get("/favicon.ico", h.favicon),
+        web.get("/static/{name}", h.static),
+        web.get("/api/state", h.state),
+        web.post("/api/recordings", h.upload),
+        web.get("/api/recordings/{name}/overview", h.overview),
+        web.get("/api/recordings/{name}/audio", h.recording_audio),
+        web.put("/api/recordings/{name}/regions", h.regions),
+        web.delete("/api/recordings/{name}", h.remove),
+        web.post("/api/train", h.train),
+        web.post("/api/train/cancel", h.cancel),
+        web.get("/api/runs/{run}/{file}", h.run_file),
+        web.post("/api/deploy", h.deploy),
+        web.get("/api/deploy", h.deploy_state),
+        web.post("/api/status", h.status),
+        web.get("/api/live", h.live),
+    ]
+
+
+def build_app(studio: Studio) -> web.Application:
+    """The aiohttp application: ``guard`` before every handler, request bodies up to the upload limit + 64 kB."""
+    app = web.Application(middlewares=[guard(studio)], client_max_size=int(studio.options.max_upload_mb * 1e6) + 65536)
+    app.add_routes(routes(Handlers(studio)))
     return app
 
 

@@ -119,6 +119,8 @@ def test_unit_keeps_what_the_appliance_needs():
     assert d["ProtectSystem"] == ["strict"] and d["StateDirectory"] == ["murmur"] and d["RuntimeDirectory"] == ["murmur"]
     assert d["PrivateNetwork"] == ["yes"] and d["RestrictAddressFamilies"] == ["AF_UNIX"]
     assert "MURMUR_STATUS_FILE=/run/murmur/status.json" in d["Environment"][0]
+    # lgpio's notification pipes go to $LG_WD, else the working directory (read-only under ProtectSystem=strict)
+    assert "LG_WD=/run/murmur" in " ".join(d["Environment"]) and "/opt/murmur" in " ".join(d["ReadOnlyPaths"])
 
 
 MDWE_PROBE = r"""

@@ -3,7 +3,7 @@
 Layers, each importing only those above it:
 
 - ``errors``, ``files`` (atomic writes, hashing), ``bundle`` (the contract with the trainer), ``protocols`` (the
-  typed seams between the parts);
+  typed seams between the parts), ``config_schema`` (every key of the config file, declared once);
 - ``dsp``: frame maths (STFT, normalisation), the streaming vocoder, audio file I/O;
 - ``generate``: the TFLite step model and runtime choice, the frame-bank generator, the regression generator;
 - ``controls``: the control values the generator reads and the inputs that turn them (GPIO knobs, keyboard);

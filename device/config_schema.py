@@ -310,7 +310,7 @@ POT = Table("pot", {
     "type": _input_type("pot"),
     "channel": Key(Integer(0, 7), REQUIRED, "the MCP3008 input, CH0 … CH7"),
     "control": Key(String(choices=CONTROL_NAMES), REQUIRED, "the continuous control the pot turns"),
-    "range": Key(List(Float(), "two numbers [from, to] (from > to reverses the knob)", length=2), None,
+    "range": Key(List(Float(), "two numbers [from, to]; from > to reverses the knob", length=2), None,
                  "the value at the knob's left end and at its right end; default: the control's whole range"),
     "curve": Key(String(choices=CURVES), "linear", "\"log\": equal ratios per equal turn (both ends above 0)"),
     "smoothing_s": Key(Float(0.0, 1.0), 0.03, "low-pass time constant, s (0 = none)"),

@@ -160,7 +160,7 @@ def _parse_pot(name: str, t: Values) -> PotSpec:
     control = t["control"]
     lo, hi = CONTROL_RANGES[control]
     if t.given("range"):
-        within = List(Float(lo, hi), f"two numbers [from, to] within {lo:g}..{hi:g} (from > to reverses the knob)",
+        within = List(Float(lo, hi), f"two numbers [from, to] within {lo:g}..{hi:g}; from > to reverses the knob",
                       length=2)
         low, high = t.check("range", within)
         if low == high:

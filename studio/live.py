@@ -1,7 +1,7 @@
 """Listen live: the device's own engine, in a child process of its own, streamed as 16-bit PCM to the page.
 
-The engine and its real-time pacing run in ``python -m studio.live_worker`` (one per listening page), not in the
-server: the server's event loop, uploads and trainings then never hold the GIL the producer needs, so the stream
+The engine and its real-time pacing run in ``python -m murmur.studio.live_worker`` (one per listening page), not in
+the server: the server's event loop, uploads and trainings then never hold the GIL the producer needs, so the stream
 keeps time on a busy laptop. The worker writes frames to its stdout (``FRAME``: kind, length, payload; kind
 ``AUDIO`` is one WebSocket message, kind ``JSON`` a hello, stats or error object) and reads knob messages, one
 JSON object per line, from its stdin; end of stdin stops it (after a short fade).

@@ -1,19 +1,12 @@
 """The regression generator: the step model's own predictions fed back -> the next linear magnitude frame, forever.
 
-Format-1 bundles (no frame bank) play through this generator; format-2 bundles play through the frame bank
-(``murmur.device.generate.bank.BankSampler``), which measured several times closer to the source on real recordings (the
-"Sound ablation" section of BENCHMARKS.md, row ``regression``, is this generator on format-2 bundles).
-
-What keeps an autoregressive LSTM alive unattended (measured free-running on music clips): each fed-back frame gets sampling noise
-(``temperature``, model units) and is clamped to its bin's training range [bundle.lo, bundle.hi]; a jump
-(``jump`` per second on average, or a ``reseed`` event) re-warms a second LSTM state on a fresh window of real seed
-frames, spread over a few frames so no frame costs more than a few steps, then crossfades to it over
-``crossfade_frames``. A slow level keeper (30-s average, at most ±6 dB) scales the emitted magnitudes toward the
-training frames' mean power: an MSE-trained model predicts log magnitudes low on average, which sampling noise
-only partly makes up (measured: −10 dB without noise, −2 dB with 0.3). ``position``/``spread`` choose where seed windows come from, never across a source-file
-boundary (bundle.segment_starts). ``hold`` freezes the current frame. Output gain is the engine's job.
-
-Deterministic under a seed: one ``numpy.random.Generator`` drives every random choice, in frame order.
+Format-1 bundles (no frame bank) play through it; format-2 bundles play through the frame bank
+(``murmur.device.generate.bank.BankSampler``), which comes closer to the source (BENCHMARKS.md, "Sound ablation",
+row ``regression``: this generator on format-2 bundles). What keeps it alive unattended: sampling noise
+(``temperature``) and a clamp to each bin's training range on every fed-back frame, jumps that re-warm a second LSTM
+state on real seed frames and crossfade to it, and a slow level keeper (30-s average, at most ±6 dB) that makes up
+for the low level of MSE predictions; the details: docs/ARCHITECTURE.md §3. Deterministic under a seed: one
+``numpy.random.Generator`` drives every random choice, in frame order.
 """
 
 from __future__ import annotations

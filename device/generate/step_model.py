@@ -2,8 +2,8 @@
 
 Inputs and outputs are found by their signature names (bundle.json ``model``), never by position: the tensors in
 the ``.tflite`` file are not in Keras order. The per-frame path writes into and reads from numpy views
-of the interpreter's own tensor buffers, resolved once at open (the fastest call measured, see
-``benchmarks/bench_engine.py``); the public ``set_tensor/invoke/get_tensor`` path is the fallback and the reference
+of the interpreter's own tensor buffers, resolved once at open (the fastest of the call paths BENCHMARKS.md
+compares, section "Engine"); the public ``set_tensor/invoke/get_tensor`` path is the fallback and the reference
 the fast path is checked against when the model is opened.
 """
 

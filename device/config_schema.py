@@ -184,6 +184,7 @@ class Values:
     """A table read against its declaration: ``values[key]`` (the file's value or the default), ``given(key)``,
     ``error(key, fix)`` for a reader's own rules, and ``items`` ((name, type, Values) per sub-table)."""
 
+    table: Table
     label: str
     where: str
     raw: dict[str, Any]
@@ -199,12 +200,13 @@ class Values:
     def error(self, key: str, fix: str) -> ConfigError:
         return key_error(self.where, self.label, key, self.raw.get(key), fix)
 
-    def check(self, key: str, narrower: Type, help: str = "") -> Any:
-        """The key's value checked again against a narrower type (a range that depends on another key)."""
+    def check(self, key: str, narrower: Type) -> Any:
+        """The key's value checked again against a narrower type (a range that depends on another key), refused
+        in the same words as ``read_table``'s."""
         try:
             return narrower.check(self.values[key])
         except Invalid as exc:
-            raise self.error(key, f"{exc}" + (f" ({help})" if help else "")) from None
+            raise self.error(key, f"{exc} ({self.table.keys[key].help})") from None
 
 
 def read_table(table: Table, raw: dict[str, Any], where: str, label: str | None = None) -> Values:
@@ -237,7 +239,7 @@ def read_table(table: Table, raw: dict[str, Any], where: str, label: str | None 
             fix = "this key is required; one of" if kind is None else "expected one of"
             raise key_error(where, sub_label, "type", kind, f"{fix} {shown}")
         items.append((name, kind, read_table(table.items[kind], sub, where, sub_label)))
-    return Values(label=label, where=where, raw=raw, values=values, items=tuple(items))
+    return Values(table=table, label=label, where=where, raw=raw, values=values, items=tuple(items))
 
 
 # ───────────────────────────────────────────── the file's tables ──────────────────────────────────────────────

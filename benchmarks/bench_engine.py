@@ -31,7 +31,10 @@ DEVICE_PYTHON = ROOT / ".venv" / "device" / "bin" / "python"
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
 ASOUNDRC = 'pcm.!default {\n  type file\n  slave.pcm "null"\n  file "/dev/null"\n  format "raw"\n}\n'
 
-TARGETS = {"step_ms": 0.1, "vocoder_ms": 1.0, "engine_ms": 1.16, "rss_mb": 150.0, "first_block_s": 2.0, "latency_ms": 100.0}
+# issue 23's targets (the engine near its floor: headroom for the small Pis); the worst case is the full-size bank at
+# fidelity 0, profiled stage by stage in benchmarks/bench_engine_stages.py
+TARGETS = {"step_ms": 0.08, "vocoder_ms": 0.2, "engine_ms": 0.35, "rss_mb": 150.0, "first_block_s": 2.0,
+           "latency_ms": 100.0}
 CLIP_LEVEL = 0.999
 MAX_BANK_S = 200.0  # the trainer keeps every frame of up to this much audio (trainer/export.py MAX_BANK_SECONDS)
 
@@ -374,7 +377,8 @@ def run(quick: bool) -> str:
         f"| whole engine per frame (one core): CPU time mean | {timing['engine_cpu_ms']:.3f} ms | ≤ {TARGETS['engine_ms']} ms | {_ok(timing['engine_cpu_ms'], TARGETS['engine_ms'])} |",
         f"| whole engine per frame, wall clock: mean / median / p99 | {timing['engine_wall_ms']:.3f} / "
         f"{timing['engine_median_ms']:.3f} / {timing['engine_p99_ms']:.3f} ms | (shared machine: preemption shows here) | |",
-        f"| whole engine, × real time (one core) | {rt:.1f}× | ≥ 10× | {_ok(rt, 10.0, True)} |",
+        f"| whole engine, × real time (one core) | {rt:.1f}× | ≥ {frame_ms / TARGETS['engine_ms']:.0f}× | "
+        f"{_ok(rt, frame_ms / TARGETS['engine_ms'], True)} |",
         *_bank_rows(timing),
         f"| device process RSS (playing; peak) | {process['rss_mb']:.0f} MB ({process['hwm_mb']:.0f} MB) | ≤ {TARGETS['rss_mb']:.0f} MB | {_ok(process['hwm_mb'], TARGETS['rss_mb'])} |",
         f"| start to first audio block (process spawn → sink) | {process['first_block_s']:.2f} s (imports {process['imports_s']:.2f} s) | ≤ {TARGETS['first_block_s']} s | {_ok(process['first_block_s'], TARGETS['first_block_s'])} |",

@@ -46,10 +46,12 @@ import numpy as np
 from murmur.device.bundle import Bundle
 from murmur.device.controls.values import Controls
 from murmur.device.dsp.frames import denormalise_into
+from murmur.device.dsp.measures import DEAD_AIR_DBFS, DEAD_AIR_WINDOW_S, frame_dbfs
 from murmur.device.protocols import StepModelLike
 
-QUIET_DBFS = -50.0  # a frame quieter than this counts as silence (the dead-air threshold of the benchmarks)
-HANN_MEAN_SQUARE = 0.375  # mean of hann(n)^2: converts a windowed frame's energy into the signal's mean square
+__all__ = ["QUIET_DBFS", "BankSampler", "BankSettings", "frame_dbfs", "phrase_frames"]
+
+QUIET_DBFS = DEAD_AIR_DBFS  # a frame quieter than this counts as silence (measures.py: the one dead-air definition)
 NEVER = -(2**62)  # last_used value of a frame never played
 KNOB_MOVE = 0.02  # a temperature or fidelity change this large ends the phrase: a knob turn is heard at once
 
@@ -60,7 +62,7 @@ class BankSettings:
 
     max_phrase_s: float = 6.0  # mean phrase length at fidelity 1
     bar_s: float = 4.0  # a frame played this recently cannot be chosen at a cut
-    max_quiet_s: float = 1.0  # longer than this below QUIET_DBFS: jump to an audible frame
+    max_quiet_s: float = DEAD_AIR_WINDOW_S  # longer than this below QUIET_DBFS: jump to an audible frame
     max_repeat_s: float = 2.0  # longer than this repeating our own recent output: jump
     repeat_window_s: float = 30.0  # "recent" for the repeat guard
     min_region_s: float = 8.0  # position/spread never narrow the choice below this much material
@@ -75,17 +77,6 @@ def phrase_frames(fidelity: float, frame_s: float, max_phrase_s: float) -> float
     """Mean phrase length in frames for ``fidelity`` in [0, 1]: 1 frame at 0, geometric up to max_phrase_s at 1."""
     longest = max(1.0, max_phrase_s / frame_s)
     return float(math.exp(min(max(fidelity, 0.0), 1.0) * math.log(longest)))
-
-
-def frame_dbfs(magnitudes: np.ndarray, n_fft: int) -> np.ndarray:
-    """Level of the audio under each STFT frame, dBFS, from its one-sided magnitudes (..., n_bins) (Parseval).
-
-    A full-scale sine reads about -3 dBFS (its RMS), as an RMS meter would.
-    """
-    power = np.asarray(magnitudes, np.float64) ** 2
-    energy = 2.0 * power.sum(axis=-1) - power[..., 0] - power[..., -1]  # both halves of the spectrum
-    mean_square = energy / (n_fft * n_fft * HANN_MEAN_SQUARE)
-    return (10.0 * np.log10(mean_square + 1e-20)).astype(np.float32)
 
 
 class BankSampler:
@@ -136,6 +127,7 @@ class BankSampler:
         self._gumbel = (-np.log(np.maximum(table, 1e-30))).astype(np.float32)
         self._bar = np.zeros(self.n_frames, dtype=np.float32)  # +inf barred, -inf allowed (np.maximum applies it)
         self._age = np.zeros(self.n_frames, dtype=np.float32)
+        self._age64 = np.zeros(self.n_frames, dtype=np.float64)
         self._penalty = np.zeros(self.n_frames, dtype=np.float32)
         # an age (whole frames since the frame's region was last played) below this is barred: ceil(bar) - 0.5 gives
         # the integer comparison age < bar_s / frame_s exactly and is never equal to an age
@@ -146,7 +138,7 @@ class BankSampler:
         # when anything within the frame's region (recency_region_s of the source around it) was last played: what a
         # cut's bar and penalty read, so a cut also avoids the neighbours of what it played lately
         self._region_frames = max(1, int(round(self.settings.recency_region_s / self.frame_s)))
-        # float64 (exact for any frame count an appliance reaches): a cut's age pass casts it to float32 in one go
+        # float64: exact for any frame count an appliance reaches, and a cut's age pass is one subtraction
         self._region_last_used = np.full(self.n_frames, NEVER, dtype=np.float64)
         self._magnitudes = np.zeros(self.n_bins, dtype=np.float32)
         self._seed = seed
@@ -262,7 +254,9 @@ class BankSampler:
         np.dot(self._coords[start:stop], self._query, out=distance)  # -2 c.q (the query holds -2 q: exact)
         np.add(distance, self._norms[start:stop], out=distance)  # |c|^2 - 2 c.q (+ |q|^2, the same for all)
         age = self._age[: stop - start]  # frames since anything in the frame's region was played (huge if never)
-        np.subtract(np.float64(self.frame_index), self._region_last_used[start:stop], out=age, casting="unsafe")
+        age64 = self._age64[: stop - start]
+        np.subtract(np.float64(self.frame_index), self._region_last_used[start:stop], out=age64)
+        np.copyto(age, age64, casting="same_kind")  # a plain cast: a casting ufunc would buffer through a temporary
         bar = self._bar[: stop - start]  # +inf: played within bar_s (barred), -inf: allowed
         np.subtract(self._bar_edge, age, out=bar)
         np.multiply(bar, np.float32(np.inf), out=bar)
@@ -337,7 +331,8 @@ class BankSampler:
         self._last_used[index] = self.frame_index
         region = index - index % self._region_frames
         self._region_last_used[region : region + self._region_frames] = self.frame_index
-        np.multiply(self._frames_u8[index], self._step_size, out=self._frame)
+        np.copyto(self._frame, self._frames_u8[index])  # exact; uint8 straight into the multiply would be buffered
+        np.multiply(self._frame, self._step_size, out=self._frame)
         np.add(self._frame, self._lo, out=self._frame)
         if self.settings.proposer == "model":
             np.copyto(self._prediction, self.model.step(self._frame))

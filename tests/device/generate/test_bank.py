@@ -229,3 +229,27 @@ def test_the_recency_penalty_spreads_the_choice_over_the_bank(bundle, model):
     plain = played_share(dataclasses.replace(SHORT, recency_penalty=0.0, recency_region_s=0.0))
     spread = played_share(dataclasses.replace(SHORT, recency_penalty=10.0, recency_region_s=0.0))
     assert spread > plain + 0.05, (plain, spread)
+
+
+def test_a_cut_at_every_frame_allocates_nothing_on_a_large_bank(bundle, model):
+    """The per-frame path (model step, cut search over the whole bank, dequantise, denormalise) keeps no temporaries:
+    on a bank of ~4000 frames any (n_frames,) float32 temporary alone would be 16 KB."""
+    import tracemalloc
+
+    reps = -(-4000 // bundle.n_seed_frames)
+    big = dataclasses.replace(
+        bundle, seeds_u8=np.tile(bundle.seeds_u8, (reps, 1)),
+        segment_starts=np.concatenate([bundle.segment_starts + i * bundle.n_seed_frames for i in range(reps)]),
+        bank=BankIndex(bundle.bank.mean, bundle.bank.components, np.tile(bundle.bank.coords, (reps, 1))))
+    sampler = BankSampler(big, model, seed=4)
+    controls = Controls(fidelity=0.0, jump=0.0)
+    run(sampler, controls, 50)
+    cuts = sampler.cuts
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    for _ in range(100):
+        sampler.next_frame(controls)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert sampler.cuts - cuts == 100  # every frame was a cut over the whole bank
+    assert peak < 4096, peak

@@ -34,12 +34,20 @@ MIN_REGION_S = 1.0  # the trainer needs a few hundred frames; shorter regions ar
 def safe_name(filename: str) -> str:
     """A file stem that is safe on every system: letters, digits, '.', '_', '-'; never empty, never hidden.
 
-    Only the last path component counts, so "../../x.wav" and "C:\\x.wav" become "x".
+    Only the last path component counts, so "../../x.wav" and "C:\\x.wav" become "x"; dots inside the stem stay
+    ("take.2.wav" is "take.2"), runs of them become one. A name this returns is a fixed point (``is_safe_name``),
+    so a recording named by an upload can always be found, shown, trained and removed by that name.
     """
     base = re.split(r"[\\/]", filename)[-1]
     stem = base.rsplit(".", 1)[0] if "." in base else base
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._-")[:MAX_NAME]
-    return cleaned or "recording"
+    cleaned = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9._-]+", "_", stem))
+    return cleaned[:MAX_NAME].strip("._-") or "recording"
+
+
+def is_safe_name(name: str) -> bool:
+    """True for the names ``safe_name`` makes: [A-Za-z0-9._-], no leading or trailing '.', '_' or '-', no '..'."""
+    return bool(re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", name)) and ".." not in name \
+        and len(name) <= MAX_NAME
 
 
 @dataclass
@@ -96,7 +104,7 @@ class Project:
     # -- recordings ---------------------------------------------------------------------------------------------
     def recording_path(self, name: str) -> Path:
         """The WAV of an existing recording; StudioError if there is none of that name (never a path outside)."""
-        if name != safe_name(name) or not (self.material / f"{name}.wav").is_file():
+        if not is_safe_name(name) or not (self.material / f"{name}.wav").is_file():
             raise StudioError(f"no recording named {name!r} in {self.material}")
         return self.material / f"{name}.wav"
 

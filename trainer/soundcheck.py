@@ -1,85 +1,12 @@
-"""Sound check: how close generated audio is to its source at three time scales, whether it copies whole
-phrases, and whether it stays alive. Pure numpy/scipy/librosa; deterministic (the granular player takes a seed).
+"""Sound check: how close generated audio is to its source at three time scales (Fréchet distance of log-mel
+vectors: "frame", "93ms", "1.5s"), whether it copies whole phrases or loops, and whether it stays alive (movement,
+static seconds, dead air, level). The figures ``make train`` prints and BENCHMARKS.md reports; each is defined
+exactly in docs/ARCHITECTURE.md §9. Pure numpy/scipy/librosa; deterministic (the granular player takes a seed).
 
-Inputs are mono float audio, shape (n_samples,), both at one sample rate ``sr`` in Hz (44100 normally). The
-*source* is the training audio, the *candidate* the generated audio. Frame counts below are fixed, so the
-durations in the scale names ("93 ms", "1.5 s") hold at 44.1 kHz. Non-finite candidate samples (NaN, ±inf) are
-counted, then replaced by 0 before every other figure.
-
-Log-mel frames
-    STFT: n_fft 2048, hop 512 samples, periodic Hann window 0.5 - 0.5·cos(2πn/2048), the signal zero-padded by
-    1024 samples on both sides, so frame t is centred on sample 512·t and there are 1 + n_samples // 512 frames
-    (librosa's ``center=True`` with zero padding; the same STFT as ``murmur.device.dsp.frames.stft``). Power |X|² (1025 bins)
-    times ``librosa.filters.mel(sr=sr, n_fft=2048, n_mels=64, fmax=sr/2)`` (librosa's defaults: Slaney mel
-    scale, Slaney area normalisation), then 10·log10(mel + 1e-10) -> (n_frames, 64) dB. Computed in blocks of
-    frames, so an hour of audio needs memory for the audio and the (n_frames, 64) result only. The floor is
-    -100 dB, so near-silent bands count (an encoder's low-pass, 16-bit quantisation noise): compare like with like
-    (e.g. 16-bit WAV against 16-bit WAV).
-
-Three scales of vectors, cut from the log-mel frames (whole windows only: n frames give 1 + (n - L) // hop
-windows of L frames, starting at frames 0, hop, 2·hop, …)
-    "frame": each frame -> 64 dims.
-    "93ms": 8 consecutive frames (8 × 512 samples = 92.9 ms), stacked frame after frame -> 512 dims; hop 4 frames.
-    "1.5s": 129 consecutive frames (129 × 512 samples = 1.498 s) average-pooled in time into 16 steps, step k = 0..15 being the mean of
-        the window's frames ⌊129·k/16⌋ … ⌊129·(k+1)/16⌋ - 1 (15 steps of 8 frames, the last of 9), stacked
-        step after step -> 1024 dims; hop 22 frames (0.255 s).
-
-Fréchet distance (FD), per scale, of a candidate set against a reference set of vectors
-    PCA fitted on the REFERENCE vectors: their mean, and the eigenvectors of their covariance (n - 1 in the
-    denominator) with the k largest eigenvalues; k = 16 at "frame", 32 at "93ms" and "1.5s" (at most
-    n_reference - 1; with fewer vectors than dimensions they come from the Gram matrix, and directions with no
-    variance, eigenvalue ≤ 1e-9 × the largest, are dropped). Both sets are projected ((x - reference mean) · eigenvectors -> k dims); mu and S are the
-    mean and covariance (n - 1) of each projected set; FD = |mu_r - mu_c|² + Tr(S_r + S_c - 2·sqrtm(S_r·S_c)) with
-    ``scipy.linalg.sqrtm`` and its real part kept (tiny negative eigenvalues of S_r·S_c from rounding make it
-    complex); if sqrtm returns non-finite values it is retried with 1e-6 added to both diagonals; a result below 0
-    (rounding) is 0. Units: dB², summed over the k components. 0 = the same distribution. FD grows when a set is
-    small (its mean and covariance are noisier), so compare sets of like sizes. ``frechet_distances`` uses the
-    source's (or first half's) vectors as the reference: keys "frame", "93ms", "1.5s".
-
-References: what a candidate should beat, from the source alone
-    own half (``own_half``): the source's log-mel frames split at h = n_frames // 2; FD of frames h… (candidate)
-        against frames 0…h-1 (reference), at the three scales. How far the source is from itself.
-    granular player (``granular_player``): a no-model player. hop = round(0.125·sr) samples (5512 at 44.1 kHz),
-        grains of N = 2·hop samples (0.25 s) under a periodic Hann window, grain i (i = 0, 1, …) placed at output
-        sample i·hop - hop and read from source sample p_i, the p_i drawn at once by
-        ``numpy.random.default_rng(seed).integers(0, len(source) - N + 1, size=n_grains)`` with n_grains =
-        ceil(n_out / hop) + 1; overlap-added. Hann at
-        50 % overlap sums to 1, which keeps the level of identical grains, but grains from random positions are
-        uncorrelated and their powers add (w² + (1 - w)², 0.5 … 1), so the sum is divided sample by sample by
-        sqrt(Σ w²), which keeps the RMS of a stationary signal. Output: exactly round(seconds·sr) samples, float32.
-        It keeps the source's texture up to 0.25 s and has no phrase structure.
-
-Phrase replay, in percent (``phrase_replay``)
-    The source's 1.5-s vectors at a hop of 2 frames (S) and the candidate's at a hop of 22 frames (C); PCA with 32
-    components fitted on S (as above), both projected. For each candidate window, the Euclidean distance to its
-    nearest source window. Threshold = 1/4 of the median, over the source windows of the second half (start ≥ h =
-    n_frames // 2), of the distance to the nearest window of the first half (start + 129 ≤ h). Replay = 100 × the
-    share of candidate windows whose nearest distance is below the threshold: how much of the candidate is a
-    near-copy of 1.5 s of the source (the source against itself: 100 %; a threshold of 0 counts nothing).
-
-Loops, in percent (``loop_pct``)
-    The candidate's own 1.5-s windows (hop 22 frames, projected as for phrase replay). A window loops when an
-    earlier window of the candidate (at a hop of 2 frames) that starts between 10 s (861 frames) and 1.5 s (130
-    frames) before it lies within the replay threshold: the generator played the same 1.5 s again shortly after
-    (a cycle, or a stuck phrase).
-    Loop % = 100 × the share of such windows. Replaying the source once is phrase replay; replaying it again and
-    again within ten seconds is a loop (coming back to a passage of a 30-s recording after half a minute is what
-    any player of it does).
-
-Liveness (the definitions of ``murmur.device.dsp.measures``, which ``trainer/liveness.py`` and the device share)
-    movement ratio: per whole second (groups of round(sr/512) = 86 frames of the STFT above, a last partial group
-        dropped), the mean over the group of 20·log10(|X| + 1e-5) -> (n_seconds, 1025) dB; movement of a second =
-        RMS over the 1025 bins of its change from the previous second (dB); ratio = median candidate movement /
-        median source movement (music against itself ~1, a static drone ~0.1).
-    static %: 100 × share of the candidate's seconds whose movement is below 0.25 × the source's median movement.
-    dead air %: 100 × share of non-overlapping 1-s windows (sr samples each; a shorter tail is dropped; audio
-        shorter than 1 s is one window) whose RMS is below -50 dBFS; for the candidate and for the source.
-    level: 10·log10(mean(x²) + 1e-20) dBFS over the whole audio, for the candidate and for the source.
-    NaN samples: the number of non-finite samples (NaN, ±inf) in the candidate.
-
-``evaluate(source, candidate, sr)`` gives all candidate figures (``SoundFigures``); ``reference_figures`` the own-half
-FDs and the granular player's ``SoundFigures``. Every function taking audio also takes an ``Analysis``
-(``analyse(audio, sr)``), so the source is analysed once when it is used several times.
+Inputs are mono float audio (n_samples,) at one sample rate ``sr`` in Hz. ``evaluate(source, candidate, sr)`` gives
+the candidate's figures (``SoundFigures``), ``reference_figures`` the own-half FDs and the granular player's; every
+function taking audio also takes an ``Analysis`` (``analyse(audio, sr)``), so a source used several times is
+analysed once.
 """
 
 from __future__ import annotations

@@ -1,39 +1,11 @@
-"""The frame-bank generator: the LSTM proposes the next frame, the bank plays the nearest real one.
+"""The frame-bank generator (format-2 bundles): the LSTM proposes the next frame, the bank plays the nearest real one.
 
-Why: an MSE-trained model predicts the *average* of what may come next, and averages sound muffled; every real
-training frame it could have meant is sharper. Measured on real recordings (BENCHMARKS.md, section "Sound"),
-playing real frames brings the generated audio several times closer to its source than playing the regression's
-own output, and feeding the real frame back keeps the LSTM on the kind of input it was trained on.
-
-Each frame (11.6 ms at 44.1 kHz / hop 512):
-
-1. **Phrase or cut.** The generator plays *phrases*: runs of consecutive bank frames, i.e. the source itself. A
-   phrase lasts a random number of frames, geometric with a mean set by ``fidelity`` (0 -> one frame: every frame
-   is chosen anew; 1 -> ``max_phrase_s`` on average: long stretches of the original). While a phrase lasts, the
-   next bank frame is simply the one after the current one.
-2. **At a cut, the LSTM chooses.** Its prediction of the next frame (it has been fed every real frame played so
-   far) is projected into the bank's PCA space (``bundle.bank``, 32 dims) and compared with every allowed bank frame
-   (squared distance d). Frames near what was played lately count farther: d + recency_penalty · d_typical ·
-   (1 - age / window), age = frames since anything within ``recency_region_s`` (0.25 s of the source) around the
-   frame was played, window = two plays-through of the bank. So the choice spreads over the whole material instead
-   of circling in the part the LSTM likes best (measured on real clips: frame FD 5x lower, near-copies of the
-   source's 1.5-s phrases from 45 % to 5 % on an orchestral clip, repeats of its own output within 10 s from 22 %
-   to 4 %). The pick is soft: probability ∝ exp(-(d - d_min) / (temperature · d_typical)) (Gumbel-max over all
-   candidates, no sorting), so temperature 0 always takes the nearest frame. Not allowed: frames within 0.25 s of
-   anything played in the last ``bar_s`` seconds (a bar on recent material: no freezing, no short loops), the frame
-   that would just continue the phrase (a cut is a cut), and frames outside the ``position``/``spread`` region.
-   Turning ``temperature`` (by ``KNOB_MOVE`` or more) ends the phrase at once, and turning ``fidelity`` draws the
-   rest of the phrase anew from the new mean, so a knob turn is heard within a frame or two; a ``position``/
-   ``spread`` change that leaves the current frame outside the region ends the phrase too.
-3. **Guards.** More than ``max_quiet_s`` of frames below ``QUIET_DBFS`` (dead air), or ``max_repeat_s`` of frames
-   that repeat, step for step, a passage this generator already played in the last ``repeat_window_s`` (a loop):
-   the generator jumps to a random audible frame of the region. ``jump`` (per second) and the ``reseed`` event jump
-   the same way; ``hold`` freezes the current frame.
-
-The emitted frame is real (dequantised from uint8, ±0.2 % of the bin's range), so its level is the source's own:
-no level keeper is needed. Deterministic under a seed: one ``numpy.random.Generator`` drives every choice, in frame
-order. Per frame the work is one model step, one (n_dims, n_bins) projection and, at a cut, one (n_frames, n_dims)
-distance pass; nothing is allocated per frame.
+Why: an MSE-trained model predicts the *average* of what may come next, and averages sound muffled; real training
+frames do not. So ``BankSampler`` plays *phrases* of real bank frames (length set by ``fidelity``), and at each cut
+picks, softly (``temperature``), a frame near the LSTM's prediction in the bank's PCA space, away from what was
+played lately and inside the ``position``/``spread`` region; guards jump away from dead air and loops. One seeded
+``numpy.random.Generator`` drives every choice; nothing is allocated per frame. The design, step by step, and why:
+docs/ARCHITECTURE.md §3; the measurements that chose it: BENCHMARKS.md, "Sound ablation".
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 RTISI-LA (real-time iterative spectrogram inversion with look-ahead, Zhu et al. 2007): the ``lookahead + 1``
 newest frames are refined together, as one batch of FFTs, by Griffin-Lim steps with momentum (Perraudin et al.
 2013) against the overlap-add of everything synthesised so far; then the oldest is committed and one hop of
-finished audio leaves. Three details carry most of the quality (measured, see benchmarks/bench_vocoder.py):
+finished audio leaves. Three details carry most of the quality (BENCHMARKS.md, "Vocoder", has the figures):
 
 - each look-ahead slot analyses the partial overlap-add divided by the window-square sum of the frames actually
   present (the least-squares signal given what has arrived, as LTFAT's ``gsrtisila``), not by the full sum;

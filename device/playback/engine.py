@@ -3,8 +3,8 @@
 One producer thread computes blocks ahead into a small ring of preallocated samples; the sink pulls from it (a
 PyAudio callback only copies ready samples and counts underruns, filling silence whose edges fade). ``render`` runs
 the same ``BlockPipeline`` synchronously for offline renders. A control change reaches the sound after the ring's lead
-(``buffer_frames``) plus the pipeline's own delay (the vocoder's look-ahead); both are measured in
-``benchmarks/bench_engine.py``.
+(``buffer_frames``) plus the pipeline's own delay (the vocoder's look-ahead); the figures: BENCHMARKS.md,
+"Engine".
 
 ``swap_bundle`` crossfades the old generator into the new one in the magnitude domain through the same vocoder
 (phase and overlap-add stay continuous: no gap, no click); it needs the same sample rate, n_fft and hop.

@@ -1,18 +1,7 @@
-"""The bundle: the contract between trainer and device.
-
-A bundle is a directory holding
-
-- ``model.tflite``: the one-frame step model, inputs and outputs addressed by signature name;
-- ``seeds.npz``: frames of the training audio (``frames_u8`` (n_frames, n_bins) uint8, dequantised with
-  ``lo``/``hi`` (n_bins,) float32, in model units), the per-bin log-magnitude ``mean`` (n_bins,) float32 and
-  ``segment_starts`` (n_segments,) int64, the first frame of each contiguous run (a source file, or an evenly
-  spaced part of one);
-  from format 2 on, these frames are the *frame bank* the generator plays (every training frame up to
-  ``MAX_BANK_SECONDS`` of audio, evenly spaced runs beyond), indexed by a PCA of the frames: ``pca_mean``
-  (n_bins,) float32 and ``pca_components`` (n_dims, n_bins) float32 (model units), ``bank_coords`` (n_frames,
-  n_dims) float16 = (dequantised frame - pca_mean) @ pca_components.T;
-- ``bundle.json``: format version, audio settings, normalisation, model tensor names and sizes, quantisation,
-  training summary, tool versions and the sha256 of every other file.
+"""The bundle: the contract between trainer and device, a directory of ``model.tflite`` (the one-frame step model),
+``seeds.npz`` (the frame bank: uint8 frames of the training audio, from format 2 with their PCA index) and
+``bundle.json`` (settings, tensor names, training summary, the sha256 of every other file); each file's content:
+docs/ARCHITECTURE.md §2.
 
 ``load_bundle`` checks all of it before anything plays; ``write_bundle`` replaces a bundle directory atomically
 (temporary sibling directory + rename), so an interrupted export leaves the old bundle or none, never half of one.

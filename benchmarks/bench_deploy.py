@@ -42,7 +42,7 @@ def tiny_bundle(out: Path) -> Path:
 
 def timed_until_playing(fleet: Fleet, pi, command: str, wanted: str) -> tuple[float, float, int]:
     """(seconds to the new sound in the status report, seconds until the command returned, its exit code)."""
-    argv = [sys.executable, "-m", "deploy", command, pi.name, "--inventory", str(fleet.inventory), "--ssh-config",
+    argv = [sys.executable, "-m", "murmur.deploy", command, pi.name, "--inventory", str(fleet.inventory), "--ssh-config",
             str(fleet.ssh_config)] + (["--repo", str(fleet.repo)] if command == "deploy" else [])
     started = time.monotonic()
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -93,7 +93,7 @@ def train_clip(clip: corpus.Clip, *, minutes: float | None = None, extra_args: t
             pass
     if bundle.exists():
         shutil.rmtree(bundle)
-    cmd = [sys.executable, "-m", "trainer", "train", str(clip.path), "--out", str(bundle), "--preview-seconds", "0",
+    cmd = [sys.executable, "-m", "murmur.trainer", "train", str(clip.path), "--out", str(bundle), "--preview-seconds", "0",
            *args]
     print(f"sound: training {clip.name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
     started = time.monotonic()
@@ -126,7 +126,7 @@ class Render:
 def render(bundle: Path, wav: Path, seconds: float, render_args: tuple[str, ...] = ()) -> Render:
     """``python -m murmur.device render --bundle B --seconds S --out WAV --seed 1 [render_args…]``; RuntimeError on failure."""
     wav.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "device", "render", "--bundle", str(bundle), "--seconds", f"{seconds:g}",
+    cmd = [sys.executable, "-m", "murmur.device", "render", "--bundle", str(bundle), "--seconds", f"{seconds:g}",
            "--out", str(wav), "--seed", str(RENDER_SEED), *render_args]
     print(f"sound: rendering {seconds:g} s: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
     started = time.monotonic()

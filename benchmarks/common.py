@@ -72,7 +72,7 @@ def run_train(out: Path, *extra: str, minutes: float = 3.0, cache: Path | None =
     own rusage (wait4)."""
     import time
 
-    cmd = [sys.executable, "-m", "trainer", "train", str(clip), "--out", str(out), "--minutes", str(minutes), *extra]
+    cmd = [sys.executable, "-m", "murmur.trainer", "train", str(clip), "--out", str(out), "--minutes", str(minutes), *extra]
     if cache is not None:
         cmd += ["--cache", str(cache)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")

@@ -60,7 +60,7 @@ class ToolJob:
                  cwd: Path, python: str = sys.executable):
         self.command = command
         self.hosts = hosts
-        self.argv = [python, "-m", "deploy", command, *hosts, *tool_args, *extra]
+        self.argv = [python, "-m", "murmur.deploy", command, *hosts, *tool_args, *extra]
         self.cwd = cwd
         self.lines: list[str] = []
         self.code: int | None = None

@@ -96,7 +96,7 @@ class TrainJob:
         except Exception:
             shutil.rmtree(self.partial, ignore_errors=True)
             raise
-        argv = [self.python, "-m", "trainer", "train", str(self.partial / "material"), "--out",
+        argv = [self.python, "-m", "murmur.trainer", "train", str(self.partial / "material"), "--out",
                 str(self.partial / "bundle"), "--minutes", f"{self.minutes:g}", "--name", self.run_id,
                 "--progress-jsonl", str(self.partial / "progress.jsonl"), *self.extra]
         log = open(self.partial / "log.txt", "wb")  # handed to the child, closed in _watch

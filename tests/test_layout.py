@@ -8,6 +8,7 @@ Imports are read from the source (every ``import``/``from`` anywhere in a module
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 
@@ -101,7 +102,8 @@ def test_imports_go_one_way(graph):
 
 
 def test_code_imports_the_parts_only_through_murmur():
-    """``import device`` would load a second copy of a module beside ``murmur.device`` (two class identities)."""
+    """``import device`` (or a child started with ``python -m device``) would load a second copy of a module beside
+    ``murmur.device`` (two class identities), and fails in an install, where only ``murmur`` exists."""
     offenders = []
     for top in (*PARTS, "murmur", "tests", "benchmarks"):
         for path in (REPO_ROOT / top).rglob("*.py"):
@@ -111,6 +113,8 @@ def test_code_imports_the_parts_only_through_murmur():
                 names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                          else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
                 offenders += [f"{path.relative_to(REPO_ROOT)}: {n}" for n in names if n.split(".")[0] in PARTS]
+            offenders += [f"{path.relative_to(REPO_ROOT)}: python -m {m}"
+                          for m in re.findall(r"[\"']-m[\"'],\s*[\"'](device|trainer|deploy|studio)[\"']", path.read_text())]
     assert not offenders, "\n".join(offenders)
 
 

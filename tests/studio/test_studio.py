@@ -36,7 +36,7 @@ class StudioProcess:
     """`python -m murmur.studio --port 0 --no-browser` with its printed address parsed."""
 
     def __init__(self, project: Path, *extra: str):
-        self.proc = subprocess.Popen([sys.executable, "-m", "studio", "--project", str(project), "--port", "0",
+        self.proc = subprocess.Popen([sys.executable, "-m", "murmur.studio", "--project", str(project), "--port", "0",
                                       "--no-browser", *extra], cwd=REPO, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         assert self.proc.stdout is not None

@@ -76,6 +76,7 @@ class TrainJob:
         self.final = project.runs / self.run_id
         self.python = python
         self.started = time.time()
+        self.finished: float | None = None  # when it ended (done, failed or cancelled): its duration stops there
         self.status = "preparing"  # preparing | training | done | failed | cancelled
         self.error: str | None = None
         self.progress: dict = {}
@@ -165,6 +166,7 @@ class TrainJob:
                     self.error = event.get("text")
 
     def _finish(self, code: int) -> None:
+        self.finished = time.time()
         bundle_ok = code == 0 and (self.partial / "bundle" / "bundle.json").is_file()
         with self._lock:
             cancelled = self._cancelled
@@ -198,6 +200,7 @@ class TrainJob:
         preview = self.final / "bundle-preview.wav"
         return {
             "id": self.run_id, "created_unix": round(self.started, 1), "minutes": self.minutes,
+            "run_seconds": round(self.elapsed_s(), 1),
             "advanced": self.extra_text, "selection": self.selection,
             "material_seconds": round(self.material_seconds, 2),
             "train_seconds": done.get("seconds"), "epochs": done.get("epochs"), "stop_reason": done.get("stop_reason"),
@@ -208,10 +211,14 @@ class TrainJob:
             "picture": "bundle-preview.png" if done.get("preview_png") else None,
         }
 
+    def elapsed_s(self) -> float:
+        """Seconds from start to the end of the run (to now while it runs): the one duration the page shows."""
+        return (self.finished if self.finished is not None else time.time()) - self.started
+
     def state(self) -> dict:
         with self._lock:
             p = dict(self.progress)
-            elapsed = time.time() - self.started
+            elapsed = self.elapsed_s()
             budget = self.minutes * 60.0
             fraction = 1.0 if self.status == "done" else min(0.99, elapsed / budget) if budget else 0.0
             return {"run": self.run_id, "status": self.status, "error": self.error, "elapsed_s": round(elapsed, 1),

@@ -375,7 +375,7 @@ function renderRuns() {
     const material = run.selection.map((s) => `${s.recording} ${fmt(s.start_s)}–${fmt(s.end_s)} s`).join(", ");
     tr.innerHTML = `<td><input type="radio" name="run-a" value="${run.id}"></td><td><input type="radio" name="run-b" value="${run.id}"></td>
       <td>${run.id}<br><span class="muted">${run.advanced || ""}</span></td><td title="${material}">${fmt(run.material_seconds)} s, ${run.selection.length} region(s)</td>
-      <td>${run.minutes} min</td><td>${run.train_seconds ? clock(run.train_seconds) : "–"} · ${run.epochs || "–"} epochs</td>
+      <td>${run.minutes} min</td><td>${(run.run_seconds ?? run.train_seconds) != null ? clock(run.run_seconds ?? run.train_seconds) : "–"} · ${run.epochs || "–"} epochs</td>
       <td>${lsd}</td><td class="figures"></td><td>${run.picture ? `<a target="_blank" href="/api/runs/${run.id}/${run.picture}?token=${TOKEN}">picture</a>` : ""}</td>`;
     tr.querySelector(".figures").textContent = (run.figures || []).join("\n");
     tr.querySelector(".figures").style.whiteSpace = "pre-wrap";

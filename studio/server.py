@@ -13,6 +13,7 @@ import contextlib
 import hmac
 import json
 import logging
+import math
 import secrets
 import tempfile
 import time
@@ -110,13 +111,10 @@ class Studio:
     def start_training(self, body: dict) -> dict:
         if self.train is not None and self.train.status in ("preparing", "training"):
             raise StudioError("a training is already running; cancel it first or wait for it")
-        try:
-            minutes = float(body.get("minutes", 3))
-        except (TypeError, ValueError) as exc:
-            raise StudioError(f"minutes={body.get('minutes')!r} is not a number") from exc
-        job = TrainJob(self.project, minutes=minutes, extra_args=str(body.get("advanced", "")))
+        minutes = number_field(body, "minutes", 3.0)
+        job = TrainJob(self.project, minutes=minutes, extra_args=text_field(body, "advanced"))
+        job.start()  # settings are kept only for a training that started
         self.project.save_settings({"minutes": minutes, "advanced": job.extra_text})
-        job.start()
         self.train = job
         return job.state()
 
@@ -131,8 +129,8 @@ class Studio:
     def start_deploy(self, body: dict) -> dict:
         if self.deploy is not None and self.deploy.code is None:
             raise StudioError("a deploy is already running; wait for its summary")
-        hosts = parse_hosts(str(body.get("hosts", "")))
-        bundle = self.project.run_dir(str(body.get("run", ""))) / "bundle"
+        hosts = parse_hosts(text_field(body, "hosts"))
+        bundle = self.project.run_dir(text_field(body, "run")) / "bundle"
         extra = ["--bundle-override", str(bundle)]
         if self.options.deploy_repo:
             extra += ["--repo", str(self.options.deploy_repo)]
@@ -140,13 +138,43 @@ class Studio:
         return self.deploy.state()
 
     def fleet_status(self, body: dict) -> dict:
-        hosts = parse_hosts(str(body.get("hosts", "")))
+        hosts = parse_hosts(text_field(body, "hosts"))
         job = ToolJob("status", hosts, extra=[], tool_args=self.tool_args(), cwd=REPO_ROOT).start()
         finished = job.wait(STATUS_TIMEOUT_S)
         state = job.state()
         if not finished:
             state["lines"].append(f"status: no answer within {STATUS_TIMEOUT_S} s; stopped")
         return state
+
+
+async def json_object(request: web.Request) -> dict:
+    """The request's body as a JSON object; StudioError (HTTP 400) naming what was wrong and what to send."""
+    try:
+        body = await request.json()
+    except ValueError as exc:  # json.JSONDecodeError, or a body that is not UTF-8
+        raise StudioError(f"{request.path}: the body is not JSON ({exc}); send a JSON object, e.g. {{\"minutes\": 3}}") \
+            from exc
+    if not isinstance(body, dict):
+        raise StudioError(f"{request.path}: the body must be a JSON object {{…}}, not {type(body).__name__}")
+    return body
+
+
+def text_field(body: dict, key: str, default: str = "", *, max_chars: int = 2000) -> str:
+    """``body[key]`` as text (a string, or absent for ``default``); StudioError for any other type or a huge one."""
+    value = body.get(key, default)
+    if not isinstance(value, str):
+        raise StudioError(f"{key!r} must be text, got {type(value).__name__} {str(value)[:40]!r}")
+    if len(value) > max_chars:
+        raise StudioError(f"{key!r} is {len(value)} characters long; at most {max_chars} are accepted")
+    return value
+
+
+def number_field(body: dict, key: str, default: float) -> float:
+    """``body[key]`` as a finite number (absent: ``default``); StudioError for text, booleans, lists, NaN or inf."""
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise StudioError(f"{key}={value!r} is not a number; send a number such as {default:g}")
+    return float(value)
 
 
 def json_error(exc: Exception, status: int = 400) -> web.Response:
@@ -201,7 +229,12 @@ class Handlers:
     # -- recordings -------------------------------------------------------------------------------------------------
     async def upload(self, request: web.Request) -> web.Response:
         """Multipart files -> recordings; ``{"added": [...], "errors": [...]}``, HTTP 400 when none was kept."""
-        reader = await request.multipart()
+        try:
+            reader = await request.multipart()
+        except (AssertionError, ValueError, KeyError) as exc:  # aiohttp's words for "not multipart"
+            raise StudioError("an upload is multipart/form-data with one or more 'file' parts "
+                              f"(the page's drop zone sends that); got {request.content_type or 'no content type'}") \
+                from exc
         added, errors = [], []
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader) or not part.filename:
@@ -210,7 +243,9 @@ class Handlers:
                 added.append(await self._keep_upload(part, part.filename))
             except StudioError as exc:
                 errors.append(str(exc))
-        return web.json_response({"added": added, "errors": errors}, status=200 if added or not errors else 400)
+        if not added and not errors:
+            raise StudioError("the upload held no file: send each audio file as a multipart 'file' part with its name")
+        return web.json_response({"added": added, "errors": errors}, status=200 if added else 400)
 
     async def _keep_upload(self, part: BodyPartReader, filename: str) -> dict:
         """One uploaded file, streamed into the project's incoming/ under the size limit, then decoded and kept by the
@@ -240,9 +275,11 @@ class Handlers:
         return web.FileResponse(self.studio.project.recording_path(request.match_info["name"]))
 
     async def regions(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        recording = await asyncio.to_thread(self.studio.project.set_regions, request.match_info["name"],
-                                            body.get("regions", []))
+        body = await json_object(request)
+        regions = body.get("regions", [])
+        if not isinstance(regions, list) or len(regions) > 1000:
+            raise StudioError("'regions' must be a list of at most 1000 [start_s, end_s] pairs in seconds")
+        recording = await asyncio.to_thread(self.studio.project.set_regions, request.match_info["name"], regions)
         return web.json_response(recording.as_json())
 
     async def remove(self, request: web.Request) -> web.Response:
@@ -251,7 +288,7 @@ class Handlers:
 
     # -- training and runs ------------------------------------------------------------------------------------------
     async def train(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        body = await json_object(request)
         return web.json_response(await asyncio.to_thread(self.studio.start_training, body))
 
     async def cancel(self, request: web.Request) -> web.Response:
@@ -269,14 +306,14 @@ class Handlers:
 
     # -- the fleet --------------------------------------------------------------------------------------------------
     async def deploy(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        body = await json_object(request)
         return web.json_response(self.studio.start_deploy(body))
 
     async def deploy_state(self, request: web.Request) -> web.Response:
         return web.json_response(self.studio.deploy.state() if self.studio.deploy else None)
 
     async def status(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        body = await json_object(request)
         return web.json_response(await asyncio.to_thread(self.studio.fleet_status, body))
 
     # -- live listening ---------------------------------------------------------------------------------------------

@@ -5,6 +5,10 @@ const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const $ = (sel) => document.querySelector(sel);
 const PLAYER_TARGET_S = 0.05, PLAYER_MAX_S = 0.15;  // the live player's buffer: what it keeps, and drops beyond
 const state = { recordings: [], runs: [], controls: {}, overviews: {}, live: null, ab: "A" };
+// what went wrong in the page's own code (the browser test reads it: an error only in the console is still an error)
+window.studioErrors = [];
+window.addEventListener("error", (e) => window.studioErrors.push(String(e.message)));
+window.addEventListener("unhandledrejection", (e) => window.studioErrors.push(String(e.reason && e.reason.message || e.reason)));
 
 async function api(path, options = {}) {
   const headers = Object.assign({ "X-Studio-Token": TOKEN }, options.headers || {});
@@ -69,9 +73,14 @@ function renderRecordings() {
       el.querySelector(".name").textContent = rec.name;
       el.querySelector(".all").onclick = () => saveRegions(rec.name, [[0, rec.seconds]]);
       el.querySelector(".none").onclick = () => saveRegions(rec.name, []);
-      el.querySelector(".remove").onclick = async () => { await api(`/api/recordings/${encodeURIComponent(rec.name)}`, { method: "DELETE" }); refresh(); };
+      el.querySelector(".remove").onclick = async () => {
+        try { await api(`/api/recordings/${encodeURIComponent(rec.name)}`, { method: "DELETE" }); } catch (e) { say(String(e.message || e)); }
+        refresh();
+      };
       setupRegionDrag(el.querySelector("canvas"), rec.name);
-      api(`/api/recordings/${encodeURIComponent(rec.name)}/overview`).then((ov) => { state.overviews[rec.name] = ov; drawRecording(el, rec.name); });
+      api(`/api/recordings/${encodeURIComponent(rec.name)}/overview`)
+        .then((ov) => { state.overviews[rec.name] = ov; drawRecording(el, rec.name); el.dataset.drawn = "1"; })
+        .catch((e) => say(`${rec.name}: ${e.message || e}`));
     }
     const chosen = rec.regions.reduce((s, [a, b]) => s + (b - a), 0);
     total += chosen;

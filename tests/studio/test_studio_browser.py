@@ -110,9 +110,13 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     # 1. material: drop a recording on the page, see it, select a region (the rest is excluded). The drop is the
     # page's own drop handler fed a DataTransfer holding the file (a WebDriver cannot drag from the desktop); the
     # file field is what the benchmark uses.
-    d.execute_script(DROP_FILE, base64.b64encode(tiny_audio.read_bytes()).decode(), tiny_audio.name)
+    # The file is named as recorders and phones name takes, with dots: it is shown, selected, trained and removed.
+    d.execute_script(DROP_FILE, base64.b64encode(tiny_audio.read_bytes()).decode(), "apollo take.2.wav")
     card = wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, ".recording"), what="the recording never appeared")[0]
     name = card.get_attribute("data-name")
+    assert name == "apollo_take.2", name
+    wait(d, lambda d: d.execute_script("return arguments[0].dataset.drawn === '1'", card),
+         what="the recording's waveform was never drawn (its overview failed)")
     wait(d, lambda d: "s selected" in card.find_element(By.CSS_SELECTOR, ".info").text)
     seconds = studio.get("/api/state").json()["recordings"][0]["seconds"]
     canvas = card.find_element(By.TAG_NAME, "canvas")
@@ -200,6 +204,15 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     assert cells[1] == "playing", cells
     assert cells[2] == next(r["bundle_id"] for r in studio.get("/api/state").json()["runs"] if r["id"] == b)
     d.save_screenshot(str(SHOTS / "6-fleet.png"))
+
+    # 6. the dotted recording is removed through its own button; the runs trained on it stay
+    card = d.find_element(By.CSS_SELECTOR, f'.recording[data-name="{name}"]')
+    card.find_element(By.CSS_SELECTOR, "button.remove").click()
+    wait(d, lambda d: not d.find_elements(By.CSS_SELECTOR, ".recording"), what="the recording was not removed")
+    assert studio.get("/api/state").json()["recordings"] == []
+    assert not any((studio.project / "material").glob("apollo*"))
+    assert len(studio.get("/api/state").json()["runs"]) == 2
+    assert not d.execute_script("return window.studioErrors || []")
     assert "Traceback" not in "".join(studio.output)
 
 

@@ -11,7 +11,6 @@ import importlib
 import logging
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,59 +70,70 @@ def load_interpreter_class(preferred: str | None = None) -> tuple[type, str]:
 DELEGATE_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
 
 
-def _capture_file() -> int:
-    """A file descriptor for what fd 2 receives meanwhile: in memory where Linux offers it (nothing reaches the Pi's
-    SD card), else an unnamed temporary file. Raises OSError."""
-    if hasattr(os, "memfd_create"):
-        try:
-            return os.memfd_create("murmur-stderr")
-        except OSError:
-            pass
-    with tempfile.TemporaryFile() as spill:
-        return os.dup(spill.fileno())
-
-
 _stderr_lock = threading.RLock()  # one redirection of fd 2 at a time: two interleaved would restore the wrong one
+FORWARDER_JOIN_S = 5.0  # a child started meanwhile keeps the pipe open; its lines are still forwarded after this
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def _forward_lines(read_end: int, out_fd: int) -> None:
+    """Copy what arrives on the pipe to ``out_fd`` line by line as it comes, all but the delegate notice, until the
+    pipe's last writer closes it; then close both."""
+    pending = b""
+    try:
+        with os.fdopen(read_end, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                *lines, pending = (pending + chunk).split(b"\n")
+                kept = [line + b"\n" for line in lines if line.rstrip(b"\r") != DELEGATE_NOTICE]
+                if kept:
+                    _write_all(out_fd, b"".join(kept))
+        if pending and pending.rstrip(b"\r") != DELEGATE_NOTICE:
+            _write_all(out_fd, pending)
+    except OSError:  # stderr itself went away: nothing left to tell
+        pass
+    finally:
+        os.close(out_fd)
 
 
 @contextmanager
 def quiet_delegate_notice() -> Iterator[None]:
     """Around building an interpreter (construction to ``allocate_tensors``): drop the runtime's delegate notice.
 
-    The runtime writes it from C++ straight to file descriptor 2, so ``sys.stderr`` cannot catch it: fd 2 points at
-    a capture file meanwhile, and afterwards every other line written to it (a real error from the runtime, or from
-    another thread) goes to the real stderr, in order. Without a usable fd 2 it filters nothing.
+    The runtime writes it from C++ straight to file descriptor 2, so ``sys.stderr`` cannot catch it: meanwhile fd 2
+    is a pipe, and a thread passes every other line on to the real stderr as it arrives (a real error from the
+    runtime, or a line from another thread, is shown in order and as it comes, not held back until the end).
+    Without a usable fd 2 it filters nothing.
     """
     with _stderr_lock:
-        saved = capture = -1
         try:
             sys.stderr.flush()
             saved = os.dup(2)
-            capture = _capture_file()
-        except (OSError, ValueError):  # no fd 2 (a daemon), or no file to capture into: leave stderr as it is
-            if saved >= 0:
-                os.close(saved)
-            saved = -1
-        if saved < 0:
+        except (OSError, ValueError):  # no fd 2 (a daemon without one): leave it alone
             yield
             return
         try:
-            os.dup2(capture, 2)
-            try:
-                yield
-            finally:
-                try:
-                    sys.stderr.flush()
-                except (OSError, ValueError):
-                    pass
-                os.dup2(saved, 2)
-                with os.fdopen(os.dup(capture), "rb") as written:
-                    written.seek(0)
-                    kept = [line for line in written.read().splitlines(keepends=True)
-                            if line.rstrip(b"\r\n") != DELEGATE_NOTICE]
-                if kept:
-                    with os.fdopen(os.dup(2), "wb") as stderr:
-                        stderr.write(b"".join(kept))
-        finally:
-            os.close(capture)
+            read_end, write_end = os.pipe()
+        except OSError:  # out of file descriptors: leave stderr alone
             os.close(saved)
+            yield
+            return
+        forwarder = threading.Thread(target=_forward_lines, args=(read_end, os.dup(saved)),
+                                     name="murmur-stderr-filter", daemon=True)
+        forwarder.start()
+        try:
+            try:
+                os.dup2(write_end, 2)
+            finally:
+                os.close(write_end)  # fd 2 is now the pipe's one write end
+            yield
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)  # closes the pipe's last write end here: the forwarder reads to the end and stops
+            os.close(saved)
+            forwarder.join(FORWARDER_JOIN_S)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,13 @@ def test_stderr_is_restored_when_building_fails(capfd):
             raise ValueError("no model")
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "ERROR: could not open the model\nafter\n"
+
+
+def test_a_last_line_without_newline_passes_and_no_descriptor_is_left_open(capfd):
+    open_fds = Path("/proc/self/fd")
+    before = sorted(os.listdir(open_fds)) if open_fds.is_dir() else []
+    with quiet_delegate_notice():
+        os.write(2, DELEGATE_NOTICE + b"\nno newline at the end")
+    assert capfd.readouterr().err == "no newline at the end"
+    if before:
+        assert sorted(os.listdir(open_fds)) == before

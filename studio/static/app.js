@@ -166,6 +166,115 @@ async function saveRegions(name, regions) {
   } catch (e) { say(String(e)); }
 }
 
+// ---------------------------------------------------------------- record in the page
+// The microphone through an AudioWorklet (worklet.js, TakeRecorder): its samples as captured, at the
+// AudioContext's rate; a kept take becomes a 32-bit float WAV file and goes through the same upload as a dropped file.
+const recorder = { phase: "idle", chunks: [], peak: 0, takes: 0 };
+window.studioRecorder = recorder;  // for the browser test: the phase and the rate of the last take
+
+function wavFile(chunks, rate) {
+  const n = chunks.reduce((s, c) => s + c.length, 0);
+  const view = new DataView(new ArrayBuffer(44 + 4 * n));
+  const text = (at, t) => { for (let i = 0; i < t.length; i++) view.setUint8(at + i, t.charCodeAt(i)); };
+  text(0, "RIFF"); view.setUint32(4, 36 + 4 * n, true); text(8, "WAVE");
+  text(12, "fmt "); view.setUint32(16, 16, true); view.setUint16(20, 3, true); view.setUint16(22, 1, true);  // IEEE float, mono
+  view.setUint32(24, rate, true); view.setUint32(28, 4 * rate, true); view.setUint16(32, 4, true); view.setUint16(34, 32, true);
+  text(36, "data"); view.setUint32(40, 4 * n, true);
+  let at = 44;
+  for (const c of chunks) for (let i = 0; i < c.length; i++, at += 4) view.setFloat32(at, c[i], true);
+  return new Blob([view.buffer], { type: "audio/wav" });
+}
+
+function recorderButtons() {
+  const p = recorder.phase;
+  $("#rec-start").disabled = p !== "idle";
+  $("#rec-stop").disabled = p !== "count-in" && p !== "recording";
+  $("#rec-keep").disabled = p !== "stopped"; $("#rec-discard").disabled = p !== "stopped";
+  $("#recorder").dataset.phase = p;
+}
+
+function showLevel(peak) {
+  recorder.peak = Math.max(peak, recorder.peak * 0.85);  // falls back slowly, like a meter's needle
+  const db = recorder.peak > 0 ? 20 * Math.log10(recorder.peak) : -Infinity;
+  $("#rec-meter").value = Math.max(0, Math.min(60, 60 + db));
+  $("#rec-level-words").textContent = db >= -1 ? "too loud: it clips, turn the input down"
+    : db < -40 ? "very quiet: move closer or turn the input up" : "good";
+}
+
+async function startRecording() {
+  if (recorder.phase !== "idle") return;
+  recorder.phase = "opening"; recorderButtons();
+  $("#rec-status").textContent = "asking for the microphone …";
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia(
+      { audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false, channelCount: 1 } });
+    const ctx = new AudioContext();
+    await ctx.audioWorklet.addModule("/static/worklet.js");
+    const node = new AudioWorkletNode(ctx, "take-recorder", { numberOfOutputs: 1 });
+    const silent = ctx.createGain(); silent.gain.value = 0;  // pulls the recorder without playing the microphone back
+    ctx.createMediaStreamSource(stream).connect(node); node.connect(silent); silent.connect(ctx.destination);
+    Object.assign(recorder, { stream, ctx, node, chunks: [], rate: ctx.sampleRate });
+    node.port.onmessage = (e) => {
+      showLevel(e.data.peak);
+      if (recorder.phase === "recording") {
+        recorder.chunks.push(e.data.samples);
+        const seconds = recorder.chunks.length * 2048 / recorder.rate;
+        $("#rec-status").textContent = `recording: ${clock(seconds)}. Stop when you are done.`;
+      }
+    };
+    await ctx.resume();
+    recorder.phase = "count-in"; recorderButtons();
+    for (let left = Number($("#count-in").value); left > 0 && recorder.phase === "count-in"; left--) {
+      $("#rec-status").textContent = `recording starts in ${left} …`;
+      await new Promise((done) => setTimeout(done, 1000));
+    }
+    if (recorder.phase !== "count-in") return;  // stopped during the count-in
+    recorder.phase = "recording"; recorderButtons();
+    $("#rec-status").textContent = "recording: 0:00. Stop when you are done.";
+  } catch (e) {
+    releaseMicrophone(); recorder.phase = "idle"; recorderButtons();
+    $("#rec-status").textContent = "";
+    say(`the microphone could not be opened: ${e.message || e}. Allow this page to use it (the icon in the address bar), or drop a recording instead.`);
+  }
+}
+
+function releaseMicrophone() {
+  if (recorder.stream) for (const track of recorder.stream.getTracks()) track.stop();
+  if (recorder.ctx) recorder.ctx.close();
+  Object.assign(recorder, { stream: null, ctx: null, node: null });
+  $("#rec-meter").value = 0; $("#rec-level-words").textContent = "";
+}
+
+function stopRecording() {
+  const counting = recorder.phase === "count-in";
+  releaseMicrophone();
+  const seconds = recorder.chunks.reduce((s, c) => s + c.length, 0) / (recorder.rate || 1);
+  if (counting || !seconds) { recorder.phase = "idle"; recorderButtons(); $("#rec-status").textContent = "nothing was recorded"; return; }
+  recorder.phase = "stopped"; recorderButtons();
+  const take = $("#rec-take");
+  if (take.src) URL.revokeObjectURL(take.src);
+  take.src = URL.createObjectURL(wavFile(recorder.chunks, recorder.rate)); take.hidden = false;
+  $("#rec-status").textContent = `a take of ${clock(seconds)}: listen to it, then keep it (it joins your material) or discard it.`;
+}
+
+async function keepTake() {
+  if (recorder.phase !== "stopped") return;
+  const name = ($("#take-name").value.trim() || `take ${recorder.takes + 1}`).replace(/\.wav$/i, "");
+  const file = new File([wavFile(recorder.chunks, recorder.rate)], `${name}.wav`, { type: "audio/wav" });
+  discardTake(`kept "${name}": it is in your material below.`);
+  recorder.takes++;
+  $("#take-name").value = `take ${recorder.takes + 1}`;
+  await upload([file]);
+}
+
+function discardTake(words = "take discarded.") {
+  recorder.chunks = []; recorder.phase = "idle"; recorderButtons();
+  const take = $("#rec-take");
+  if (take.src) { URL.revokeObjectURL(take.src); take.removeAttribute("src"); }
+  take.hidden = true;
+  $("#rec-status").textContent = words;
+}
+
 // ---------------------------------------------------------------- train
 async function startTraining() {
   $("#train-error").hidden = true;
@@ -506,6 +615,9 @@ async function refresh() {
 
 window.addEventListener("DOMContentLoaded", async () => {
   setupDrop();
+  $("#rec-start").onclick = startRecording; $("#rec-stop").onclick = stopRecording;
+  $("#rec-keep").onclick = keepTake; $("#rec-discard").onclick = () => discardTake();
+  recorderButtons();
   $("#train").onclick = startTraining;
   $("#cancel").onclick = async () => { try { await api("/api/train/cancel", { method: "POST" }); } catch (e) { say(String(e)); } pollTraining(); };
   $("#live-start").onclick = startLive;

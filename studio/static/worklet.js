@@ -9,6 +9,7 @@
 // - Beyond `max` buffered the oldest samples are dropped (back to the target), so the latency never creeps.
 // PlayerCore is the logic (plain JavaScript, so the browser test can drive it on the page); StreamPlayer wraps it
 // as the AudioWorklet processor and reports underruns and the buffer depth every 8 quanta (23 ms at 44.1 kHz).
+// TakeRecorder (at the end) is the other processor here: the microphone's samples for Record in the page.
 const MAX_RATE_DEVIATION = 0.005;
 const STEER_PER_SECOND = 0.1;  // 10 ms of surplus -> 0.1 % faster
 const CALM_S = 10, BACK_S = 0.002, DEEPER_S = 0.01;
@@ -95,4 +96,29 @@ if (typeof AudioWorkletProcessor !== "undefined") {
     }
   }
   registerProcessor("stream-player", StreamPlayer);
+
+  // The microphone's samples for "Record" in the page: the first input channel, exactly as captured, handed to the
+  // page in batches of 2048 samples with their peak (the level meter); the page keeps or drops them.
+  class TakeRecorder extends AudioWorkletProcessor {
+    constructor() {
+      super();
+      this.batch = new Float32Array(2048); this.n = 0;
+    }
+
+    process(inputs) {
+      const input = inputs[0] && inputs[0][0];
+      if (!input) return true;
+      for (let i = 0; i < input.length; i++) {
+        this.batch[this.n++] = input[i];
+        if (this.n === this.batch.length) {
+          let peak = 0;
+          for (const v of this.batch) peak = Math.max(peak, Math.abs(v));
+          this.port.postMessage({ samples: this.batch, peak }, [this.batch.buffer]);
+          this.batch = new Float32Array(2048); this.n = 0;
+        }
+      }
+      return true;
+    }
+  }
+  registerProcessor("take-recorder", TakeRecorder);
 }

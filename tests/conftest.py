@@ -48,9 +48,9 @@ PREBUILT_ENV = "MURMUR_TEST_BUNDLES"
 # ---- A run leaves nothing behind outside pytest's temporary folder ----------------------------------------------
 
 SYSTEM_TMP = Path(tempfile.gettempdir())  # read before the session points TMPDIR into pytest's folder
-# What the suite's tools would leave in /tmp: the deploy tool's and the trainer's work dirs, a bench's (murmur-*,
-# bench-deploy-*), and chromium's or chromedriver's profile and shared-memory folders.
-TMP_LEFTOVERS = ("murmur-*", "bench-deploy-*", "org.chromium.Chromium.*", ".org.chromium.Chromium.*", "scoped_dir*")
+# What the suite's tools would leave in /tmp: the deploy tool's and the trainer's work dirs (murmur-deploy-*,
+# murmur-savedmodel-*, …), and chromium's or chromedriver's profile and shared-memory folders.
+TMP_LEFTOVERS = ("murmur-*", "org.chromium.Chromium.*", ".org.chromium.Chromium.*", "scoped_dir*")
 USER_CACHE = Path(os.environ.get("MURMUR_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
                   / "murmur")  # the frame cache the trainer uses outside the suite (trainer.dataset.default_cache_dir)
 _present_at_start: set[Path] = set()

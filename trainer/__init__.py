@@ -1,7 +1,9 @@
 """Murmur trainer (laptop): audio files -> STFT-magnitude frames -> 3-layer LSTM -> verified TFLite bundle.
 
 Pipeline modules, in data-flow order: ``audio`` (decode, check, mono, resample), ``dataset`` (frames, cache,
-normalisation, windows by index), ``model`` (Keras sequence model, training loop), ``export`` (one-frame step
-model, TFLite conversion, parity check, bundle), ``pipeline`` (the whole run under a time budget), ``preview``
-(render with the device's own generator + picture), ``cli`` (``python -m murmur.trainer train|demo``).
+normalisation, windows by index), ``model`` (the Keras sequence model and its one-frame step model), ``fit`` (the
+training loop under a time budget), ``export`` (TFLite conversion, parity checks, bundle), ``pipeline`` (the whole
+run), ``preview`` (render with the device's own generator + picture), ``liveness`` and ``soundcheck`` (the figures
+it prints), ``cli`` (``python -m murmur.trainer train|demo``, options in ``options``). ``tflite_runtime_probe`` runs
+in the legacy-runtime venv. The design: docs/ARCHITECTURE.md §4 and §9.
 """

@@ -100,6 +100,10 @@ logs: $(VENV_D)/.installed ## make logs PI="host …" [ARGS="--follow"] — the 
 test-arm64: setup ## the device side on arm64 Bookworm under qemu-user (root; builds a cached root in out/arm64)
 	bash tests/arm64/run.sh
 
+.PHONY: test-system
+test-system: setup ## the appliance booted: a Debian 12 guest under QEMU, make deploy/status, sound, GPIO, reboot, late card (root; cached in /var/cache/murmur-test-system)
+	bash tests/system/run.sh
+
 .PHONY: status
 status: $(VENV_D)/.installed ## make status PI="host …" — each Pi's health report (playing, level, bundle, clock, power) + a summary line
 	@[ -n "$(PI)" ] || { echo "make status: set PI=\"host …\" (ssh names, inventory names, @group or all), e.g. make status PI=murmur.local"; exit 2; }

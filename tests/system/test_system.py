@@ -1,0 +1,384 @@
+"""The appliance, booted: one Debian 12 guest (QEMU, emulated x86_64) through a gallery's life, driven by the
+project's own laptop commands, with real systemd, sshd, ALSA (snd-aloop) and GPIO (gpio-sim).
+
+In order, on one guest (each step needs the ones before it; a failed step makes the later ones skip):
+ 1. first install: `make deploy PI=murmur-guest` onto the fresh "card" (install.sh, apt, the venv from PyPI)
+ 2. the service READY under its shipped hardening, and sound out of the card: >= 10 s recorded from the
+    loopback's capture side, judged against the bundle's source (tests/system/sound.py); the sound path as the
+    card sees it (hw_params); `make status` shows it playing; no failed unit; a journal without PortAudio's probe noise
+ 3. the knob panel: gpio-sim lines pulled down as a technician presses the buttons; seen in the status and journal
+ 4. the hardening in force on the running unit, and a write outside its paths refused in its own namespace
+ 5. the watchdog: the service SIGSTOPped is killed and restarted by systemd
+ 6. `systemctl reboot` → sound again (boot → sound)
+ 7. a late sound card: booted without snd-aloop, the service waits (no restarts, status says what is missing);
+    `modprobe snd-aloop` minutes later → sound within 10 s, nobody logging in
+Figures go to out/system/result.json (BENCHMARKS.md "System"). Emulated: the guest runs ~15x slower than this
+machine, so it does not keep real time; underruns are counted and reported, not failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from guest import SSH_ALIAS, Guest, GuestError  # noqa: E402
+from sound import judge  # noqa: E402
+
+from murmur import REPO_ROOT as REPO  # noqa: E402
+
+pytestmark = pytest.mark.system
+
+OUT = REPO / "out" / "system"
+CAPTURE_S = 12
+MAX_CAPTURES = 5
+MIN_FRAMES = 200  # whole 512-sample frames between gaps (about 1.2 s of sound) for the spectral figures
+LATE_CARD_WAIT_S = float(os.environ.get("SYSTEM_LATE_CARD_WAIT_S", "120"))
+BOOT_TO_SOUND_LIMIT_S = 240  # a deadline for the test, not the target (BENCHMARKS.md reports the figure)
+STATUS = "sudo cat /run/murmur/status.json"
+
+
+# --------------------------------------------------------------------------------------------------- fixtures
+class Life:
+    """The guest and what the steps found (figures for result.json; the first failed step)."""
+
+    def __init__(self, guest: Guest, bundle: Path, source: Path) -> None:
+        self.guest, self.bundle, self.source = guest, bundle, source
+        self.figures: dict = {}
+        self.failed: str | None = None
+        self.kept_disk = False
+
+    def need(self, *steps: str) -> None:
+        if self.failed:
+            pytest.skip(f"an earlier step failed ({self.failed})")
+
+    def fail(self, step: str, what: str, fix: str, *, blocking: bool = True) -> None:
+        """Fail this step; a ``blocking`` failure also skips the later steps (they need its state)."""
+        if blocking:
+            self.failed = step
+        self.figures.setdefault("failed_steps", []).append(step)
+        journal = self.guest.journal_tail(40) if self.guest.alive() else self.guest.console_tail()
+        pytest.fail(f"step '{step}': {what}\n--- guest journal (last 40 lines) ---\n{journal}\n--- fix: {fix}",
+                    pytrace=False)
+
+    def status(self) -> dict | None:
+        proc = self.guest.ssh(STATUS, check=False, timeout=30)
+        try:
+            return json.loads(proc.stdout) if proc.returncode == 0 else None
+        except ValueError:
+            return None
+
+    def make(self, target: str, *args: str, timeout: float = 3600) -> tuple[int, str, float]:
+        env = dict(os.environ, MURMUR_INVENTORY=str(self.guest.work / "inventory.toml"))
+        t0 = time.monotonic()
+        proc = subprocess.run(["make", "--no-print-directory", target, f"PI={SSH_ALIAS}", *args], cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+        out = proc.stdout + proc.stderr
+        (self.guest.work / f"make-{target}.log").write_text(out)
+        return proc.returncode, out, time.monotonic() - t0
+
+
+@pytest.fixture(scope="module")
+def life():
+    kernel, image = Path(os.environ["SYSTEM_KERNEL"]), Path(os.environ["SYSTEM_IMAGE"])
+    bundle, source = Path(os.environ["SYSTEM_BUNDLE"]), Path(os.environ["SYSTEM_SOURCE"])
+    guest = Guest(kernel, image, OUT)
+    keep = os.environ.get("SYSTEM_KEEP_DISK") == "1" and guest.overlay.is_file()
+    if not keep:
+        guest.fresh_disk()
+    (guest.work / "inventory.toml").write_text(
+        "# written by tests/system/test_system.py: the booted guest as one Pi of an inventory\n"
+        f'ssh_config = "{guest.ssh_config}"\n\n[hosts.{SSH_ALIAS}]\naddress = "{SSH_ALIAS}"\nuser = "pi"\n'
+        f'bundle = "{bundle}"\nconfig = "{HERE / "guest-murmur.toml"}"\n'
+        "# an emulated CPU: the health gate's first sound takes longer than on a Pi\ngate_timeout_s = 300\n"
+        '# not a Raspberry Pi: install.sh\'s documented override for its aarch64 check\nenv = { MURMUR_ALLOW_ARCH = "x86_64" }\n')
+    state = Life(guest, bundle, source)
+    state.kept_disk = keep
+    t0 = guest.power_on()
+    try:
+        state.figures["first_boot_to_ssh_s"] = round(guest.wait_ssh(300, since=t0), 1)
+        yield state
+    finally:
+        try:
+            if guest.alive():
+                (OUT / "journal-last-boot.txt").write_text(guest.journal_tail(400))
+        finally:
+            guest.shutdown()
+        state.figures["passed"] = not state.figures.get("failed_steps")
+        state.figures["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        (OUT / "result.json").write_text(json.dumps(state.figures, indent=1) + "\n")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def wait_playing(life: Life, deadline_s: float, step: str) -> dict:
+    try:
+        return life.guest.poll(f"{step}: service playing",
+                               lambda: (lambda s: s if s and s.get("playing") else None)(life.status()), deadline_s)
+    except GuestError as exc:
+        life.fail(step, f"{exc}; last status: {life.status()}",
+                  "read the journal above: the service's own lines say why it does not play")
+        raise
+
+
+def hw_params(life: Life) -> dict:
+    """The playback side of the loopback card as the kernel sees it (what alsa-lib/PortAudio really opened)."""
+    out = life.guest.ssh("cat /proc/asound/Loopback/pcm0p/sub0/hw_params", check=False).stdout
+    params = dict(re.findall(r"^(\w+): (.+?)(?: \(.*\))?$", out, re.M))
+    return params
+
+
+def capture(life: Life, step: str, seconds: int = CAPTURE_S) -> dict:
+    """Record from the loopback's capture side (the format the service opened) and judge it: ``seconds`` at a
+    time, again (up to ``MAX_CAPTURES`` times) while the sound between underrun gaps is under ``MIN_FRAMES``
+    whole frames (the emulated guest does not keep real time)."""
+    params = hw_params(life)
+    if not params or "closed" in params:
+        life.fail(step, f"the loopback's playback side is not open: {params!r}",
+                  "the service must hold hw:Loopback,0 open; see its journal lines above")
+    fmt, rate, channels = params["format"], int(params["rate"]), int(params["channels"])
+    dtype = {"FLOAT_LE": np.float32, "S16_LE": np.int16, "S32_LE": np.int32}.get(fmt)
+    if dtype is None:
+        life.fail(step, f"unexpected sample format {fmt}", "extend tests/system/test_system.py capture()")
+    import soundfile
+
+    source, source_rate = soundfile.read(life.source, dtype="float32", always_2d=True)
+    parts: list[np.ndarray] = []
+    for _ in range(MAX_CAPTURES):
+        raw = life.guest.ssh(f"arecord -q -D hw:Loopback,1,0 -f {fmt} -r {rate} -c {channels} -d {seconds} -t raw",
+                             binary=True, timeout=seconds + 120, check=False)
+        if raw.returncode != 0:
+            life.fail(step, f"arecord failed ({raw.returncode}): {raw.stderr.decode(errors='replace')[-400:]}",
+                      "the capture side must match the playback side's hw_params")
+        data = np.frombuffer(raw.stdout, dtype=dtype).reshape(-1, channels)
+        mono = data[:, 0].astype(np.float64)
+        if dtype is not np.float32:
+            mono /= float(np.iinfo(dtype).max)
+        parts.append(mono)
+        figures = judge(np.concatenate(parts), rate, source.mean(axis=1), source_rate)
+        if figures["whole_frames"] >= MIN_FRAMES:
+            break
+    np.save(OUT / f"capture-{step.replace(' ', '-')}.npy", np.concatenate(parts).astype(np.float32))
+    figures["hw_params"] = params
+    return figures
+
+
+def assert_sound(life: Life, step: str, figures: dict) -> None:
+    """Sound comes out and it is the bundle's: >= 10 s captured, >= 1 s sounding, audible, timbre far closer to
+    the source than to noise or a tone, and changing over time (not static, not a frozen frame)."""
+    noise = min(figures.get("distance_to_white_noise_db", 0), figures.get("distance_to_pink_noise_db", 0),
+                figures.get("distance_to_440Hz_tone_db", 0))
+    problems = []
+    if figures["seconds"] < 10:
+        problems.append(f"only {figures['seconds']} s captured")
+    if figures["whole_frames"] < MIN_FRAMES // 2:
+        problems.append(f"only {figures['whole_frames']} whole frames of sound in {figures['seconds']} s "
+                        f"(gaps {figures['gap_fraction']:.0%})")
+    elif figures["level_dbfs"] < -50:
+        problems.append(f"level {figures['level_dbfs']} dBFS: too quiet to be heard")
+    elif not figures["distance_to_source_db"] < 0.5 * noise:
+        problems.append(f"timbre {figures['distance_to_source_db']} dB from the source, not well under half of "
+                        f"its distance to noise/tone ({noise} dB)")
+    elif figures["variation_db"] < 0.8:  # steady noise: ~0.3 dB; the source: several dB
+        problems.append(f"the sound does not change over time (variation {figures['variation_db']} dB): static")
+    if problems:
+        life.fail(step, "; ".join(problems) + f"; figures {figures}",
+                  "listen to the capture saved in out/system (numpy, mono float); check the sound path (hw_params)")
+
+
+# --------------------------------------------------------------------------------------------------- steps
+def test_1_first_install_with_make_deploy(life):
+    if life.kept_disk:
+        pytest.skip("SYSTEM_KEEP_DISK=1: the guest's disk from the last run already holds an install")
+    code, out, seconds = life.make("deploy", f"BUNDLE={life.bundle}")
+    life.figures["first_install_s"] = round(seconds, 1)
+    if code != 0 or f"{SSH_ALIAS}: OK" not in out:
+        life.fail("first install", f"make deploy exited {code}:\n{out[-3000:]}",
+                  "the deploy's own message above names the step; install.sh's lines are prefixed 'install:'")
+    life.figures["lgpio_from"] = "PyPI (plain Debian)" if "pip adds" in out and "lgpio" in out else "apt"
+
+
+def test_2_service_plays_and_sound_comes_out(life):
+    life.need()
+    g = life.guest
+    show = g.ssh("systemctl show murmur -p ActiveState -p SubState -p NRestarts -p MainPID").stdout
+    if "ActiveState=active" not in show:
+        life.fail("sound", f"murmur.service is not active: {show}", "see the journal")
+    status = wait_playing(life, 120, "sound")
+    figures = capture(life, "sound")
+    life.figures["sound"] = figures
+    assert_sound(life, "sound", figures)
+    # the card by name: its own device at the bundle's rate and the engine's float, no resampler in between
+    rate = json.loads((life.bundle / "bundle.json").read_text())["audio"]["sample_rate_hz"]
+    params = figures["hw_params"]
+    if int(params["rate"]) != rate or params["format"] != "FLOAT_LE":
+        life.fail("sound path", f"the card runs at {params['rate']} Hz {params['format']}, the bundle at {rate} Hz "
+                  "float: something resamples or converts in between", "output_device names the card; see sinks.py")
+    status = life.status() or status
+    life.figures["underruns_after_install"] = status.get("underruns")
+    code, out, _ = life.make("status")
+    if code != 0 or "murmur: PLAYING" not in out:
+        life.fail("make status", f"make status exited {code}:\n{out[-2000:]}", "the report above says what is wrong")
+
+
+def test_2b_no_failed_unit_and_a_journal_a_technician_can_read(life):
+    life.need()
+    g = life.guest
+    failed = g.ssh("systemctl list-units --state=failed --no-legend --plain", check=False).stdout.strip()
+    if failed:
+        life.fail("no failed units", f"failed units after the first install: {failed}",
+                  "a unit that does not apply to this hardware must be conditional, not failing", blocking=False)
+    journal = g.ssh("sudo journalctl -u murmur -b --no-pager -o cat", check=False).stdout
+    noise = [line for line in journal.splitlines()
+             if line.startswith(("ALSA lib", "Expression '", "Cannot connect to server", "jack server", "JackShm",
+                                 "Cannot create thread"))]
+    life.figures["service_journal_lines_this_boot"] = len(journal.splitlines())
+    if noise:
+        life.fail("journal", f"{len(noise)} lines of native probing noise in the service's journal: {noise[:5]}",
+                  "device/playback/sinks.py quiet_native_probing must run before PortAudio initialises",
+                  blocking=False)
+
+
+def test_3_gpio_buttons_reach_the_service(life):
+    life.need()
+    g = life.guest
+    pull = "/sys/devices/platform/gpio-sim.0/gpiochip0/sim_gpio{}/pull"
+    base = g.ssh("ls -d /sys/devices/platform/gpio-sim.*/gpiochip*/ | head -1").stdout.strip()
+    if not base:
+        life.fail("gpio", "no gpio-sim chip in the guest", "murmur-guest-devices.service (tests/system/guest) made none", blocking=False)
+    pull = base + "sim_gpio{}/pull"
+    status = life.status() or {}
+    inputs = (status.get("knobs", {}).get("inputs") or {})
+    if inputs.get("backend") in (None, "mock") and not inputs.get("inputs"):
+        life.fail("gpio", f"the service runs without its knobs: {status.get('knobs')}",
+                  "the journal's 'knobs:' line says why (pin factory, /dev/gpiochip0 permissions, board revision)", blocking=False)
+    t0 = time.monotonic()
+    g.ssh(f"echo pull-down | sudo tee {pull.format(23)} >/dev/null")
+    try:
+        seen = g.poll("gpio: button 'again' (GPIO23) seen pressed in the status",
+                      lambda: (life.status() or {}).get("knobs", {}).get("inputs", {}).get("inputs", {})
+                      .get("again", {}).get("pressed"), 30, interval_s=0.3)
+    except GuestError as exc:
+        life.fail("gpio", str(exc), "check the journal's knobs lines and /dev/gpiochip0's group (gpio)", blocking=False)
+    finally:
+        g.ssh(f"echo pull-up | sudo tee {pull.format(23)} >/dev/null")
+    life.figures["button_to_status_s"] = round(time.monotonic() - t0, 2)
+    assert seen
+    g.ssh(f"echo pull-down | sudo tee {pull.format(22)} >/dev/null")
+    try:
+        g.poll("gpio: button 'next' (GPIO22) handled by the service (journal)",
+               lambda: "knob action next_bundle" in g.ssh("sudo journalctl -u murmur -b --no-pager -o cat",
+                                                          check=False).stdout, 30)
+    except GuestError as exc:
+        life.fail("gpio", str(exc), "the service's main loop takes knob actions from the ControlStore", blocking=False)
+    finally:
+        g.ssh(f"echo pull-up | sudo tee {pull.format(22)} >/dev/null")
+
+
+def test_4_hardening_in_force(life):
+    life.need()
+    g = life.guest
+    props = ["ProtectSystem", "DevicePolicy", "MemoryDenyWriteExecute", "RestrictAddressFamilies", "NoNewPrivileges",
+             "PrivateNetwork", "SystemCallFilter", "User", "WatchdogUSec", "CapabilityBoundingSet"]
+    show = g.ssh("systemctl show murmur " + " ".join(f"-p {p}" for p in props)).stdout
+    values = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
+    expected = {"ProtectSystem": "strict", "DevicePolicy": "closed", "MemoryDenyWriteExecute": "yes",
+                "RestrictAddressFamilies": "AF_UNIX", "NoNewPrivileges": "yes", "PrivateNetwork": "yes",
+                "User": "murmur", "WatchdogUSec": "20s", "CapabilityBoundingSet": ""}
+    wrong = {k: (values.get(k), v) for k, v in expected.items() if values.get(k) != v}
+    if wrong or not values.get("SystemCallFilter"):
+        life.fail("hardening", f"unit properties (found, expected): {wrong}", "deploy/murmur.service as shipped", blocking=False)
+    pid = g.ssh("systemctl show murmur -p MainPID --value").stdout.strip()
+    probe = g.ssh(f"sudo nsenter --target {pid} --mount --setuid $(id -u murmur) --setgid $(id -g murmur) "
+                  "sh -c 'touch /opt/murmur/probe 2>&1; touch /etc/murmur/probe 2>&1; touch /var/lib/murmur/probe && "
+                  "echo state-ok; rm -f /var/lib/murmur/probe'", check=False)
+    text = probe.stdout + probe.stderr
+    life.figures["write_probe"] = text.strip()
+    if text.count("Read-only file system") < 2 or "state-ok" not in text:
+        life.fail("hardening", f"writes from the service's namespace: {text!r}",
+                  "ProtectSystem=strict + ReadOnlyPaths must refuse /opt/murmur and /etc/murmur, StateDirectory allow /var/lib/murmur", blocking=False)
+
+
+def test_5_watchdog_restarts_a_stopped_service(life):
+    life.need()
+    g = life.guest
+    before = g.ssh("systemctl show murmur -p MainPID --value").stdout.strip()
+    t0 = time.monotonic()
+    g.ssh(f"sudo kill -STOP {before}")
+    try:
+        g.poll("watchdog: a new service process", lambda: (lambda p: p not in ("", "0", before) and p)(
+            g.ssh("systemctl show murmur -p MainPID --value", check=False).stdout.strip()), 120)
+    except GuestError as exc:
+        life.fail("watchdog", str(exc), "WatchdogSec= in deploy/murmur.service; the service must not ping while stopped")
+    life.figures["watchdog_restart_s"] = round(time.monotonic() - t0, 1)
+    journal = g.ssh("sudo journalctl -u murmur -b --no-pager -o cat", check=False).stdout
+    if "Watchdog timeout" not in journal:
+        life.fail("watchdog", "no 'Watchdog timeout' from systemd in the journal", "see the journal")
+    wait_playing(life, 180, "watchdog")
+
+
+def reboot(life: Life, step: str) -> float:
+    g = life.guest
+    g.ssh("sudo systemctl reboot", check=False, timeout=30)
+    t0 = time.monotonic()
+    g.poll(f"{step}: the guest went down", lambda: g.ssh("true", check=False, timeout=15).returncode != 0, 120)
+    g.wait_ssh(300, since=t0)
+    return t0
+
+
+def test_6_reboot_then_sound_again(life):
+    life.need()
+    t0 = reboot(life, "reboot")
+    wait_playing(life, BOOT_TO_SOUND_LIMIT_S, "reboot")
+    life.figures["reboot_to_playing_s"] = round(time.monotonic() - t0, 1)
+    analyze = life.guest.ssh("systemd-analyze", check=False).stdout.strip().splitlines()
+    life.figures["systemd_analyze"] = analyze[0] if analyze else ""
+    figures = capture(life, "after reboot")
+    life.figures["sound_after_reboot"] = figures
+    assert_sound(life, "after reboot", figures)
+
+
+def test_7_late_sound_card(life):
+    life.need()
+    g = life.guest
+    g.ssh("sudo rm /etc/modules-load.d/murmur-test-card.conf && sync")
+    reboot(life, "late card")
+    try:
+        waiting = g.poll("late card: status says it waits for the sound card",
+                         lambda: (lambda s: s if s and "waiting for the sound card" in (s.get("message") or "") else None)(
+                             life.status()), 180)
+    except GuestError as exc:
+        life.fail("late card", str(exc), "device/appliance/service.py _wait_for_output")
+    if g.ssh("test -e /proc/asound/Loopback", check=False).returncode == 0:
+        life.fail("late card", "the loopback card is present although it was not loaded", "tests/system/guest")
+    waited_from = time.monotonic()
+    # the amplifier (and its USB card) is switched on minutes later: meanwhile the service stays up, waiting
+    while time.monotonic() - waited_from < LATE_CARD_WAIT_S:
+        show = g.ssh("systemctl show murmur -p ActiveState -p NRestarts").stdout
+        still = life.status() or {}
+        if "ActiveState=active" not in show or "NRestarts=0" not in show or still.get("state") != "error":
+            break
+        time.sleep(10)  # the interval between two looks at a state that must not change
+    show = g.ssh("systemctl show murmur -p ActiveState -p NRestarts").stdout
+    life.figures["late_card_wait"] = {"waited_s": round(time.monotonic() - waited_from, 1),
+                                      "unit": show.split(), "message": waiting.get("message")}
+    if "ActiveState=active" not in show or "NRestarts=0" not in show:
+        life.fail("late card", f"while waiting for the card: {show.split()}",
+                  "no exit and restart loop while no card is present")
+    t0 = time.monotonic()
+    g.ssh("sudo modprobe snd-aloop")
+    wait_playing(life, 120, "late card")
+    life.figures["late_card_to_playing_s"] = round(time.monotonic() - t0, 1)
+    figures = capture(life, "late card")
+    life.figures["sound_after_late_card"] = figures
+    assert_sound(life, "late card", figures)
+    g.ssh("echo snd-aloop | sudo tee /etc/modules-load.d/murmur-test-card.conf >/dev/null")

@@ -63,7 +63,7 @@ def train_bundle(
     skipped: list[Path] = []
     paths = find_audio_files(data, skipped)
     if skipped and on_stage is not None:
-        on_stage(f"skipping {len(skipped)} preview(s) this trainer wrote: {', '.join(str(p) for p in skipped)}")
+        on_stage(f"skipping {len(skipped)} preview(s) this trainer wrote: {', '.join(p.name for p in skipped)}")
     dataset = build_dataset(paths, settings, seq_len=options.seq_len, val_fraction=options.val_fraction,
                             cache_dir=options.cache_dir, on_file=on_file)
     prepared = time.monotonic()
@@ -94,7 +94,7 @@ def train_bundle(
                      "val_lsd_db": round(r.val_lsd_db, 4)} for r in fit.history],
     }
     if on_stage is not None:
-        on_stage(f"exporting: TFLite ({options.quantisation}), checking it against Keras, writing {out_dir}")
+        on_stage(f"exporting: TFLite ({options.quantisation}), checking it against Keras, writing the bundle")
     export = export_bundle(fit.model, cfg, dataset, out_dir, quantisation=options.quantisation,
                            name=options.name, training=training)
     done = time.monotonic()

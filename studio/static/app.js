@@ -28,6 +28,7 @@ function say(text, isError = true) {
 }
 
 function fmt(x, digits = 1) { return x === null || x === undefined || Number.isNaN(x) ? "–" : Number(x).toFixed(digits); }
+function stamp(s) { s = Math.max(0, s); return `${Math.floor(s / 60)}:${(s % 60).toFixed(1).padStart(4, "0")}`; }
 function clock(s) { s = Math.max(0, Math.round(s)); return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`; }
 
 // ---------------------------------------------------------------- material
@@ -66,11 +67,24 @@ function renderRecordings() {
     if (!el) {
       el = document.createElement("div");
       el.className = "recording"; el.dataset.name = rec.name;
-      el.innerHTML = `<div class="head"><b class="name"></b><span><span class="info muted"></span>
-        <button class="all">select all</button> <button class="none">select none</button>
-        <button class="remove">remove</button></span></div><canvas width="900" height="120"></canvas>`;
+      el.innerHTML = `<div class="head"><h3 class="name"></h3><span><span class="info muted"></span>
+        <button class="all">use all of it</button> <button class="none">use none of it</button>
+        <button class="remove">remove</button></span></div>
+        <canvas class="wave" width="900" height="120" role="img"></canvas><canvas class="ruler" width="900" height="18" aria-hidden="true"></canvas>
+        <div class="regions"><span class="muted">Parts used for training:</span> <span class="region-list"></span>
+          <span class="add-region"><label>from <input class="from" type="number" min="0" step="0.1" size="6"> s</label>
+          <label>to <input class="to" type="number" min="0" step="0.1" size="6"> s</label>
+          <button class="add">use this part</button></span></div>`;
       box.appendChild(el);
       el.querySelector(".name").textContent = rec.name;
+      el.querySelector(".wave").setAttribute("aria-label", `${rec.name}: its sound over time (top: the pitches, bottom: the waveform); drag across it to choose a part`);
+      for (const field of ["from", "to"]) el.querySelector(`.${field}`).setAttribute("aria-label", `${rec.name}: use the part ${field} (seconds)`);
+      el.querySelector(".add").onclick = () => {
+        const current = state.recordings.find((r) => r.name === rec.name) || rec;
+        const a = Number(el.querySelector(".from").value), b = Number(el.querySelector(".to").value);
+        if (!(b > a)) { say(`${rec.name}: the part's end must come after its start (in seconds, up to ${fmt(current.seconds)})`); return; }
+        saveRegions(rec.name, addRegion(current, a, b));
+      };
       el.querySelector(".all").onclick = () => saveRegions(rec.name, [[0, rec.seconds]]);
       el.querySelector(".none").onclick = () => saveRegions(rec.name, []);
       el.querySelector(".remove").onclick = async () => {
@@ -84,18 +98,55 @@ function renderRecordings() {
     }
     const chosen = rec.regions.reduce((s, [a, b]) => s + (b - a), 0);
     total += chosen;
-    el.querySelector(".info").textContent = `${fmt(rec.seconds)} s · ${fmt(chosen)} s selected · `;
+    el.querySelector(".info").textContent = `${stamp(rec.seconds)} long · ${stamp(chosen)} of it used · `;
     el.dataset.regions = JSON.stringify(rec.regions);
+    const list = el.querySelector(".region-list");
+    list.innerHTML = "";
+    if (!rec.regions.length) list.textContent = "none: drag across the picture, or type a part below. ";
+    rec.regions.forEach(([a, b], i) => {
+      const item = document.createElement("span");
+      item.className = "region";
+      item.innerHTML = `<span class="times"></span> <button class="drop-region">leave out</button> `;
+      item.querySelector(".times").textContent = `${stamp(a)} to ${stamp(b)} (${fmt(b - a)} s)`;
+      item.querySelector(".drop-region").setAttribute("aria-label", `leave out ${stamp(a)} to ${stamp(b)} of ${rec.name}`);
+      item.querySelector(".drop-region").onclick = () => saveRegions(rec.name, rec.regions.filter((_, j) => j !== i));
+      list.appendChild(item);
+    });
+    el.querySelector(".from").max = el.querySelector(".to").max = rec.seconds.toFixed(1);
     drawRecording(el, rec.name);
+    drawRuler(el.querySelector(".ruler"), rec.seconds);
   }
   $("#material-total").textContent = state.recordings.length
-    ? `${fmt(total)} s of material selected for training` : "no recordings yet";
+    ? `${stamp(total)} of material will be used for training.`
+    : "No recordings yet: record a take above, or drop a recording (or a folder of them) in the box.";
+}
+
+// a part typed in: it replaces "all of it" (the default), else joins the parts already chosen
+function addRegion(rec, a, b) {
+  a = Math.max(0, Math.min(rec.seconds, a)); b = Math.max(0, Math.min(rec.seconds, b));
+  const whole = rec.regions.length === 1 && rec.regions[0][0] <= 0.001 && rec.regions[0][1] >= rec.seconds - 0.001;
+  return whole ? [[a, b]] : rec.regions.concat([[a, b]]);
+}
+
+// the time ruler under a recording: a tick every 1, 2, 5, 10, 15, 30 or 60 s, so about 8-15 labels fit
+function drawRuler(canvas, seconds) {
+  const g = canvas.getContext("2d"), W = canvas.width, H = canvas.height;
+  g.clearRect(0, 0, W, H);
+  const every = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300].find((t) => seconds / t <= 15) || 600;
+  g.fillStyle = "#333"; g.font = "11px system-ui, sans-serif"; g.textBaseline = "top";
+  for (let t = 0; t <= seconds + 1e-6; t += every) {
+    const x = Math.round(t / seconds * (W - 1));
+    g.fillRect(x, 0, 1, 5);
+    const label = every < 1 ? stamp(t) : clock(t);
+    const w = g.measureText(label).width;
+    g.fillText(label, Math.min(Math.max(0, x - w / 2), W - w), 6);
+  }
 }
 
 function drawRecording(el, name) {
   const rec = state.recordings.find((r) => r.name === name);
   const ov = state.overviews[name];
-  const canvas = el.querySelector("canvas");
+  const canvas = el.querySelector("canvas.wave");
   const g = canvas.getContext("2d");
   const W = canvas.width, H = canvas.height, half = H / 2;
   g.fillStyle = "#111"; g.fillRect(0, 0, W, H);
@@ -150,8 +201,7 @@ function setupRegionDrag(canvas, name) {
       regions = rec.regions.filter(([x, y]) => !(s0 >= x && s0 <= y));
     } else {
       // a drag replaces "everything selected" (the default) by the dragged region, else adds it
-      const whole = rec.regions.length === 1 && rec.regions[0][0] <= 0.001 && rec.regions[0][1] >= rec.seconds - 0.001;
-      regions = whole ? [[s0, s1]] : rec.regions.concat([[s0, s1]]);
+      regions = addRegion(rec, s0, s1);
     }
     saveRegions(name, regions);
   });
@@ -298,58 +348,132 @@ async function pollTraining() {
 function renderTraining(t) {
   const running = t && (t.status === "training" || t.status === "preparing");
   $("#train").disabled = !!running; $("#cancel").disabled = !running;
-  if (!t) { $("#train-text").textContent = "no training yet"; return; }
+  if (!t) {
+    $("#train-text").textContent = state.recordings.length ? "Nothing trained yet: press Train to learn from the parts chosen above."
+      : "Nothing trained yet: first record or drop a recording in 1 · Material, then press Train.";
+    return;
+  }
   $("#train-bar").style.width = `${Math.round(100 * (t.status === "done" ? 1 : t.fraction))}%`;
+  $("#train-bar").parentElement.setAttribute("aria-valuenow", String(Math.round(100 * (t.status === "done" ? 1 : t.fraction))));
   const p = t.progress || {};
-  const epoch = p.epoch ? `epoch ${p.epoch} (${p.batch}/${p.batches_per_epoch}) loss ${fmt(p.loss, 4)} · ` : "";
-  const words = { training: `training ${t.run}: ${epoch}${t.stage} · ${clock(t.elapsed_s)} · ETA ≤ ${clock(t.eta_s)}`,
-                  preparing: "preparing the material …", done: `${t.run} done in ${clock(t.elapsed_s)}`,
-                  failed: `${t.run} failed`, cancelled: `${t.run} cancelled` };
+  const pass = p.epoch ? `listening through your material, pass ${p.epoch} (${Math.round(100 * p.batch / Math.max(1, p.batches_per_epoch))} % of it)` : "";
+  const doing = stageWords(t.stage) || pass || "getting ready";
+  const words = { training: `${t.run}: ${doing}. ${clock(t.elapsed_s)} so far, at most ${clock(t.eta_s)} left.`,
+                  preparing: "preparing the material …", done: `${t.run} is ready: it took ${clock(t.elapsed_s)}. Listen to it below.`,
+                  failed: `${t.run} did not finish (the reason is below).`, cancelled: `${t.run} was cancelled.` };
   $("#train-text").textContent = words[t.status] || t.status;
   $("#train-text").dataset.status = t.status;
-  if (t.status === "failed" || t.status === "cancelled") showTrainError(t.error || t.status);
+  if (t.status === "failed" || t.status === "cancelled") showTrainError(plainPaths(t.error || t.status));
   drawCurves(t.epochs || []);
 }
 
+// the trainer's stage lines, said for an artist (the trainer's own words are in the log)
+function stageWords(stage) {
+  if (!stage || stage === "training" || stage === "preparing") return "";
+  if (/^exporting/.test(stage)) return "packing what it learned for the Pi and checking the packed copy plays the same";
+  if (/^skipping/.test(stage)) return "leaving out previews an earlier training wrote into the material";
+  if (/^rendering/.test(stage)) return "playing a preview";
+  return plainPaths(stage);
+}
+
+// a path inside the project says where in words: a run being built, its material, the project's folders
+function plainPaths(text) {
+  return String(text)
+    .replace(/\S*\/runs\/\.(run-[\w-]+)\.partial\/material\/?/g, "the chosen material of $1: ")
+    .replace(/\S*\/runs\/\.(run-[\w-]+)\.partial\/bundle\/?/g, "the new run $1")
+    .replace(/\S*\/runs\/\.(run-[\w-]+)\.partial\/?/g, "the new run $1")
+    .replace(/\S*\/material\/([^\s/]+)\.wav/g, "the recording $1");
+}
+
+// the learning chart: x = passes through the material (epochs), y = how far its guesses are from the real next
+// moment (the trainer's loss, from 0 at the bottom), for the part it learns from and the part kept aside
 function drawCurves(epochs) {
   const c = $("#curves"), g = c.getContext("2d");
   g.clearRect(0, 0, c.width, c.height);
-  if (!epochs.length) return;
+  $("#curves-words").textContent = epochs.length ? curveWords(epochs) : "";
+  $("#curves-numbers").textContent = epochs.map((e) => `pass ${e.epoch}: learning part ${fmt(e.loss, 4)}, kept-aside part ${fmt(e.val_loss, 4)}`).join("\n");
+  c.setAttribute("aria-label", epochs.length ? `learning chart: ${curveWords(epochs)}` : "learning chart: nothing trained yet");
+  const left = 56, right = 12, top = 22, bottom = 34, W = c.width - left - right, H = c.height - top - bottom;
+  g.strokeStyle = "#888"; g.lineWidth = 1; g.beginPath(); g.moveTo(left, top); g.lineTo(left, top + H); g.lineTo(left + W, top + H); g.stroke();
+  g.fillStyle = "#333"; g.font = "12px system-ui, sans-serif";
+  g.textAlign = "center"; g.fillText("passes through your material", left + W / 2, c.height - 4);
+  g.save(); g.translate(14, top + H / 2); g.rotate(-Math.PI / 2); g.fillText("error (lower = closer)", 0, 0); g.restore();
+  if (!epochs.length) { g.fillText("the chart fills in as it learns", left + W / 2, top + H / 2); g.textAlign = "left"; return; }
   const all = epochs.flatMap((e) => [e.loss, e.val_loss]).filter(Number.isFinite);
-  const lo = Math.min(...all), hi = Math.max(...all), span = hi - lo || 1;
-  const x = (i) => 30 + i * (c.width - 40) / Math.max(1, epochs.length - 1);
-  const y = (v) => c.height - 15 - (v - lo) / span * (c.height - 30);
-  for (const [key, color] of [["loss", "#4a90d9"], ["val_loss", "#d9734a"]]) {
-    g.strokeStyle = color; g.beginPath();
+  const hi = Math.max(...all) * 1.05 || 1;
+  const n = epochs.length;
+  const x = (i) => left + (n === 1 ? W / 2 : i * W / (n - 1));
+  const y = (v) => top + H - v / hi * H;
+  g.textAlign = "center";
+  for (let i = 0; i < n; i += Math.max(1, Math.ceil(n / 10))) { g.fillRect(x(i), top + H, 1, 4); g.fillText(String(epochs[i].epoch), x(i), top + H + 16); }
+  g.textAlign = "right"; g.fillText("0", left - 4, top + H + 4); g.fillText(fmt(hi, 3), left - 4, top + 10);
+  for (const [key, color, dash] of [["loss", "#1f5fa8", []], ["val_loss", "#b4461b", [6, 4]]]) {
+    g.strokeStyle = color; g.lineWidth = 2; g.setLineDash(dash); g.beginPath();
     epochs.forEach((e, i) => (i ? g.lineTo(x(i), y(e[key])) : g.moveTo(x(i), y(e[key]))));
     g.stroke();
+    if (n === 1) { g.fillStyle = color; g.fillRect(x(0) - 3, y(epochs[0][key]) - 3, 6, 6); }
   }
-  g.fillStyle = "#555"; g.fillText("training loss", 35, 12); g.fillStyle = "#d9734a"; g.fillText("held-out loss", 125, 12);
+  g.setLineDash([]); g.textAlign = "left";
+  g.fillStyle = "#1f5fa8"; g.fillText("── the part it learns from", left + 8, 14);
+  g.fillStyle = "#b4461b"; g.fillText("- - the part kept aside to check it", left + 200, 14);
+}
+
+function curveWords(epochs) {
+  const first = epochs[0], last = epochs[epochs.length - 1];
+  const best = epochs.reduce((b, e) => (e.val_loss < b.val_loss ? e : b), first);
+  const trend = epochs.length < 2 ? "One pass so far"
+    : last.val_loss < first.val_loss ? "Its guesses got closer on the part kept aside: it is learning your sound"
+    : "Its guesses did not get closer on the part kept aside: more material or a longer time may help";
+  return `${trend}${best !== last ? ` (closest at pass ${best.epoch}: that one is kept)` : ""}.`;
 }
 
 // ---------------------------------------------------------------- listen
+// each knob in words: its label, what its ends do, and its value with a unit and always the same decimals
+const KNOBS = {
+  temperature: { label: "freedom", ends: "0 = always the likeliest next sound, 2 = wild", show: (v) => v.toFixed(2) },
+  fidelity: { label: "faithfulness", ends: "0 % = loose, 100 % = long real phrases of your recording", show: (v) => `${Math.round(100 * v)} %` },
+  jump: { label: "jumps to another spot", ends: "how often it jumps somewhere else in your recording", show: (v) => `${v.toFixed(2)} per second` },
+  position: { label: "where in your recording", ends: "0 % = its start, 100 % = its end", show: (v) => `${Math.round(100 * v)} %` },
+  spread: { label: "how much of the recording around it", ends: "100 % = all of it", show: (v) => `${Math.round(100 * v)} %` },
+  gain_db: { label: "volume", ends: "-60 dB = nearly silent, 0 dB = as trained", show: (v) => `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(1)} dB` },
+  hold: { label: "freeze the sound", ends: "holds the current moment" },
+};
+
+function knobText(name, value) {
+  const k = KNOBS[name];
+  return k && k.show ? k.show(Number(value)) : Number(value).toFixed(2);
+}
+
 function renderKnobs() {
   const box = $("#knobs");
   if (box.children.length) return;
   for (const [name, spec] of Object.entries(state.controls)) {
     const label = document.createElement("label");
+    const words = KNOBS[name] || { label: name.replace(/_/g, " "), ends: "" };
     if (spec.bool) {
-      label.innerHTML = `<span>${name}</span><input type="checkbox" id="knob-${name}">`;
+      label.innerHTML = `<span class="knob-name"></span><input type="checkbox" id="knob-${name}"><span class="muted small"></span>`;
       label.querySelector("input").checked = spec.default;
       label.querySelector("input").addEventListener("change", (e) => sendControl(name, e.target.checked));
     } else {
       const step = (spec.max - spec.min) / 200;
-      label.innerHTML = `<span>${name} <output id="value-${name}">${spec.default}</output></span>
-        <input type="range" id="knob-${name}" min="${spec.min}" max="${spec.max}" step="${step}" value="${spec.default}">`;
-      label.querySelector("input").addEventListener("input", (e) => {
-        $(`#value-${name}`).textContent = Number(e.target.value).toFixed(2);
+      label.innerHTML = `<span class="knob-name"></span> <output id="value-${name}"></output>
+        <input type="range" id="knob-${name}" min="${spec.min}" max="${spec.max}" step="${step}" value="${spec.default}">
+        <span class="muted small"></span>`;
+      label.querySelector("output").textContent = knobText(name, spec.default);
+      const input = label.querySelector("input");
+      input.setAttribute("aria-valuetext", knobText(name, spec.default));
+      input.addEventListener("input", (e) => {
+        const text = knobText(name, e.target.value);
+        $(`#value-${name}`).textContent = text; e.target.setAttribute("aria-valuetext", text);
         sendControl(name, Number(e.target.value));
       });
     }
+    label.querySelector(".knob-name").textContent = words.label;
+    label.querySelector(".small").textContent = words.ends;
     box.appendChild(label);
   }
   const reseed = document.createElement("button");
-  reseed.id = "knob-reseed"; reseed.textContent = "reseed";
+  reseed.id = "knob-reseed"; reseed.textContent = "take a new random path";
   reseed.onclick = () => state.live && state.live.ws.send(JSON.stringify({ trigger: "reseed" }));
   box.appendChild(reseed);
 }
@@ -486,17 +610,23 @@ function renderRuns() {
   const selected = { A: $('input[name="run-a"]:checked'), B: $('input[name="run-b"]:checked') };
   const keepA = selected.A && selected.A.value, keepB = selected.B && selected.B.value;
   body.innerHTML = "";
+  $("#runs-empty").hidden = state.runs.length > 0;
+  $("#runs").hidden = !state.runs.length;
   for (const run of state.runs.slice().reverse()) {
     const tr = document.createElement("tr");
     tr.dataset.run = run.id;
-    const lsd = run.val_lsd_db === null || run.val_lsd_db === undefined ? "–" : `${fmt(run.val_lsd_db, 2)} dB (${fmt(run.baseline_lsd_db, 2)})`;
-    const material = run.selection.map((s) => `${s.recording} ${fmt(s.start_s)}–${fmt(s.end_s)} s`).join(", ");
-    tr.innerHTML = `<td><input type="radio" name="run-a" value="${run.id}"></td><td><input type="radio" name="run-b" value="${run.id}"></td>
-      <td>${run.id}<br><span class="muted">${run.advanced || ""}</span></td><td title="${material}">${fmt(run.material_seconds)} s, ${run.selection.length} region(s)</td>
-      <td>${run.minutes} min</td><td>${(run.run_seconds ?? run.train_seconds) != null ? clock(run.run_seconds ?? run.train_seconds) : "–"} · ${run.epochs || "–"} epochs</td>
-      <td>${lsd}</td><td class="figures"></td><td>${run.picture ? `<a target="_blank" href="/api/runs/${run.id}/${run.picture}?token=${TOKEN}">picture</a>` : ""}</td>`;
-    tr.querySelector(".figures").textContent = (run.figures || []).join("\n");
-    tr.querySelector(".figures").style.whiteSpace = "pre-wrap";
+    const took = run.run_seconds ?? run.train_seconds;
+    tr.innerHTML = `<td><input type="radio" name="run-a" value="${run.id}" aria-label="play ${run.id} as A"></td>
+      <td><input type="radio" name="run-b" value="${run.id}" aria-label="play ${run.id} as B"></td>
+      <td><b>${run.id}</b><br><span class="muted made"></span></td>
+      <td class="sound"><ul class="words"></ul><details><summary>exact numbers</summary><pre class="numbers"></pre></details></td>
+      <td>${run.picture ? `<a target="_blank" href="/api/runs/${run.id}/${run.picture}?token=${TOKEN}">picture of ${run.id}</a>` : ""}</td>`;
+    const parts = run.selection.map((s) => `${s.recording} ${stamp(s.start_s)} to ${stamp(s.end_s)}`).join(", ");
+    tr.querySelector(".made").textContent = `learned from ${stamp(run.material_seconds)} of material (${parts}) in `
+      + `${took != null ? clock(took) : "–"}`;
+    const list = tr.querySelector(".words");
+    for (const sentence of runWords(run)) { const li = document.createElement("li"); li.textContent = sentence; list.appendChild(li); }
+    tr.querySelector(".numbers").textContent = runNumbers(run);
     body.appendChild(tr);
   }
   const pick = (name, value, fallback) => {
@@ -516,6 +646,71 @@ function renderRuns() {
     sel.innerHTML = state.runs.slice().reverse().map((r) => `<option value="${r.id}">${r.id}</option>`).join("");
     if (keep && state.runs.some((r) => r.id === keep)) sel.value = keep;
   }
+}
+
+// The trainer's sound check (trainer/soundcheck.py summary_lines) and held-out figures, read back as sentences. The
+// thresholds: "yes" when the preview is at most as far from the recording (Fréchet distance) as the recording's two
+// halves are from each other, "nearly" up to 1.5 times that; replay under 20 % as the sound check wants; movement
+// and level "about the same" within x0.67-1.5 and 3 dB.
+function parseFigures(lines) {
+  const text = (lines || []).join("\n"), num = (re) => { const m = text.match(re); return m ? m.slice(1).map(Number) : null; };
+  const n = "(-?[\\d.]+|-?inf|nan)";
+  return {
+    fd: num(new RegExp(`1\\.5 s: ${n} / ${n} / ${n}`)),
+    own: num(new RegExp(`own halves ${n} / ${n} / ${n}`)),
+    granular: num(new RegExp(`granular player ${n} / ${n} / ${n}`)),
+    replay: num(/phrase replay (\d+) %/), movement: num(/movement x([\d.]+)/), stuck: num(/static seconds (\d+) %/),
+    silent: num(/dead air (\d+) % of seconds \(source (\d+) %\)/),
+    level: num(new RegExp(`level ${n} dBFS \\(source ${n} dBFS\\)`)),
+  };
+}
+
+function closeness(fd, own) {
+  const r = fd / own;
+  return !Number.isFinite(r) ? null : r <= 1 ? "yes" : r <= 1.5 ? "nearly" : `no (${fmt(r, 1)} times as far)`;
+}
+
+function runWords(run) {
+  const out = [];
+  if (run.val_lsd_db != null && run.baseline_lsd_db != null) {
+    out.push(`On the part kept aside, it guesses the next moment better than just holding the last one: ${run.val_lsd_db < run.baseline_lsd_db ? "yes" : "no"}.`);
+  }
+  const f = parseFigures(run.figures);
+  if (f.fd && f.own) {
+    const colour = closeness(f.fd[1], f.own[1]), phrases = closeness(f.fd[2], f.own[2]);
+    if (colour) out.push(`Its sound is as close to your recording as the recording's second half is to its first: ${colour}.`);
+    if (phrases) out.push(`Its phrases (1.5-second stretches) too: ${phrases}.`);
+  }
+  if (f.fd && f.granular) {
+    const better = f.fd[1] < f.granular[1] && f.fd[2] < f.granular[2];
+    out.push(`Closer to your recording than short pieces of it played in a random order: ${better ? "yes" : "no"}.`);
+  }
+  if (f.replay) out.push(`Copies your recording note for note ${f.replay[0]} % of the time (${f.replay[0] <= 20 ? "fine: under 20 %" : "too often: over 20 %"}).`);
+  if (f.movement) {
+    const m = f.movement[0];
+    out.push(m < 0.67 ? "It changes less than your recording does: calmer." : m > 1.5 ? "It changes more than your recording does: busier."
+      : "It changes about as much as your recording does.");
+  }
+  if (f.silent) out.push(`Silent ${f.silent[0]} % of its seconds (your recording: ${f.silent[1]} %).`);
+  if (f.level && f.level.every(Number.isFinite)) {
+    const d = f.level[0] - f.level[1];
+    out.push(Math.abs(d) <= 3 ? "As loud as your recording." : `${fmt(Math.abs(d), 0)} dB ${d < 0 ? "quieter" : "louder"} than your recording.`);
+  }
+  const skipped = (run.figures || []).find((l) => /sound check skipped/.test(l));
+  if (skipped) out.push(`No sound check: ${plainPaths(skipped.replace(/^.*skipped:\s*/, ""))}.`);
+  if (!out.length) out.push("No preview was made for this run, so there is nothing to compare yet.");
+  return out;
+}
+
+function runNumbers(run) {
+  const lines = [];
+  if (run.val_lsd_db != null) {
+    lines.push(`held-out next-frame LSD ${fmt(run.val_lsd_db, 2)} dB (repeat-the-last-frame baseline ${fmt(run.baseline_lsd_db, 2)} dB)`);
+  }
+  if (run.advanced) lines.push(`trainer options: ${run.advanced}`);
+  lines.push(`${run.epochs ?? "–"} epochs${run.stop_reason ? `, ${run.stop_reason}` : ""}; budget ${run.minutes} min; run ${run.run_seconds ?? "–"} s`);
+  if (run.bundle_id) lines.push(`bundle ${run.bundle_id}, ${fmt((run.bundle_bytes || 0) / 1e6, 2)} MB`);
+  return lines.concat((run.figures || []).map(plainPaths)).join("\n");
 }
 
 function abSource(which) {
@@ -599,7 +794,8 @@ async function fleetStatus() {
 // ---------------------------------------------------------------- state
 function applyState(s) {
   state.recordings = s.recordings; state.runs = s.runs; state.controls = s.controls;
-  $("#project").textContent = s.project;
+  $("#project").textContent = `project folder: ${String(s.project).split(/[\\/]/).filter(Boolean).pop() || s.project}`;
+  $("#project").title = s.project;
   if (s.settings && s.settings.minutes && !applyState.done) {
     $("#minutes").value = s.settings.minutes; $("#advanced").value = s.settings.advanced || "";
   }

@@ -10,6 +10,7 @@ Screenshots of the main screens are kept in out/test-artifacts/studio/ (not comm
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 
 import pytest
@@ -91,8 +92,9 @@ def text(driver, css: str) -> str:
 
 
 def number(driver, css: str) -> float | None:
+    """A figure on the page, shown or inside a closed <details> (the exact numbers, one click away)."""
     try:
-        return float(text(driver, css))
+        return float(driver.find_element(By.CSS_SELECTOR, css).get_attribute("textContent"))
     except ValueError:
         return None
 
@@ -105,6 +107,29 @@ def train(driver, advanced: str, minutes: str = "1") -> str:
                   in ("done", "failed", "cancelled") and d.find_element(By.ID, "train-text").get_attribute("data-status"),
                   timeout=300, what="training did not finish")
     return status
+
+
+JARGON = re.compile(r"/runs/|\.partial|/material/|\bLSD\b|Fréchet|\bloss\b|gain_db|\bepochs?\b|dBFS|TFLite|Keras|held-out|"
+                    r"repeat-last|granular|bundle")
+
+
+def stamp(seconds: float) -> str:
+    """The page's time stamps: minutes:seconds with one decimal."""
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
+
+
+# how many ruler pixels are inked: the ruler under a recording is drawn
+RULER_INK = """
+const c = arguments[0], px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++; return n;
+"""
+
+# keeps every text #train-text shows (the trainer's stages go by fast)
+WATCH_TEXTS = """
+window.seenTexts = [];
+const box = document.querySelector("#train-text");
+new MutationObserver(() => window.seenTexts.push(box.textContent)).observe(box, { childList: true, characterData: true, subtree: true });
+"""
 
 
 DROP_FILE = """
@@ -133,7 +158,7 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     assert name == "apollo_take.2", name
     wait(d, lambda d: d.execute_script("return arguments[0].dataset.drawn === '1'", card),
          what="the recording's waveform was never drawn (its overview failed)")
-    wait(d, lambda d: "s selected" in card.find_element(By.CSS_SELECTOR, ".info").text)
+    wait(d, lambda d: "of it used" in card.find_element(By.CSS_SELECTOR, ".info").text)
     seconds = studio.get("/api/state").json()["recordings"][0]["seconds"]
     canvas = card.find_element(By.TAG_NAME, "canvas")
     width = canvas.size["width"]
@@ -143,6 +168,11 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
          and studio.get("/api/state").json()["recordings"][0]["regions"][0][1] < seconds - 0.3, what="region not saved")
     (start, end), = studio.get("/api/state").json()["recordings"][0]["regions"]
     assert start == pytest.approx(0.1 * seconds, abs=0.15) and end == pytest.approx(0.9 * seconds, abs=0.15)
+    # the chosen part's start and end are written under the recording, over a time ruler
+    wait(d, lambda d: card.find_element(By.CSS_SELECTOR, ".region .times").text.startswith(stamp(start)),
+         what="the region's start and end are not shown")
+    assert f"to {stamp(end)}" in card.find_element(By.CSS_SELECTOR, ".region .times").text
+    assert d.execute_script(RULER_INK, card.find_element(By.CSS_SELECTOR, "canvas.ruler")) > 20
     d.save_screenshot(str(SHOTS / "1-material.png"))
 
     # 2. train: a cancel leaves nothing; then two finished runs
@@ -155,8 +185,20 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     assert "no bundle written" in text(d, "#train-error")
     assert studio.get("/api/state").json()["runs"] == []
 
+    d.execute_script(WATCH_TEXTS)
     assert train(d, TINY) == "done"
     d.save_screenshot(str(SHOTS / "2-trained.png"))
+    # every text the training showed, as it came, and the page after it: words, no path, no developers' terms
+    shown = d.execute_script("return window.seenTexts")
+    assert any("listening through your material" in t or "packing what it learned" in t for t in shown), shown
+    assert "is ready: it took" in shown[-1]
+    for words in shown + [d.find_element(By.TAG_NAME, "body").text]:
+        assert not JARGON.search(words), (JARGON.search(words).group(0), words[max(0, JARGON.search(words).start() - 300):][:600])
+    # the learning chart says in one line what it shows, and its exact numbers (one line per pass) are a click away
+    assert "part kept aside" in text(d, "#curves-words")
+    epochs = studio.get("/api/state").json()["train"]["epochs"]
+    numbers = d.execute_script("return document.querySelector('#curves-numbers').textContent").splitlines()
+    assert [line.split(":")[0] for line in numbers] == [f"pass {e['epoch']}" for e in epochs] and len(epochs) >= 1
     assert train(d, TINY + " --seed 7") == "done"
     runs = studio.get("/api/state").json()["runs"]
     assert len(runs) == 2 and all(r["selection"] == [{"recording": name, "start_s": round(start, 3), "end_s": round(end, 3)}]
@@ -211,7 +253,9 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     row = wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, '#deploy-summary tr[data-host="pi1"]'), timeout=300,
                what="no deploy summary for pi1")[0]
     assert row.find_element(By.CSS_SELECTOR, "td.ok").text == "OK", row.text
-    deployed = studio.get("/api/deploy").json()
+    # the per-host line can come before the tool has exited: wait for its end
+    deployed = wait(d, lambda d: (lambda j: not j["running"] and j)(studio.get("/api/deploy").json()), timeout=120,
+                    what="the deploy never ended")
     assert deployed["code"] == 0 and any(line.startswith("1 of 1 hosts OK") for line in deployed["lines"])
     d.save_screenshot(str(SHOTS / "5-deployed.png"))
     d.find_element(By.ID, "fleet-refresh").click()

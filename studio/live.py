@@ -10,6 +10,11 @@ The page's AudioWorklet keeps ~50 ms buffered and is the stream's only real-time
 waits for a late block rather than sending silence); the knobs set the same ``ControlStore`` the Pi's GPIO knobs
 set, so a move is heard after the engine's ring (2 frames, 23 ms) plus the page's buffer. Each audio message is one block:
 uint32 sequence number, then ``block_frames`` little-endian int16 samples.
+
+Knob -> sound, on every turn: a knob message may carry an ``"id"``; the worker then answers ``{"applied": {"id", "seq"}}``
+where ``seq`` is the first block made with the new setting (block numbers are the engine's frames: one block per
+frame). The page times the turn from its input event to that block's arrival, plus what its player had buffered
+ahead of the block and the audio output's own latency.
 """
 
 from __future__ import annotations
@@ -134,6 +139,16 @@ def check_control_message(message: dict) -> tuple[dict[str, float | bool], str |
     return changes, event
 
 
+def message_id(message: dict) -> int | None:
+    """A knob message's optional ``"id"`` (a whole number the page counts turns with); StudioError if it is not one."""
+    value = message.get("id") if isinstance(message, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**53:
+        raise StudioError(f"a knob message's \"id\" is a whole number from 0 (the page counts its turns), not {value!r}")
+    return value
+
+
 class LiveSession:
     """The engine playing one bundle into a ``StreamSink``; ``apply(message)`` turns the page's knob messages
     ({"set": {name: value}} or {"trigger": "reseed"}) into ``ControlStore`` calls."""
@@ -154,13 +169,16 @@ class LiveSession:
     def start(self) -> None:
         self.engine.start()
 
-    def apply(self, message: dict) -> None:
-        """Apply one knob message (checked by ``check_control_message``) to the engine's controls."""
+    def apply(self, message: dict) -> int:
+        """Apply one knob message (checked by ``check_control_message``) to the engine's controls -> the number of
+        the first block made with it: the producer takes the controls once per frame, at its start, so the frame it
+        may be making now can have the old values and the one after it cannot."""
         changes, event = check_control_message(message)
         if changes:
             self.store.update(**changes)
         if event:
             self.store.trigger(event)
+        return self.engine.pipeline.frame_index + 1
 
     def stats(self) -> dict:
         s = self.engine.stats
@@ -213,9 +231,10 @@ class LiveProcess:
     def send(self, message: dict) -> None:
         """Check one knob message (StudioError if bad) and pass it on to the engine."""
         changes, event = check_control_message(message)
+        turn = message_id(message)
         assert self.proc.stdin is not None
         if self.proc.returncode is None and not self.proc.stdin.is_closing():
-            self.proc.stdin.write(json.dumps({"set": changes, "trigger": event}).encode() + b"\n")
+            self.proc.stdin.write(json.dumps({"set": changes, "trigger": event, "id": turn}).encode() + b"\n")
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """End its stdin (it fades out and exits); kill it if it has not gone after ``timeout_s``."""

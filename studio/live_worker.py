@@ -2,8 +2,9 @@
 
 One per listening page, started by the server (``studio.live.LiveProcess``). It runs the device's ``Engine`` into
 a real-time paced ``StreamSink`` and writes ``FRAME``s to stdout: a JSON hello (or error) first, then one AUDIO
-frame per block and a JSON stats frame each second. Each stdin line is a knob message; end of stdin (the page
-left, or the server is gone) fades out and exits.
+frame per block and a JSON stats frame each second. Each stdin line is a knob message (one with an ``"id"`` is answered
+with ``{"applied": {"id", "seq"}}``, the first block made with it); end of stdin (the page left, or the server is
+gone) fades out and exits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import threading
 from pathlib import Path
 
 from .errors import StudioError
-from .live import AUDIO, FRAME, JSON, LiveSession, check_control_message
+from .live import AUDIO, FRAME, JSON, LiveSession, check_control_message, message_id
 
 STATS_EVERY_S = 1.0
 
@@ -73,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for line in sys.stdin.buffer:
             try:
-                session.apply(json.loads(line))
+                message = json.loads(line)
+                first_block = session.apply(message)
+                turn = message_id(message)
+                if turn is not None:  # the page times this turn until that block is heard
+                    writer.send_json({"applied": {"id": turn, "seq": first_block}})
             except (StudioError, ValueError) as exc:
                 writer.send_json({"error": str(exc)})
     finally:

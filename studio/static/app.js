@@ -474,7 +474,7 @@ function renderKnobs() {
   }
   const reseed = document.createElement("button");
   reseed.id = "knob-reseed"; reseed.textContent = "take a new random path";
-  reseed.onclick = () => state.live && state.live.ws.send(JSON.stringify({ trigger: "reseed" }));
+  reseed.onclick = () => sendTurn({ trigger: "reseed" }, "new random path");
   box.appendChild(reseed);
 }
 
@@ -487,20 +487,32 @@ function knobValues() {
   return out;
 }
 
-function sendControl(name, value) {
+// Knob -> sound, on every turn (each input event of a knob, the switch and the new-path button): the message
+// carries a turn number; the engine answers with the number of the first block made with it ("applied"); the turn
+// is heard when that block arrives, after what the player holds ahead of it, after the output's own latency.
+function sendTurn(message, what) {
   const live = state.live;
   if (!live || live.ws.readyState !== 1) return;
-  // knob -> sound latency, measured on gain moves of 30 dB or more: the time until the first block whose level
-  // changed by 20 dB arrives, plus what the player has buffered ahead of it then, plus the output's own latency
-  if (name === "gain_db" && live.ctx) {
-    const previous = live.lastGain === undefined ? 0 : live.lastGain;
-    if (live.rms > 1e-4 && Math.abs(value - previous) >= 30) {
-      live.watch = value < previous ? { below: live.rms * 0.1, t0: performance.now() }
-                                    : { above: live.rms * 10, t0: performance.now() };
-    }
-    live.lastGain = value;
+  const id = ++live.turns;
+  live.pending.set(id, { t0: performance.now(), what, seq: null });
+  if (live.pending.size > 200) live.pending.delete(live.pending.keys().next().value);  // never answered: forgotten
+  live.ws.send(JSON.stringify(Object.assign({ id }, message)));
+}
+
+function sendControl(name, value) { sendTurn({ set: { [name]: value } }, (KNOBS[name] || { label: name }).label); }
+
+function turnHeard(live, seq) {
+  for (const [id, turn] of live.pending) {
+    if (turn.seq === null || seq < turn.seq) continue;
+    live.pending.delete(id);
+    const ctx = live.ctx;
+    const ms = performance.now() - turn.t0 + 1000 * (live.buffered + (ctx ? (ctx.outputLatency || ctx.baseLatency || 0) : 0));
+    live.latencies.push(ms); live.turnsHeard.push({ id, what: turn.what, ms, seq: turn.seq });
+    if (live.latencies.length > 500) { live.latencies.shift(); live.turnsHeard.shift(); }
+    $("#latency").textContent = Math.round(ms);
+    $("#latency-which").textContent = ` (the last turn: ${turn.what})`;
+    $("#latencies").textContent = live.latencies.slice(-12).map(Math.round).join(", ");
   }
-  live.ws.send(JSON.stringify({ set: { [name]: value } }));
 }
 
 async function startLive() {
@@ -511,20 +523,21 @@ async function startLive() {
   const ws = new WebSocket(`ws://${location.host}/api/live?run=${encodeURIComponent(run)}&token=${encodeURIComponent(TOKEN)}&controls=${controls}`);
   ws.binaryType = "arraybuffer";
   const live = { ws, run, ctx: null, node: null, analyser: null, rms: 0, underruns: 0, underrunTimes: [], received: 0,
-                 buffered: 0 };
+                 buffered: 0, turns: 0, pending: new Map(), latencies: [], turnsHeard: [], levels: [] };
   state.live = live;
   window.studioLive = live;  // for the browser test and the benchmark: underruns (and when), latencies, blocks
   $("#live-start").disabled = true; $("#live-stop").disabled = false;
   $("#live-status").textContent = `connecting to ${run} …`;
-  live.lastGain = knobValues().gain_db;
   ws.onmessage = async (e) => {
     if (typeof e.data === "string") {
       const m = JSON.parse(e.data);
       if (m.hello) await openAudio(live, m.hello);
       else if (m.error) { say(m.error); $("#live-status").textContent = "error"; }
       else if (m.stats) live.server = m.stats;
+      else if (m.applied && live.pending.has(m.applied.id)) live.pending.get(m.applied.id).seq = m.applied.seq;
       return;
     }
+    const seq = new DataView(e.data).getUint32(0, true);
     const pcm = new Int16Array(e.data, 4);
     const f = new Float32Array(pcm.length);
     let sum = 0;
@@ -532,14 +545,9 @@ async function startLive() {
     const blockRms = Math.sqrt(sum / pcm.length);
     live.rms = 0.8 * live.rms + 0.2 * blockRms;
     live.received++;
-    const w = live.watch;
-    if (w && ((w.below !== undefined && blockRms < w.below) || (w.above !== undefined && blockRms > w.above))) {
-      live.watch = null;
-      const ctx = live.ctx;
-      const ms = performance.now() - w.t0 + 1000 * (live.buffered + (ctx ? (ctx.outputLatency || ctx.baseLatency || 0) : 0));
-      live.latencies = (live.latencies || []).concat([ms]);
-      $("#latency").textContent = Math.round(ms);
-    }
+    live.levels.push([seq, blockRms]);  // the last blocks' levels, by number (the browser test checks "applied" by them)
+    if (live.levels.length > 400) live.levels.shift();
+    if (live.pending.size) turnHeard(live, seq);
     if (live.node) live.node.port.postMessage({ pcm: f }, [f.buffer]);
   };
   ws.onclose = () => { if (state.live === live) { $("#live-status").textContent = "stopped"; $("#live-start").disabled = false; $("#live-stop").disabled = true; } };

@@ -213,7 +213,7 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     d.execute_script("const k = document.querySelector('#knob-gain_db'); k.value = -60;"
                      "k.dispatchEvent(new Event('input'))")
     wait(d, lambda d: (number(d, "#live-level") or 0) < loud - 30, what="the gain knob did not change the sound")
-    wait(d, lambda d: number(d, "#latency") is not None, what="no knob-to-sound latency measured")
+    check_turns_are_timed(d)
     received = d.execute_script("return window.studioLive.received")
     wait(d, lambda d: d.execute_script("return window.studioLive.received") > received + 20,
          what="the stream stopped after the knob move")
@@ -274,6 +274,31 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     assert len(studio.get("/api/state").json()["runs"]) == 2
     assert not d.execute_script("return window.studioErrors || []")
     assert "Traceback" not in "".join(studio.output)
+
+
+def check_turns_are_timed(d):
+    """Knob -> sound on every turn: the gain turn's "first block made with it" is where the level really fell, and
+    turns of other controls are timed too."""
+    import numpy as np
+
+    gain = wait(d, lambda d: [t for t in d.execute_script("return window.studioLive.turnsHeard") if t["what"] == "volume"],
+                what="the volume turn was never timed")[-1]
+    assert 0 < gain["ms"] < 3000 and number(d, "#latency") == round(gain["ms"])
+    levels = np.array(d.execute_script("return window.studioLive.levels"))  # [block number, level] of the last blocks
+    first = gain["seq"]
+    before = levels[(levels[:, 0] < first - 1) & (levels[:, 0] >= first - 40), 1]
+    assert len(before) > 10 and (levels[:, 0] >= first + 3).any(), (first, levels[[0, -1], 0])
+    quiet = levels[(levels[:, 0] >= first - 40) & (levels[:, 1] < 0.1 * np.median(before)), 0]  # 20 dB down
+    # the level falls in the block the engine named or the next two (the gain ramps over one block), never before
+    assert first <= quiet.min() <= first + 2, (first, quiet.min())
+    for knob, value in (("temperature", 0.8), ("position", 0.2)):
+        heard = len(d.execute_script("return window.studioLive.turnsHeard"))
+        d.execute_script("const k = document.querySelector('#knob-' + arguments[0]); k.value = arguments[1];"
+                         "k.dispatchEvent(new Event('input'))", knob, value)
+        turn = wait(d, lambda d, heard=heard: d.execute_script("return window.studioLive.turnsHeard")[heard:],
+                    what=f"the {knob} turn was never timed")[0]
+        assert 0 < turn["ms"] < 3000 and turn["seq"] > first, turn
+    assert "the last turn: where in your recording" in d.find_element(By.ID, "latency-which").text
 
 
 PLAYER_RUN = """

@@ -186,6 +186,18 @@ else
   say "installed $UDEV_RULE (/dev/gpiochip* for group gpio, /dev/spidev* for spi)"
 fi
 
+# The ALSA core at every boot: the unit's DeviceAllow=char-alsa is resolved from /proc/devices when the service
+# starts, so a card whose driver loads the ALSA core only later (a USB interface switched on with the amplifier,
+# on a Pi with the on-board audio off) would stay refused to the waiting service until it is restarted.
+ALSA_CONF="$ROOT/etc/modules-load.d/murmur-alsa.conf"
+if [ ! -f "$ALSA_CONF" ]; then
+  mkdir -p "$(dirname "$ALSA_CONF")"
+  printf '# Installed by Murmur install.sh: the ALSA core (major "alsa" in /proc/devices) before murmur.service starts.\nsnd\n' \
+    > "$ALSA_CONF.tmp"
+  mv "$ALSA_CONF.tmp" "$ALSA_CONF"
+  say "installed $ALSA_CONF (the ALSA core at boot, for sound cards that appear later)"
+fi
+
 # ---------------------------------------------------------------------------------------------- venv
 # One venv per requirements file, beside (never inside) the one the live release runs: a deploy with new packages
 # that then fails leaves the old code on its old packages. pi_release.py builds it (the same code `make deploy` uses).

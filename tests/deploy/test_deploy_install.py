@@ -81,6 +81,8 @@ def test_fresh_install_does_everything_once_and_keeps_the_technicians_config(pi_
     assert "60-murmur-gpio.rules" in proc.stdout
     rule = (pi_root / "etc/udev/rules.d/60-murmur-gpio.rules").read_text()
     assert 'KERNEL=="gpiochip*", GROUP="gpio", MODE="0660"' in rule and 'GROUP="spi"' in rule
+    # the ALSA core loads at boot, so DeviceAllow=char-alsa (resolved at the service's start) covers late cards
+    assert (pi_root / "etc/modules-load.d/murmur-alsa.conf").read_text().splitlines()[-1] == "snd"
     key = hashlib.sha256((REPO / "deploy/requirements-pi.txt").read_bytes()).hexdigest()[:16]
     venv = pi_root / "opt/murmur/venvs" / key
     assert "include-system-site-packages = true" in (venv / "pyvenv.cfg").read_text()

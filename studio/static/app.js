@@ -77,6 +77,10 @@ function renderRecordings() {
           <button class="add">use this part</button></span></div>`;
       box.appendChild(el);
       el.querySelector(".name").textContent = rec.name;
+      for (const button of [".all", ".none", ".remove", ".add"]) {  // the visible words, then which recording
+        const b = el.querySelector(button);
+        b.setAttribute("aria-label", `${b.textContent}: ${rec.name}`);
+      }
       el.querySelector(".wave").setAttribute("aria-label", `${rec.name}: its sound over time (top: the pitches, bottom: the waveform); drag across it to choose a part`);
       for (const field of ["from", "to"]) el.querySelector(`.${field}`).setAttribute("aria-label", `${rec.name}: use the part ${field} (seconds)`);
       el.querySelector(".add").onclick = () => {
@@ -428,14 +432,15 @@ function curveWords(epochs) {
 }
 
 // ---------------------------------------------------------------- listen
-// each knob in words: its label, what its ends do, and its value with a unit and always the same decimals
+// each knob in words: its label, what its ends do, its value with a unit and always the same decimals, and a step
+// that lands on the values shown (one arrow-key press = one step)
 const KNOBS = {
-  temperature: { label: "freedom", ends: "0 = always the likeliest next sound, 2 = wild", show: (v) => v.toFixed(2) },
-  fidelity: { label: "faithfulness", ends: "0 % = loose, 100 % = long real phrases of your recording", show: (v) => `${Math.round(100 * v)} %` },
-  jump: { label: "jumps to another spot", ends: "how often it jumps somewhere else in your recording", show: (v) => `${v.toFixed(2)} per second` },
-  position: { label: "where in your recording", ends: "0 % = its start, 100 % = its end", show: (v) => `${Math.round(100 * v)} %` },
-  spread: { label: "how much of the recording around it", ends: "100 % = all of it", show: (v) => `${Math.round(100 * v)} %` },
-  gain_db: { label: "volume", ends: "-60 dB = nearly silent, 0 dB = as trained", show: (v) => `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(1)} dB` },
+  temperature: { label: "freedom", ends: "0 = always the likeliest next sound, 2 = wild", show: (v) => v.toFixed(2), step: 0.01 },
+  fidelity: { label: "faithfulness", ends: "0 % = loose, 100 % = long real phrases of your recording", show: (v) => `${Math.round(100 * v)} %`, step: 0.01 },
+  jump: { label: "jumps to another spot", ends: "how often it jumps somewhere else in your recording", show: (v) => `${v.toFixed(2)} per second`, step: 0.05 },
+  position: { label: "where in your recording", ends: "0 % = its start, 100 % = its end", show: (v) => `${Math.round(100 * v)} %`, step: 0.01 },
+  spread: { label: "how much of the recording around it", ends: "100 % = all of it", show: (v) => `${Math.round(100 * v)} %`, step: 0.01 },
+  gain_db: { label: "volume", ends: "-60 dB = nearly silent, 0 dB = as trained", show: (v) => `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(1)} dB`, step: 0.5 },
   hold: { label: "freeze the sound", ends: "holds the current moment" },
 };
 
@@ -455,7 +460,7 @@ function renderKnobs() {
       label.querySelector("input").checked = spec.default;
       label.querySelector("input").addEventListener("change", (e) => sendControl(name, e.target.checked));
     } else {
-      const step = (spec.max - spec.min) / 200;
+      const step = (KNOBS[name] && KNOBS[name].step) || (spec.max - spec.min) / 200;
       label.innerHTML = `<span class="knob-name"></span> <output id="value-${name}"></output>
         <input type="range" id="knob-${name}" min="${spec.min}" max="${spec.max}" step="${step}" value="${spec.default}">
         <span class="muted small"></span>`;
@@ -627,7 +632,7 @@ function renderRuns() {
     tr.innerHTML = `<td><input type="radio" name="run-a" value="${run.id}" aria-label="play ${run.id} as A"></td>
       <td><input type="radio" name="run-b" value="${run.id}" aria-label="play ${run.id} as B"></td>
       <td><b>${run.id}</b><br><span class="muted made"></span></td>
-      <td class="sound"><ul class="words"></ul><details><summary>exact numbers</summary><pre class="numbers"></pre></details></td>
+      <td class="sound"><ul class="words"></ul><details><summary>exact numbers</summary><pre class="numbers" tabindex="0"></pre></details></td>
       <td>${run.picture ? `<a target="_blank" href="/api/runs/${run.id}/${run.picture}?token=${TOKEN}">picture of ${run.id}</a>` : ""}</td>`;
     const parts = run.selection.map((s) => `${s.recording} ${stamp(s.start_s)} to ${stamp(s.end_s)}`).join(", ");
     tr.querySelector(".made").textContent = `learned from ${stamp(run.material_seconds)} of material (${parts}) in `

@@ -22,8 +22,10 @@ pytest.importorskip("aiohttp")
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from tests.studio.axe import AXE_RUN, axe_script  # noqa: E402
 from tests.studio.test_studio import StudioProcess  # noqa: E402
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
@@ -71,7 +73,7 @@ def browser(tmp_path_factory, microphone_wav):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tmp_path_factory.mktemp("chromium-profile")  # else chromedriver makes one in /tmp and leaves it
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1800",
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1366,768",
                      "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
                      # the microphone: allowed without asking, and fed the known WAV file instead of a sound card
                      "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -81,6 +83,32 @@ def browser(tmp_path_factory, microphone_wav):
     SHOTS.mkdir(parents=True, exist_ok=True)
     yield driver
     driver.quit()
+
+
+LAPTOP, DESKTOP = (1366, 768), (1920, 1080)  # the two window sizes the page is driven at
+
+
+def fits(d, size) -> None:
+    """The window is a screen of that size (the page gets its width, and its height less the browser's own bars),
+    and the page fits its width: nothing to scroll sideways to."""
+    inner = d.execute_script("return [window.innerWidth, window.innerHeight]")
+    assert abs(inner[0] - size[0]) <= 20 and size[1] - 160 <= inner[1] <= size[1], (inner, size)
+    overflow = d.execute_script("return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    widest = d.execute_script("return [...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right"
+                              " > document.documentElement.clientWidth).map((e) => e.tagName + '#' + e.id + '.' + e.className)"
+                              ".slice(0, 5)")
+    assert overflow <= 0, f"the page is {overflow} px wider than a {size[0]}-px window: {widest}"
+
+
+def accessible(d, where: str) -> None:
+    """axe-core on the page as it is now: no serious or critical violation (the others are printed)."""
+    if not d.execute_script("return typeof window.axe !== 'undefined'"):
+        d.execute_script(axe_script())
+    violations = d.execute_async_script(AXE_RUN)
+    for v in violations:
+        print(f"axe ({where}): {v['impact']} {v['id']}: {v['help']} {v['nodes'][:2]}")
+    bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+    assert not bad, bad
 
 
 def wait(driver, condition, timeout: float = 60, what: str = ""):
@@ -145,8 +173,11 @@ for (const type of ["dragenter", "dragover", "drop"]) {
 
 def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, browser, tiny_audio, fleet):
     d = browser
+    d.set_window_size(*LAPTOP)
     d.get(studio.url)
     wait(d, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", what="page never ready")
+    fits(d, LAPTOP)
+    accessible(d, "empty project")
 
     # 1. material: drop a recording on the page, see it, select a region (the rest is excluded). The drop is the
     # page's own drop handler fed a DataTransfer holding the file (a WebDriver cannot drag from the desktop); the
@@ -209,6 +240,7 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     d.find_element(By.ID, "live-start").click()
     wait(d, lambda d: d.find_element(By.ID, "live-status").get_attribute("data-playing") == "1", what="no live audio")
     wait(d, lambda d: (number(d, "#live-level") or -999) > -45, what="the live stream stayed silent")
+    wait(d, lambda d: d.execute_script("return window.studioLive.received") > 40, what="the stream stopped")
     loud = number(d, "#live-level")
     d.execute_script("const k = document.querySelector('#knob-gain_db'); k.value = -60;"
                      "k.dispatchEvent(new Event('input'))")
@@ -241,7 +273,10 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     d.find_element(By.ID, "ab-toggle").click()
     assert "playing B" in text(d, "#ab-now") and b in text(d, "#ab-now")
     assert d.execute_script("return document.querySelector('#audio-a').muted && !document.querySelector('#audio-b').muted")
+    d.execute_script("document.querySelector('#compare').scrollIntoView()")
     d.save_screenshot(str(SHOTS / "4-compare.png"))
+    fits(d, LAPTOP)
+    accessible(d, "two runs, after listening")
     d.find_element(By.ID, "ab-stop").click()
 
     # 5. send to the gallery: deploy to the loopback Pi, see OK, then the fleet view
@@ -420,4 +455,155 @@ def test_a_take_recorded_in_the_page_is_stored_as_the_microphone_heard_it(studio
     # capture (a page rate other than the file's), and no more.
     assert correlation > 0.99, correlation
     assert error_db < -20, error_db
+    assert not d.execute_script("return window.studioErrors || []")
+
+
+def tab_to(d, css: str, presses: int = 300):
+    """Press Tab until the element matching ``css`` has the focus (keyboard only); it must show that it has it."""
+    for _ in range(presses):
+        if d.execute_script("return !!document.activeElement && document.activeElement.matches(arguments[0])", css):
+            assert d.execute_script(FOCUS_SHOWN), f"{css} has the focus but does not show it"
+            return d.switch_to.active_element
+        ActionChains(d).send_keys(Keys.TAB).perform()
+    raise AssertionError(f"{css} cannot be reached with the Tab key")
+
+
+def press(d, *keys) -> None:
+    ActionChains(d).send_keys(*keys).perform()
+
+
+def type_into(d, css: str, value: str) -> None:
+    tab_to(d, css)
+    ActionChains(d).key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL).send_keys(value).perform()
+
+
+# the focused element draws a focus ring (its own outline, or its label's for the hidden file inputs)
+FOCUS_SHOWN = """
+const el = document.activeElement;
+const ring = (e) => { const s = getComputedStyle(e); return s.outlineStyle !== "none" && parseFloat(s.outlineWidth) >= 2; };
+return ring(el) || (el.closest("label") !== null && ring(el.closest("label")));
+"""
+
+# every control a visitor can use now: visible, enabled, and not a radio whose group has another one checked
+CONTROLS = """
+const seen = new Set();
+return [...document.querySelectorAll("button, input, select, textarea, summary, a[href], audio[controls], [tabindex]")]
+  .filter((e) => !e.disabled && e.getClientRects().length && getComputedStyle(e).visibility !== "hidden"
+                 && (e.getAttribute("tabindex") !== "-1"))
+  .filter((e) => !e.closest("details:not([open])") || e.tagName === "SUMMARY")
+  .filter((e) => { if (e.type !== "radio") return true; const k = "radio:" + e.name; if (seen.has(k)) return false; seen.add(k); return true; })
+  .map((e) => e.type === "radio" ? "radio:" + e.name : (e.id ? "#" + e.id : e.tagName + ":" + (e.getAttribute("aria-label") || e.textContent.trim()).slice(0, 60)));
+"""
+KEY_OF_FOCUSED = """
+const e = document.activeElement;
+if (!e || e === document.body) return null;
+return e.type === "radio" ? "radio:" + e.name : (e.id ? "#" + e.id : e.tagName + ":" + (e.getAttribute("aria-label") || e.textContent.trim()).slice(0, 60));
+"""
+
+
+def test_the_whole_loop_by_keyboard_alone_on_a_large_screen(studio, browser):
+    """Record -> choose a part -> train -> listen and turn a knob -> compare A/B with the keyboard only (Tab, Enter,
+    Space, arrows, typing) at 1920x1080; then every control on the page is reached by Tab and shows its focus."""
+    d = browser
+    d.set_window_size(*DESKTOP)
+    d.get(studio.url)
+    wait(d, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", what="page never ready")
+    fits(d, DESKTOP)
+    runs_before = len(studio.get("/api/state").json()["runs"])
+    phase = lambda d: d.find_element(By.ID, "recorder").get_attribute("data-phase")  # noqa: E731
+
+    # record a take with the fake microphone
+    type_into(d, "#take-name", "keyboard take")
+    tab_to(d, "#count-in")
+    press(d, "n")  # "none"
+    assert d.execute_script("return document.querySelector('#count-in').value") == "0"
+    tab_to(d, "#rec-start")
+    press(d, Keys.ENTER)
+    wait(d, lambda d: phase(d) == "recording", what="recording never started")
+    rate = d.execute_script("return window.studioRecorder.rate")
+    wait(d, lambda d: d.execute_script("return window.studioRecorder.chunks.length") * 2048 >= 2.5 * rate,
+         what="the take never reached 2.5 s")
+    tab_to(d, "#rec-stop")
+    press(d, Keys.SPACE)
+    wait(d, lambda d: phase(d) == "stopped")
+    tab_to(d, "#rec-keep")
+    press(d, Keys.ENTER)
+    card_css = '.recording[data-name="keyboard_take"]'
+    wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, card_css), what="the kept take never appeared")
+
+    # choose 0.5-2.0 s of it by typing; every other recording is left out
+    others = [r["name"] for r in studio.get("/api/state").json()["recordings"] if r["name"] != "keyboard_take"]
+    for other in others:
+        tab_to(d, f'.recording[data-name="{other}"] button.none')
+        press(d, Keys.ENTER)
+    type_into(d, f"{card_css} input.from", "0.5")
+    type_into(d, f"{card_css} input.to", "2")
+    tab_to(d, f"{card_css} button.add")
+    press(d, Keys.ENTER)
+
+    def regions():
+        return {r["name"]: r["regions"] for r in studio.get("/api/state").json()["recordings"]}
+    wait(d, lambda d: regions()["keyboard_take"] == [[0.5, 2.0]] and not any(regions()[o] for o in others),
+         what="the typed part was not saved")
+    assert "0:00.5 to 0:02.0" in d.find_element(By.CSS_SELECTOR, f"{card_css} .region .times").text
+    d.save_screenshot(str(SHOTS / "k1-material-1920.png"))
+
+    # train, with the advanced options opened from the keyboard
+    type_into(d, "#minutes", "1")
+    tab_to(d, "#train-section details > summary")
+    press(d, Keys.ENTER)
+    type_into(d, "#advanced", TINY)
+    tab_to(d, "#train")
+    press(d, Keys.ENTER)
+    wait(d, lambda d: d.find_element(By.ID, "train-text").get_attribute("data-status") == "done", timeout=300,
+         what="the keyboard training did not finish")
+    runs = studio.get("/api/state").json()["runs"]
+    assert len(runs) == runs_before + 1
+    assert runs[-1]["selection"] == [{"recording": "keyboard_take", "start_s": 0.5, "end_s": 2.0}]
+
+    # listen and turn the volume down with the arrow keys: each press is a timed turn
+    tab_to(d, "#live-start")
+    press(d, Keys.ENTER)
+    wait(d, lambda d: d.find_element(By.ID, "live-status").get_attribute("data-playing") == "1", what="no live audio")
+    wait(d, lambda d: d.execute_script("return window.studioLive.received") > 20, what="no stream")
+    tab_to(d, "#knob-gain_db")
+    press(d, Keys.ARROW_LEFT, Keys.ARROW_LEFT, Keys.ARROW_LEFT)
+    wait(d, lambda d: len([t for t in d.execute_script("return window.studioLive.turnsHeard") if t["what"] == "volume"]) == 3,
+         what="the three arrow-key turns were not all timed")
+    assert text(d, "#value-gain_db") == "−1.5 dB"  # three steps of 0.5 dB, shown with one decimal
+    d.save_screenshot(str(SHOTS / "k2-listen-1920.png"))
+    accessible(d, "listening, 1920x1080")
+    tab_to(d, "#live-stop")
+    press(d, Keys.ENTER)
+
+    # compare: the newest run is B; play, switch, stop
+    tab_to(d, "#ab-play")
+    press(d, Keys.ENTER)
+    wait(d, lambda d: d.execute_script("return document.querySelector('#audio-a').currentTime > 0.2"), what="no A/B")
+    tab_to(d, "#ab-toggle")
+    press(d, Keys.ENTER)
+    assert "playing B" in text(d, "#ab-now")
+    tab_to(d, "#ab-stop")
+    press(d, Keys.ENTER)
+    d.execute_script("document.querySelector('#compare').scrollIntoView()")
+    d.save_screenshot(str(SHOTS / "k3-compare-1920.png"))
+
+    # every control on the page is reached by Tab, each showing its focus; closed <details> are opened on the way
+    d.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
+    wanted, reached = set(), set()
+    for _ in range(600):
+        press(d, Keys.TAB)
+        key = d.execute_script(KEY_OF_FOCUSED)
+        if key is None or (key in reached and len(reached) > 5):
+            if key in reached and wanted <= reached:
+                break
+            continue
+        reached.add(key)
+        assert d.execute_script(FOCUS_SHOWN), f"{key} has the focus but does not show it"
+        if d.execute_script("return document.activeElement.tagName === 'SUMMARY' && !document.activeElement.parentElement.open"):
+            press(d, Keys.ENTER)
+        wanted = set(d.execute_script(CONTROLS))
+    assert wanted and wanted <= reached, sorted(wanted - reached)
+    fits(d, DESKTOP)
+    accessible(d, "everything open, 1920x1080")
     assert not d.execute_script("return window.studioErrors || []")

@@ -632,8 +632,10 @@ function renderRuns() {
     tr.innerHTML = `<td><input type="radio" name="run-a" value="${run.id}" aria-label="play ${run.id} as A"></td>
       <td><input type="radio" name="run-b" value="${run.id}" aria-label="play ${run.id} as B"></td>
       <td><b>${run.id}</b><br><span class="muted made"></span></td>
-      <td class="sound"><ul class="words"></ul><details><summary>exact numbers</summary><pre class="numbers" tabindex="0"></pre></details></td>
-      <td>${run.picture ? `<a target="_blank" href="/api/runs/${run.id}/${run.picture}?token=${TOKEN}">picture of ${run.id}</a>` : ""}</td>`;
+      <td class="sound"><ul class="words"></ul><details><summary>exact numbers</summary><pre class="numbers" tabindex="0"></pre>
+        ${run.picture ? `<a target="_blank" href="/api/runs/${run.id}/${run.picture}?token=${TOKEN}">the trainer's picture of ${run.id}</a>` : ""}</details></td>
+      <td class="thumbs"><figure><canvas class="thumb source" width="240" height="60" role="img"></canvas><figcaption>your recording</figcaption></figure>
+        <figure><canvas class="thumb preview" width="240" height="60" role="img"></canvas><figcaption>its preview</figcaption></figure></td>`;
     const parts = run.selection.map((s) => `${s.recording} ${stamp(s.start_s)} to ${stamp(s.end_s)}`).join(", ");
     tr.querySelector(".made").textContent = `learned from ${stamp(run.material_seconds)} of material (${parts}) in `
       + `${took != null ? clock(took) : "–"}`;
@@ -641,6 +643,7 @@ function renderRuns() {
     for (const sentence of runWords(run)) { const li = document.createElement("li"); li.textContent = sentence; list.appendChild(li); }
     tr.querySelector(".numbers").textContent = runNumbers(run);
     body.appendChild(tr);
+    drawThumbs(tr, run);
   }
   const pick = (name, value, fallback) => {
     const input = (value && $(`input[name="${name}"][value="${value}"]`)) || $(`input[name="${name}"]${fallback}`);
@@ -724,6 +727,97 @@ function runNumbers(run) {
   lines.push(`${run.epochs ?? "–"} epochs${run.stop_reason ? `, ${run.stop_reason}` : ""}; budget ${run.minutes} min; run ${run.run_seconds ?? "–"} s`);
   if (run.bundle_id) lines.push(`bundle ${run.bundle_id}, ${fmt((run.bundle_bytes || 0) / 1e6, 2)} MB`);
   return lines.concat((run.figures || []).map(plainPaths)).join("\n");
+}
+
+// ---------------------------------------------------------------- thumbnails: source and preview, the same picture
+// Both analysed here the same way as the recordings' overviews (studio/project.py make_overview: 1024-sample Hann
+// frames, log-spaced bands from 40 Hz, dB over 80 dB from the loudest): the preview, and as many seconds of the
+// run's first chosen part of your recording, so the two pictures compare.
+const thumbCache = {};
+
+function fft(re, im) {  // in place, radix 2
+  const n = re.length;
+  for (let i = 1, j = 0; i < n; i++) {
+    let bit = n >> 1;
+    for (; j & bit; bit >>= 1) j ^= bit;
+    j ^= bit;
+    if (i < j) { [re[i], re[j]] = [re[j], re[i]]; [im[i], im[j]] = [im[j], im[i]]; }
+  }
+  for (let len = 2; len <= n; len <<= 1) {
+    const a = -2 * Math.PI / len, wr = Math.cos(a), wi = Math.sin(a);
+    for (let i = 0; i < n; i += len) {
+      let cr = 1, ci = 0;
+      for (let k = 0; k < len / 2; k++) {
+        const p = i + k, q = p + len / 2, tr = re[q] * cr - im[q] * ci, ti = re[q] * ci + im[q] * cr;
+        re[q] = re[p] - tr; im[q] = im[p] - ti; re[p] += tr; im[p] += ti;
+        [cr, ci] = [cr * wr - ci * wi, cr * wi + ci * wr];
+      }
+    }
+  }
+}
+
+function spectrogram(samples, rate, columns, bands) {
+  const N = 1024, out = new Float32Array(columns * bands), re = new Float32Array(N), im = new Float32Array(N);
+  const edges = Array.from({ length: bands + 1 }, (_, b) => 40 * Math.pow(rate / 2 / 40, b / bands));
+  const binOf = (f) => Math.floor(f * N / rate);
+  for (let c = 0; c < columns; c++) {
+    const start = Math.floor(c * Math.max(0, samples.length - N) / Math.max(1, columns - 1));
+    for (let i = 0; i < N; i++) { re[i] = (samples[start + i] || 0) * (0.5 - 0.5 * Math.cos(2 * Math.PI * i / (N - 1))); im[i] = 0; }
+    fft(re, im);
+    for (let b = 0; b < bands; b++) {
+      let m = 0;
+      for (let k = Math.max(1, binOf(edges[b])); k < Math.min(N / 2, Math.max(binOf(edges[b]) + 1, binOf(edges[b + 1]))); k++) m = Math.max(m, Math.hypot(re[k], im[k]));
+      out[c * bands + b] = 20 * Math.log10(Math.max(m, 1e-9));
+    }
+  }
+  const top = out.reduce((a, b) => Math.max(a, b), -Infinity);
+  return out.map((v) => Math.max(0, Math.min(255, (v - (top - 80)) / 80 * 255)));
+}
+
+async function decodeUrl(url) {
+  const data = await (await fetch(url, { headers: { "X-Studio-Token": TOKEN } })).arrayBuffer();
+  const audio = await new OfflineAudioContext(1, 1, 44100).decodeAudioData(data);
+  return { samples: audio.getChannelData(0), rate: audio.sampleRate };
+}
+
+function paintThumb(canvas, spec, columns, bands) {
+  const g = canvas.getContext("2d"), W = canvas.width, H = canvas.height, img = g.createImageData(W, H);
+  for (let x = 0; x < W; x++) {
+    const col = Math.min(columns - 1, Math.floor(x * columns / W));
+    for (let y = 0; y < H; y++) {
+      const v = spec[col * bands + Math.min(bands - 1, Math.floor((H - 1 - y) * bands / H))], i = (y * W + x) * 4;
+      img.data[i] = v; img.data[i + 1] = v * 0.6; img.data[i + 2] = 255 - v * 0.7; img.data[i + 3] = 255;
+    }
+  }
+  g.putImageData(img, 0, 0);
+}
+
+async function drawThumbs(tr, run) {
+  const source = tr.querySelector(".thumb.source"), preview = tr.querySelector(".thumb.preview");
+  const part = run.selection[0];
+  source.setAttribute("aria-label", part ? `picture of your recording ${part.recording} from ${stamp(part.start_s)}: its pitches over time` : "no recording");
+  preview.setAttribute("aria-label", `picture of the preview of ${run.id}: its pitches over time`);
+  if (!run.preview) { preview.nextElementSibling.textContent = "no preview was made"; return; }
+  try {
+    const key = run.id;
+    if (!thumbCache[key]) {
+      thumbCache[key] = (async () => {
+        const p = await decodeUrl(`/api/runs/${run.id}/${run.preview}`);
+        const result = { preview: spectrogram(p.samples, p.rate, 120, 40), source: null };
+        if (part && state.recordings.some((r) => r.name === part.recording)) {
+          const r = await decodeUrl(`/api/recordings/${encodeURIComponent(part.recording)}/audio`);
+          const a = Math.floor(part.start_s * r.rate), b = Math.min(Math.floor(part.end_s * r.rate), a + Math.round(p.samples.length / p.rate * r.rate));
+          result.source = spectrogram(r.samples.subarray(a, b), r.rate, 120, 40);
+        }
+        return result;
+      })();
+    }
+    const pictures = await thumbCache[key];
+    paintThumb(preview, pictures.preview, 120, 40);
+    if (pictures.source) paintThumb(source, pictures.source, 120, 40);
+    else source.nextElementSibling.textContent = "your recording (no longer in the material)";
+    tr.dataset.thumbs = pictures.source ? "2" : "1";
+  } catch (e) { preview.nextElementSibling.textContent = `no picture: ${e.message || e}`; }
 }
 
 function abSource(which) {

@@ -152,6 +152,11 @@ const c = arguments[0], px = c.getContext("2d").getImageData(0, 0, c.width, c.he
 let n = 0; for (let i = 3; i < px.length; i += 4) if (px[i] > 0) n++; return n;
 """
 
+LOUD_SHARE = """
+const c = arguments[0], px = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+let n = 0; for (let i = 0; i < px.length; i += 4) if (px[i + 3] === 255 && px[i] > 128) n++; return n / (c.width * c.height);
+"""
+
 # keeps every text #train-text shows (the trainer's stages go by fast)
 WATCH_TEXTS = """
 window.seenTexts = [];
@@ -273,6 +278,14 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     d.find_element(By.ID, "ab-toggle").click()
     assert "playing B" in text(d, "#ab-now") and b in text(d, "#ab-now")
     assert d.execute_script("return document.querySelector('#audio-a').muted && !document.querySelector('#audio-b').muted")
+    # each run has a picture of its preview and of the part of the recording it learned from, drawn in the page
+    wait(d, lambda d: [r.get_attribute("data-thumbs") for r in d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")] == ["2", "2"],
+         what="the runs' pictures were not drawn")
+    for row in d.find_elements(By.CSS_SELECTOR, "#runs tbody tr"):
+        # the share of each picture louder than 40 dB under its loudest (red > 128 in the page's colours): a picture
+        # of sound has some of both, where an unpainted, silent or clipped one would have none or all
+        shares = [d.execute_script(LOUD_SHARE, c) for c in row.find_elements(By.CSS_SELECTOR, "canvas.thumb")]
+        assert len(shares) == 2 and all(0.02 < share < 0.98 for share in shares), shares
     d.execute_script("document.querySelector('#compare').scrollIntoView()")
     d.save_screenshot(str(SHOTS / "4-compare.png"))
     fits(d, LAPTOP)

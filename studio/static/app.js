@@ -881,6 +881,24 @@ async function pollDeploy() {
   }
 }
 
+// a Pi's health in words, the figure after it (device/appliance/health.py: the firmware's throttle bits, the clock)
+const CLOCK_WORDS = { synchronised: "set from the network", unsynchronised: "not set yet: no network time", unknown: "cannot tell" };
+function levelWords(level) {
+  const v = Number(level);
+  return Number.isFinite(v) ? `${v > -60 ? "sounding" : "silent"} (${v.toFixed(1)} dB)` : "no sound reported";
+}
+function tempWords(temp) {
+  const v = Number(temp);
+  return Number.isFinite(v) ? `${v < 70 ? "fine" : v < 80 ? "warm" : "too hot: it slows down"} (${v.toFixed(0)} °C)` : "cannot tell";
+}
+function powerWords(word) {
+  const bits = parseInt(word, 16);
+  if (!Number.isFinite(bits)) return "cannot tell";
+  if (bits === 0) return "fine";
+  if (bits & (0x1 | 0x10000)) return `the power supply is too weak (${word}): use the official Pi supply`;
+  return `it got too hot and slowed down (${word})`;
+}
+
 async function fleetStatus() {
   const body = $("#fleet tbody");
   body.innerHTML = `<tr><td colspan="7" class="muted">asking the Pis …</td></tr>`;
@@ -890,7 +908,8 @@ async function fleetStatus() {
     for (const row of d.summary) {
       const tr = document.createElement("tr");
       tr.dataset.host = row.host;
-      const cells = row.state ? [row.host, row.state, row.bundle, row.level, row.temp, row.clock, row.throttled]
+      const cells = row.state ? [row.host, row.state, row.bundle, levelWords(row.level), tempWords(row.temp),
+                                 CLOCK_WORDS[row.clock] || row.clock, powerWords(row.throttled)]
                               : [row.host, row.ok ? "OK" : "FAILED", row.text, "", "", "", ""];
       for (const text of cells) { const td = document.createElement("td"); td.textContent = text; tr.appendChild(td); }
       body.appendChild(tr);

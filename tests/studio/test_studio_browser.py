@@ -310,6 +310,7 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     fleet_row = wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, '#fleet tr[data-host="pi1"]'), timeout=120)[0]
     cells = [td.text for td in fleet_row.find_elements(By.TAG_NAME, "td")]
     assert cells[1] == "playing", cells
+    assert cells[3].startswith(("sounding (", "silent (")) and cells[4] and cells[6], cells  # in words
     assert cells[2] == next(r["bundle_id"] for r in studio.get("/api/state").json()["runs"] if r["id"] == b)
     d.save_screenshot(str(SHOTS / "6-fleet.png"))
 

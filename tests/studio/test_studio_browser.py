@@ -621,3 +621,22 @@ def test_the_whole_loop_by_keyboard_alone_on_a_large_screen(studio, browser):
     fits(d, DESKTOP)
     accessible(d, "everything open, 1920x1080")
     assert not d.execute_script("return window.studioErrors || []")
+
+
+def test_paths_in_the_trainers_words_are_said_in_words(studio, browser):
+    """A failed training's text (the trainer's own error) names files by where they are in a run being built: the
+    page says which run, which recording instead (the page's plainPaths, the one the error box uses)."""
+    d = browser
+    d.get(studio.url)
+    wait(d, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", what="page never ready")
+    project = str(studio.project)
+    said = d.execute_script("return arguments[0].map(plainPaths)", [
+        f"{project}/runs/.run-20261207-134547.partial/material/apollo_take.2.wav: too short (0.3 s)",
+        f"exporting: TFLite (dynamic), writing {project}/runs/.run-20261207-134547-2.partial/bundle",
+        f"{project}/material/take_1.wav: cannot be read",
+    ])
+    assert said == ["the chosen material of run-20261207-134547: apollo_take.2.wav: too short (0.3 s)",
+                    "exporting: TFLite (dynamic), writing the new run run-20261207-134547-2",
+                    "the recording take_1: cannot be read"]
+    assert d.execute_script("return stageWords(arguments[0])", "exporting: TFLite (dynamic), checking it against "
+                            "Keras, writing the bundle").startswith("packing what it learned for the Pi")

@@ -498,20 +498,28 @@ const ring = (e) => { const s = getComputedStyle(e); return s.outlineStyle !== "
 return ring(el) || (el.closest("label") !== null && ring(el.closest("label")));
 """
 
+# each control's key: its place in the document (a radio group counts once: Tab enters it, arrows move in it)
+KEY = """
+const key = (e) => {
+  if (e.type === "radio") return "radio:" + e.name;
+  const path = [];
+  for (let n = e; n && n.parentElement; n = n.parentElement) path.unshift(n.tagName + [...n.parentElement.children].indexOf(n));
+  return (e.id ? "#" + e.id : e.tagName + ":" + (e.getAttribute("aria-label") || e.textContent.trim()).slice(0, 40)) + " @" + path.join("/");
+};
+"""
 # every control a visitor can use now: visible, enabled, and not a radio whose group has another one checked
-CONTROLS = """
+CONTROLS = KEY + """
 const seen = new Set();
 return [...document.querySelectorAll("button, input, select, textarea, summary, a[href], audio[controls], [tabindex]")]
   .filter((e) => !e.disabled && e.getClientRects().length && getComputedStyle(e).visibility !== "hidden"
                  && (e.getAttribute("tabindex") !== "-1"))
   .filter((e) => !e.closest("details:not([open])") || e.tagName === "SUMMARY")
   .filter((e) => { if (e.type !== "radio") return true; const k = "radio:" + e.name; if (seen.has(k)) return false; seen.add(k); return true; })
-  .map((e) => e.type === "radio" ? "radio:" + e.name : (e.id ? "#" + e.id : e.tagName + ":" + (e.getAttribute("aria-label") || e.textContent.trim()).slice(0, 60)));
+  .map(key);
 """
-KEY_OF_FOCUSED = """
+KEY_OF_FOCUSED = KEY + """
 const e = document.activeElement;
-if (!e || e === document.body) return null;
-return e.type === "radio" ? "radio:" + e.name : (e.id ? "#" + e.id : e.tagName + ":" + (e.getAttribute("aria-label") || e.textContent.trim()).slice(0, 60));
+return !e || e === document.body ? null : key(e);
 """
 
 

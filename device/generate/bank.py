@@ -156,11 +156,6 @@ class BankSampler:
         """The frame played now in model units, (n_bins,) float32 (a live buffer: copy it to keep it)."""
         return self._frame
 
-    @property
-    def phase(self) -> str:
-        """'phrase' while a phrase continues, 'cut' on a frame the LSTM chose (shown in logs and status)."""
-        return "phrase" if self.phrase_left > 0 else "cut"
-
     # -- seeding ----------------------------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> None:
         """Start over at a random audible frame of the region, fresh LSTM state, no history."""

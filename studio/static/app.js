@@ -134,6 +134,8 @@ function addRegion(rec, a, b) {
 
 // the time ruler under a recording: a tick every 1, 2, 5, 10, 15, 30 or 60 s, so about 8-15 labels fit
 function drawRuler(canvas, seconds) {
+  const shown = Math.round(canvas.clientWidth);  // drawn at the size it is shown: sharp labels, not stretched
+  if (shown > 100 && canvas.width !== shown) canvas.width = shown;
   const g = canvas.getContext("2d"), W = canvas.width, H = canvas.height;
   g.clearRect(0, 0, W, H);
   const every = [0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300].find((t) => seconds / t <= 15) || 600;
@@ -393,6 +395,8 @@ function plainPaths(text) {
 // moment (the trainer's loss, from 0 at the bottom), for the part it learns from and the part kept aside
 function drawCurves(epochs) {
   const c = $("#curves"), g = c.getContext("2d");
+  const shown = Math.round(c.clientWidth);  // draw at the size it is shown: sharp text, not stretched
+  if (shown > 200 && c.width !== shown) c.width = shown;
   g.clearRect(0, 0, c.width, c.height);
   $("#curves-words").textContent = epochs.length ? curveWords(epochs) : "";
   $("#curves-numbers").textContent = epochs.map((e) => `pass ${e.epoch}: learning part ${fmt(e.loss, 4)}, kept-aside part ${fmt(e.val_loss, 4)}`).join("\n");
@@ -580,7 +584,7 @@ async function openAudio(live, hello) {
   };
   await ctx.resume();
   Object.assign(live, { ctx, node, analyser });
-  $("#live-status").textContent = `playing ${hello.bundle_id} (${hello.sample_rate_hz} Hz)`;
+  $("#live-status").textContent = `playing ${live.run}`;
   $("#live-status").dataset.playing = "1";
   drawLive(live);
 }

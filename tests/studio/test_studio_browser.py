@@ -223,6 +223,7 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
 
     d.execute_script(WATCH_TEXTS)
     assert train(d, TINY) == "done"
+    d.execute_script("document.querySelector('#train-section').scrollIntoView()")
     d.save_screenshot(str(SHOTS / "2-trained.png"))
     # every text the training showed, as it came, and the page after it: words, no path, no developers' terms
     shown = d.execute_script("return window.seenTexts")
@@ -254,6 +255,7 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     received = d.execute_script("return window.studioLive.received")
     wait(d, lambda d: d.execute_script("return window.studioLive.received") > received + 20,
          what="the stream stopped after the knob move")
+    d.execute_script("document.querySelector('#listen').scrollIntoView()")
     d.save_screenshot(str(SHOTS / "3-listen.png"))
     # the stream cut off under the player: it runs dry, counts an underrun and keeps when (for the benchmark)
     before = d.execute_script("return window.studioLive.underruns")

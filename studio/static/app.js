@@ -282,6 +282,7 @@ async function startRecording() {
     recorder.phase = "count-in"; recorderButtons();
     for (let left = Number($("#count-in").value); left > 0 && recorder.phase === "count-in"; left--) {
       $("#rec-status").textContent = `recording starts in ${left} …`;
+      click(ctx, left === 1 ? 1320 : 880);  // a click per second, higher on the last one; none once recording
       await new Promise((done) => setTimeout(done, 1000));
     }
     if (recorder.phase !== "count-in") return;  // stopped during the count-in
@@ -292,6 +293,14 @@ async function startRecording() {
     $("#rec-status").textContent = "";
     say(`the microphone could not be opened: ${e.message || e}. Allow this page to use it (the icon in the address bar), or drop a recording instead.`);
   }
+}
+
+function click(ctx, hz) {
+  const tone = ctx.createOscillator(), level = ctx.createGain(), t = ctx.currentTime;
+  tone.frequency.value = hz;
+  level.gain.setValueAtTime(0.3, t); level.gain.exponentialRampToValueAtTime(0.001, t + 0.08);
+  tone.connect(level); level.connect(ctx.destination);
+  tone.start(t); tone.stop(t + 0.1);
 }
 
 function releaseMicrophone() {
@@ -628,6 +637,7 @@ function renderRuns() {
   const keepA = selected.A && selected.A.value, keepB = selected.B && selected.B.value;
   body.innerHTML = "";
   $("#runs-empty").hidden = state.runs.length > 0;
+  for (const id of ["#listen-empty", "#gallery-empty"]) $(id).hidden = state.runs.length > 0;
   $("#runs").hidden = !state.runs.length;
   for (const run of state.runs.slice().reverse()) {
     const tr = document.createElement("tr");

@@ -183,6 +183,11 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     wait(d, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", what="page never ready")
     fits(d, LAPTOP)
     accessible(d, "empty project")
+    # an empty project says what to do first, in each section
+    for css, words in (("#material-total", "record a take above, or drop a recording"), ("#train-text", "first record or drop"),
+                       ("#listen-empty", "train a run"), ("#runs-empty", "appear here once one has finished"),
+                       ("#gallery-empty", "train a run first")):
+        assert words in text(d, css), (css, text(d, css))
 
     # 1. material: drop a recording on the page, see it, select a region (the rest is excluded). The drop is the
     # page's own drop handler fed a DataTransfer holding the file (a WebDriver cannot drag from the desktop); the

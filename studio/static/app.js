@@ -632,6 +632,11 @@ function stopLive() {
 
 // ---------------------------------------------------------------- compare
 function renderRuns() {
+  // rebuilt only when a run or a recording came or went: an open "exact numbers", the focus and a chosen run stay
+  // put while the page polls during a training
+  const signature = JSON.stringify([state.runs, state.recordings.map((r) => r.name)]);
+  if (signature === renderRuns.shown) return;
+  renderRuns.shown = signature;
   const body = $("#runs tbody");
   const selected = { A: $('input[name="run-a"]:checked'), B: $('input[name="run-b"]:checked') };
   const keepA = selected.A && selected.A.value, keepB = selected.B && selected.B.value;

@@ -127,10 +127,12 @@ def number(driver, css: str) -> float | None:
         return None
 
 
-def train(driver, advanced: str, minutes: str = "1") -> str:
-    for field, value in (("#minutes", minutes), ("#advanced", advanced)):
-        driver.execute_script("document.querySelector(arguments[0]).value = arguments[1]", field, value)
-    driver.find_element(By.ID, "train").click()
+def train(driver, advanced: str, minutes: str = "1", start: bool = True) -> str:
+    """Start a training (unless ``start`` is False: already started) and wait for its end -> its status."""
+    if start:
+        for field, value in (("#minutes", minutes), ("#advanced", advanced)):
+            driver.execute_script("document.querySelector(arguments[0]).value = arguments[1]", field, value)
+        driver.find_element(By.ID, "train").click()
     status = wait(driver, lambda d: d.find_element(By.ID, "train-text").get_attribute("data-status")
                   in ("done", "failed", "cancelled") and d.find_element(By.ID, "train-text").get_attribute("data-status"),
                   timeout=300, what="training did not finish")
@@ -241,7 +243,16 @@ def test_an_artist_goes_from_a_recording_to_a_deployed_live_variation(studio, br
     epochs = studio.get("/api/state").json()["train"]["epochs"]
     numbers = d.execute_script("return document.querySelector('#curves-numbers').textContent").splitlines()
     assert [line.split(":")[0] for line in numbers] == [f"pass {e['epoch']}" for e in epochs] and len(epochs) >= 1
-    assert train(d, TINY + " --seed 7") == "done"
+    # the first run's exact numbers, opened, stay open while the page polls during the next training
+    d.find_element(By.CSS_SELECTOR, "#runs tbody tr details > summary").click()
+    d.execute_script(WATCH_TEXTS)
+    for field, value in (("#minutes", "1"), ("#advanced", TINY + " --seed 7")):
+        d.execute_script("document.querySelector(arguments[0]).value = arguments[1]", field, value)
+    d.find_element(By.ID, "train").click()
+    wait(d, lambda d: len([t for t in d.execute_script("return window.seenTexts") if "so far" in t]) >= 3,
+         what="the training's progress was not shown")
+    assert d.execute_script("return document.querySelector('#runs tbody tr details').open")
+    assert train(d, TINY + " --seed 7", start=False) == "done"
     runs = studio.get("/api/state").json()["runs"]
     assert len(runs) == 2 and all(r["selection"] == [{"recording": name, "start_s": round(start, 3), "end_s": round(end, 3)}]
                                   for r in runs)

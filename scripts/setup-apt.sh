@@ -15,6 +15,9 @@ packages=(
   chromium chromium-driver  # the studio's page is tested end to end in a real browser (Debian's, never downloaded)
   ${EXTRA_APT_PACKAGES:-}
 )
+# npm fetches axe-core (the studio's accessibility check) from the npm registry; a machine whose Node.js already
+# brings npm keeps it (Debian's npm package would conflict with another source's nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

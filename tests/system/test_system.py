@@ -382,3 +382,54 @@ def test_7_late_sound_card(life):
     life.figures["sound_after_late_card"] = figures
     assert_sound(life, "late card", figures)
     g.ssh("echo snd-aloop | sudo tee /etc/modules-load.d/murmur-test-card.conf >/dev/null")
+
+
+def test_8_power_cut_right_after_a_deploys_switch(life):
+    """A bundle-only update whose power is cut the moment `current` switched (before its health gate): the guest
+    boots into one whole release, the one from before (murmur-recover.service), plays it, and the journal kept
+    the cut boot's lines. One of the deploy's steps; the loopback deploy tests cut at every step on a directory."""
+    life.need()
+    from murmur.deploy.testing.loopback import variant_bundle
+
+    g = life.guest
+    before = life.status() or {}
+    import shutil
+
+    shutil.rmtree(OUT / "bundle-update", ignore_errors=True)
+    new_bundle = variant_bundle(life.bundle, OUT / "bundle-update", "system-test-update")
+    env = dict(os.environ, MURMUR_INVENTORY=str(g.work / "inventory.toml"))
+    deploy = subprocess.Popen(["make", "--no-print-directory", "deploy", f"PI={SSH_ALIAS}", f"BUNDLE={new_bundle}"],
+                              cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    cut = False
+    assert deploy.stdout is not None
+    for line in deploy.stdout:
+        lines.append(line)
+        if "step switched" in line:
+            g.power_cut()  # the plug pulled the moment the new release went live, before its health gate
+            cut = True
+            break
+    deploy.kill()
+    deploy.wait(timeout=60)
+    (g.work / "make-deploy-power-cut.log").write_text("".join(lines))
+    if not cut:
+        life.fail("power cut", "the deploy never reached its switch:\n" + "".join(lines[-30:]),
+                  "see the deploy's lines above")
+    t0 = g.power_on()
+    g.wait_ssh(300, since=t0)
+    status = wait_playing(life, BOOT_TO_SOUND_LIMIT_S, "power cut")
+    life.figures["power_cut_at_switch"] = {"power_on_to_playing_s": round(time.monotonic() - t0, 1),
+                                           "bundle_before": before.get("bundle_id"), "bundle_after": status.get("bundle_id")}
+    if status.get("bundle_id") != before.get("bundle_id"):
+        life.fail("power cut", f"after the cut it plays {status.get('bundle_id')!r}, not the release from before "
+                  f"({before.get('bundle_id')!r}), although the new one never passed its gate",
+                  "murmur-recover.service (pi_release.py boot) must put the previous release back", blocking=False)
+    recover = g.ssh("systemctl show murmur-recover -p ConditionResult -p Result --value", check=False).stdout.split()
+    kept = g.ssh("sudo journalctl -b -1 --no-pager -o cat -u murmur | tail -3", check=False).stdout.strip()
+    life.figures["power_cut_at_switch"].update(recover=recover, previous_boot_journal=bool(kept))
+    if not kept:
+        life.fail("power cut", "the boot before the cut left no journal lines", "a persistent journal (install.sh)",
+                  blocking=False)
+    figures = capture(life, "power cut")
+    life.figures["sound_after_power_cut"] = figures
+    assert_sound(life, "power cut", figures)

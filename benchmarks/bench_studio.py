@@ -162,7 +162,7 @@ def run(quick: bool) -> str:
 How: `python -m murmur.studio --port 0 --no-browser` on a fresh project, driven by Debian's chromium (headless, through
 chromium-driver) as an artist would: the demo clip dropped into the file field, Train with the page's defaults,
 Play, and the gain knob moved between 0 and -60 dB every {KNOB_EVERY_S:g} s. Knob → sound is measured in the page:
-from the knob's input event to the first streamed block whose level moved by 20 dB, plus what the page's
+from the knob's input event to the first streamed block made with the new setting (the live worker names it), plus what the page's
 AudioWorklet had buffered ahead of it then (its target starts at 50 ms) and the AudioContext's output latency
 ({1000 * live['outputLatency']:.0f} ms here, a headless browser without a sound card). Load average while listening:
 mean {statistics.fmean(loads or [0]):.1f}, max {max(loads or [0]):.1f} on {os.cpu_count()} cores. A page underrun is a

@@ -275,6 +275,7 @@ def test_journald_is_capped_by_default_volatile_on_request_and_kept_when_rerun(p
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = conf.read_text()
     assert "Storage=persistent" in text and "SystemMaxUse=32M" in text
+    assert "SyncIntervalSec=10s" in text  # a power cut loses at most the last 10 s of the log
     proc = install(pi_root, "--journal", "volatile")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Storage=volatile" in conf.read_text() and "journal: volatile" in proc.stdout

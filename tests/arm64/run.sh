@@ -56,7 +56,9 @@ fi
 # installed inside by the arm64 pip with --no-index: the same wheels a Pi's pip would pick.
 PLATFORMS=""
 for minor in $(seq 17 36); do PLATFORMS="$PLATFORMS --platform manylinux_2_${minor}_aarch64"; done
-EXTRA_WHEELS="gpiozero==2.0.1.post3 colorzero==2.0 pytest==9.2.0 iniconfig==2.3.1 pluggy==1.7.0 Pygments==2.21.0"
+# what a plain Debian root lacks of Raspberry Pi OS's apt: the pins of requirements-pi.txt's #if-system-lacks lines
+FALLBACK_PINS=$(sed -n 's/^#if-system-lacks[^:]*:[[:space:]]*//p' deploy/requirements-pi.txt | tr '\n' ' ')
+EXTRA_WHEELS="$FALLBACK_PINS pytest==9.2.0 iniconfig==2.3.1 pluggy==1.7.0 Pygments==2.21.0"
 # What some device tests compare against on the laptop too (librosa's STFT and Griffin-Lim, soundfile's reader):
 # installed beside the Pi's venv in /opt/test-extras, on pytest's path only, never into the venv.
 TEST_EXTRAS="librosa==0.11.0 soundfile==0.14.0 audioread==3.1.0 decorator==5.3.1 joblib==1.6.0 lazy-loader==0.6

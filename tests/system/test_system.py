@@ -384,19 +384,26 @@ def test_7_late_sound_card(life):
     g.ssh("echo snd-aloop | sudo tee /etc/modules-load.d/murmur-test-card.conf >/dev/null")
 
 
-def test_8_power_cut_right_after_a_deploys_switch(life):
-    """A bundle-only update whose power is cut the moment `current` switched (before its health gate): the guest
-    boots into one whole release, the one from before (murmur-recover.service), plays it, and the journal kept
-    the cut boot's lines. One of the deploy's steps; the loopback deploy tests cut at every step on a directory."""
+# the Pi side's steps of a bundle-only deploy (benchmarks/bench_deploy.py and the loopback tests cut at the same)
+CUT_STEPS = ["bundle-ready", "release-ready", "verified", "journal", "switched", "reloaded", "healthy"]
+
+
+@pytest.mark.parametrize("step", CUT_STEPS)
+def test_8_power_cut_at_each_step_of_a_deploy(life, step):
+    """A bundle-only update whose power is cut (QEMU killed) the moment the laptop sees the Pi reach ``step``: the
+    guest boots into one whole release that plays, the one from before unless the new one had passed its health
+    gate ("healthy"; then either is whole), with murmur-recover.service undoing a switch the gate never confirmed,
+    and the journal kept the cut boot's lines."""
     life.need()
+    import shutil
+
     from murmur.deploy.testing.loopback import variant_bundle
 
     g = life.guest
-    before = life.status() or {}
-    import shutil
-
-    shutil.rmtree(OUT / "bundle-update", ignore_errors=True)
-    new_bundle = variant_bundle(life.bundle, OUT / "bundle-update", "system-test-update")
+    before = (life.status() or {}).get("bundle_id")
+    name = f"system-test-cut-{step}"
+    shutil.rmtree(OUT / name, ignore_errors=True)
+    new_bundle = variant_bundle(life.bundle, OUT / name, name)
     env = dict(os.environ, MURMUR_INVENTORY=str(g.work / "inventory.toml"))
     deploy = subprocess.Popen(["make", "--no-print-directory", "deploy", f"PI={SSH_ALIAS}", f"BUNDLE={new_bundle}"],
                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -405,31 +412,38 @@ def test_8_power_cut_right_after_a_deploys_switch(life):
     assert deploy.stdout is not None
     for line in deploy.stdout:
         lines.append(line)
-        if "step switched" in line:
-            g.power_cut()  # the plug pulled the moment the new release went live, before its health gate
+        # same code: "reloaded" (hot reload); new code (the checkout moved on since the install): "restarted"
+        if f"step {step}" in line or (step == "reloaded" and "step restarted" in line):
+            g.power_cut()  # the plug pulled the moment the Pi reported this step
             cut = True
             break
     deploy.kill()
     deploy.wait(timeout=60)
-    (g.work / "make-deploy-power-cut.log").write_text("".join(lines))
+    (g.work / f"make-deploy-cut-{step}.log").write_text("".join(lines))
     if not cut:
-        life.fail("power cut", "the deploy never reached its switch:\n" + "".join(lines[-30:]),
+        life.fail(f"power cut at {step}", "the deploy never reached the step:\n" + "".join(lines[-30:]),
                   "see the deploy's lines above")
     t0 = g.power_on()
     g.wait_ssh(300, since=t0)
-    status = wait_playing(life, BOOT_TO_SOUND_LIMIT_S, "power cut")
-    life.figures["power_cut_at_switch"] = {"power_on_to_playing_s": round(time.monotonic() - t0, 1),
-                                           "bundle_before": before.get("bundle_id"), "bundle_after": status.get("bundle_id")}
-    if status.get("bundle_id") != before.get("bundle_id"):
-        life.fail("power cut", f"after the cut it plays {status.get('bundle_id')!r}, not the release from before "
-                  f"({before.get('bundle_id')!r}), although the new one never passed its gate",
-                  "murmur-recover.service (pi_release.py boot) must put the previous release back", blocking=False)
-    recover = g.ssh("systemctl show murmur-recover -p ConditionResult -p Result --value", check=False).stdout.split()
+    status = wait_playing(life, BOOT_TO_SOUND_LIMIT_S, f"power cut at {step}")
+    after = status.get("bundle_id")
+    recover = g.ssh("systemctl show murmur-recover -p ConditionResult --value", check=False).stdout.strip()
     kept = g.ssh("sudo journalctl -b -1 --no-pager -o cat -u murmur | tail -3", check=False).stdout.strip()
-    life.figures["power_cut_at_switch"].update(recover=recover, previous_boot_journal=bool(kept))
+    whole = g.ssh("sudo python3 -c \"import json,os; r=os.path.realpath('/opt/murmur/current'); "
+                  "print(json.load(open(r+'/release.json')).get('bundle'), os.path.realpath(r+'/bundle'))\"",
+                  check=False).stdout.strip()
+    life.figures.setdefault("power_cuts", {})[step] = {
+        "power_on_to_playing_s": round(time.monotonic() - t0, 1), "plays": "before" if after == before else
+        ("new" if after == name else after), "recover_ran": recover == "yes", "journal_kept": bool(kept),
+        "current": whole}
+    allowed = {before, name} if step == "healthy" else {before}
+    if after not in allowed:
+        life.fail(f"power cut at {step}", f"after the cut it plays {after!r}, expected {sorted(map(str, allowed))}",
+                  "murmur-recover.service (pi_release.py boot) must put the previous release back", blocking=False)
     if not kept:
-        life.fail("power cut", "the boot before the cut left no journal lines", "a persistent journal (install.sh)",
-                  blocking=False)
-    figures = capture(life, "power cut")
-    life.figures["sound_after_power_cut"] = figures
-    assert_sound(life, "power cut", figures)
+        life.fail(f"power cut at {step}", "the boot before the cut left no journal lines",
+                  "a persistent journal (install.sh)", blocking=False)
+    if step == CUT_STEPS[-1]:
+        figures = capture(life, "power cut")
+        life.figures["sound_after_power_cuts"] = figures
+        assert_sound(life, "power cut", figures)

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -122,6 +123,25 @@ class SimClock:
 
     def sync(self) -> ClockSync:
         return self.synchronised
+
+
+@dataclass(frozen=True)
+class FakeAudio:
+    """The audio settings a service test's bundle claims (a bundle's ``audio``): 44.1 kHz, n_fft 2048, hop 512."""
+
+    frame_s: float = 512 / 44100
+    sample_rate_hz: int = 44100
+    n_fft: int = 2048
+    hop_length: int = 512
+
+
+@dataclass(frozen=True)
+class FakeBundle:
+    """What the service reads of a bundle it hands a FakeEngine: its path, id and audio settings."""
+
+    path: Path
+    bundle_id: str
+    audio: FakeAudio = FakeAudio()
 
 
 class FakeEngine:

@@ -5,7 +5,6 @@ systemd's restart limit. The booted system test (tests/system) does the same wit
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -14,24 +13,11 @@ from murmur.device.appliance.config import load_config
 from murmur.device.appliance.service import Service
 from murmur.device.appliance.systemd import Notifier
 from murmur.device.errors import OutputDeviceError
-from murmur.device.testing.fakes import FakeEngine, SimClock
+from murmur.device.testing.fakes import FakeBundle, FakeEngine, SimClock
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 0)
 
 
-@dataclass(frozen=True)
-class FakeAudio:
-    frame_s: float = 512 / 44100
-    sample_rate_hz: int = 44100
-    n_fft: int = 2048
-    hop_length: int = 512
-
-
-@dataclass(frozen=True)
-class FakeBundle:
-    path: Path
-    bundle_id: str
-    audio: FakeAudio = FakeAudio()
 
 
 

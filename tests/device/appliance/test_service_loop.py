@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -20,24 +18,11 @@ from murmur.device.appliance.service import Service
 from murmur.device.appliance.status import ClockSync
 from murmur.device.appliance.systemd import Notifier, setup_logging
 from murmur.device.errors import BundleError
-from murmur.device.testing.fakes import FakeEngine, SimClock
+from murmur.device.testing.fakes import FakeBundle, FakeEngine, SimClock
 
 MONDAY_9 = datetime(2026, 11, 23, 9, 0)
 
 
-@dataclass(frozen=True)
-class FakeAudio:
-    frame_s: float = 512 / 44100
-    sample_rate_hz: int = 44100
-    n_fft: int = 2048
-    hop_length: int = 512
-
-
-@dataclass(frozen=True)
-class FakeBundle:
-    path: Path
-    bundle_id: str
-    audio: FakeAudio = FakeAudio()
 
 
 def make_service(tmp_path, text, *, start=MONDAY_9, bad=()):

@@ -8,6 +8,8 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from murmur.device.appliance import service as service_module
 from murmur.device.appliance.config import load_config
 from murmur.device.appliance.service import Service
@@ -34,12 +36,19 @@ class CardlessEngine(FakeEngine):
         super().start()
 
 
-def test_waits_for_a_late_card_and_plays_when_it_appears(tmp_path, monkeypatch):
+@pytest.fixture
+def no_card(tmp_path, monkeypatch) -> Path:
+    """A machine with no sound card yet (its /proc/asound/cards stand-in, returned) and a config naming 'Loopback'."""
     cards = tmp_path / "cards"
     cards.write_text("--- no soundcards ---\n")
     monkeypatch.setattr(service_module, "SOUND_CARDS", cards)
     (tmp_path / "a").mkdir()
     (tmp_path / "murmur.toml").write_text('[playback]\nbundle = "a"\noutput_device = "Loopback"\n')
+    return cards
+
+
+def test_waits_for_a_late_card_and_plays_when_it_appears(tmp_path, monkeypatch, no_card):
+    cards = no_card
     clock = SimClock(MONDAY_9)
     engines: list[CardlessEngine] = []
     sent: list[str] = []
@@ -81,12 +90,8 @@ def test_waits_for_a_late_card_and_plays_when_it_appears(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "playing"
 
 
-def test_waiting_status_says_what_is_missing_and_stop_ends_the_wait(tmp_path, monkeypatch):
-    cards = tmp_path / "cards"
-    cards.write_text("--- no soundcards ---\n")
-    monkeypatch.setattr(service_module, "SOUND_CARDS", cards)
-    (tmp_path / "a").mkdir()
-    (tmp_path / "murmur.toml").write_text('[playback]\nbundle = "a"\noutput_device = "Loopback"\n')
+def test_waiting_status_says_what_is_missing_and_stop_ends_the_wait(tmp_path, monkeypatch, no_card):
+    cards = no_card
     clock = SimClock(MONDAY_9)
 
     def engine_factory(bundle, **kwargs):

@@ -81,6 +81,7 @@ class EngineStats:
     last_progress_monotonic: float  # time.monotonic() of the last produced frame (the real clock, not an injected one)
     buffer_frames: int  # ring lead in frames now (grows after underruns, up to max_buffer_frames)
     swapping: bool
+    reseeds: int = 0  # reseed events the generator took (knob presses), since the engine started
 
 
 @runtime_checkable

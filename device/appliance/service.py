@@ -438,7 +438,7 @@ class Service:
         self.detector.restart_after_s = new.playback.silence_restart_s
         if new.sampler != old.sampler:
             self.store.update(**reporting.controls_dict(new.sampler))
-        if new.knobs != old.knobs and self.knobs_factory is not None:
+        if (new.knobs, new.osc) != (old.knobs, old.osc) and self.knobs_factory is not None:
             if self.knobs is not None:
                 self.knobs.close()
             self.knobs = self.knobs_factory(new, self.store)
@@ -507,9 +507,11 @@ class Service:
         level = stats.level_dbfs_10s if stats is not None else -math.inf
         peak = stats.peak_dbfs_10s if stats is not None else -math.inf
         knobs: dict[str, Any] = controls_dict(self.store.snapshot())
+        reports: dict[str, dict] = {}
         if self.knobs is not None:
             try:
                 knobs["inputs"] = self.knobs.values()
+                reports = self.knobs.reports()
             except Exception:  # a knob read must never stop the status
                 log.exception("knob values failed")
         now_unix = self.clock.time()
@@ -523,6 +525,7 @@ class Service:
             peak_dbfs_10s=round(peak, 2) if math.isfinite(peak) else -200.0,
             underruns=stats.underruns if stats else 0,
             frames_produced=stats.frames_produced if stats else 0,
+            reseeds=stats.reseeds if stats else 0,
             bundle_id=bundle.bundle_id if bundle else "",
             bundle_path=str(bundle.path) if bundle else "",
             bundle_age_s=round(now_unix - self.bundle_loaded_unix, 1),
@@ -531,6 +534,7 @@ class Service:
             uptime_s=round(self.clock.monotonic() - self.started_mono, 1),
             schedule=hours.describe(sched),
             knobs=knobs,
+            osc=reports.get("osc", {}),
             restarts=counters.restarts,
             reloads=counters.reloads,
             rejected_reloads=counters.rejected_reloads,

@@ -43,6 +43,7 @@ class StatusReport:
     peak_dbfs_10s: float = -200.0
     underruns: int = 0
     frames_produced: int = 0
+    reseeds: int = 0  # reseed presses the generator took since the service started
     bundle_id: str = ""
     bundle_path: str = ""
     bundle_age_s: float = 0.0  # since this bundle started playing
@@ -51,6 +52,7 @@ class StatusReport:
     uptime_s: float = 0.0
     schedule: str = ""  # e.g. "open until Tue 18:00"; "" before the first tick
     knobs: dict[str, Any] = field(default_factory=dict)  # control values, plus "inputs" (raw knob readings)
+    osc: dict[str, Any] = field(default_factory=dict)  # the OSC listener: address, counters ({}: OSC off)
     restarts: int = 0
     reloads: int = 0
     rejected_reloads: int = 0

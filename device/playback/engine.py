@@ -232,6 +232,7 @@ class BlockPipeline:
         self._swap_pos = 0
         self.frame_index = 0
         self.nonfinite_frames = 0
+        self.reseeds = 0  # reseed events taken (a knob's "reseed" press): shown in the status report
         if preroll:  # fill the vocoder's look-ahead so the first block already sounds
             for _ in range(math.ceil(self.vocoder.latency_samples / self.hop)):
                 self.vocoder.process(self.voice.sampler.next_frame(controls))
@@ -291,6 +292,7 @@ class BlockPipeline:
         for event in events:  # the generator's own (controls.GENERATOR_EVENTS)
             if event == "reseed":
                 self.voice.sampler.request_jump()
+                self.reseeds += 1
         magnitudes = self.voice.sampler.next_frame(controls)
         incoming = self.incoming
         if incoming is not None:
@@ -526,6 +528,7 @@ class Engine:
             peak_dbfs_10s=20.0 * math.log10(peak) if peak > 0 else -math.inf,
             identical_blocks=self._identical,
             nonfinite_frames=self.pipeline.nonfinite_frames,
+            reseeds=self.pipeline.reseeds,
             bundle_id=self.pipeline.bundle.bundle_id,
             last_progress_monotonic=self._last_progress,
             buffer_frames=self.buffer_frames,

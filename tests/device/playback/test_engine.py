@@ -263,8 +263,12 @@ def test_engine_swap_bundle_changes_the_bundle_without_underruns(bundle):
 
 def test_reseed_event_jumps_the_generator(bundle):
     pipeline = BlockPipeline(bundle, seed=1)
+    assert pipeline.reseeds == 0
     pipeline.next_block(Controls(jump=0.0), ("reseed",))
     assert pipeline.voice.sampler.jumps == 1
+    assert pipeline.reseeds == 1  # the status report's "reseeds" (Engine.stats)
+    pipeline.next_block(Controls(jump=0.0))
+    assert pipeline.reseeds == 1
 
 
 def test_realtime_pull_counts_an_underrun_and_plays_silence():

@@ -5,7 +5,7 @@ It sits at device's top level (beside ``errors``) because two layers read the fi
 the keyboard's wiring check, the control ranges) and ``appliance`` (``load_config``), and ``controls`` sits below
 ``appliance``. So both import from here and this module imports only ``errors``. The generic types
 (``Boolean``, ``Integer``, ``Float``, ``String``, ``List``, ``Hours``) and the per-table declarations (``PLAYBACK``,
-``SAMPLER``, ``SCHEDULE``, ``KNOBS`` with its input types, ``LED``) live together, so one file answers "what may
+``SAMPLER``, ``SCHEDULE``, ``KNOBS`` with its input types, ``LED``, ``OSC``) live together, so one file answers "what may
 this file hold". The readers beside their dataclasses (``appliance.config``, ``appliance.schedule``,
 ``controls.mapping``) call ``read_table`` and add only rules that tie keys together (bundle *or* playlist, a pot's
 range within its control's, one GPIO per input).
@@ -15,6 +15,7 @@ Every refusal reads ``<file>: [<table>] <key> = <value as written>: <fix> (<help
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import tomllib
@@ -126,6 +127,26 @@ class List(Type):
             return [self.item.check(item) for item in value]
         except Invalid:
             raise Invalid(fix) from None
+
+
+@dataclass(frozen=True)
+class IpAddress(Type):
+    """An IP address written as text ("192.168.1.20", "::1"); with ``network``, also a network ("192.168.1.0/24").
+    Read as the text, normalised ("192.168.001.020" is refused: ``ipaddress`` takes no leading zeros)."""
+
+    network: bool = False
+
+    def check(self, value: Any) -> str:
+        example = '"192.168.1.20" or a network "192.168.1.0/24"' if self.network else '"0.0.0.0" (every IPv4 ' \
+                  'address of this Pi), "127.0.0.1" or one address of this Pi such as "192.168.1.20"'
+        if not isinstance(value, str):
+            raise Invalid(f"expected an IP address in quotes, e.g. {example}")
+        try:
+            if self.network:
+                return str(ipaddress.ip_network(value.strip(), strict=False))
+            return str(ipaddress.ip_address(value.strip()))
+        except ValueError:
+            raise Invalid(f"not an IP address; use e.g. {example} (host names are not taken here)") from None
 
 
 @dataclass(frozen=True)
@@ -372,7 +393,22 @@ LED = Table("led", {
                          "sagged or the CPU was slowed by heat"),
 }, help="the optional status LED; delete the table for none")
 
-TABLES: dict[str, Table] = {t.name: t for t in (PLAYBACK, SAMPLER, SCHEDULE, KNOBS, LED)}
+OSC_PORT = 9000
+OSC = Table("osc", {
+    "enabled": Key(Boolean(), False, "true: listen for OSC messages /murmur/<control> <value>, /murmur/reseed, "
+                   "/murmur/hold <0|1> (the deploy then lets the service use the network)"),
+    "listen": Key(IpAddress(), "0.0.0.0", "the address to listen on: \"0.0.0.0\" = every IPv4 address of this Pi, "
+                  "\"::\" = every IPv6 one, or one address of this Pi"),
+    "port": Key(Integer(1024, 65535), OSC_PORT, "the UDP port to listen on"),
+    "allowed_senders": Key(List(IpAddress(network=True), 'a list of addresses or networks, e.g. ["192.168.1.30", '
+                                '"10.0.0.0/24"]'), [], "only these addresses or networks may send; [] = any "
+                           "sender on a private network (10/8, 172.16/12, 192.168/16, link-local, this Pi)"),
+    "max_messages_per_s": Key(Float(1.0, 10000.0), 200.0, "messages per second taken from all senders together; "
+                              "faster values are merged (the latest value of each control wins), faster "
+                              "reseeds dropped, and each is counted"),
+}, help="Open Sound Control: TouchOSC, Pure Data, Max, TouchDesigner, QLab steer the controls over the network")
+
+TABLES: dict[str, Table] = {t.name: t for t in (PLAYBACK, SAMPLER, SCHEDULE, KNOBS, LED, OSC)}
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

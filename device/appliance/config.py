@@ -3,7 +3,7 @@
 ``load_config(path) -> Config`` reads the file through the config schema (``murmur.device.config_schema``: every
 table's keys declared once, with type, range, default and help; unknown keys and wrong values refused there) and
 builds each table's value: ``[playback]`` and ``[sampler]`` here, ``[schedule]`` in ``appliance.schedule``,
-``[knobs]`` and ``[led]`` in ``controls.mapping``. Errors are ConfigError naming the file, the key, the value and
+``[knobs]`` and ``[led]`` in ``controls.mapping``, ``[osc]`` in ``controls.osc``. Errors are ConfigError naming the file, the key, the value and
 the fix. Nothing is applied until the whole file is valid, so a bad edit followed by ``systemctl reload murmur``
 leaves the running config in place.
 """
@@ -18,6 +18,7 @@ from typing import Any
 from murmur.device.appliance.schedule import Schedule, parse_schedule
 from murmur.device.config_schema import PLAYBACK, SAMPLER, TABLES, Values, read_file, read_table
 from murmur.device.controls.mapping import KnobMap, parse_knobs
+from murmur.device.controls.osc import OscSettings, parse_osc
 from murmur.device.controls.values import Controls
 from murmur.device.errors import ConfigError
 
@@ -44,13 +45,15 @@ DEFAULT_PLAYBACK = PlaybackConfig(bundles=())  # the defaults of a key the file 
 
 @dataclass(frozen=True)
 class Config:
-    """A whole validated config file; ``knobs`` is the validated ``[knobs]``/``[led]`` map."""
+    """A whole validated config file; ``knobs`` is the validated ``[knobs]``/``[led]`` map, ``osc`` the ``[osc]``
+    listener (off by default)."""
 
     path: Path
     playback: PlaybackConfig
     sampler: Controls
     schedule: Schedule
     knobs: KnobMap | None = None
+    osc: OscSettings = OscSettings()
 
 
 def _bundle_path(values: Values, key: str, value: str, base: Path) -> Path:
@@ -102,4 +105,5 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     sampler = parse_sampler(data.get("sampler", {}), where=where)
     schedule = parse_schedule(data.get("schedule", {}), where=where)
     knobs = parse_knobs(data.get("knobs", {}), data.get("led", {}), where)
-    return Config(path=path, playback=playback, sampler=sampler, schedule=schedule, knobs=knobs)
+    osc = parse_osc(data.get("osc", {}), where)
+    return Config(path=path, playback=playback, sampler=sampler, schedule=schedule, knobs=knobs, osc=osc)

@@ -244,11 +244,30 @@ def format_report(status: StatusReport | None, now_unix: float, *, stale_after_s
     lines.append(f"  clock:        {CLOCK_TEXT[s.clock]}")
     if s.knobs:
         lines.append("  knobs:        " + ", ".join(f"{k}={_knob(v)}" for k, v in s.knobs.items()))
+    if s.osc:
+        lines.append(f"  OSC:          {describe_osc(s.osc)}")
     lines.append(f"  CPU temp:     {s.cpu_temp_c:.1f} °C" if s.cpu_temp_c is not None else "  CPU temp:     unknown")
     lines.append(f"  throttling:   {describe_throttled(s.throttled)}")
     lines += [f"  advice:       {advice}" for advice in power_problems(s.throttled)]
     lines.append(f"  updated:      {now_unix - s.updated_unix:.1f} s ago")
     return "\n".join(lines)
+
+
+def describe_osc(osc: Mapping[str, object]) -> str:
+    """The OSC listener in one line: where it listens and for whom, what arrived, its problem if it is not
+    listening ("listening on 0.0.0.0:9000 (private networks); 120 messages applied, 3 malformed …")."""
+    where = osc.get("listening")
+    senders = osc.get("allowed_senders")
+    head = (f"listening on {where} ({', '.join(map(str, senders)) if isinstance(senders, list) else senders})"
+            if where else "NOT listening")
+    counts = [f"{osc.get(name, 0)} {label}" for name, label in (
+        ("applied", "messages applied"), ("merged", "merged (over the rate)"), ("malformed", "malformed"),
+        ("bad_messages", "bad arguments"), ("unknown", "unknown addresses"), ("refused", "refused senders"),
+        ("dropped", "dropped (flood)"), ("actions_dropped", "actions dropped")) if osc.get(name) or name == "applied"]
+    last = f"; last from {osc['last_sender']}" if osc.get("last_sender") else ""
+    problems = osc.get("problems")
+    problem = f"; problem: {problems[0]}" if isinstance(problems, list) and problems else ""
+    return f"{head}; {', '.join(counts)}{last}{problem}"
 
 
 def _knob(value: object) -> str:

@@ -64,16 +64,23 @@ def default_engine_factory(bundle: Bundle, *, config: Config, store: ControlStor
 
 
 def default_knobs_factory(config: Config, store: ControlStore) -> Knobs | None:
-    """The GPIO knobs of the config's knob map (None when it has none); never stops the sound if they fail."""
+    """The control sources the config asks for, as one handle: the GPIO knobs of its knob map and, when ``[osc]``
+    is on, the OSC listener (None when there is neither); never stops the sound if one fails."""
+    from murmur.device.controls.base import KnobSet
     from murmur.device.controls.gpio import start_knobs
+    from murmur.device.controls.osc import start_osc
 
-    if config.knobs is None:
+    parts: list[Knobs] = []
+    if config.knobs is not None:
+        try:
+            parts.append(start_knobs(config.knobs, store, on_error=lambda message: log.warning("knobs: %s", message)))
+        except Exception as exc:  # GPIO missing/busy: play without knobs rather than not at all
+            log.warning("knobs: could not start (%s); playing on the [sampler] values", exc)
+    if config.osc.enabled:
+        parts.append(start_osc(config.osc, store))  # reports its own problems; never raises for a socket
+    if not parts:
         return None
-    try:
-        return start_knobs(config.knobs, store, on_error=lambda message: log.warning("knobs: %s", message))
-    except Exception as exc:  # GPIO missing/busy: play without knobs rather than not at all
-        log.warning("knobs: could not start (%s); playing on the [sampler] values", exc)
-        return None
+    return parts[0] if len(parts) == 1 else KnobSet(parts)
 
 
 def cli(argv: list[str]) -> int:

@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -45,6 +46,12 @@ STATUS_FIELDS = ("playing", "ready", "state", "message", "level_dbfs_10s", "peak
 STATUS_STATES = ("starting", "playing", "quiet-hours", "error", "stopped")
 
 UNIT_NAME = "murmur.service"
+NETWORK_DROPIN = "network.conf"  # in /etc/systemd/system/murmur.service.d/, only while [osc] or [room] is on
+# Who may send when [osc] allowed_senders is empty: mirrored from murmur.device.controls.osc.PRIVATE_NETWORKS
+# (this file may import only the standard library); tests/deploy/test_network_dropin.py checks the two agree.
+PRIVATE_NETWORKS = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+                    "::1/128", "fc00::/7", "fe80::/10")
+LOCALHOST = ("127.0.0.0/8", "::1/128")
 SERVICE = "murmur"
 KEEP_RELEASES = 5
 STAGING = ".staging-"
@@ -84,6 +91,7 @@ class Layout:
         self.venvs = self.base / "venvs"
         self.installed = self.state / "installed.sha256"  # sha256 of the install.sh that last ran to the end
         self.unit = self.root / "etc/systemd/system" / UNIT_NAME
+        self.dropin = self.root / "etc/systemd/system" / f"{UNIT_NAME}.d" / NETWORK_DROPIN
         self.config = self.root / "etc/murmur/murmur.toml"
         self.status_file = status_file(self.root, os.environ)
 
@@ -107,6 +115,79 @@ class Layout:
             return json.loads((self.releases / release_id / "release.json").read_text())
         except (OSError, ValueError):
             return {}
+
+
+# ------------------------------------------------------------------------------------------- the network
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _peer_host(peer: str) -> str:
+    """"192.168.1.12:9001" -> "192.168.1.12"; "[fe80::1]:9001" -> "fe80::1"; a host name stays a host name."""
+    peer = peer.strip()
+    if peer.startswith("["):
+        return peer[1:].partition("]")[0]
+    return peer.rpartition(":")[0] if peer.count(":") == 1 else peer
+
+
+def network_dropin(config_text: str | None) -> str | None:
+    """The unit's network drop-in for a config file's text, or None: the unit as shipped (no network at all:
+    ``PrivateNetwork=yes``, ``RestrictAddressFamilies=AF_UNIX``, ``IPAddressDeny=any``) unless ``[osc]`` or
+    ``[room]`` is on. Then the service gets the host's network and IPv4/IPv6 sockets, and the kernel lets through
+    only packets from and to the allowed senders, the room's peers and localhost (``IPAddressAllow=``); private
+    networks (``PRIVATE_NETWORKS``) where a list is empty or a peer is a host name (the address it resolves to
+    is not known here). A config that is not valid TOML gets none: the service refuses it anyway."""
+    try:
+        data = tomllib.loads(config_text or "")
+    except tomllib.TOMLDecodeError:
+        return None
+    tables = {name: data.get(name) for name in ("osc", "room")}
+    on = {name: t for name, t in tables.items() if isinstance(t, dict) and t.get("enabled") is True}
+    if not on:
+        return None
+    allow: list[str] = list(LOCALHOST)
+    if "osc" in on:
+        senders = [str(x) for x in on["osc"].get("allowed_senders") or [] if isinstance(x, str)]
+        allow += senders if senders and all(map(_is_ip, senders)) else list(PRIVATE_NETWORKS)
+    if "room" in on:
+        peers = [_peer_host(str(x)) for x in on["room"].get("peers") or [] if isinstance(x, str)]
+        allow += peers if all(map(_is_ip, peers)) else list(PRIVATE_NETWORKS)
+    allow = list(dict.fromkeys(allow))
+    why = " and ".join(f"[{name}] enabled = true" for name in on)
+    return (f"# Written by deploy/pi_release.py because /etc/murmur/murmur.toml has {why}: the service may use the\n"
+            "# network (UDP), only with these addresses. Rewritten or removed at every deploy and by\n"
+            "# `sudo python3 /opt/murmur/current/deploy/pi_release.py network`; do not edit (deploy/README.md).\n"
+            "[Service]\n"
+            "PrivateNetwork=no\n"
+            "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6\n"
+            "IPAddressDeny=any\n"
+            f"IPAddressAllow={' '.join(allow)}\n")
+
+
+def install_network_dropin(layout: Layout) -> bool:
+    """Write, replace or remove the unit's network drop-in to match the config now at /etc/murmur/murmur.toml;
+    True if it changed (systemd must re-read the unit and the service restart to get it)."""
+    try:
+        text: str | None = layout.config.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        text = None
+    wanted = network_dropin(text)
+    present = layout.dropin.read_text() if layout.dropin.is_file() else None
+    if wanted == present:
+        return False
+    if wanted is None:
+        layout.dropin.unlink()
+        fsync_path(layout.dropin.parent)
+    else:
+        layout.dropin.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(layout.dropin, wanted.encode())
+    return True
 
 
 # ---------------------------------------------------------------------------------------------- durability
@@ -371,6 +452,8 @@ class Pi:
             data = managed.read_bytes()
             if not self.layout.config.is_file() or self.layout.config.read_bytes() != data:
                 write_atomic(self.layout.config, data)
+        if unit_src.is_file() and install_network_dropin(self.layout):  # the drop-in follows the config in force
+            unit_changed = True
         return unit_changed
 
     def switch_files(self, release_id: str | None) -> bool:
@@ -789,7 +872,18 @@ def cmd_venv(pi: Pi, args: argparse.Namespace) -> dict:
     return {"ok": True, "venv": key, "built": built}
 
 
-COMMANDS = {"prepare": cmd_prepare, "commit": cmd_commit, "rollback": cmd_rollback, "status": cmd_status,
+def cmd_network(pi: Pi, args: argparse.Namespace) -> dict:
+    """``sudo python3 /opt/murmur/current/deploy/pi_release.py network``: after [osc] or [room] was switched on or
+    off in a config edited on the Pi, write (or remove) the unit's network drop-in and restart the service with it."""
+    if not install_network_dropin(pi.layout):
+        return {"ok": True, "changed": False, "dropin": str(pi.layout.dropin) if pi.layout.dropin.is_file() else None}
+    pi.systemd("daemon-reload")
+    pi.systemd("try-restart", SERVICE)
+    step("network", f"{pi.layout.dropin} {'written' if pi.layout.dropin.is_file() else 'removed'}; service restarted")
+    return {"ok": True, "changed": True, "dropin": str(pi.layout.dropin) if pi.layout.dropin.is_file() else None}
+
+
+COMMANDS = {"network": cmd_network, "prepare": cmd_prepare, "commit": cmd_commit, "rollback": cmd_rollback, "status": cmd_status,
             "venv": cmd_venv, "boot": cmd_boot}
 
 

@@ -6,12 +6,21 @@ Latency: wall time from changing the mock channel (or driving the button pin low
 default poll_hz 100, smoothing_s 0.03, deadband 0.01, bounce_s 0.02. The engine reads the store once per frame
 (11.6 ms at hop 512 / 44.1 kHz); its ring-buffer lead and the vocoder look-ahead come on top (bench_engine).
 Noise: ±2 LSB of uniform noise on a pot at rest, shaped at 100 Hz for 10 minutes (simulated), counting changes.
+OSC: wall time from a real UDP client's send on loopback (python-osc) to the store update, at a random moment;
+then a flood of random and mangled datagrams at the listener while a real engine plays on a real-time null sink:
+every datagram must be counted, the sound must go on (frames produced, level, underruns during the flood), and a
+good message afterwards must still arrive.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import random
+import socket
+import struct
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -82,12 +91,138 @@ def _noise_changes(seconds: float) -> int:
     return sum(shaper.update(0.5 + n, 0.01) is not None for n in noise)
 
 
+def _osc_latency(messages: int) -> list[float]:
+    """ms from SimpleUDPClient.send_message to the store holding the value, ``messages`` times."""
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from murmur.device.controls.osc import OscSettings, start_osc
+    from murmur.device.testing.mcp3008 import RecordingStore
+
+    store = RecordingStore()
+    rng = random.Random(1)
+    out = []
+    with start_osc(OscSettings(enabled=True, listen="127.0.0.1", port=0), store) as osc:
+        assert osc.bound is not None, osc.values()["problems"]
+        client = SimpleUDPClient("127.0.0.1", osc.bound[1])
+        for i in range(messages):
+            value = 0.25 + 0.5 * (i % 2)  # exact in float32: the store's value equals the one sent
+            time.sleep(rng.random() * 0.01)  # a random moment, as the knob turns above (not a synchronisation)
+            started = time.perf_counter()
+            client.send_message("/murmur/position", value)
+            if not store.wait_for(lambda c, v=value: c.position == v, 2.0):
+                raise RuntimeError(f"OSC message {i} did not reach the store within 2 s")
+            out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
+def _flood_bundle() -> Path:
+    """A bundle to play under the flood: MURMUR_BENCH_BUNDLE, else the cached demo bundle whatever trainer code made
+    it (the flood measures the listener beside a playing engine, not the sound), else the demo bundle trained."""
+    from murmur.device.bundle import load_bundle
+    from murmur.device.errors import BundleError
+
+    if os.environ.get("MURMUR_BENCH_BUNDLE"):
+        return Path(os.environ["MURMUR_BENCH_BUNDLE"])
+    from benchmarks.common import BENCH_OUT, trained_demo_bundle
+
+    cached = BENCH_OUT / "demo_bundle"
+    try:
+        load_bundle(cached)
+        return cached
+    except BundleError:
+        return trained_demo_bundle()
+
+
+def _garbage(rng: random.Random, good: list[bytes], nested: bytes) -> bytes:
+    kind = rng.random()
+    if kind < 0.3:
+        return rng.randbytes(rng.randrange(0, 200))
+    if kind < 0.6:
+        data = bytearray(rng.choice(good))
+        for _ in range(rng.randrange(1, 4)):
+            data[rng.randrange(len(data))] = rng.getrandbits(8)
+        return bytes(data)
+    if kind < 0.8:
+        source = rng.choice(good)
+        return source[: rng.randrange(len(source))]
+    if kind < 0.9:
+        return nested[: rng.randrange(16, len(nested))]
+    return (b"/murmur/fidelity\x00\x00\x00\x00," + bytes(rng.choice(b"ifsbTFNIhdtcrm[]") for _ in range(6))
+            + b"\x00\x00" + rng.randbytes(rng.randrange(0, 24)))
+
+
+def _osc_flood(packets: int) -> dict:
+    """``packets`` random/mangled datagrams at a listener whose limits are lifted (10 000 messages/s: nearly every
+    datagram is parsed, the worst case for the CPU) while an engine plays the bundle on a real-time null sink with
+    the service's buffer. Sent in batches of 100, each waited for, so the kernel's receive buffer never drops one
+    (what it drops would be uncounted)."""
+    from pythonosc.osc_message_builder import OscMessageBuilder
+    from pythonosc.udp_client import SimpleUDPClient
+
+    from murmur.device.bundle import load_bundle
+    from murmur.device.controls.osc import OscSettings, start_osc
+    from murmur.device.controls.values import ControlStore
+    from murmur.device.playback.engine import Engine
+    from murmur.device.playback.sinks import NullSink
+
+    def message(address: str, *args) -> bytes:
+        builder = OscMessageBuilder(address)
+        for arg in args:
+            builder.add_arg(arg)
+        return builder.build().dgram
+
+    good = [message("/murmur/temperature", 0.4), message("/murmur/hold", 0), message("/murmur/reseed"),
+            message("/murmur/jump/unit", 0.5)]
+    nested = b"".join([b"#bundle\x00" + struct.pack(">Q", 1) + struct.pack(">i", 2**20)] * 50)
+    store = ControlStore()
+    engine = Engine(load_bundle(_flood_bundle()), sink=NullSink(realtime=True), controls=store, buffer_frames=4)
+    engine.start()
+    try:
+        if not engine.wait_started(30.0):
+            raise RuntimeError(f"the engine did not start: {engine.error}")
+        with start_osc(OscSettings(enabled=True, listen="127.0.0.1", port=0, max_messages_per_s=10000.0),
+                       store) as osc:
+            assert osc.bound is not None, osc.values()["problems"]
+            before = engine.stats
+            rng = random.Random(26)
+            raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            started = time.perf_counter()
+            for sent in range(1, packets + 1):
+                raw.sendto(_garbage(rng, good, nested), osc.bound)
+                if sent % 100 == 0 and not osc.wait_packets(sent, 30.0):
+                    raise RuntimeError(f"the listener stopped counting at {osc.counters.packets} of {sent}")
+            osc.wait_packets(packets, 30.0)
+            seconds = time.perf_counter() - started
+            raw.close()
+            after = engine.stats
+            c = dataclasses.replace(osc.counters)  # the flood's counts, before the good message below
+            SimpleUDPClient("127.0.0.1", osc.bound[1]).send_message("/murmur/temperature", 1.25)
+            still = osc.wait_until(lambda: store.snapshot().temperature == 1.25, 5.0)
+        quiet = engine.stats  # then as long again without the flood: the machine's own underruns, to compare
+        time.sleep(seconds)
+        baseline = engine.stats.underruns - quiet.underruns
+        frame_s = engine.pipeline.hop / engine.sample_rate_hz
+        return {"sent": packets, "counted": c.packets, "accounted": c.refused + c.dropped + c.malformed + c.parsed,
+                "malformed": c.malformed, "parsed": c.parsed, "dropped": c.dropped, "messages": c.messages,
+                "bad": c.bad_messages, "unknown": c.unknown, "applied": c.applied, "seconds": seconds,
+                "audio_s": (after.frames_produced - before.frames_produced) * frame_s,
+                "underruns": after.underruns - before.underruns, "level_dbfs": after.level_dbfs_10s,
+                "baseline_underruns": baseline,
+                "alive": still and engine.error is None, "problems": osc.values()["problems"]}
+    finally:
+        engine.stop()
+
+
 def run(quick: bool) -> str:
     turns = 20 if quick else 100
     pot_ms, button_ms = _measure(turns)
     pot = _percentiles(pot_ms)
     button = _percentiles(button_ms)
     changes = _noise_changes(60.0 if quick else 600.0)
+    osc = _percentiles(_osc_latency(turns))
+    flood = _osc_flood(10_000 if quick else 100_000)
+    flood_ok = (flood["counted"] == flood["accounted"] == flood["sent"] and flood["alive"] and not flood["problems"]
+                and flood["level_dbfs"] > -90.0)
     rows = [
         f"| pot turn → store, ms (median / p95 / max, {turns} turns) | {pot[0]:.1f} / {pot[1]:.1f} / {pot[2]:.1f} "
         f"| ≤ {TARGET_MS:.0f} minus engine lead | {'ok' if pot[2] <= TARGET_MS / 2 else 'check'} |",
@@ -95,6 +230,16 @@ def run(quick: bool) -> str:
         f"| ≤ {TARGET_MS:.0f} | {'ok' if button[2] <= TARGET_MS else 'check'} |",
         f"| value changes from ±2 LSB noise at rest ({'1' if quick else '10'} min) | {changes} | 0 "
         f"| {'ok' if changes == 0 else 'FAIL'} |",
+        f"| OSC message → store, ms (median / p95 / max, {turns} messages, UDP on loopback) | {osc[0]:.1f} / "
+        f"{osc[1]:.1f} / {osc[2]:.1f} | ≤ {TARGET_MS:.0f} minus engine lead | {'ok' if osc[2] <= TARGET_MS / 2 else 'check'} |",
+        f"| OSC flood: {flood['sent']:,} random/mangled datagrams while playing: counted / sound / underruns during it "
+        f"| {flood['counted']:,} counted ({flood['malformed']:,} malformed, {flood['parsed']:,} parsed: "
+        f"{flood['applied']:,} applied, {flood['bad']:,} bad arguments, {flood['unknown']:,} unknown; "
+        f"{flood['dropped']:,} dropped) in {flood['seconds']:.1f} s; {flood['audio_s']:.1f} s of audio made, "
+        f"level {flood['level_dbfs']:.1f} dBFS; {flood['underruns']} underruns ({flood['baseline_underruns']} in as "
+        f"long without the flood); a good message after it "
+        f"{'applied' if flood['alive'] else 'LOST'} | every datagram counted, 0 crashes, no silence "
+        f"| {'ok' if flood_ok else 'FAIL'} |",
     ]
     return "\n".join([
         "## Knobs",
@@ -105,8 +250,10 @@ def run(quick: bool) -> str:
         "|---|---|---|---|",
         *rows,
         "",
-        "Measured from the moment the mock input changes to the ControlStore update (wall time, this machine's "
-        "load included). The sound follows one engine frame later plus the engine's buffer lead and the vocoder's "
+        "Measured from the moment the mock input changes (or the OSC client sends) to the ControlStore update (wall "
+        "time, this machine's load included). The OSC flood runs with the listener's limits lifted (10 000 "
+        "messages/s), so nearly every datagram is parsed, beside an engine playing the demo bundle on a real-time "
+        "null sink with the service's 4-frame buffer. The sound follows one engine frame later plus the engine's buffer lead and the vocoder's "
         "look-ahead (see the engine section); tests/device/controls/test_knobs_e2e.py checks the whole path against rendered audio.",
     ])
 

@@ -48,6 +48,7 @@ PRIVATE_NETWORKS = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/1
                     "::1/128", "fc00::/7", "fe80::/10")
 PACKET_BUDGET = 4.0  # datagrams per second accepted for parsing, as a multiple of max_messages_per_s
 MAX_DATAGRAM = 65536
+RECEIVE_BUFFER = 1 << 20  # bytes of datagrams the kernel may hold while the thread is busy (a burst of messages)
 IDLE_WAKE_S = 0.5  # the thread checks for close() this often when nothing arrives
 SENDER_CACHE = 256  # sender addresses whose verdict is remembered (cleared when full)
 ErrorCallback = Callable[[str], None]
@@ -233,6 +234,7 @@ class OscKnobs(Knobs):
             return
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)  # the kernel caps it (rmem_max)
             sock.bind((s.listen, s.port))
         except OSError as exc:
             sock.close()
@@ -381,6 +383,9 @@ class OscKnobs(Knobs):
             **{name: getattr(self.counters, name) for name in OscCounters.__slots__},  # type: ignore[attr-defined]
             "problems": list(self._problems),
         }}
+
+    def __enter__(self) -> OscKnobs:
+        return self
 
     def close(self) -> None:
         self._stop.set()

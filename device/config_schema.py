@@ -5,7 +5,7 @@ It sits at device's top level (beside ``errors``) because two layers read the fi
 the keyboard's wiring check, the control ranges) and ``appliance`` (``load_config``), and ``controls`` sits below
 ``appliance``. So both import from here and this module imports only ``errors``. The generic types
 (``Boolean``, ``Integer``, ``Float``, ``String``, ``List``, ``Hours``) and the per-table declarations (``PLAYBACK``,
-``SAMPLER``, ``SCHEDULE``, ``KNOBS`` with its input types, ``LED``, ``OSC``) live together, so one file answers "what may
+``SAMPLER``, ``SCHEDULE``, ``KNOBS`` with its input types, ``LED``, ``OSC``, ``ROOM``) live together, so one file answers "what may
 this file hold". The readers beside their dataclasses (``appliance.config``, ``appliance.schedule``,
 ``controls.mapping``) call ``read_table`` and add only rules that tie keys together (bundle *or* playlist, a pot's
 range within its control's, one GPIO per input).
@@ -408,7 +408,22 @@ OSC = Table("osc", {
                               "reseeds dropped, and each is counted"),
 }, help="Open Sound Control: TouchOSC, Pure Data, Max, TouchDesigner, QLab steer the controls over the network")
 
-TABLES: dict[str, Table] = {t.name: t for t in (PLAYBACK, SAMPLER, SCHEDULE, KNOBS, LED, OSC)}
+ROOM_PORT = 9001
+ROOM = Table("room", {
+    "enabled": Key(Boolean(), False, "true: every control change here (knob, OSC) goes to the room's other Pis, "
+                   "and theirs come here"),
+    "name": Key(String(), "", "the room's name, for the status report"),
+    "peers": Key(List(String(non_empty=True), 'a list of the other Pis as "address" or "address:port", e.g. '
+                      '["192.168.1.12", "murmur-hall-3.local:9001"]'), [],
+                 "the room's other Pis (the deploy writes it from the inventory's room = \"…\")"),
+    "listen": Key(IpAddress(), "0.0.0.0", "the address the room's messages arrive on: \"0.0.0.0\" = every IPv4 "
+                  "address of this Pi, \"::\" = IPv4 and IPv6"),
+    "port": Key(Integer(1024, 65535), ROOM_PORT, "the UDP port the room's Pis talk on (the same on each)"),
+    "heartbeat_s": Key(Float(0.1, 10.0), 1.0, "seconds between the full state each Pi sends the others: a Pi "
+                       "back on the network is in step with the room within it"),
+}, help="a room of Pis steered as one: a knob on any of them turns them all")
+
+TABLES: dict[str, Table] = {t.name: t for t in (PLAYBACK, SAMPLER, SCHEDULE, KNOBS, LED, OSC, ROOM)}
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

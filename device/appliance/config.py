@@ -3,7 +3,7 @@
 ``load_config(path) -> Config`` reads the file through the config schema (``murmur.device.config_schema``: every
 table's keys declared once, with type, range, default and help; unknown keys and wrong values refused there) and
 builds each table's value: ``[playback]`` and ``[sampler]`` here, ``[schedule]`` in ``appliance.schedule``,
-``[knobs]`` and ``[led]`` in ``controls.mapping``, ``[osc]`` in ``controls.osc``. Errors are ConfigError naming the file, the key, the value and
+``[knobs]`` and ``[led]`` in ``controls.mapping``, ``[osc]`` in ``controls.osc``, ``[room]`` in ``appliance.room``. Errors are ConfigError naming the file, the key, the value and
 the fix. Nothing is applied until the whole file is valid, so a bad edit followed by ``systemctl reload murmur``
 leaves the running config in place.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from murmur.device.appliance.room import RoomSettings, parse_room
 from murmur.device.appliance.schedule import Schedule, parse_schedule
 from murmur.device.config_schema import PLAYBACK, SAMPLER, TABLES, Values, read_file, read_table
 from murmur.device.controls.mapping import KnobMap, parse_knobs
@@ -46,7 +47,7 @@ DEFAULT_PLAYBACK = PlaybackConfig(bundles=())  # the defaults of a key the file 
 @dataclass(frozen=True)
 class Config:
     """A whole validated config file; ``knobs`` is the validated ``[knobs]``/``[led]`` map, ``osc`` the ``[osc]``
-    listener (off by default)."""
+    listener and ``room`` the room of Pis (both off by default)."""
 
     path: Path
     playback: PlaybackConfig
@@ -54,6 +55,7 @@ class Config:
     schedule: Schedule
     knobs: KnobMap | None = None
     osc: OscSettings = OscSettings()
+    room: RoomSettings = RoomSettings()
 
 
 def _bundle_path(values: Values, key: str, value: str, base: Path) -> Path:
@@ -106,4 +108,5 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     schedule = parse_schedule(data.get("schedule", {}), where=where)
     knobs = parse_knobs(data.get("knobs", {}), data.get("led", {}), where)
     osc = parse_osc(data.get("osc", {}), where)
-    return Config(path=path, playback=playback, sampler=sampler, schedule=schedule, knobs=knobs, osc=osc)
+    room = parse_room(data.get("room", {}), where)
+    return Config(path=path, playback=playback, sampler=sampler, schedule=schedule, knobs=knobs, osc=osc, room=room)

@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from murmur.device.appliance.status import ClockSync, State, StatusReport
 from murmur.device.files import replace_file
@@ -246,6 +247,8 @@ def format_report(status: StatusReport | None, now_unix: float, *, stale_after_s
         lines.append("  knobs:        " + ", ".join(f"{k}={_knob(v)}" for k, v in s.knobs.items()))
     if s.osc:
         lines.append(f"  OSC:          {describe_osc(s.osc)}")
+    if s.room:
+        lines.append(f"  room:         {describe_room(s.room)}")
     lines.append(f"  CPU temp:     {s.cpu_temp_c:.1f} °C" if s.cpu_temp_c is not None else "  CPU temp:     unknown")
     lines.append(f"  throttling:   {describe_throttled(s.throttled)}")
     lines += [f"  advice:       {advice}" for advice in power_problems(s.throttled)]
@@ -268,6 +271,24 @@ def describe_osc(osc: Mapping[str, object]) -> str:
     problems = osc.get("problems")
     problem = f"; problem: {problems[0]}" if isinstance(problems, list) and problems else ""
     return f"{head}; {', '.join(counts)}{last}{problem}"
+
+
+def describe_room(room: Mapping[str, Any]) -> str:
+    """The room in one line: "hall: 2 of 2 peers heard, in step (hall-2 0.4 s ago, hall-3 NOT heard …)"."""
+    peers = room.get("peers") or []
+    heard = [p for p in peers if p.get("heard_s_ago") is not None]
+    in_step = bool(peers) and all(p.get("in_step") for p in peers)
+    parts = []
+    for p in peers:
+        age = p.get("heard_s_ago")
+        state = (f"{age:.1f} s ago" + ("" if p.get("in_step") else ", not in step")) if age is not None \
+            else "NOT heard"
+        parts.append(f"{p.get('peer')} {state}" + (f" ({p['problem']})" if p.get("problem") else ""))
+    where = f"listening on {room['listening']}" if room.get("listening") else "NOT listening"
+    problems = room.get("problems") or []
+    return (f"{room.get('name') or '(unnamed)'}: {len(heard)} of {len(peers)} peers heard, "
+            f"{'in step' if in_step else 'NOT in step'}; {where}; " + "; ".join(parts)
+            + (f"; problem: {problems[0]}" if problems else ""))
 
 
 def _knob(value: object) -> str:

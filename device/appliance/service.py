@@ -437,8 +437,8 @@ class Service:
         self.config = new
         self.detector.restart_after_s = new.playback.silence_restart_s
         if new.sampler != old.sampler:
-            self.store.update(**reporting.controls_dict(new.sampler))
-        if (new.knobs, new.osc) != (old.knobs, old.osc) and self.knobs_factory is not None:
+            self.store.apply(reporting.controls_dict(new.sampler), notify=False)  # not a knob: the room keeps its
+        if (new.knobs, new.osc, new.room) != (old.knobs, old.osc, old.room) and self.knobs_factory is not None:
             if self.knobs is not None:
                 self.knobs.close()
             self.knobs = self.knobs_factory(new, self.store)
@@ -535,6 +535,7 @@ class Service:
             schedule=hours.describe(sched),
             knobs=knobs,
             osc=reports.get("osc", {}),
+            room=reports.get("room", {}),
             restarts=counters.restarts,
             reloads=counters.reloads,
             rejected_reloads=counters.rejected_reloads,

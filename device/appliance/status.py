@@ -53,6 +53,7 @@ class StatusReport:
     schedule: str = ""  # e.g. "open until Tue 18:00"; "" before the first tick
     knobs: dict[str, Any] = field(default_factory=dict)  # control values, plus "inputs" (raw knob readings)
     osc: dict[str, Any] = field(default_factory=dict)  # the OSC listener: address, counters ({}: OSC off)
+    room: dict[str, Any] = field(default_factory=dict)  # the room of Pis: peers heard, in step ({}: no room)
     restarts: int = 0
     reloads: int = 0
     rejected_reloads: int = 0

@@ -64,8 +64,9 @@ def default_engine_factory(bundle: Bundle, *, config: Config, store: ControlStor
 
 
 def default_knobs_factory(config: Config, store: ControlStore) -> Knobs | None:
-    """The control sources the config asks for, as one handle: the GPIO knobs of its knob map and, when ``[osc]``
-    is on, the OSC listener (None when there is neither); never stops the sound if one fails."""
+    """The control sources the config asks for, as one handle: the GPIO knobs of its knob map, the OSC listener
+    when ``[osc]`` is on, the link to the room of Pis when ``[room]`` is (None when there is none of them); never
+    stops the sound if one fails."""
     from murmur.device.controls.base import KnobSet
     from murmur.device.controls.gpio import start_knobs
     from murmur.device.controls.osc import start_osc
@@ -78,6 +79,10 @@ def default_knobs_factory(config: Config, store: ControlStore) -> Knobs | None:
             log.warning("knobs: could not start (%s); playing on the [sampler] values", exc)
     if config.osc.enabled:
         parts.append(start_osc(config.osc, store))  # reports its own problems; never raises for a socket
+    if config.room.enabled:
+        from murmur.device.appliance.room import join_room
+
+        parts.append(join_room(config.room, store))
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else KnobSet(parts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,10 @@ CONTROL_RANGES: dict[str, tuple[float, float]] = {
 BOOL_CONTROLS = BOOL_CONTROL_NAMES  # hold: freeze the sound on the current frame
 GENERATOR_EVENTS = ("reseed",)  # taken by the engine's producer, once per frame; the others by the service
 __all__ = ["BOOL_CONTROLS", "CONTROL_RANGES", "EVENTS", "GENERATOR_EVENTS", "Controls", "ControlStore",
-           "coerce_control", "parse_settings"]
+           "Listener", "coerce_control", "parse_settings"]
+# Told of every change a control source makes: (the changed controls' new values, clamped; or an action). Called
+# under the store's lock, in order, from the writer's thread (a knob poll, OSC, MIDI): it must only hand the news on.
+Listener = Callable[[Mapping[str, float | bool], str | None], None]
 _DEFAULTS = {name: key.default for name, key in SAMPLER.keys.items()}
 
 
@@ -93,6 +97,7 @@ class ControlStore:
 
     def __init__(self, initial: Controls | None = None) -> None:
         self._lock = threading.Lock()
+        self._listeners: list[Listener] = []
         self._controls = initial or Controls()
         self._events: list[str] = []  # for the generator (GENERATOR_EVENTS)
         self._service_events: list[str] = []  # for the service's main loop (the playlist actions)
@@ -112,17 +117,52 @@ class ControlStore:
         self.update(**{name: value})
 
     def update(self, **changes: float | bool) -> None:
-        """Set several controls at once, atomically."""
+        """Set several controls at once, atomically (a control source's change: listeners hear of it)."""
+        self.apply(changes)
+
+    def apply(self, changes: Mapping[str, float | bool], *, notify: bool = True) -> None:
+        """Set several controls at once, atomically; ``notify=False``: a change listeners must not hear of (one
+        that came from the room of Pis, or the config's starting values on a reload)."""
         with self._lock:
             self._controls = self._controls.replace(**changes)
             self._version += 1
+            if notify and self._listeners:
+                now = self._controls
+                values = {name: getattr(now, name) for name in changes}
+                for listener in self._listeners:
+                    listener(values, None)
 
-    def trigger(self, event: str) -> None:
-        """Queue a one-shot action ('reseed', 'next_bundle', 'previous_bundle')."""
+    def merge(self, decide: Callable[[Controls], Mapping[str, float | bool]]) -> Mapping[str, float | bool]:
+        """Under the store's lock: ``decide(current controls)`` returns changes, which are applied without
+        notifying; returns them. The room of Pis merges a peer's values this way, so no local change a listener
+        is hearing of can slip in between its decision and the store."""
+        with self._lock:
+            changes = decide(self._controls)
+            if changes:
+                self._controls = self._controls.replace(**changes)
+                self._version += 1
+            return changes
+
+    def trigger(self, event: str, *, notify: bool = True) -> None:
+        """Queue a one-shot action ('reseed', 'next_bundle', 'previous_bundle'); listeners hear of the generator's
+        ones (reseed) unless ``notify`` is False."""
         if event not in EVENTS:
             raise ConfigError(f"unknown action {event!r}; known actions: {', '.join(EVENTS)}")
         with self._lock:
             (self._events if event in GENERATOR_EVENTS else self._service_events).append(event)
+            if notify and event in GENERATOR_EVENTS:
+                for listener in self._listeners:
+                    listener({}, event)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Tell ``listener`` of every notified change from now on (the room of Pis sends them to the others)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
 
     def take_events(self) -> tuple[str, ...]:
         """Remove and return the generator's queued events (the shared empty tuple most frames: no allocation)."""

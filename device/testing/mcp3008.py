@@ -63,13 +63,19 @@ class RecordingStore(ControlStore):
         self.changed = threading.Condition()
         self.triggered: list[str] = []
 
-    def update(self, **changes) -> None:
-        super().update(**changes)
+    def apply(self, changes, *, notify: bool = True) -> None:
+        super().apply(changes, notify=notify)
         with self.changed:
             self.changed.notify_all()
 
-    def trigger(self, event: str) -> None:
-        super().trigger(event)
+    def merge(self, decide):
+        changes = super().merge(decide)
+        with self.changed:
+            self.changed.notify_all()
+        return changes
+
+    def trigger(self, event: str, *, notify: bool = True) -> None:
+        super().trigger(event, notify=notify)
         with self.changed:
             self.triggered.append(event)
             self.changed.notify_all()

@@ -7,6 +7,8 @@ default poll_hz 100, smoothing_s 0.03, deadband 0.01, bounce_s 0.02. The engine 
 (11.6 ms at hop 512 / 44.1 kHz); its ring-buffer lead and the vocoder look-ahead come on top (bench_engine).
 Noise: ±2 LSB of uniform noise on a pot at rest, shaped at 100 Hz for 10 minutes (simulated), counting changes.
 OSC: wall time from a real UDP client's send on loopback (python-osc) to the store update, at a random moment;
+room: three room links on loopback, from a store update on one to both others' stores, and a restarted one's
+time to the room's value and to being in step;
 then a flood of random and mangled datagrams at the listener while a real engine plays on a real-time null sink:
 every datagram must be counted, the sound must go on (frames produced, level, underruns during the flood), and a
 good message afterwards must still arrive.
@@ -213,6 +215,60 @@ def _osc_flood(packets: int) -> dict:
         engine.stop()
 
 
+def _room(changes: int, rejoins: int) -> tuple[list[float], list[float], list[float]]:
+    """Three room links on loopback (heartbeat 1 s, the default). ms from ``store.update`` on one to the value in
+    both others' stores; ms from a restarted Pi's ``join_room`` to the room's value in its store, and to its
+    peers reported in step (their full state had its stamps)."""
+    from murmur.device.appliance.room import RoomSettings, join_room
+    from murmur.device.testing.mcp3008 import RecordingStore
+
+    probes = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+    for probe in probes:
+        probe.bind(("127.0.0.1", 0))
+    ports = [probe.getsockname()[1] for probe in probes]
+    for probe in probes:
+        probe.close()
+
+    def join(i: int, store: RecordingStore):
+        peers = tuple(("127.0.0.1", p) for p in ports if p != ports[i])
+        return join_room(RoomSettings(enabled=True, name="bench", listen="127.0.0.1", port=ports[i], peers=peers),
+                         store, me=f"pi{i}-{time.monotonic_ns()}")
+
+    stores = [RecordingStore() for _ in range(3)]
+    links = [join(i, store) for i, store in enumerate(stores)]
+    rng = random.Random(3)
+    change_ms, value_ms, step_ms = [], [], []
+    try:
+        for i in range(changes):
+            source = i % 3
+            value = (i % 40) / 40.0  # exact in float32: compared as sent
+            time.sleep(rng.random() * 0.01)  # a random moment (not a synchronisation)
+            started = time.perf_counter()
+            stores[source].update(position=value)
+            for k in range(3):
+                if not stores[k].wait_for(lambda c, v=value: c.position == v, 2.0):
+                    raise RuntimeError(f"room change {i} did not reach pi{k} within 2 s")
+            change_ms.append((time.perf_counter() - started) * 1000)
+        for i in range(rejoins):
+            links[1].close()
+            value = 0.5 + (i % 20) / 40.0
+            stores[0].update(fidelity=value)
+            fresh = RecordingStore()
+            started = time.perf_counter()
+            links[1] = join(1, fresh)
+            stores[1] = fresh
+            if not fresh.wait_for(lambda c, v=value: c.fidelity == v, 5.0):
+                raise RuntimeError(f"rejoin {i}: the room's value did not arrive within 5 s")
+            value_ms.append((time.perf_counter() - started) * 1000)
+            if not links[1].wait_until(links[1].in_step, 5.0):
+                raise RuntimeError(f"rejoin {i}: not in step within 5 s")
+            step_ms.append((time.perf_counter() - started) * 1000)
+    finally:
+        for room in links:
+            room.close()
+    return change_ms, value_ms, step_ms
+
+
 def run(quick: bool) -> str:
     turns = 20 if quick else 100
     pot_ms, button_ms = _measure(turns)
@@ -223,6 +279,7 @@ def run(quick: bool) -> str:
     flood = _osc_flood(10_000 if quick else 100_000)
     flood_ok = (flood["counted"] == flood["accounted"] == flood["sent"] and flood["alive"] and not flood["problems"]
                 and flood["level_dbfs"] > -90.0)
+    room_change, room_value, room_step = (_percentiles(x) for x in _room(30 if quick else 200, 3 if quick else 20))
     rows = [
         f"| pot turn → store, ms (median / p95 / max, {turns} turns) | {pot[0]:.1f} / {pot[1]:.1f} / {pot[2]:.1f} "
         f"| ≤ {TARGET_MS:.0f} minus engine lead | {'ok' if pot[2] <= TARGET_MS / 2 else 'check'} |",
@@ -232,6 +289,12 @@ def run(quick: bool) -> str:
         f"| {'ok' if changes == 0 else 'FAIL'} |",
         f"| OSC message → store, ms (median / p95 / max, {turns} messages, UDP on loopback) | {osc[0]:.1f} / "
         f"{osc[1]:.1f} / {osc[2]:.1f} | ≤ {TARGET_MS:.0f} minus engine lead | {'ok' if osc[2] <= TARGET_MS / 2 else 'check'} |",
+        f"| room: a change on one Pi → in both others' stores, ms (median / p95 / max, {30 if quick else 200} "
+        f"changes, 3 links on loopback) | {room_change[0]:.1f} / {room_change[1]:.1f} / {room_change[2]:.1f} | ≤ 50 "
+        f"| {'ok' if room_change[2] <= 50 else 'check'} |",
+        f"| room: a restarted Pi → the room's value / its peers in step, ms (median / max, {3 if quick else 20} "
+        f"restarts, heartbeat 1 s) | {room_value[0]:.1f} / {room_value[2]:.1f}; {room_step[0]:.0f} / "
+        f"{room_step[2]:.0f} | ≤ 1000 | {'ok' if room_step[2] <= 1000 else 'check'} |",
         f"| OSC flood: {flood['sent']:,} random/mangled datagrams while playing: counted / sound / underruns during it "
         f"| {flood['counted']:,} counted ({flood['malformed']:,} malformed, {flood['parsed']:,} parsed: "
         f"{flood['applied']:,} applied, {flood['bad']:,} bad arguments, {flood['unknown']:,} unknown; "

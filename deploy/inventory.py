@@ -6,7 +6,7 @@ as ssh destinations with the defaults, so a single Pi needs no inventory at all.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from murmur.device.errors import ConfigError
 HOST_KEYS: dict[str, type | tuple[type, ...]] = {
     "address": str, "user": str, "port": int, "identity": str, "root": str, "python": str, "systemctl": str,
     "sudo": bool, "env": dict, "bundle": str, "config": str, "gate_timeout_s": (int, float),
-    "allow_quiet_hours": bool, "groups": list,
+    "allow_quiet_hours": bool, "groups": list, "room": str,
 }
 
 
@@ -38,6 +38,8 @@ class Host:
     gate_timeout_s: float = 60.0
     allow_quiet_hours: bool = True  # outside opening hours "ready, silent on schedule" passes the health gate
     groups: tuple[str, ...] = ()
+    room: str | None = None  # a room of Pis: the others' addresses go into this Pi's managed config ([room] peers)
+    room_peers: tuple[str, ...] = ()  # the addresses of the room's other Pis (every one in the inventory)
 
     @property
     def destination(self) -> str:
@@ -88,6 +90,38 @@ def _host(name: str, table: dict[str, Any], base: Path, where: str) -> Host:
     return Host(name=name, **values)
 
 
+def _rooms(hosts: dict[str, Host], where: str) -> dict[str, Host]:
+    """Each host with ``room = "…"`` learns the addresses of the room's other hosts (its ``[room] peers``); a room
+    needs a managed config (the peers are written into it) and at least two Pis."""
+    members: dict[str, list[Host]] = {}
+    for host in hosts.values():
+        if host.room is None:
+            continue
+        if not host.room.strip():
+            raise ConfigError(f'{where}: host {host.name!r} room = "": give the room a name, e.g. room = "hall"')
+        if host.config is None:
+            raise ConfigError(f'{where}: host {host.name!r} room = "{host.room}" needs config = "<a murmur.toml>": '
+                              "the deploy writes the room's other Pis into the config it ships to each Pi")
+        members.setdefault(host.room, []).append(host)
+    for room, group in members.items():
+        if len(group) < 2:
+            raise ConfigError(f'{where}: room = "{room}" has one Pi ({group[0].name}); a room needs two or more, '
+                              "or leave the room key out")
+        for host in group:
+            peers = tuple(other.address for other in group if other is not host)
+            hosts[host.name] = replace(host, room_peers=peers)
+    return hosts
+
+
+def room_table(host: Host) -> str:
+    """The ``[room]`` table the deploy adds to a room member's managed config ("" for a host in no room)."""
+    if host.room is None:
+        return ""
+    peers = ", ".join(f'"{peer}"' for peer in host.room_peers)
+    return (f"\n# Written by the deploy from the inventory (room = \"{host.room}\"): the room's other Pis.\n"
+            f"[room]\nenabled = true\nname = \"{host.room}\"\npeers = [{peers}]\n")
+
+
 def load_inventory(path: str | Path | None) -> Inventory:
     """Read an inventory file; None or a missing default file gives an empty inventory."""
     if path is None:
@@ -105,5 +139,6 @@ def load_inventory(path: str | Path | None) -> Inventory:
     defaults = data.get("defaults", {})
     base = path.parent
     hosts = {name: _host(name, dict(defaults, **table), base, str(path)) for name, table in data.get("hosts", {}).items()}
+    hosts = _rooms(hosts, str(path))
     ssh_config = data.get("ssh_config")
     return Inventory(hosts=hosts, ssh_config=str((base / ssh_config).resolve()) if ssh_config else None)

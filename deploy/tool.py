@@ -32,7 +32,7 @@ from murmur import REPO_ROOT as REPO
 from murmur.device.errors import ConfigError
 from murmur.device.files import sha256_file
 
-from .inventory import Host, Inventory, load_inventory
+from .inventory import Host, Inventory, load_inventory, room_table
 
 PI_SCRIPT = Path(__file__).resolve().parent / "pi_release.py"
 CODE_DIRS = ("device", "deploy")
@@ -107,8 +107,9 @@ def git_describe(repo: Path = REPO) -> str:
         return "nogit"
 
 
-def build_release(bundle_dir: Path, config: Path | None, work: Path, repo: Path = REPO) -> Release:
-    """Copy the code (and a managed config as site/murmur.toml) into ``work``; hash it; check the bundle."""
+def build_release(bundle_dir: Path, config: Path | None, work: Path, repo: Path = REPO, room: str = "") -> Release:
+    """Copy the code (and a managed config as site/murmur.toml, with ``room``, the host's ``[room]`` table from
+    the inventory, added) into ``work``; hash it; check the bundle."""
     tree = work / "release"
     files = code_files(repo)
     for rel in files:
@@ -125,6 +126,12 @@ def build_release(bundle_dir: Path, config: Path | None, work: Path, repo: Path 
             raise ConfigError(f"inventory config = {str(config)!r}: file not found")
         (tree / "site").mkdir(parents=True, exist_ok=True)
         shutil.copy2(config, tree / "site" / "murmur.toml")
+        if room:
+            text = config.read_text(encoding="utf-8")
+            if re.search(r"^\s*\[room\]", text, re.M):
+                raise ConfigError(f"{config}: has a [room] table and the inventory gives this host a room; delete "
+                                  "the table, the deploy writes it from the inventory")
+            (tree / "site" / "murmur.toml").write_text(text.rstrip("\n") + "\n" + room, encoding="utf-8")
         files.append("site/murmur.toml")
     digest = hashlib.sha256()
     for rel in sorted(files):
@@ -344,6 +351,12 @@ def status_host(host: Host, ssh_config: str | None) -> Outcome:
                f"level {report.get('level_dbfs_10s')} dBFS underruns {report.get('underruns')} "
                f"uptime {report.get('uptime_s')} s temp {report.get('cpu_temp_c')} C "
                f"clock {report.get('clock', 'unknown')} throttled {report.get('throttled') or 'unknown'}")
+    room = report.get("room") or {}
+    if room:
+        peers = room.get("peers") or []
+        heard = sum(1 for p in peers if p.get("heard_s_ago") is not None)
+        steady = bool(peers) and all(p.get("in_step") for p in peers)
+        summary += f" room {room.get('name') or '?'} {heard}/{len(peers)} heard{' in step' if steady else ' NOT in step'}"
     return Outcome(host.name, bool(result.get("ok")), summary, time.monotonic() - started, result)
 
 
@@ -415,10 +428,12 @@ def deploy_command(hosts: list[Host], args: argparse.Namespace, ssh_config: str 
             bundle = args.bundle_override or host.bundle or args.bundle
             if not bundle:
                 raise StepFailed("plan", "no bundle: set BUNDLE=<dir> or bundle = \"…\" for this host in the inventory")
-            key = (str(Path(bundle).resolve()), str(host.config))
+            room = room_table(host)
+            key = (str(Path(bundle).resolve()), str(host.config), room)
             with cache_lock:
                 if key not in cache:
-                    cache[key] = build_release(Path(bundle).resolve(), host.config, work / f"r{len(cache)}", args.repo)
+                    cache[key] = build_release(Path(bundle).resolve(), host.config, work / f"r{len(cache)}", args.repo,
+                                               room)
                 return cache[key]
 
         return in_parallel(hosts, lambda h: deploy_host(h, release_for, ssh_config))

@@ -150,7 +150,7 @@ def _message(address: str, *args: Any) -> bytes:
 
     builder = OscMessageBuilder(address)
     for arg in args:
-        builder.add_arg(arg, "f" if isinstance(arg, float) else None)
+        builder.add_arg(arg, "d" if isinstance(arg, float) else None)  # doubles: every Pi holds the same value
     return builder.build().dgram
 
 

@@ -5,7 +5,7 @@ It sits at device's top level (beside ``errors``) because two layers read the fi
 the keyboard's wiring check, the control ranges) and ``appliance`` (``load_config``), and ``controls`` sits below
 ``appliance``. So both import from here and this module imports only ``errors``. The generic types
 (``Boolean``, ``Integer``, ``Float``, ``String``, ``List``, ``Hours``) and the per-table declarations (``PLAYBACK``,
-``SAMPLER``, ``SCHEDULE``, ``KNOBS`` with its input types, ``LED``, ``OSC``, ``ROOM``) live together, so one file answers "what may
+``SAMPLER``, ``SCHEDULE``, ``KNOBS`` with its input types, ``LED``, ``OSC``, ``ROOM``, ``MIDI``) live together, so one file answers "what may
 this file hold". The readers beside their dataclasses (``appliance.config``, ``appliance.schedule``,
 ``controls.mapping``) call ``read_table`` and add only rules that tie keys together (bundle *or* playlist, a pot's
 range within its control's, one GPIO per input).
@@ -408,6 +408,42 @@ OSC = Table("osc", {
                               "reseeds dropped, and each is counted"),
 }, help="Open Sound Control: TouchOSC, Pure Data, Max, TouchDesigner, QLab steer the controls over the network")
 
+MIDI_KINDS = ("cc", "note")
+_MIDI_NUMBER = Integer(0, 127)
+
+
+def _midi_type(name: str) -> Key:
+    return Key(String(choices=MIDI_KINDS), REQUIRED, f"what the controller sends: \"{name}\" here")
+
+
+MIDI_CC = Table("cc", {
+    "type": _midi_type("cc"),
+    "number": Key(_MIDI_NUMBER, REQUIRED, "the controller number (CC 0 … 127) of the knob or fader; `python -m "
+                  "murmur.device midi` prints what each one sends"),
+    "control": Key(String(choices=CONTROL_NAMES + BOOL_CONTROL_NAMES), REQUIRED, "the control it turns; an on/off "
+                   "control (hold) is on from 64 up (a sustain pedal is CC 64)"),
+    "range": Key(List(Float(), "two numbers [from, to]; from > to reverses the knob", length=2), None,
+                 "the value at 0 and at 127; default: the control's whole range"),
+    "curve": Key(String(choices=CURVES), "linear", "\"log\": equal ratios per equal turn (both ends above 0)"),
+}, help="a knob or fader sending a MIDI control change")
+
+MIDI_NOTE = Table("note", {
+    "type": _midi_type("note"),
+    "number": Key(_MIDI_NUMBER, REQUIRED, "the note number (0 … 127; middle C = 60) of the pad or key"),
+    "press": Key(String(choices=_TARGETS), REQUIRED, "what a press does: an action, or hold to toggle it"),
+}, help="a pad or key sending a MIDI note")
+
+MIDI = Table("midi", {
+    "enabled": Key(Boolean(), False, "true: take a USB MIDI controller's knobs, faders and pads"),
+    "device": Key(String(), "", "part of the controller's name as `python -m murmur.device midi` lists it, e.g. "
+                  "\"nanoKONTROL2\"; \"\" = the first controller found"),
+    "channel": Key(Integer(0, 16), 0, "only this MIDI channel, 1 … 16; 0 = every channel"),
+    "pickup": Key(Boolean(), True, "soft takeover: a knob whose position differs from the control's value (set by "
+                  "another knob, OSC, the room) does nothing until it passes that value, so the sound never jumps"),
+    "rescan_s": Key(Float(0.2, 60.0), 1.0, "seconds between looks for a controller unplugged or plugged in"),
+}, help="a USB MIDI controller; each knob, fader or pad is a table [midi.<any name>] with a type",
+    items={"cc": MIDI_CC, "note": MIDI_NOTE})
+
 ROOM_PORT = 9001
 ROOM = Table("room", {
     "enabled": Key(Boolean(), False, "true: every control change here (knob, OSC) goes to the room's other Pis, "
@@ -423,7 +459,7 @@ ROOM = Table("room", {
                        "back on the network is in step with the room within it"),
 }, help="a room of Pis steered as one: a knob on any of them turns them all")
 
-TABLES: dict[str, Table] = {t.name: t for t in (PLAYBACK, SAMPLER, SCHEDULE, KNOBS, LED, OSC, ROOM)}
+TABLES: dict[str, Table] = {t.name: t for t in (PLAYBACK, SAMPLER, SCHEDULE, KNOBS, LED, OSC, ROOM, MIDI)}
 
 
 def read_file(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:

@@ -3,7 +3,7 @@
 ``load_config(path) -> Config`` reads the file through the config schema (``murmur.device.config_schema``: every
 table's keys declared once, with type, range, default and help; unknown keys and wrong values refused there) and
 builds each table's value: ``[playback]`` and ``[sampler]`` here, ``[schedule]`` in ``appliance.schedule``,
-``[knobs]`` and ``[led]`` in ``controls.mapping``, ``[osc]`` in ``controls.osc``, ``[room]`` in ``appliance.room``. Errors are ConfigError naming the file, the key, the value and
+``[knobs]`` and ``[led]`` in ``controls.mapping``, ``[osc]`` in ``controls.osc``, ``[room]`` in ``appliance.room``, ``[midi]`` in ``controls.midi``. Errors are ConfigError naming the file, the key, the value and
 the fix. Nothing is applied until the whole file is valid, so a bad edit followed by ``systemctl reload murmur``
 leaves the running config in place.
 """
@@ -19,6 +19,7 @@ from murmur.device.appliance.room import RoomSettings, parse_room
 from murmur.device.appliance.schedule import Schedule, parse_schedule
 from murmur.device.config_schema import PLAYBACK, SAMPLER, TABLES, Values, read_file, read_table
 from murmur.device.controls.mapping import KnobMap, parse_knobs
+from murmur.device.controls.midi import MidiSettings, parse_midi
 from murmur.device.controls.osc import OscSettings, parse_osc
 from murmur.device.controls.values import Controls
 from murmur.device.errors import ConfigError
@@ -47,7 +48,7 @@ DEFAULT_PLAYBACK = PlaybackConfig(bundles=())  # the defaults of a key the file 
 @dataclass(frozen=True)
 class Config:
     """A whole validated config file; ``knobs`` is the validated ``[knobs]``/``[led]`` map, ``osc`` the ``[osc]``
-    listener and ``room`` the room of Pis (both off by default)."""
+    listener, ``room`` the room of Pis and ``midi`` the USB MIDI controller (all off by default)."""
 
     path: Path
     playback: PlaybackConfig
@@ -56,6 +57,7 @@ class Config:
     knobs: KnobMap | None = None
     osc: OscSettings = OscSettings()
     room: RoomSettings = RoomSettings()
+    midi: MidiSettings = MidiSettings()
 
 
 def _bundle_path(values: Values, key: str, value: str, base: Path) -> Path:
@@ -109,4 +111,6 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     knobs = parse_knobs(data.get("knobs", {}), data.get("led", {}), where)
     osc = parse_osc(data.get("osc", {}), where)
     room = parse_room(data.get("room", {}), where)
-    return Config(path=path, playback=playback, sampler=sampler, schedule=schedule, knobs=knobs, osc=osc, room=room)
+    midi = parse_midi(data.get("midi", {}), where)
+    return Config(path=path, playback=playback, sampler=sampler, schedule=schedule, knobs=knobs, osc=osc, room=room,
+                  midi=midi)

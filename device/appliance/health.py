@@ -249,6 +249,8 @@ def format_report(status: StatusReport | None, now_unix: float, *, stale_after_s
         lines.append(f"  OSC:          {describe_osc(s.osc)}")
     if s.room:
         lines.append(f"  room:         {describe_room(s.room)}")
+    if s.midi:
+        lines.append(f"  MIDI:         {describe_midi(s.midi)}")
     lines.append(f"  CPU temp:     {s.cpu_temp_c:.1f} °C" if s.cpu_temp_c is not None else "  CPU temp:     unknown")
     lines.append(f"  throttling:   {describe_throttled(s.throttled)}")
     lines += [f"  advice:       {advice}" for advice in power_problems(s.throttled)]
@@ -289,6 +291,21 @@ def describe_room(room: Mapping[str, Any]) -> str:
     return (f"{room.get('name') or '(unnamed)'}: {len(heard)} of {len(peers)} peers heard, "
             f"{'in step' if in_step else 'NOT in step'}; {where}; " + "; ".join(parts)
             + (f"; problem: {problems[0]}" if problems else ""))
+
+
+def describe_midi(midi: Mapping[str, Any]) -> str:
+    """The MIDI controller in one line: "connected to 'nanoKONTROL2 …'; 120 messages, 3 not picked up yet"."""
+    port = midi.get("port")
+    head = f"connected to {port!r}" if port else f"WAITING for {midi.get('wanted')}"
+    counts = f"{midi.get('messages', 0)} messages, {midi.get('applied', 0)} applied"
+    for name, label in (("unmapped", "not mapped"), ("waiting_pickup", "before pickup"),
+                        ("disconnects", "unplugged")):
+        if midi.get(name):
+            counts += f", {midi[name]} {label}"
+    waiting = midi.get("not_picked_up") or []
+    problems = midi.get("problems") or []
+    return (f"{head}; {counts}" + (f"; knobs to pick up: {', '.join(waiting)}" if waiting else "")
+            + (f"; problem: {problems[0]}" if problems and not port else ""))
 
 
 def _knob(value: object) -> str:

@@ -438,7 +438,8 @@ class Service:
         self.detector.restart_after_s = new.playback.silence_restart_s
         if new.sampler != old.sampler:
             self.store.apply(reporting.controls_dict(new.sampler), notify=False)  # not a knob: the room keeps its
-        if (new.knobs, new.osc, new.room) != (old.knobs, old.osc, old.room) and self.knobs_factory is not None:
+        sources = ("knobs", "osc", "room", "midi")
+        if any(getattr(new, s) != getattr(old, s) for s in sources) and self.knobs_factory is not None:
             if self.knobs is not None:
                 self.knobs.close()
             self.knobs = self.knobs_factory(new, self.store)
@@ -536,6 +537,7 @@ class Service:
             knobs=knobs,
             osc=reports.get("osc", {}),
             room=reports.get("room", {}),
+            midi=reports.get("midi", {}),
             restarts=counters.restarts,
             reloads=counters.reloads,
             rejected_reloads=counters.rejected_reloads,

@@ -54,6 +54,7 @@ class StatusReport:
     knobs: dict[str, Any] = field(default_factory=dict)  # control values, plus "inputs" (raw knob readings)
     osc: dict[str, Any] = field(default_factory=dict)  # the OSC listener: address, counters ({}: OSC off)
     room: dict[str, Any] = field(default_factory=dict)  # the room of Pis: peers heard, in step ({}: no room)
+    midi: dict[str, Any] = field(default_factory=dict)  # the MIDI controller: port, counts ({}: MIDI off)
     restarts: int = 0
     reloads: int = 0
     rejected_reloads: int = 0

@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("murmur.device.cli.serve", "the appliance: run as the systemd service with a config file"),
     "status": ("murmur.device.appliance.health", "health report of the running service (text or --json)"),
     "verify": ("murmur.device.cli.verify", "check a bundle and the code on this machine: load, step, render a second"),
+    "midi": ("murmur.device.controls.midi", "list MIDI inputs; --listen prints what a controller sends, as [midi] tables"),
     "keys": ("murmur.device.controls.keyboard", "turn the controls from the terminal while playing (desktop stand-in)"),
 }
 

@@ -65,7 +65,7 @@ def default_engine_factory(bundle: Bundle, *, config: Config, store: ControlStor
 
 def default_knobs_factory(config: Config, store: ControlStore) -> Knobs | None:
     """The control sources the config asks for, as one handle: the GPIO knobs of its knob map, the OSC listener
-    when ``[osc]`` is on, the link to the room of Pis when ``[room]`` is (None when there is none of them); never
+    when ``[osc]`` is on, the USB MIDI controller when ``[midi]`` is, the link to the room of Pis when ``[room]`` is (None when there is none of them); never
     stops the sound if one fails."""
     from murmur.device.controls.base import KnobSet
     from murmur.device.controls.gpio import start_knobs
@@ -79,6 +79,10 @@ def default_knobs_factory(config: Config, store: ControlStore) -> Knobs | None:
             log.warning("knobs: could not start (%s); playing on the [sampler] values", exc)
     if config.osc.enabled:
         parts.append(start_osc(config.osc, store))  # reports its own problems; never raises for a socket
+    if config.midi.enabled:
+        from murmur.device.controls.midi import start_midi
+
+        parts.append(start_midi(config.midi, store))  # waits for the controller; never raises for a missing one
     if config.room.enabled:
         from murmur.device.appliance.room import join_room
 

@@ -50,6 +50,43 @@ def apply_curve(position: float, curve: str, low: float, high: float) -> float:
     return low + (high - low) * position
 
 
+def curve_position(value: float, curve: str, low: float, high: float) -> float:
+    """The knob position 0..1 at which ``apply_curve`` gives ``value`` (the inverse), clamped to 0..1."""
+    if high == low:
+        return 0.0
+    if curve == "log":
+        position = math.log(max(value, 1e-12) / low) / math.log(high / low)
+    else:
+        position = (value - low) / (high - low)
+    return min(max(position, 0.0), 1.0)
+
+
+@dataclass(slots=True)
+class Pickup:
+    """Soft takeover ("pickup"), as MIDI controllers do it: a knob whose position disagrees with the control's
+    value (set meanwhile by another knob, OSC, the room of Pis or a reload) does nothing until it comes within
+    ``tolerance`` of that value or passes through it; from then on it moves the control. So turning it never
+    makes the sound jump. Positions in 0..1 of the knob's travel. Pure: fed with positions, no clock."""
+
+    tolerance: float = 0.02
+    engaged: bool = False
+    last: float | None = None  # the knob's previous position
+
+    def update(self, position: float, current: float) -> bool:
+        """The knob moved to ``position``; the control sits at ``current`` (as a position of this knob). True if
+        the knob's value is to be taken."""
+        if not self.engaged:
+            near = abs(position - current) <= self.tolerance
+            crossed = self.last is not None and (self.last - current) * (position - current) <= 0.0
+            self.engaged = near or crossed
+        self.last = position
+        return self.engaged
+
+    def release(self) -> None:
+        """The control was set elsewhere: the knob must pick it up again."""
+        self.engaged = False
+
+
 @dataclass(slots=True)
 class PotShaper:
     """Raw ADC ratio (0..1, ~1 LSB of jitter) → a control value that moves only when the knob is turned.

@@ -13,7 +13,6 @@ import pytest
 
 from murmur import REPO_ROOT as ROOT
 from murmur.device.config_schema import (
-    KNOBS,
     REQUIRED,
     TABLES,
     Boolean,
@@ -61,9 +60,9 @@ def shown_keys(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     shown: dict[str, dict[str, Any]] = {}
     for name, table in data.items():
         for key, value in table.items():
-            if name == "knobs" and isinstance(value, dict):
+            if name in TABLES and TABLES[name].items and isinstance(value, dict):  # [knobs.<name>], [midi.<name>]
                 for sub_key, sub_value in value.items():
-                    shown.setdefault(f"knobs.{value.get('type')}", {})[sub_key] = sub_value
+                    shown.setdefault(f"{name}.{value.get('type')}", {})[sub_key] = sub_value
             else:
                 shown.setdefault(name, {})[key] = value
     return shown
@@ -71,7 +70,8 @@ def shown_keys(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def declared() -> dict[str, Table]:
     tables = dict(TABLES)
-    tables.update({f"knobs.{kind}": table for kind, table in KNOBS.items.items()})
+    for name, table in TABLES.items():
+        tables.update({f"{name}.{kind}": item for kind, item in table.items.items()})
     return tables
 
 

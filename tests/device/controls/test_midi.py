@@ -1,0 +1,172 @@
+"""MIDI on the shipped fake port (device/testing/midi.py): CCs shaped like pots (range, curve), soft takeover,
+pads firing actions, the channel filter, hot-plug (gone, found again, each logged once), a missing MIDI system,
+the ``[midi]`` table; and that the real back-end and the fake both satisfy the seam."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from murmur.device.controls.midi import MidiPorts, MidiSettings, MidoPorts, parse_midi, start_midi
+from murmur.device.controls.shaping import Pickup, curve_position
+from murmur.device.controls.values import Controls
+from murmur.device.errors import ConfigError
+from murmur.device.testing.mcp3008 import RecordingStore
+from murmur.device.testing.midi import FakeMidiPorts
+
+PAD = "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"
+TABLE = {
+    "enabled": True, "device": "nanoKONTROL2",
+    "wild": {"type": "cc", "number": 16, "control": "temperature", "range": [0.0, 1.0]},
+    "jumps": {"type": "cc", "number": 17, "control": "jump", "range": [0.05, 4.0], "curve": "log"},
+    "pedal": {"type": "cc", "number": 64, "control": "hold"},
+    "again": {"type": "note", "number": 36, "press": "reseed"},
+    "freeze": {"type": "note", "number": 37, "press": "hold"},
+}
+
+
+def midi(table=None, ports=None, *, pickup=True, store=None):
+    table = dict(table or TABLE, pickup=pickup)
+    store = store or RecordingStore(Controls(temperature=0.0))
+    ports = ports or FakeMidiPorts("Midi Through:Midi Through Port-0 14:0", PAD)
+    return start_midi(parse_midi(table, "m.toml"), store, ports=ports, watch=False), store, ports
+
+
+def test_the_fake_and_the_real_back_end_satisfy_the_seam():
+    assert isinstance(FakeMidiPorts(), MidiPorts)
+    assert all(hasattr(MidoPorts, name) for name in ("input_names", "open_input"))
+
+
+def test_ccs_are_shaped_like_pots_and_pads_fire():
+    knobs, store, ports = midi(pickup=False)
+    assert knobs.port_name == PAD  # the named controller, not ALSA's Midi Through
+    ports.send(PAD, "control_change", 16, 127)
+    ports.send(PAD, "control_change", 17, 0)
+    ports.send(PAD, "control_change", 64, 100)
+    ports.send(PAD, "note_on", 36, 90)
+    ports.send(PAD, "note_off", 36, 0)
+    ports.send(PAD, "control_change", 99, 5)  # not mapped
+    controls = store.snapshot()
+    assert controls.temperature == 1.0 and controls.jump == pytest.approx(0.05) and controls.hold is True
+    assert store.triggered == ["reseed"] and knobs.unmapped == 1
+    ports.send(PAD, "control_change", 17, 64)  # halfway on a log curve: the geometric middle
+    assert store.snapshot().jump == pytest.approx(0.05 * (4.0 / 0.05) ** (64 / 127))
+    ports.send(PAD, "note_on", 37, 100)  # a pad toggles hold
+    assert store.snapshot().hold is False
+    knobs.close()
+
+
+def test_a_knob_picks_up_the_value_before_it_moves_it():
+    knobs, store, ports = midi(store=RecordingStore(Controls(temperature=0.5)))
+    ports.send(PAD, "control_change", 16, 0)  # the fader sits at the bottom; the sound is at 0.5
+    ports.send(PAD, "control_change", 16, 30)
+    assert store.snapshot().temperature == 0.5 and knobs.reports()["midi"]["not_picked_up"] == ["jumps", "wild"]
+    ports.send(PAD, "control_change", 16, 70)  # passes 63.5: picked up
+    assert store.snapshot().temperature == pytest.approx(70 / 127)
+    ports.send(PAD, "control_change", 16, 80)
+    assert store.snapshot().temperature == pytest.approx(80 / 127)
+    store.update(temperature=0.1)  # OSC, another knob or the room moved it meanwhile
+    ports.send(PAD, "control_change", 16, 82)
+    assert store.snapshot().temperature == 0.1  # the fader must come down to 0.1 first
+    ports.send(PAD, "control_change", 16, 13)
+    assert store.snapshot().temperature == pytest.approx(13 / 127)
+    knobs.close()
+
+
+def test_the_channel_filter():
+    knobs, store, ports = midi(dict(TABLE, channel=2), pickup=False)
+    ports.send(PAD, "control_change", 16, 127, channel=1)
+    assert store.snapshot().temperature == 0.0 and knobs.unmapped == 1
+    ports.send(PAD, "control_change", 16, 127, channel=2)
+    assert store.snapshot().temperature == 1.0
+    knobs.close()
+
+
+def test_unplugged_and_plugged_in_again_it_is_found_and_each_change_is_logged_once(caplog):
+    caplog.set_level(logging.INFO, logger="murmur.knobs")
+    knobs, store, ports = midi(pickup=False)
+    for cycle in range(3):
+        ports.unplug(PAD)
+        knobs.rescan()
+        knobs.rescan()  # still gone: nothing more to say
+        assert knobs.port_name is None and knobs.state == "waiting"
+        assert not ports.send(PAD, "control_change", 16, 10) or store.snapshot().temperature != pytest.approx(10 / 127)
+        ports.plug(PAD)
+        knobs.rescan()
+        knobs.rescan()
+        assert knobs.port_name == PAD and knobs.connects == cycle + 2
+        ports.send(PAD, "control_change", 16, 20 + cycle)
+        assert store.snapshot().temperature == pytest.approx((20 + cycle) / 127)
+    gone = [r for r in caplog.records if "is gone" in r.getMessage()]
+    found = [r for r in caplog.records if "found again" in r.getMessage()]
+    assert len(gone) == 3 and len(found) == 3 and knobs.disconnects == 3
+    assert [p.closed for p in ports.open_ports] == [True, True, True, False]  # each lost port closed
+    knobs.close()
+    assert ports.open_ports[-1].closed
+
+
+def test_the_watcher_thread_finds_a_controller_plugged_in_later():
+    ports = FakeMidiPorts()
+    store = RecordingStore()
+    knobs = start_midi(parse_midi(dict(TABLE, rescan_s=0.2), "m.toml"), store, ports=ports)
+    try:
+        assert knobs.state == "waiting" and knobs.reports()["midi"]["port"] is None
+        ports.plug(PAD)
+        assert knobs.wait_until(lambda: knobs.port_name == PAD, 5.0)
+    finally:
+        knobs.close()
+
+
+def test_no_midi_system_is_waited_for_and_said_once(caplog):
+    ports = FakeMidiPorts(PAD)
+    ports.broken = "the ALSA sequencer cannot be opened (no /dev/snd/seq)"
+    knobs, _store, _ = midi(ports=ports)
+    knobs.rescan()
+    assert knobs.state == "waiting" and "ALSA sequencer" in knobs.values()["problems"][0]
+    assert len([r for r in caplog.records if "ALSA sequencer" in r.getMessage()]) == 1
+    ports.broken = None
+    knobs.rescan()
+    assert knobs.port_name == PAD and knobs.values()["problems"] == []
+    knobs.close()
+
+
+def test_pickup_and_curve_position_are_pure():
+    pickup = Pickup()
+    assert not pickup.update(0.0, 0.5) and not pickup.update(0.3, 0.5)
+    assert pickup.update(0.6, 0.5)  # passed through
+    assert Pickup().update(0.49, 0.5)  # within the tolerance
+    assert curve_position(2.0, "linear", 0.0, 4.0) == 0.5
+    assert curve_position(1.0, "log", 0.25, 4.0) == pytest.approx(0.5)
+    assert curve_position(9.0, "linear", 0.0, 4.0) == 1.0
+
+
+def test_the_midi_table_is_read_through_the_schema():
+    settings = parse_midi(TABLE, "m.toml")
+    assert settings.enabled and settings.device == "nanoKONTROL2" and len(settings.ccs) == 3 and len(settings.notes) == 2
+    assert parse_midi({}, "m") == MidiSettings()
+    with pytest.raises(ConfigError, match=r"\[midi.a\] number = 128: expected 0–127"):
+        parse_midi({"a": {"type": "cc", "number": 128, "control": "jump"}}, "m.toml")
+    with pytest.raises(ConfigError, match=r"\[midi.a\] range = \[0.0, 9.0\]: .*within 0..4"):
+        parse_midi({"a": {"type": "cc", "number": 1, "control": "jump", "range": [0.0, 9.0]}}, "m.toml")
+    with pytest.raises(ConfigError, match=r"both take cc 1"):
+        parse_midi({"a": {"type": "cc", "number": 1, "control": "jump"},
+                    "b": {"type": "cc", "number": 1, "control": "spread"}}, "m.toml")
+    with pytest.raises(ConfigError, match=r"\[midi.p\] range .*hold is on/off"):
+        parse_midi({"p": {"type": "cc", "number": 64, "control": "hold", "range": [0, 1]}}, "m.toml")
+    with pytest.raises(ConfigError, match=r'\[midi.x\] type = "knob": expected one of "cc", "note"'):
+        parse_midi({"x": {"type": "knob"}}, "m.toml")
+
+
+def test_make_status_shows_the_controller_or_what_it_waits_for():
+    from murmur.device.appliance.health import describe_midi
+
+    knobs, _store, ports = midi()
+    ports.send(PAD, "control_change", 16, 127)  # the sound's temperature is 0: the fader at the top waits
+    line = describe_midi(knobs.reports()["midi"])
+    assert line.startswith(f"connected to {PAD!r}; 1 messages, 0 applied, 1 before pickup; knobs to pick up: jumps, wild")
+    ports.unplug(PAD)
+    knobs.rescan()
+    assert describe_midi(knobs.reports()["midi"]).startswith("WAITING for nanoKONTROL2; ")
+    assert "1 unplugged" in describe_midi(knobs.reports()["midi"])
+    knobs.close()

@@ -11,7 +11,8 @@ room: three room links on loopback, from a store update on one to both others' s
 time to the room's value and to being in step;
 then a flood of random and mangled datagrams at the listener while a real engine plays on a real-time null sink:
 every datagram must be counted, the sound must go on (frames produced, level, underruns during the flood), and a
-good message afterwards must still arrive.
+good message afterwards must still arrive. MIDI: the back-end on the shipped fake port (no /dev/snd here), its own
+cost per CC and hot-plug cycles while an engine plays.
 """
 
 from __future__ import annotations
@@ -269,6 +270,63 @@ def _room(changes: int, rejoins: int) -> tuple[list[float], list[float], list[fl
     return change_ms, value_ms, step_ms
 
 
+def _midi(messages: int, cycles: int) -> tuple[list[float], dict]:
+    """MIDI on the shipped fake port (this machine has no /dev/snd): µs from a CC entering the back-end's callback
+    to the store holding its value (the mapping's own cost; ALSA's and rtmidi's delivery are not in it); then
+    ``cycles`` unplug/plug cycles with the watcher thread (rescan 0.2 s) while an engine plays the bundle on a
+    real-time null sink: found again each time, audio made, underruns against as long without the cycles."""
+    from murmur.device.bundle import load_bundle
+    from murmur.device.controls.midi import parse_midi, start_midi
+    from murmur.device.playback.engine import Engine
+    from murmur.device.playback.sinks import NullSink
+    from murmur.device.testing.mcp3008 import RecordingStore
+    from murmur.device.testing.midi import FakeMidiPorts
+
+    name = "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"
+    table = {"enabled": True, "pickup": False, "rescan_s": 0.2,
+             "wild": {"type": "cc", "number": 16, "control": "temperature", "range": [0.0, 1.0]}}
+    ports = FakeMidiPorts(name)
+    store = RecordingStore()
+    knobs = start_midi(parse_midi(table, "bench"), store, ports=ports)
+    cost_us = []
+    try:
+        for i in range(messages):
+            value = i % 128
+            started = time.perf_counter()
+            ports.send(name, "control_change", 16, value)
+            if store.snapshot().temperature != value / 127.0:
+                raise RuntimeError(f"CC {value} did not reach the store")
+            cost_us.append((time.perf_counter() - started) * 1e6)
+        engine = Engine(load_bundle(_flood_bundle()), sink=NullSink(realtime=True), controls=store, buffer_frames=4)
+        engine.start()
+        try:
+            if not engine.wait_started(30.0):
+                raise RuntimeError(f"the engine did not start: {engine.error}")
+            before, started = engine.stats, time.perf_counter()
+            found = 0
+            for cycle in range(cycles):
+                ports.unplug(name)
+                if not knobs.wait_until(lambda: knobs.port_name is None, 5.0):
+                    raise RuntimeError(f"cycle {cycle}: the unplug was not noticed within 5 s")
+                ports.plug(name)
+                if knobs.wait_until(lambda: knobs.port_name == name, 5.0):
+                    found += 1
+            seconds = time.perf_counter() - started
+            after = engine.stats
+            time.sleep(seconds)  # as long again without hot-plugging: the machine's own underruns
+            baseline = engine.stats.underruns - after.underruns
+            frame_s = engine.pipeline.hop / engine.sample_rate_hz
+            result = {"cycles": cycles, "found": found, "seconds": seconds,
+                      "audio_s": (after.frames_produced - before.frames_produced) * frame_s,
+                      "underruns": after.underruns - before.underruns, "baseline_underruns": baseline,
+                      "level_dbfs": after.level_dbfs_10s, "error": engine.error}
+        finally:
+            engine.stop()
+    finally:
+        knobs.close()
+    return cost_us, result
+
+
 def run(quick: bool) -> str:
     turns = 20 if quick else 100
     pot_ms, button_ms = _measure(turns)
@@ -280,6 +338,9 @@ def run(quick: bool) -> str:
     flood_ok = (flood["counted"] == flood["accounted"] == flood["sent"] and flood["alive"] and not flood["problems"]
                 and flood["level_dbfs"] > -90.0)
     room_change, room_value, room_step = (_percentiles(x) for x in _room(30 if quick else 200, 3 if quick else 20))
+    midi_cost, hotplug = _midi(1000 if quick else 10_000, 10 if quick else 100)
+    midi_us = _percentiles(midi_cost)
+    hotplug_ok = hotplug["found"] == hotplug["cycles"] and hotplug["error"] is None and hotplug["level_dbfs"] > -90.0
     rows = [
         f"| pot turn → store, ms (median / p95 / max, {turns} turns) | {pot[0]:.1f} / {pot[1]:.1f} / {pot[2]:.1f} "
         f"| ≤ {TARGET_MS:.0f} minus engine lead | {'ok' if pot[2] <= TARGET_MS / 2 else 'check'} |",
@@ -295,6 +356,14 @@ def run(quick: bool) -> str:
         f"| room: a restarted Pi → the room's value / its peers in step, ms (median / max, {3 if quick else 20} "
         f"restarts, heartbeat 1 s) | {room_value[0]:.1f} / {room_value[2]:.1f}; {room_step[0]:.0f} / "
         f"{room_step[2]:.0f} | ≤ 1000 | {'ok' if room_step[2] <= 1000 else 'check'} |",
+        f"| MIDI CC → store, µs, the back-end's own cost on the fake port (median / p95 / max, "
+        f"{len(midi_cost):,} CCs; ALSA and rtmidi delivery not included) | {midi_us[0]:.1f} / {midi_us[1]:.1f} / "
+        f"{midi_us[2]:.1f} | ≤ 100 ms with delivery | {'ok' if midi_us[2] < 10_000 else 'check'} |",
+        f"| MIDI hot-plug on the fake port: unplug/plug cycles while playing (watcher every 0.2 s) | "
+        f"{hotplug['found']} of {hotplug['cycles']} found again in {hotplug['seconds']:.1f} s; "
+        f"{hotplug['audio_s']:.1f} s of audio made, level {hotplug['level_dbfs']:.1f} dBFS; {hotplug['underruns']} "
+        f"underruns ({hotplug['baseline_underruns']} in as long without) | all found, no silence, 0 crashes (a real "
+        f"USB gadget: not measured yet) | {'ok' if hotplug_ok else 'FAIL'} |",
         f"| OSC flood: {flood['sent']:,} random/mangled datagrams while playing: counted / sound / underruns during it "
         f"| {flood['counted']:,} counted ({flood['malformed']:,} malformed, {flood['parsed']:,} parsed: "
         f"{flood['applied']:,} applied, {flood['bad']:,} bad arguments, {flood['unknown']:,} unknown; "

@@ -210,7 +210,9 @@ class RoomLink(Knobs):
         self.peers = [Peer(host, port) for host, port in settings.peers]
         self.counters = RoomCounters()
         self.bound: tuple[str, int] | None = None
-        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        # what the sender thread is to send: a change's entries, an event (name, clock), or None (stop); built
+        # into OSC there, so the store's listener (which runs under the store's lock) only appends a tuple
+        self._outbox: queue.SimpleQueue[list[Entry] | tuple[str, int] | None] = queue.SimpleQueue()
         self._seen: deque[tuple[int, str]] = deque(maxlen=SEEN_EVENTS)
         self._events_lock = threading.Lock()
         self._heard = threading.Condition()
@@ -266,24 +268,28 @@ class RoomLink(Knobs):
             self.state.clock += 1
             with self._events_lock:
                 self._seen.append((self.state.clock, self.me))
-            self._outbox.put(_message(EVENT, self.me, event, self.state.clock, self.me))
+            self._outbox.put((event, self.state.clock))
             return
         entries = self.state.local(values)
         if entries:
-            self._outbox.put(_message(STATE, self.me, *[x for entry in entries for x in entry]))
+            self._outbox.put(entries)
 
     # ── the threads ────────────────────────────────────────────────────────────────────────────────────────────
     def _send(self) -> None:
         next_beat = self._clock() + self.settings.heartbeat_s
         while not self._stop.is_set():
             try:
-                data = self._outbox.get(timeout=max(0.0, next_beat - self._clock()))
+                item = self._outbox.get(timeout=max(0.0, next_beat - self._clock()))
             except queue.Empty:
-                data = self._state_message()
+                self._broadcast(self._state_message())
                 next_beat = self._clock() + self.settings.heartbeat_s
-            if data is None:
+                continue
+            if item is None:
                 break
-            self._broadcast(data)
+            if isinstance(item, tuple):
+                self._broadcast(_message(EVENT, self.me, item[0], item[1], self.me))
+            else:
+                self._broadcast(_message(STATE, self.me, *[x for entry in item for x in entry]))
 
     def _state_message(self) -> bytes:
         return _message(FULL, self.me, *[x for entry in self.state.stamped() for x in entry])

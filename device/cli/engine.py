@@ -1,6 +1,7 @@
 """`python -m murmur.device play | render | list-devices`: thin command lines over the engine.
 
     play --bundle DIR [--device NAME] [--list-devices] [--set "name=value …"] [--seed N] [--seconds N]
+         [--midi-learn CONFIG]
     render --bundle DIR --seconds N --out FILE.wav [--set "name=value …"] [--seed N]
     list-devices
 """
@@ -8,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import signal
@@ -42,6 +44,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
         parser.add_argument("--device", default=None, help="output device: part of its name (see --list-devices)")
         parser.add_argument("--list-devices", action="store_true", help="list audio outputs and exit")
         parser.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+        parser.add_argument("--midi-learn", default=None, metavar="CONFIG",
+                            help="take a USB MIDI controller with the [midi] table of this config file (created if "
+                                 "missing); the key l, a control's key and a knob or pad turned map it there")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     return parser
 
@@ -97,6 +102,39 @@ def _render(args) -> int:
     return 0
 
 
+def _midi_learn(path_text: str, store):
+    """``play --midi-learn FILE``: the controller with FILE's [midi] table (any controller when it has none), and
+    the keyboard's learn hook: arm learning for a control, write what is learnt into FILE (kept valid)."""
+    from pathlib import Path
+
+    from murmur.device.config_schema import read_file
+    from murmur.device.controls.midi import MidiSettings, parse_midi, start_midi, table_text, write_learned
+
+    path = Path(path_text)
+    settings = parse_midi(read_file(path).get("midi", {}), str(path)) if path.exists() else MidiSettings()
+    midi = start_midi(dataclasses.replace(settings, enabled=True), store)
+    said = midi.reports()["midi"]
+    print(f"MIDI: {said['port'] or 'waiting for ' + str(said['wanted'])}; learnt mappings go to {path}", file=sys.stderr)
+
+    def learn(target: str) -> str:
+        def learned(spec, event) -> None:
+            if spec is None:
+                print(f"\r\nMIDI learn: {event.kind} {event.number} cannot drive {target} (a knob for a control, a "
+                      "pad for an action or hold); l to try again", file=sys.stderr)
+                return
+            try:
+                write_learned(path, spec)
+            except (DeviceError, OSError) as exc:
+                print(f"\r\nMIDI learn: not written: {exc}", file=sys.stderr)
+                return
+            print("\r\nMIDI learn: " + table_text(spec).replace("\n", "  ") + f"-> {path}", file=sys.stderr)
+
+        midi.learn(target, learned)
+        return f"MIDI learn: now turn a knob or hit a pad for {target}"
+
+    return midi, learn
+
+
 def _play(args) -> int:
     from murmur.device.bundle import load_bundle
     from murmur.device.playback.engine import Engine
@@ -114,12 +152,13 @@ def _play(args) -> int:
     engine.start()  # OutputDeviceError (with the list of outputs) comes from here
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     knobs = None
+    midi = _midi_learn(args.midi_learn, store) if args.midi_learn else None
     try:
         if sys.stdin.isatty():
             try:
                 from murmur.device.controls.keyboard import start_keyboard
 
-                knobs = start_keyboard(store)
+                knobs = start_keyboard(store, learn=midi[1] if midi else None)
             except ImportError:
                 log.info("keyboard controls not available")
         name = sink.device.name if sink.device else "?"
@@ -136,6 +175,8 @@ def _play(args) -> int:
     finally:
         if knobs is not None:
             knobs.close()
+        if midi is not None:
+            midi[0].close()
         engine.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

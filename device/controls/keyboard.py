@@ -13,6 +13,7 @@ import os
 import select
 import sys
 import threading
+from collections.abc import Callable
 from typing import IO
 
 from murmur.device.config_schema import read_file
@@ -35,6 +36,17 @@ ACTIONS = {"r": "reseed", "n": "next_bundle", "p": "previous_bundle"}
 QUIT_KEYS = ("\x04",)  # Ctrl-D (cbreak mode passes it through as a character)
 HELP = ("keys: f/v fidelity  q/a temperature  w/s jump  e/d position  t/g spread  +/- gain  h hold  r reseed  "
         "n/p next/previous bundle  ? help  Ctrl-D stop")
+LEARN_KEY = "l"  # with a MIDI controller (`play --midi-learn FILE`): l, then a control's key, then touch a knob/pad
+LEARN_HELP = "MIDI learn: l, then the key of a control (e.g. q for temperature, h for hold, r for reseed), then turn " \
+    "a knob or hit a pad on the controller"
+
+
+def learn_target(key: str) -> str | None:
+    """The control or action a key names, for MIDI learn ("q" and "a" both name temperature). Pure."""
+    if key in STEPS:
+        return STEPS[key][0]
+    key = key.lower()
+    return TOGGLES.get(key) or ACTIONS.get(key)
 
 
 def apply_key(key: str, controls: Controls) -> tuple[dict[str, float | bool], str | None]:
@@ -62,9 +74,12 @@ class KeyboardKnobs(Knobs):
 
     backend = "keyboard"
 
-    def __init__(self, store: ControlStore, stream: IO, out: IO) -> None:
+    def __init__(self, store: ControlStore, stream: IO, out: IO,
+                 learn: Callable[[str], str] | None = None) -> None:
         super().__init__()
         self.store, self.stream, self.out = store, stream, out
+        self.learn = learn  # MIDI learn: called with the control or action chosen; returns what to show
+        self._choosing = False  # "l" was pressed: the next key names what to learn
         self.done = threading.Event()  # set when the stream ends or close() is called
         self.keys_handled = 0
         self._stop = threading.Event()
@@ -85,6 +100,8 @@ class KeyboardKnobs(Knobs):
                 tty.setcbreak(self._fd)
         self._line_end = "\r" if self._saved_tty is not None else "\n"
         self._print(HELP, end="\n")
+        if learn is not None:
+            self._print(LEARN_HELP, end="\n")
         self._print(describe(store.snapshot()))
         self._thread = threading.Thread(target=self._run, name="murmur-keys", daemon=True)
         self._thread.start()
@@ -128,6 +145,15 @@ class KeyboardKnobs(Knobs):
         if key == "?":
             self._print(HELP, end="\n")
             return
+        if self.learn is not None and (self._choosing or key == LEARN_KEY):
+            if not self._choosing:
+                self._choosing = True
+                self._print("MIDI learn: press the key of the control to map (Esc: cancel)")
+                return
+            self._choosing = False
+            target = learn_target(key)
+            self._print(self.learn(target) if target else "MIDI learn: cancelled")
+            return
         changes, action = apply_key(key, self.store.snapshot())
         if changes:
             self.store.update(**changes)
@@ -153,9 +179,11 @@ class KeyboardKnobs(Knobs):
         self.done.set()
 
 
-def start_keyboard(store: ControlStore, stream: IO | None = None, *, out: IO | None = None) -> KeyboardKnobs:
-    """The desktop stand-in: keys from ``stream`` (default stdin) turn the controls in ``store``."""
-    return KeyboardKnobs(store, sys.stdin if stream is None else stream, sys.stderr if out is None else out)
+def start_keyboard(store: ControlStore, stream: IO | None = None, *, out: IO | None = None,
+                   learn: Callable[[str], str] | None = None) -> KeyboardKnobs:
+    """The desktop stand-in: keys from ``stream`` (default stdin) turn the controls in ``store``; with ``learn``,
+    the key l starts MIDI learn (``learn(control or action)`` arms it and says what to do)."""
+    return KeyboardKnobs(store, sys.stdin if stream is None else stream, sys.stderr if out is None else out, learn)
 
 
 def load_panel(path: str) -> KnobMap:

@@ -16,9 +16,11 @@ for, one that appears is opened; each is logged once. Neither touches the audio 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from murmur.device.config_schema import MIDI, Float, List, Values, read_table
@@ -204,6 +206,7 @@ class MidiKnobs(Knobs):
         self.state = "waiting"
         self._said: str | None = None  # the last thing logged about the port, so each change is logged once
         self._problems: list[str] = []
+        self._learning: tuple[str, Callable[[CcSpec | NoteSpec | None, MidiEvent], None]] | None = None
 
     # ── the port: found, lost, found again ─────────────────────────────────────────────────────────────────────
     def _wanted(self, names: list[str]) -> str | None:
@@ -283,7 +286,14 @@ class MidiKnobs(Knobs):
     def _on_event(self, event: MidiEvent) -> None:
         self.messages += 1
         try:
-            if self.settings.channel and event.channel != self.settings.channel:
+            learning = self._learning
+            if learning is not None and (event.kind == "control_change" or (event.kind == "note_on" and event.value)):
+                self._learning = None
+                spec = learned_spec(learning[0], event)
+                if spec is not None:
+                    self.map(spec)
+                learning[1](spec, event)
+            elif self.settings.channel and event.channel != self.settings.channel:
                 self.unmapped += 1
             elif event.kind == "control_change" and event.number in self._ccs:
                 self._cc(self._ccs[event.number], event.value)
@@ -321,6 +331,21 @@ class MidiKnobs(Knobs):
         elif spec.press in BOOL_CONTROLS:
             self.store.set(spec.press, not getattr(self.store.snapshot(), spec.press))
         self.applied += 1
+
+    # ── learn: the next knob or pad touched is mapped to a control ─────────────────────────────────────────────
+    def learn(self, target: str, on_learned: Callable[[CcSpec | NoteSpec | None, MidiEvent], None]) -> None:
+        """Map the next CC or note that arrives to ``target`` (a control or an action) and call ``on_learned(spec,
+        event)`` from the MIDI thread (spec None: that input cannot drive it, e.g. a pad for a continuous control)."""
+        self._learning = (target, on_learned)
+
+    def map(self, spec: CcSpec | NoteSpec) -> None:
+        """Add (or replace) one mapping while running; an input mapped before to the same target is dropped."""
+        if isinstance(spec, CcSpec):
+            self._ccs = {n: k for n, k in self._ccs.items() if k.spec.name != spec.name}
+            self._ccs[spec.number] = _Knob(spec)
+        else:
+            self._notes = {n: v for n, v in self._notes.items() if v.name != spec.name}
+            self._notes[spec.number] = spec
 
     # ── for tests and the status ───────────────────────────────────────────────────────────────────────────────
     def _notify(self) -> None:
@@ -368,6 +393,59 @@ class MidiKnobs(Knobs):
             self._thread.join(timeout=2.0)
             self._thread = None
         self._drop()
+
+
+def learned_spec(target: str, event: MidiEvent) -> CcSpec | NoteSpec | None:
+    """What touching an input while learning ``target`` maps: a CC drives a control over its whole range (hold:
+    on from 64); a note fires an action or toggles hold. None for a pad asked to drive a continuous control or a
+    knob asked to fire an action."""
+    if event.kind == "control_change" and target in CONTROL_RANGES:
+        low, high = CONTROL_RANGES[target]
+        return CcSpec(name=target, number=event.number, control=target, low=low, high=high)
+    if event.kind == "control_change" and target in BOOL_CONTROLS:
+        return CcSpec(name=target, number=event.number, control=target)
+    if event.kind == "note_on" and (target in EVENTS or target in BOOL_CONTROLS):
+        return NoteSpec(name=target, number=event.number, press=target)
+    return None
+
+
+def table_text(spec: CcSpec | NoteSpec) -> str:
+    """The ``[midi.<name>]`` table that maps ``spec``, as the config file writes it."""
+    if isinstance(spec, NoteSpec):
+        return f'[midi.{spec.name}]\ntype = "note"\nnumber = {spec.number}\npress = "{spec.press}"\n'
+    text = f'[midi.{spec.name}]\ntype = "cc"\nnumber = {spec.number}\ncontrol = "{spec.control}"\n'
+    if spec.control in CONTROL_RANGES and (spec.low, spec.high) != CONTROL_RANGES[spec.control]:
+        text += f"range = [{spec.low:g}, {spec.high:g}]\n"
+    return text + (f'curve = "{spec.curve}"\n' if spec.curve != "linear" else "")
+
+
+def write_learned(path: Path, spec: CcSpec | NoteSpec) -> None:
+    """Write ``spec`` into the config file at ``path`` (created with ``[midi] enabled = true`` if missing): its
+    ``[midi.<name>]`` table replaced, another table mapping the same number dropped (the new one wins); the result
+    is checked by the config's own reader before it replaces the file (atomically), so the file stays valid."""
+    from murmur.device.config_schema import read_file
+    from murmur.device.files import replace_file
+
+    text = path.read_text(encoding="utf-8") if path.exists() else "[midi]\nenabled = true\n"
+    if not re.search(r"^\[midi\]\s*$", text, re.M):
+        text = text.rstrip("\n") + "\n\n[midi]\nenabled = true\n"
+    kind = "note" if isinstance(spec, NoteSpec) else "cc"
+    blocks = re.split(r"(?m)^(?=\[)", text)
+    kept = []
+    for block in blocks:
+        header = re.match(r"\[midi\.([A-Za-z0-9_-]+)\]", block)
+        if header and (header.group(1) == spec.name or (re.search(rf'^type = "{kind}"', block, re.M)
+                                                       and re.search(rf"^number = {spec.number}\b", block, re.M))):
+            continue
+        kept.append(block)
+    new = "".join(kept).rstrip("\n") + "\n\n" + table_text(spec)
+    check = path.with_name(f".{path.name}.learn")
+    check.write_text(new, encoding="utf-8")
+    try:
+        parse_midi(read_file(check).get("midi", {}), str(path))
+    finally:
+        check.unlink(missing_ok=True)
+    replace_file(path, new.encode(), mode=0o644)
 
 
 def start_midi(settings: MidiSettings, store: ControlStore, *, ports: MidiPorts | None = None,

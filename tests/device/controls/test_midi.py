@@ -170,3 +170,61 @@ def test_make_status_shows_the_controller_or_what_it_waits_for():
     assert describe_midi(knobs.reports()["midi"]).startswith("WAITING for nanoKONTROL2; ")
     assert "1 unplugged" in describe_midi(knobs.reports()["midi"])
     knobs.close()
+
+
+def test_learn_maps_the_next_knob_or_pad_and_writes_a_valid_config(tmp_path):
+    from murmur.device.appliance.config import load_config
+    from murmur.device.controls.keyboard import KeyboardKnobs
+    from murmur.device.controls.midi import table_text, write_learned
+
+    config = tmp_path / "murmur.toml"
+    (tmp_path / "b").mkdir()
+    config.write_text('[playback]\nbundle = "b"\n\n[midi]\nenabled = true\n\n[midi.old]\ntype = "cc"\nnumber = 21\n'
+                      'control = "spread"\n')
+    knobs, store, ports = midi({"enabled": True}, pickup=False)
+    learned = []
+
+    def arm(target: str) -> str:
+        def done(spec, event):
+            learned.append(spec)
+            if spec is not None:
+                write_learned(config, spec)
+        knobs.learn(target, done)
+        return f"learning {target}"
+
+    import io
+
+    keys = KeyboardKnobs(store, io.StringIO(""), io.StringIO(), learn=arm)
+    keys.handle_key("l")
+    keys.handle_key("q")  # temperature
+    ports.send(PAD, "control_change", 21, 127)  # CC 21 was spread's: the new mapping wins
+    keys.handle_key("l")
+    keys.handle_key("r")  # reseed
+    ports.send(PAD, "note_on", 40, 100)
+    keys.handle_key("l")
+    keys.handle_key("f")  # fidelity, but a pad is hit: cannot drive it
+    ports.send(PAD, "note_on", 41, 100)
+    keys.close()
+    assert [None if s is None else s.name for s in learned] == ["temperature", "reseed", None]
+    ports.send(PAD, "control_change", 21, 127)  # live at once
+    ports.send(PAD, "note_on", 40, 90)
+    assert store.snapshot().temperature == 2.0 and store.triggered == ["reseed"]
+    midi_config = load_config(config).midi
+    assert [(c.name, c.number, c.control) for c in midi_config.ccs] == [("temperature", 21, "temperature")]
+    assert [(n.name, n.number, n.press) for n in midi_config.notes] == [("reseed", 40, "reseed")]
+    assert table_text(midi_config.notes[0]) in config.read_text()
+    knobs.close()
+
+
+def test_play_midi_learn_starts_without_a_midi_system_and_arms_learning(tmp_path, capsys):
+    """`play --midi-learn FILE` on a machine without /dev/snd/seq (this one): it waits for MIDI, says so, and the
+    keyboard's hook still arms learning; a FILE that does not exist yet is fine."""
+    from murmur.device.cli.engine import _midi_learn
+    from murmur.device.controls.values import ControlStore
+
+    midi_knobs, learn = _midi_learn(str(tmp_path / "new.toml"), ControlStore())
+    try:
+        assert learn("temperature") == "MIDI learn: now turn a knob or hit a pad for temperature"
+        assert "learnt mappings go to" in capsys.readouterr().err
+    finally:
+        midi_knobs.close()

@@ -378,6 +378,8 @@ KNOBS = Table("knobs", {
     "poll_hz": Key(Float(20.0, 1000.0), 100.0, "pots, buttons and switches are read this many times per second"),
     "stuck_s": Key(Float(1.0, 3600.0), 30.0, "a button held longer than this many seconds is ignored until released"),
     "max_presses_per_minute": Key(Integer(1, 600), 30, "more presses than this from one button in a minute mute it"),
+    "pickup": Key(Boolean(), False, "soft takeover for the pots: a pot does nothing until it reaches its control's "
+                  "value, after OSC, MIDI, the room or a start set it elsewhere (no jump)"),
 }, help="the physical controls; each input is a table [knobs.<any name>] with a type",
     items={"pot": POT, "encoder": ENCODER, "button": BUTTON, "switch": SWITCH})
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from murmur.device.controls.base import Knobs
 from murmur.device.controls.mapping import ButtonSpec, EncoderSpec, KnobMap, LedSpec, PotSpec, SwitchSpec
-from murmur.device.controls.shaping import PotShaper, PressLogic
+from murmur.device.controls.shaping import Pickup, PotShaper, PressLogic, curve_position
 from murmur.device.controls.values import BOOL_CONTROLS, EVENTS, ControlStore
 
 log = logging.getLogger("murmur.knobs")
@@ -56,6 +56,7 @@ class GpioKnobs(Knobs):
         self._on_error = on_error
         self._devices: list = []
         self._pots: list[tuple[str, Any, PotShaper, str]] = []  # (name, MCP3008, shaper, control)
+        self._pickups: dict[str, tuple[Pickup, list[float | None]]] = {}  # pot -> (pickup, [value it last set])
         self._buttons: list[_PolledButton] = []
         self._encoders: dict[str, Any] = {}  # gpiozero RotaryEncoder (untyped)
         self._raw: dict[str, float] = {}
@@ -189,7 +190,7 @@ class GpioKnobs(Knobs):
                 continue
             self._raw[name] = raw
             value = shaper.update(raw, dt_s)
-            if value is not None:
+            if value is not None and (not self.knob_map.pickup or self._picked_up(name, shaper, control, value)):
                 changes[control] = value
         for button in self._buttons:
             try:
@@ -211,6 +212,19 @@ class GpioKnobs(Knobs):
         with self._poll_cond:
             self._polls += 1
             self._poll_cond.notify_all()
+
+    def _picked_up(self, name: str, shaper: PotShaper, control: str, value: float) -> bool:
+        """Soft takeover: True once the pot has reached its control's value (``[knobs] pickup``); a change made
+        elsewhere since this pot last set the control makes it pick up again."""
+        pickup, last_set = self._pickups.setdefault(name, (Pickup(), [None]))
+        current = float(getattr(self.store.snapshot(), control))
+        if last_set[0] is not None and current != last_set[0]:
+            pickup.release()
+        position = shaper.held if shaper.held is not None else 0.0
+        if not pickup.update(position, curve_position(current, shaper.curve, shaper.low, shaper.high)):
+            return False
+        last_set[0] = value
+        return True
 
     def wait_polls(self, count: int = 1, timeout: float = 1.0) -> bool:
         """Block until the poll thread has completed ``count`` more passes (tests and health checks)."""
@@ -273,6 +287,8 @@ class GpioKnobs(Knobs):
             raw = self._raw.get(name)
             inputs[name] = {"type": "pot", "control": control, "raw": None if raw is None else round(raw, 4),
                             "value": shaper.value}
+            if self.knob_map.pickup:
+                inputs[name]["picked_up"] = name in self._pickups and self._pickups[name][0].engaged
         for name, encoder in self._encoders.items():
             inputs[name] = {"type": "encoder", "steps": encoder.steps}
         for button in self._buttons:

@@ -117,6 +117,7 @@ class KnobMap:
     poll_hz: float = 100.0
     stuck_s: float = 30.0
     max_presses_per_minute: int = 30
+    pickup: bool = False  # soft takeover for the pots (shaping.Pickup)
     pots: tuple[PotSpec, ...] = ()
     encoders: tuple[EncoderSpec, ...] = ()
     buttons: tuple[ButtonSpec, ...] = ()
@@ -148,7 +149,7 @@ def parse_knobs(knobs_table: dict | None, led_table: dict | None, where: str) ->
     led = _parse_led(read_table(LED, dict(led_table), where)) if led_table else None
     knob_map = KnobMap(
         enabled=knobs["enabled"], spi_chip_select=knobs["spi_chip_select"], poll_hz=knobs["poll_hz"],
-        stuck_s=knobs["stuck_s"], max_presses_per_minute=knobs["max_presses_per_minute"],
+        stuck_s=knobs["stuck_s"], max_presses_per_minute=knobs["max_presses_per_minute"], pickup=knobs["pickup"],
         pots=tuple(specs["pot"]), encoders=tuple(specs["encoder"]), buttons=tuple(specs["button"]),
         switches=tuple(specs["switch"]), led=led,
     )

@@ -86,6 +86,30 @@ def test_adc_jitter_does_not_move_the_control(factory, store):
         assert store.wait_for(lambda c: c.temperature > 1.15)
 
 
+def test_with_pickup_a_pot_takes_over_only_once_it_reaches_the_value(factory):
+    """[knobs] pickup: the pot sits at 0.5 (temperature 1.0 of 0..2) while the sound is at 0.2: nothing happens
+    until the pot passes 0.2; after OSC (or the room) moves the control, the pot must come to it again."""
+    store = RecordingStore()
+    store.update(temperature=0.2)
+    adc = MockMCP3008(pin_factory=factory)
+    adc.turn(0, 0.5)
+    table = {"pickup": True, "noise": {"type": "pot", "channel": 0, "control": "temperature", "range": [0.0, 2.0]}}
+    with start(table, store, factory) as knobs:
+        assert knobs.wait_polls(10)
+        assert store.snapshot().temperature == 0.2 and knobs.values()["inputs"]["noise"]["picked_up"] is False
+        adc.turn(0, 0.3)  # still above 0.1 (= 0.2 of 0..2): not yet
+        assert knobs.wait_polls(10) and store.snapshot().temperature == 0.2
+        adc.turn(0, 0.05)  # passes through it: picked up, and from here the pot steers (to within its dead-band)
+        assert store.wait_for(lambda c: abs(c.temperature - 0.1) < 0.025)
+        adc.turn(0, 0.4)
+        assert store.wait_for(lambda c: abs(c.temperature - 0.8) < 0.025)
+        store.update(temperature=1.6)  # OSC, MIDI or the room moved it
+        adc.turn(0, 0.5)
+        assert knobs.wait_polls(10) and store.snapshot().temperature == 1.6
+        adc.turn(0, 0.85)  # passes 0.8 (= 1.6): picked up again
+        assert store.wait_for(lambda c: abs(c.temperature - 1.7) < 0.025)
+
+
 def test_encoder_steps_both_ways_and_bounce_never_steps_backwards(factory, store):
     store.update(gain_db=0.0)
     table = {"volume": {"type": "encoder", "pins": [17, 18], "control": "gain_db", "step": 1.0}}

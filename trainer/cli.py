@@ -248,14 +248,15 @@ def _run(args, options, paths: Paths, bar: ProgressBar, progress: ProgressLog, t
     done = {"bundle": str(export.path), "bundle_id": export.meta["bundle_id"], "bundle_bytes": export.bundle_bytes,
             "seconds": round(t["total"], 1), "epochs": len(fit.history), "stop_reason": fit.stop_reason,
             "val_lsd_db": fit.best_val_lsd_db if best else None, "baseline_lsd_db": fit.baseline_lsd_db,
-            "summary": lines, "figures": []}
+            "summary": lines, "figures": [], "learned": None}
     if args.preview_seconds > 0:
         print(f"rendering a {args.preview_seconds:g}-s preview with the device's generator and vocoder …", file=out, flush=True)
         try:
-            figures = _preview(outcome, paths, args.preview_seconds, options.seed)
+            figures, learned = _preview(outcome, paths, args.preview_seconds, options.seed)
             print("\n".join(figures), file=out)
             print(f"preview: {paths.preview_wav} ({args.preview_seconds:g} s)\npicture: {paths.preview_png}", file=out)
-            done.update(figures=figures, preview_wav=str(paths.preview_wav), preview_png=str(paths.preview_png))
+            done.update(figures=figures, learned=learned, preview_wav=str(paths.preview_wav),
+                        preview_png=str(paths.preview_png))
         except KeyboardInterrupt:
             print(f"\ninterrupted during the preview; the bundle is complete at {paths.bundle}", file=out)
             progress.write("done", **done)
@@ -267,9 +268,10 @@ def _run(args, options, paths: Paths, bar: ProgressBar, progress: ProgressLog, t
     return 0
 
 
-def _preview(outcome, paths: Paths, seconds: float, seed: int) -> list[str]:
-    """Render the preview WAV, measure it against the training audio (trainer/soundcheck.py), draw the picture
-    with those figures on it -> the figure lines to print."""
+def _preview(outcome, paths: Paths, seconds: float, seed: int) -> tuple[list[str], dict | None]:
+    """Render the preview WAV, measure it against the training audio (trainer/soundcheck.py) and against the same
+    player without the model, draw the picture with those figures on it -> (the figure lines to print, what the
+    model learned: ``preview.learned_figures``, None when it could not be measured)."""
     import soundfile
 
     from .preview import draw, render_preview, write_wav
@@ -278,21 +280,22 @@ def _preview(outcome, paths: Paths, seconds: float, seed: int) -> list[str]:
     paths.preview_wav.parent.mkdir(parents=True, exist_ok=True)
     write_wav(paths.preview_wav, audio, rate)
     written = soundfile.read(paths.preview_wav, dtype="float32")[0]  # measure what the artist hears: 16-bit WAV
-    figures = _sound_check(outcome, written, rate, seed)
+    figures, learned = _sound_check(outcome, written, rate, seed)
     ds = outcome.dataset
     source = ds.sources[0].log_mag[: int(seconds * rate / ds.settings.hop_length)]
     draw(paths.preview_png, np.asarray(source), audio, sample_rate_hz=rate, n_fft=ds.settings.n_fft,
          hop_length=ds.settings.hop_length, history=outcome.fit.history, baseline_lsd_db=outcome.fit.baseline_lsd_db,
          title=f"{outcome.export.meta['bundle_id']}", figures_text="\n".join(figures))
-    return figures
+    return figures, learned
 
 
 SOUND_CHECK_SOURCE_S = 180.0  # the training audio the preview is measured against: the first files, up to 3 min
 
 
-def _sound_check(outcome, preview: np.ndarray, rate: int, seed: int) -> list[str]:
+def _sound_check(outcome, preview: np.ndarray, rate: int, seed: int) -> tuple[list[str], dict | None]:
     """Figures of the preview against the training audio (decoded again as the trainer did, first files up to 3
-    minutes) and the no-model references (own halves, granular player of the preview's length) -> 3-4 lines."""
+    minutes), the no-model references (own halves, granular player of the preview's length) and the same player
+    without the model (``_learned``) -> (5-6 lines, what the model learned or None)."""
     from murmur.device.errors import AudioFileError
 
     from . import soundcheck
@@ -303,7 +306,7 @@ def _sound_check(outcome, preview: np.ndarray, rate: int, seed: int) -> list[str
         try:
             samples = decode(src.path, rate).samples
         except AudioFileError as exc:  # changed or removed since training: the check is optional
-            return [f"sound check skipped: {exc}"]
+            return [f"sound check skipped: {exc}"], None
         parts.append(samples[: int(SOUND_CHECK_SOURCE_S * rate) - total])
         total += parts[-1].shape[0]
         if total >= SOUND_CHECK_SOURCE_S * rate:
@@ -314,8 +317,30 @@ def _sound_check(outcome, preview: np.ndarray, rate: int, seed: int) -> list[str
         figures = soundcheck.evaluate(analysis, preview, rate)
         refs = soundcheck.reference_figures(analysis, rate, preview.shape[0] / rate, seed, source_audio=source)
     except ValueError as exc:  # too short to measure
-        return [f"sound check skipped: {exc}"]
-    return soundcheck.summary_lines(figures, refs, what="preview")
+        return [f"sound check skipped: {exc}"], None
+    lines = soundcheck.summary_lines(figures, refs, what="preview")
+    extra, learned = _learned(outcome, analysis, figures, preview.shape[0] / rate, rate, seed)
+    return lines + extra, learned
+
+
+def _learned(outcome, analysis, figures, seconds: float, rate: int, seed: int) -> tuple[list[str], dict | None]:
+    """The same bundle, seed, length and controls rendered by the player without the model, its distances to the
+    training audio next to the preview's -> (2 lines: the figures and the sentence, ``preview.learned_figures``)."""
+    from murmur.device.errors import DeviceError
+
+    from . import soundcheck
+    from .preview import NO_MODEL, as_heard, learned_figures, render_preview
+
+    try:
+        audio, _ = render_preview(outcome.export.path, seconds, seed=seed, generator=NO_MODEL)
+        no_model = soundcheck.frechet_distances(analysis, as_heard(audio), rate)
+        learned = learned_figures({"93ms": figures.fd_93ms, "1.5s": figures.fd_1500ms}, no_model)
+    except (DeviceError, ValueError) as exc:  # a bundle without a frame bank, or a distance that is not a number
+        return [f"what the model learned: not measured ({exc})"], None
+    a, b = learned["fd_1500ms"], learned["fd_93ms"]
+    line = (f"  the model vs the same player picking the nearest sound (same seed and length): 1.5 s "
+            f"{a['model']:.1f} vs {a['no_model']:.1f}, 93 ms {b['model']:.1f} vs {b['no_model']:.1f}")
+    return [line, learned["sentence"]], learned
 
 
 def main(argv: list[str] | None = None) -> int:

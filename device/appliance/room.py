@@ -11,7 +11,8 @@ How the room agrees (last writer wins, without a shared clock):
 - A peer's value is taken when its stamp is newer than the one here, atomically with the store
   (``ControlStore.merge``), so a knob turned at the same moment cannot be overwritten unseen.
 - Every ``heartbeat_s`` each Pi sends all its stamped controls to every peer; a Pi that starts says
-  ``/murmur/room/hello`` and each peer answers with its state (``/murmur/room/full``) at once. So a Pi back from a restart is in step
+  ``/murmur/room/hello`` and each peer answers with its state (``/murmur/room/full``) at once. A full state that
+  differs from ours is answered with ours at once, so two Pis that disagree are in step within a round trip. So a Pi back from a restart is in step
   within one round trip, one back on the network within one heartbeat. A Pi whose own knob moved while it was
   away loses to the room if the room moved after (its clock is behind); it wins if nothing moved meanwhile.
 - Reseeds are not repeated in heartbeats: a Pi that was away does not replay them.
@@ -363,6 +364,11 @@ class RoomLink(Knobs):
                     self.counters.applied += len(changes)
                     if address == FULL:
                         peer.in_step = self.state.agrees(entries)
+                        if (changes or not peer.in_step) and self._sock is not None:
+                            # it was behind us or we behind it: our state at once, not at the next heartbeat, so
+                            # both are in step within a round trip (a peer that agrees gets no answer: no ping-pong)
+                            self._sock.sendto(self._state_message(), sender)
+                            self.counters.sent += 1
                 elif address == EVENT:
                     self._event(args)
                 else:

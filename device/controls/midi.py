@@ -67,8 +67,8 @@ class MidiPorts(Protocol):
 
 
 class MidoPorts:
-    """mido with python-rtmidi over the ALSA sequencer (``/dev/snd/seq``). alsa-lib's own complaints (no
-    sequencer here, a port gone) are kept out of the journal (``sinks.quiet_native_probing``)."""
+    """mido with python-rtmidi over the ALSA sequencer (``/dev/snd/seq``; rtmidi's JACK API is not used). alsa-lib's
+    own complaints (no sequencer here, a port gone) are kept out of the journal (``sinks.quiet_native_probing``)."""
 
     def __init__(self) -> None:
         import mido
@@ -77,7 +77,9 @@ class MidoPorts:
 
         quiet_native_probing()
         self._mido = mido
-        self._backend = mido.Backend("mido.backends.rtmidi", load=True)
+        # ALSA only: left to choose, rtmidi may try JACK first (its wheel carries its own libjack, whose "cannot
+        # connect to server" lines would reach the journal at every rescan)
+        self._backend = mido.Backend("mido.backends.rtmidi/LINUX_ALSA", load=True)
 
     def input_names(self) -> list[str]:
         try:

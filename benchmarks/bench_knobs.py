@@ -327,6 +327,51 @@ def _midi(messages: int, cycles: int) -> tuple[list[float], dict]:
     return cost_us, result
 
 
+def _footprint(seconds: float) -> dict[str, tuple[float, float]]:
+    """RSS and peak RSS (MB, /proc) of ``python -m murmur.device serve`` on a real-time null sink after ``seconds``
+    of playing the bundle: with no control source but the config, and with [osc], [room] (one peer on loopback)
+    and [midi] on (no MIDI system here: it waits, as on a Pi without a controller)."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from murmur import REPO_ROOT
+
+    out: dict[str, tuple[float, float]] = {}
+    osc_port, room_port, peer_port = (random.randrange(20000, 30000) + i for i in (0, 1, 2))
+    extra = (f'[osc]\nenabled = true\nlisten = "127.0.0.1"\nport = {osc_port}\n'
+             f'[room]\nenabled = true\nlisten = "127.0.0.1"\nport = {room_port}\npeers = ["127.0.0.1:{peer_port}"]\n'
+             '[midi]\nenabled = true\n[midi.wild]\ntype = "cc"\nnumber = 16\ncontrol = "temperature"\n')
+    with tempfile.TemporaryDirectory(prefix="murmur-bench-knobs-") as tmp:
+        for label, tables in (("config only", ""), ("OSC + room + MIDI on", extra)):
+            config, status = Path(tmp) / "murmur.toml", Path(tmp) / "status.json"
+            config.write_text(f'[playback]\nbundle = "{_flood_bundle()}"\n[knobs]\nenabled = false\n{tables}')
+            status.unlink(missing_ok=True)
+            env = dict(os.environ, MURMUR_SINK="null", MURMUR_STATUS_FILE=str(status), NOTIFY_SOCKET="")
+            proc = subprocess.Popen([sys.executable, "-m", "murmur.device", "serve", "--config", str(config)],
+                                    cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 60.0
+                while time.monotonic() < deadline:  # polling the status file the service rewrites every second
+                    try:
+                        if json.loads(status.read_text()).get("playing"):
+                            break
+                    except (OSError, ValueError):
+                        pass
+                    time.sleep(0.2)
+                else:
+                    raise RuntimeError(f"serve ({label}) did not play within 60 s")
+                time.sleep(seconds)  # let it play: the figure is the memory of a playing service
+                fields = dict(line.split(":", 1) for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines())
+                out[label] = (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=30)
+    return out
+
+
 def run(quick: bool) -> str:
     turns = 20 if quick else 100
     pot_ms, button_ms = _measure(turns)
@@ -341,6 +386,8 @@ def run(quick: bool) -> str:
     midi_cost, hotplug = _midi(1000 if quick else 10_000, 10 if quick else 100)
     midi_us = _percentiles(midi_cost)
     hotplug_ok = hotplug["found"] == hotplug["cycles"] and hotplug["error"] is None and hotplug["level_dbfs"] > -90.0
+    footprint = _footprint(3.0 if quick else 10.0)
+    plain, sources = footprint["config only"], footprint["OSC + room + MIDI on"]
     rows = [
         f"| pot turn → store, ms (median / p95 / max, {turns} turns) | {pot[0]:.1f} / {pot[1]:.1f} / {pot[2]:.1f} "
         f"| ≤ {TARGET_MS:.0f} minus engine lead | {'ok' if pot[2] <= TARGET_MS / 2 else 'check'} |",
@@ -364,6 +411,9 @@ def run(quick: bool) -> str:
         f"{hotplug['audio_s']:.1f} s of audio made, level {hotplug['level_dbfs']:.1f} dBFS; {hotplug['underruns']} "
         f"underruns ({hotplug['baseline_underruns']} in as long without) | all found, no silence, 0 crashes (a real "
         f"USB gadget: not measured yet) | {'ok' if hotplug_ok else 'FAIL'} |",
+        f"| service RSS (peak), MB: config only / with OSC, room and MIDI on (serve on a null sink, "
+        f"{3 if quick else 10} s playing) | {plain[0]:.0f} ({plain[1]:.0f}) / {sources[0]:.0f} ({sources[1]:.0f}) "
+        f"| ≤ 150 | {'ok' if sources[1] <= 150 else 'check'} |",
         f"| OSC flood: {flood['sent']:,} random/mangled datagrams while playing: counted / sound / underruns during it "
         f"| {flood['counted']:,} counted ({flood['malformed']:,} malformed, {flood['parsed']:,} parsed: "
         f"{flood['applied']:,} applied, {flood['bad']:,} bad arguments, {flood['unknown']:,} unknown; "

@@ -206,7 +206,7 @@ class TrainJob:
             "train_seconds": done.get("seconds"), "epochs": done.get("epochs"), "stop_reason": done.get("stop_reason"),
             "val_lsd_db": done.get("val_lsd_db"), "baseline_lsd_db": done.get("baseline_lsd_db"),
             "bundle_id": done.get("bundle_id"), "bundle_bytes": done.get("bundle_bytes"),
-            "figures": done.get("figures", []), "summary": done.get("summary", []),
+            "figures": done.get("figures", []), "summary": done.get("summary", []), "learned": done.get("learned"),
             "preview": preview.name if done.get("preview_wav") else None,
             "picture": "bundle-preview.png" if done.get("preview_png") else None,
         }

@@ -707,6 +707,8 @@ function closeness(fd, own) {
 
 function runWords(run) {
   const out = [];
+  // what the model learned: its preview against the same player without it (trainer/preview.py learned_sentence)
+  if (run.learned && run.learned.words) out.push(run.learned.words);
   if (run.val_lsd_db != null && run.baseline_lsd_db != null) {
     out.push(`On the part kept aside, it guesses the next moment better than just holding the last one: ${run.val_lsd_db < run.baseline_lsd_db ? "yes" : "no"}.`);
   }

@@ -666,3 +666,41 @@ def test_paths_in_the_trainers_words_are_said_in_words(studio, browser):
                     "the recording take_1: cannot be read"]
     assert d.execute_script("return stageWords(arguments[0])", "exporting: TFLite (dynamic), checking it against "
                             "Keras, writing the bundle").startswith("packing what it learned for the Pi")
+
+
+def test_a_run_says_what_its_model_learned(tmp_path, browser):
+    """A finished run's row says what the model learned (the trainer's comparison with the same player without the
+    model, run.json "learned"), in words without figures or developers' terms; the exact numbers keep the distances.
+    The run is a run.json as the studio writes it, in a project of its own (no training needed to read one)."""
+    import json
+
+    from murmur.trainer.preview import learned_figures
+
+    learned = learned_figures({"93ms": 40.0, "1.5s": 812.0}, {"93ms": 50.0, "1.5s": 1054.0})
+    run_id = "run-20261207-170000"
+    folder = tmp_path / "project" / "runs" / run_id
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({
+        "id": run_id, "created_unix": 1796662800.0, "minutes": 3, "run_seconds": 150.0, "advanced": "",
+        "selection": [{"recording": "take_1", "start_s": 0.0, "end_s": 30.0}], "material_seconds": 30.0,
+        "train_seconds": 140.0, "epochs": 20, "stop_reason": "", "val_lsd_db": None, "baseline_lsd_db": None,
+        "bundle_id": "take-1", "bundle_bytes": 4_000_000, "summary": [], "preview": None, "picture": None,
+        "figures": ["  the model vs the same player picking the nearest sound (same seed and length): 1.5 s 812.0 vs "
+                    "1054.0, 93 ms 40.0 vs 50.0", learned["sentence"]],
+        "learned": learned}))
+    server = StudioProcess(tmp_path / "project")
+    try:
+        d = browser
+        d.get(server.url)
+        wait(d, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1", what="page never ready")
+        row = wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, f'#runs tbody tr[data-run="{run_id}"]'),
+                   what="the run is not listed")[0]
+        said = [li.text for li in row.find_elements(By.CSS_SELECTOR, ".words li")]
+        assert said[0] == ("What the model learned: its choices are 23 % closer to your recording's phrases than "
+                           "picking the nearest sound."), said
+        assert not JARGON.search(" ".join(said)) and "1.5-s" not in " ".join(said), said
+        numbers = row.find_element(By.CSS_SELECTOR, ".numbers").get_attribute("textContent")
+        assert "(1.5-s distance 812 vs 1054)" in numbers, numbers
+        assert not d.execute_script("return window.studioErrors || []")
+    finally:
+        server.stop()

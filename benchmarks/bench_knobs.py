@@ -435,7 +435,8 @@ def run(quick: bool) -> str:
         "Measured from the moment the mock input changes (or the OSC client sends) to the ControlStore update (wall "
         "time, this machine's load included). The OSC flood runs with the listener's limits lifted (10 000 "
         "messages/s), so nearly every datagram is parsed, beside an engine playing the demo bundle on a real-time "
-        "null sink with the service's 4-frame buffer. The sound follows one engine frame later plus the engine's buffer lead and the vocoder's "
+        "null sink with the service's 4-frame buffer. The room's three links share this one Python process (one "
+        "GIL, this machine's load); on Pis each is a service of its own. The sound follows one engine frame later plus the engine's buffer lead and the vocoder's "
         "look-ahead (see the engine section); tests/device/controls/test_knobs_e2e.py checks the whole path against rendered audio.",
     ])
 

@@ -257,7 +257,8 @@ class OscKnobs(Knobs):
         buffer = bytearray(MAX_DATAGRAM)
         view = memoryview(buffer)
         while not self._stop.is_set():
-            sock.settimeout(self._messages.wait_s() if self._pending else IDLE_WAKE_S)
+            # never 0: settimeout(0) would make the socket non-blocking (BlockingIOError, not a timeout)
+            sock.settimeout(max(self._messages.wait_s(), 0.001) if self._pending else IDLE_WAKE_S)
             try:
                 size, sender = sock.recvfrom_into(buffer)
             except TimeoutError:

@@ -111,6 +111,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     knobs = parse_knobs(data.get("knobs", {}), data.get("led", {}), where)
     osc = parse_osc(data.get("osc", {}), where)
     room = parse_room(data.get("room", {}), where)
+    if osc.enabled and room.enabled and osc.port == room.port:
+        raise ConfigError(f"{path}: [osc] port = {osc.port} and [room] port = {room.port}: OSC and the room need "
+                          f"ports of their own; e.g. [room] port = {osc.port + 1}")
     midi = parse_midi(data.get("midi", {}), where)
     return Config(path=path, playback=playback, sampler=sampler, schedule=schedule, knobs=knobs, osc=osc, room=room,
                   midi=midi)

@@ -227,7 +227,6 @@ class RoomLink(Knobs):
         s = self.settings
         try:
             sock = socket.socket(socket.AF_INET6 if ":" in s.listen else socket.AF_INET, socket.SOCK_DGRAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((s.listen, s.port))
         except OSError as exc:
             message = (f"the room cannot listen on {s.listen}:{s.port} ({exc}); with the unit's network drop-in "

@@ -233,7 +233,6 @@ class OscKnobs(Knobs):
                          "/opt/murmur/current/deploy/pi_release.py network`, then `sudo systemctl restart murmur`")
             return
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)  # the kernel caps it (rmem_max)
             sock.bind((s.listen, s.port))
         except OSError as exc:

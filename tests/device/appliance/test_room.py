@@ -172,3 +172,28 @@ def test_an_osc_message_to_one_pi_steers_the_room_and_status_shows_it(room3):
     assert line.startswith("hall: 2 of 2 peers heard, in step; listening on 127.0.0.1:")
     b_gone = dict(a.reports()["room"], peers=[dict(p, heard_s_ago=None, in_step=None) for p in a.reports()["room"]["peers"]])
     assert "0 of 2 peers heard, NOT in step" in describe_room(b_gone) and "NOT heard" in describe_room(b_gone)
+
+
+def test_osc_and_the_room_on_one_port_are_refused_with_the_fix(tmp_path):
+    from murmur.device.appliance.config import load_config
+
+    (tmp_path / "b").mkdir()
+    config = tmp_path / "murmur.toml"
+    config.write_text('[playback]\nbundle = "b"\n[osc]\nenabled = true\nport = 9005\n'
+                      '[room]\nenabled = true\nport = 9005\npeers = ["192.168.1.12"]\n')
+    with pytest.raises(ConfigError, match=r"\[osc\] port = 9005 and \[room\] port = 9005: .* \[room\] port = 9006"):
+        load_config(config)
+
+
+def test_a_port_another_program_holds_is_reported_not_shared():
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    holder.bind(("127.0.0.1", 0))
+    try:
+        settings = RoomSettings(enabled=True, listen="127.0.0.1", port=holder.getsockname()[1],
+                                peers=(("127.0.0.1", 9),))
+        room = join_room(settings, RecordingStore())
+        assert room.bound is None and "cannot listen" in room.values()["problems"][0]
+        assert room.reports()["room"]["listening"] is None
+        room.close()
+    finally:
+        holder.close()

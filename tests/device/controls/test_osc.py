@@ -203,7 +203,6 @@ def test_a_busy_port_is_reported_and_nothing_raises():
     blocker.bind(("127.0.0.1", 0))
     try:
         knobs = start_osc(OscSettings(enabled=True, listen="127.0.0.1", port=blocker.getsockname()[1]), ControlStore())
-        # SO_REUSEADDR lets a UDP socket share a port on Linux only with another that set it too: this one did not
         problems = knobs.values()["problems"]
         assert knobs.bound is None and "cannot listen" in problems[0] and "[osc] listen" in problems[0]
         assert knobs.reports()["osc"]["listening"] is None

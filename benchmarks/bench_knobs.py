@@ -207,7 +207,7 @@ def _osc_flood(packets: int) -> dict:
         frame_s = engine.pipeline.hop / engine.sample_rate_hz
         return {"sent": packets, "counted": c.packets, "accounted": c.refused + c.dropped + c.malformed + c.parsed,
                 "malformed": c.malformed, "parsed": c.parsed, "dropped": c.dropped, "messages": c.messages,
-                "bad": c.bad_messages, "unknown": c.unknown, "applied": c.applied, "seconds": seconds,
+                "bad": c.bad_messages, "unknown": c.unknown, "applied": c.applied, "actions_dropped": c.actions_dropped, "seconds": seconds,
                 "audio_s": (after.frames_produced - before.frames_produced) * frame_s,
                 "underruns": after.underruns - before.underruns, "level_dbfs": after.level_dbfs_10s,
                 "baseline_underruns": baseline,
@@ -416,7 +416,8 @@ def run(quick: bool) -> str:
         f"| ≤ 150 | {'ok' if sources[1] <= 150 else 'check'} |",
         f"| OSC flood: {flood['sent']:,} random/mangled datagrams while playing: counted / sound / underruns during it "
         f"| {flood['counted']:,} counted ({flood['malformed']:,} malformed, {flood['parsed']:,} parsed: "
-        f"{flood['applied']:,} applied, {flood['bad']:,} bad arguments, {flood['unknown']:,} unknown; "
+        f"{flood['applied']:,} applied, {flood['actions_dropped']:,} actions dropped, {flood['bad']:,} bad arguments, "
+        f"{flood['unknown']:,} unknown; "
         f"{flood['dropped']:,} dropped) in {flood['seconds']:.1f} s; {flood['audio_s']:.1f} s of audio made, "
         f"level {flood['level_dbfs']:.1f} dBFS; {flood['underruns']} underruns ({flood['baseline_underruns']} in as "
         f"long without the flood); a good message after it "

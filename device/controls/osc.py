@@ -8,15 +8,15 @@ Messages (``/murmur/`` then a control or an action, one argument):
   outside the range stop at its ends, as a knob does.
 - ``/murmur/hold <0|1>`` (also true/false, "on"/"off"): freeze the sound or let it go.
 - ``/murmur/reseed`` (also ``next_bundle``, ``previous_bundle``): the action; with an argument only a non-zero one
-  fires it, so a push button that sends 1 on press and 0 on release fires once.
+  fires it, so a push button that sends 1 on press and 0 on release fires once. The same action again within
+  ``ACTION_GAP_S`` (0.1 s for reseed, 2 s for a playlist step) is dropped and counted.
 
 Bundles are taken apart and their messages applied at once (time tags are not waited for). Every datagram is
 counted once: refused (sender not allowed), dropped (more than ``PACKET_BUDGET`` times the message rate arrived:
 read and thrown away unparsed, so a flood costs the Pi little), malformed (not OSC, or a bad argument),
 or parsed. The messages of parsed datagrams are applied, unknown (an address that is not Murmur's), bad (a
-Murmur address with a wrong argument) or merged (over the
-rate limit: the latest value of each control is kept and applied as soon as the rate allows; an action over the
-limit is dropped and counted in ``actions_dropped``).
+Murmur address with a wrong argument), merged (a value over the rate limit: the latest value of each control is
+kept and applied as soon as the rate allows) or dropped actions (over the limit, or too soon after the same one).
 
 The receiving thread (``murmur-osc``) only writes into the ``ControlStore``, as the GPIO poll thread does: one
 short lock per datagram, never anything the audio thread waits on. Nothing a sender does can raise out of it.
@@ -46,6 +46,10 @@ UNIT_SUFFIX = "/unit"
 # deploy/pi_release.py (standard library only) mirrors it for the systemd drop-in's IPAddressAllow=; a test checks.
 PRIVATE_NETWORKS = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
                     "::1/128", "fc00::/7", "fe80::/10")
+# Seconds between two of the same action taken from OSC; closer ones are dropped and counted. A playlist step
+# loads and checks a bundle: a sender repeating it as fast as the message rate allows would keep the service's
+# main loop busy swapping bundles. (The GPIO buttons have their chatter guard for the same reason.)
+ACTION_GAP_S = {"reseed": 0.1, "next_bundle": 2.0, "previous_bundle": 2.0}
 PACKET_BUDGET = 4.0  # datagrams per second accepted for parsing, as a multiple of max_messages_per_s
 MAX_DATAGRAM = 65536
 RECEIVE_BUFFER = 1 << 20  # bytes of datagrams the kernel may hold while the thread is busy (a burst of messages)
@@ -158,7 +162,9 @@ def parse_datagram(data: bytes) -> list[tuple[str, list[Any]]]:
 @dataclass(slots=True)
 class OscCounters:
     """What arrived since start. ``packets`` = refused + dropped + malformed + parsed (datagrams); ``messages``
-    (in the parsed datagrams) = applied + merged + unknown + bad_messages (a Murmur address with a bad argument)."""
+    (in the parsed datagrams) = applied + merged (a value over the rate, applied later or overtaken) +
+    actions_dropped (an action over the rate or too soon after the same one) + unknown + bad_messages (a Murmur
+    address with a bad argument)."""
 
     packets: int = 0
     refused: int = 0
@@ -212,6 +218,7 @@ class OscKnobs(Knobs):
         self._messages = TokenBucket(settings.max_messages_per_s, now)
         self._packets = TokenBucket(settings.max_messages_per_s * PACKET_BUDGET, now)
         self._pending: dict[str, float | bool] = {}
+        self._last_action: dict[str, float] = {}
         self._problems: list[str] = []
         self._reported: set[str] = set()
         self._stop = threading.Event()
@@ -305,19 +312,22 @@ class OscKnobs(Knobs):
                     else:
                         c.unknown += 1
                     continue
-                if self._messages.take(now):
+                if action is not None and now - self._last_action.get(action, -math.inf) < ACTION_GAP_S[action]:
+                    c.actions_dropped += 1  # the same action again too soon
+                elif self._messages.take(now):
                     self._pending.update(change)
                     changes.update(self._pending)
                     self._pending.clear()
                     if action is not None:
                         actions.append(action)
+                        self._last_action[action] = now
                     c.applied += 1
                     self.last_message = address
+                elif action is not None:
+                    c.actions_dropped += 1  # over the rate: an action is dropped, never delayed
                 else:
                     self._pending.update(change)
                     c.merged += 1
-                    if action is not None:
-                        c.actions_dropped += 1
             if changes:
                 self.store.update(**changes)
             for action in actions:

@@ -16,8 +16,10 @@ for, one that appears is opened; each is logged once. Neither touches the audio 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import NamedTuple, Protocol, runtime_checkable
 from murmur.device.config_schema import MIDI, Float, List, Values, read_table
 from murmur.device.controls.base import Knobs
 from murmur.device.controls.shaping import Pickup, apply_curve, curve_position
-from murmur.device.controls.values import BOOL_CONTROLS, CONTROL_RANGES, EVENTS, ControlStore
+from murmur.device.controls.values import ACTION_GAP_S, BOOL_CONTROLS, CONTROL_RANGES, EVENTS, ControlStore
 
 log = logging.getLogger("murmur.knobs")
 
@@ -204,7 +206,8 @@ class MidiKnobs(Knobs):
         self._thread: threading.Thread | None = None
         self._changed = threading.Condition()
         self.messages = self.applied = self.unmapped = self.waiting_pickup = 0
-        self.connects = self.disconnects = 0
+        self.connects = self.disconnects = self.actions_dropped = 0
+        self._last_action: dict[str, float] = {}
         self.state = "waiting"
         self._said: str | None = None  # the last thing logged about the port, so each change is logged once
         self._problems: list[str] = []
@@ -329,6 +332,11 @@ class MidiKnobs(Knobs):
 
     def _note(self, spec: NoteSpec) -> None:
         if spec.press in EVENTS:
+            now = time.monotonic()
+            if now - self._last_action.get(spec.press, -math.inf) < ACTION_GAP_S[spec.press]:
+                self.actions_dropped += 1  # a pad drummed: one playlist step per ACTION_GAP_S
+                return
+            self._last_action[spec.press] = now
             self.store.trigger(spec.press)
         elif spec.press in BOOL_CONTROLS:
             self.store.set(spec.press, not getattr(self.store.snapshot(), spec.press))
@@ -374,7 +382,7 @@ class MidiKnobs(Knobs):
         return {"midi": {
             "port": self.port_name, "wanted": self.settings.device or "any controller", "state": self.state,
             "channel": self.settings.channel or "all", "messages": self.messages, "applied": self.applied,
-            "unmapped": self.unmapped, "waiting_pickup": self.waiting_pickup,
+            "unmapped": self.unmapped, "waiting_pickup": self.waiting_pickup, "actions_dropped": self.actions_dropped,
             "not_picked_up": sorted(k.spec.name for k in self._ccs.values()
                                     if self.settings.pickup and k.spec.control not in BOOL_CONTROLS
                                     and not k.pickup.engaged),

@@ -36,7 +36,14 @@ from typing import Any
 
 from murmur.device.config_schema import OSC, read_table
 from murmur.device.controls.base import Knobs
-from murmur.device.controls.values import BOOL_CONTROLS, CONTROL_RANGES, EVENTS, ControlStore, coerce_control
+from murmur.device.controls.values import (
+    ACTION_GAP_S,
+    BOOL_CONTROLS,
+    CONTROL_RANGES,
+    EVENTS,
+    ControlStore,
+    coerce_control,
+)
 
 log = logging.getLogger("murmur.knobs")
 
@@ -46,10 +53,6 @@ UNIT_SUFFIX = "/unit"
 # deploy/pi_release.py (standard library only) mirrors it for the systemd drop-in's IPAddressAllow=; a test checks.
 PRIVATE_NETWORKS = ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
                     "::1/128", "fc00::/7", "fe80::/10")
-# Seconds between two of the same action taken from OSC; closer ones are dropped and counted. A playlist step
-# loads and checks a bundle: a sender repeating it as fast as the message rate allows would keep the service's
-# main loop busy swapping bundles. (The GPIO buttons have their chatter guard for the same reason.)
-ACTION_GAP_S = {"reseed": 0.1, "next_bundle": 2.0, "previous_bundle": 2.0}
 PACKET_BUDGET = 4.0  # datagrams per second accepted for parsing, as a multiple of max_messages_per_s
 MAX_DATAGRAM = 65536
 RECEIVE_BUFFER = 1 << 20  # bytes of datagrams the kernel may hold while the thread is busy (a burst of messages)

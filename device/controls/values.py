@@ -23,7 +23,11 @@ CONTROL_RANGES: dict[str, tuple[float, float]] = {
 }
 BOOL_CONTROLS = BOOL_CONTROL_NAMES  # hold: freeze the sound on the current frame
 GENERATOR_EVENTS = ("reseed",)  # taken by the engine's producer, once per frame; the others by the service
-__all__ = ["BOOL_CONTROLS", "CONTROL_RANGES", "EVENTS", "GENERATOR_EVENTS", "Controls", "ControlStore",
+# Seconds between two of the same action from a remote or MIDI source; closer ones are dropped. A playlist step
+# loads and checks a bundle: one repeated as fast as a network or a drummed pad allows would keep the service's
+# main loop swapping bundles. (The GPIO buttons have their chatter guard for the same reason.)
+ACTION_GAP_S = {"reseed": 0.1, "next_bundle": 2.0, "previous_bundle": 2.0}
+__all__ = ["ACTION_GAP_S", "BOOL_CONTROLS", "CONTROL_RANGES", "EVENTS", "GENERATOR_EVENTS", "Controls", "ControlStore",
            "Listener", "coerce_control", "parse_settings"]
 # Told of every change a control source makes: (the changed controls' new values, clamped; or an action). Called
 # under the store's lock, in order, from the writer's thread (a knob poll, OSC, MIDI): it must only hand the news on.

@@ -228,3 +228,12 @@ def test_play_midi_learn_starts_without_a_midi_system_and_arms_learning(tmp_path
         assert "learnt mappings go to" in capsys.readouterr().err
     finally:
         midi_knobs.close()
+
+
+def test_a_drummed_pad_steps_the_playlist_once_per_gap():
+    table = {"enabled": True, "next": {"type": "note", "number": 48, "press": "next_bundle"}}
+    knobs, store, ports = midi(table)
+    for _ in range(6):
+        ports.send(PAD, "note_on", 48, 100)
+    assert store.take_service_events() == ("next_bundle",) and knobs.actions_dropped == 5
+    knobs.close()

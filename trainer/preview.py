@@ -10,6 +10,7 @@ recording (trainer/soundcheck.py), and ``learned_sentence`` turns the two 1.5-s 
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,9 @@ def learned_figures(model: dict[str, float], no_model: dict[str, float]) -> dict
     }
 
 
+PICTURE_COLUMNS = 170  # characters of the figures' text per line on the picture (about 190 fit its width)
+
+
 def draw(path: Path, source_log_mag: np.ndarray, generated: np.ndarray, *, sample_rate_hz: int, n_fft: int,
          hop_length: int, history: list[EpochRecord], baseline_lsd_db: float, title: str,
          figures_text: str | None = None) -> None:
@@ -105,6 +109,9 @@ def draw(path: Path, source_log_mag: np.ndarray, generated: np.ndarray, *, sampl
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if figures_text:  # a line longer than PICTURE_COLUMNS goes on over the next, indented
+        figures_text = "\n".join(textwrap.fill(line, PICTURE_COLUMNS, subsequent_indent="    ")
+                                 for line in figures_text.splitlines())
     gen_db = 20 * np.log10(frames.stft_magnitudes(generated, n_fft=n_fft, hop_length=hop_length) + 1e-5)
     src_db = source_log_mag * (20 / np.log(10))
     vmax = max(float(np.percentile(src_db, 99.5)), float(np.percentile(gen_db, 99.5)))

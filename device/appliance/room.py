@@ -335,9 +335,10 @@ class RoomLink(Knobs):
         """One datagram from ``sender`` (address, port): a peer's state, hello or event."""
         self.counters.received += 1
         ip = sender[0].removeprefix("::ffff:")
-        peer = next((p for p in self.peers if p.address == (ip, sender[1])), None)  # its room socket's port
+        known = [(p, p.address[0].removeprefix("::ffff:"), p.address[1]) for p in self.peers if p.address is not None]
+        peer = next((p for p, host, port in known if (host, port) == (ip, sender[1])), None)  # its room socket
         if peer is None:
-            peer = next((p for p in self.peers if p.address is not None and p.address[0] == ip), None)
+            peer = next((p for p, host, _port in known if host == ip), None)
         if peer is None:
             self.counters.refused += 1
             return
@@ -391,18 +392,28 @@ class RoomLink(Knobs):
         for peer in self.peers:
             flags = socket.AI_NUMERICHOST if numeric_only else 0
             try:
-                info = socket.getaddrinfo(peer.host, peer.port, type=socket.SOCK_DGRAM, flags=flags)
+                address = self._lookup(peer.host, peer.port, flags)
             except (OSError, UnicodeError) as exc:
                 if not numeric_only:
                     peer.problem = f"cannot find {peer.host}: {exc}"
                 continue
-            wanted = socket.AF_INET6 if self._sock is not None and self._sock.family == socket.AF_INET6 else None
-            chosen = next((i for i in info if wanted is None or i[0] == wanted), info[0])
-            address = str(chosen[4][0])
             peer.address = (address, peer.port)
             if peer.problem and peer.problem.startswith("cannot find"):
                 peer.problem = None
             self.counters.resolved[peer.host] = address
+
+    def _lookup(self, host: str, port: int, flags: int) -> str:
+        """One address of ``host`` in the socket's family (one kind of answer, nothing for glibc to sort over
+        netlink, which the unit's address families leave out); on a dual-stack "::" socket an IPv4 peer is written
+        as ::ffff:a.b.c.d. Raises OSError."""
+        family = self._sock.family if self._sock is not None else socket.AF_INET
+        try:
+            return str(socket.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM, flags=flags)[0][4][0])
+        except OSError:
+            if family != socket.AF_INET6:
+                raise
+        ipv4 = socket.getaddrinfo(host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM, flags=flags)
+        return "::ffff:" + str(ipv4[0][4][0])
 
     def _resolve_loop(self) -> None:
         while not self._stop.is_set():

@@ -197,3 +197,23 @@ def test_a_port_another_program_holds_is_reported_not_shared():
         room.close()
     finally:
         holder.close()
+
+
+def test_a_dual_stack_room_talks_to_ipv4_peers():
+    """listen = "::" (IPv4 and IPv6): an IPv4 peer is reached as ::ffff:a.b.c.d and recognised when it answers."""
+    a_port, b_port = free_ports(2)
+    store_a, store_b = RecordingStore(), RecordingStore()
+    a = join_room(RoomSettings(enabled=True, listen="::", port=a_port, peers=(("127.0.0.1", b_port),),
+                               heartbeat_s=HEARTBEAT_S), store_a, me="a")
+    b = join_room(RoomSettings(enabled=True, listen="127.0.0.1", port=b_port, peers=(("127.0.0.1", a_port),),
+                               heartbeat_s=HEARTBEAT_S), store_b, me="b")
+    try:
+        assert a.peers[0].address == ("::ffff:127.0.0.1", b_port)
+        store_a.update(spread=0.25)
+        assert store_b.wait_for(lambda ctl: ctl.spread == 0.25)
+        store_b.update(spread=0.5)
+        assert store_a.wait_for(lambda ctl: ctl.spread == 0.5)
+        assert a.wait_until(a.in_step, 5.0) and a.counters.refused == 0
+    finally:
+        a.close()
+        b.close()

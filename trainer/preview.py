@@ -27,11 +27,12 @@ __all__ = ["NO_MODEL", "SAME_BAND_PCT", "as_heard", "draw", "learned_figures", "
 
 NO_MODEL = "bank-no-model"  # the engine's generator without the model: the reference the sentence compares with
 
-# Within ±10 % of the no-model distance the sentence says "about as close". The band is the figures' own noise: on
-# the demo clip (its bundle of 7 Dec 2026), 30-s renders at seeds 0-4, the model's 1.5-s distance differed from the
-# no-model one at the same seed by -6, -2, -2, +7 and +16 % (sd 9 %) with nothing changed but the seed, so a
-# difference under 10 % in one preview is not evidence either way.
-SAME_BAND_PCT = 10.0
+# Within ±15 % of the no-model distance the sentence says "about as close". The band is the figures' own noise: on
+# the demo clip (its bundle of 7 Dec 2026, a model about as good as none there), 30-s renders at seeds 0-9, the
+# model's 1.5-s distance was closer than the no-model one at the same seed by +2, -7, +6, +2, -16, +5, -25, -1, -9
+# and +9 % (median 0, sd 11 %) with nothing changed but the seed: one preview's difference under 15 % (about 1.4 sd)
+# is not evidence either way, and 15 % is the margin issue 22 asks the model to beat no-model by.
+SAME_BAND_PCT = 15.0
 
 
 def render_preview(bundle_dir: Path, seconds: float, *, seed: int = 0, generator: str = "auto") -> tuple[np.ndarray, int]:
@@ -61,7 +62,7 @@ def learned_sentence(model_fd: float, no_model_fd: float, *, numbers: bool = Tru
     without the model (``no_model_fd``, same bundle, seed, length and controls).
 
     The change is relative to the no-model distance: 100·(no_model − model)/no_model %. At least ``SAME_BAND_PCT``
-    (10 %) lower: "N % closer"; at least 10 % higher: "N % further", with what may help; in between "about as close
+    (15 %) lower: "N % closer"; at least 15 % higher: "N % further", with what may help; in between "about as close
     as" (the band is the figures' seed noise, see ``SAME_BAND_PCT``). ``numbers`` adds the two distances in
     brackets (the trainer's printout; the studio's page leaves them to its exact numbers). Raises ValueError for a
     distance that is negative or not a number.

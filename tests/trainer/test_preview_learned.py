@@ -20,26 +20,26 @@ def test_a_model_closer_than_the_nearest_sound_says_by_how_much():
 
 
 def test_a_model_further_than_the_nearest_sound_says_so_and_what_may_help():
-    said = learned_sentence(1170.0, 1054.0)
-    assert said.startswith("What the model learned: its choices are 11 % further from your recording's phrases than "
-                           "picking the nearest sound (1.5-s distance 1170 vs 1054): the model adds little")
+    said = learned_sentence(1240.0, 1054.0)
+    assert said.startswith("What the model learned: its choices are 18 % further from your recording's phrases than "
+                           "picking the nearest sound (1.5-s distance 1240 vs 1054): the model adds little")
     assert said.endswith("more material or training time may help.")
     assert "closer" not in said
 
 
 def test_within_the_noise_band_it_is_about_as_close():
-    said = learned_sentence(1000.0, 1054.0)  # 5 % closer: within one preview's seed noise
-    assert "about as close to your recording's phrases as picking the nearest sound (1.5-s distance 1000 vs 1054)" in said
+    said = learned_sentence(950.0, 1054.0)  # 10 % closer: within one preview's seed noise
+    assert "about as close to your recording's phrases as picking the nearest sound (1.5-s distance 950 vs 1054)" in said
     assert "the model adds little" in said and "% closer" not in said and "% further" not in said
     assert "about as close" in learned_sentence(7.0, 7.0)
 
 
 @pytest.mark.parametrize("model, no_model, word", [
-    (90.0, 100.0, "10 % closer"), (90.2, 100.0, "about as close"),  # the band's edges: 10 % is out of it
-    (110.0, 100.0, "10 % further"), (109.8, 100.0, "about as close"),
+    (85.0, 100.0, "15 % closer"), (85.2, 100.0, "about as close"),  # the band's edges: 15 % is out of it
+    (115.0, 100.0, "15 % further"), (114.8, 100.0, "about as close"),
 ])
-def test_the_band_is_ten_percent_either_way(model, no_model, word):
-    assert SAME_BAND_PCT == 10.0
+def test_the_band_is_fifteen_percent_either_way(model, no_model, word):
+    assert SAME_BAND_PCT == 15.0
     assert word in learned_sentence(model, no_model)
 
 

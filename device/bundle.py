@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,25 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class ContextIndex:
+    """Where in the recording each bank frame fits, as the LSTM hears it (optional part of a format-2 bank).
+
+    ``keys[j] = components @ (h_before(j) - mean)``: ``h_before(j)`` is the LSTM state ``state`` (the last layer's
+    h) after the step model has run over the bank's frames up to j - 1 from a zeroed state at the start of j's run.
+    A cut compares the state of what was played with these keys: the frames whose past sounds like the present.
+    """
+
+    state: str  # the step model's state that is compared, e.g. "h2"
+    mean: np.ndarray  # (state_size,) float32
+    components: np.ndarray  # (n_dims, state_size) float32
+    keys: np.ndarray  # (n_frames, n_dims) float32 (stored as float16)
+
+    @property
+    def n_dims(self) -> int:
+        return int(self.components.shape[0])
+
+
+@dataclass(frozen=True)
 class BankIndex:
     """Format 2: a PCA of the bank frames, so the generator finds real frames near a predicted one.
 
@@ -78,10 +97,14 @@ class BankIndex:
     mean: np.ndarray  # (n_bins,) float32
     components: np.ndarray  # (n_dims, n_bins) float32, orthonormal rows
     coords: np.ndarray  # (n_frames, n_dims) float32 (stored as float16)
+    context: ContextIndex | None = None
 
     @property
     def n_dims(self) -> int:
         return int(self.components.shape[0])
+
+
+CONTEXT_ARRAYS = ("context_mean", "context_components", "context_keys")
 
 
 @dataclass(frozen=True)
@@ -161,6 +184,8 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     arrays = _read_seed_arrays(seeds_path, version)
     seeds_u8, segment_starts = _check_seed_arrays(arrays, seeds_path, audio)
     bank = _bank_index(arrays, seeds_path, audio.n_bins) if version >= 2 else None
+    if bank is not None and all(key in arrays for key in CONTEXT_ARRAYS):
+        bank = replace(bank, context=_context_index(arrays, seeds_path, meta, model))
     return Bundle(
         path=path,
         meta=meta,
@@ -296,7 +321,7 @@ def _read_seed_arrays(seeds_path: Path, version: int) -> dict[str, np.ndarray]:
             if missing:
                 raise BundleError(f"{seeds_path}: array {', '.join(repr(k) for k in missing)} missing (format "
                                   f"{version} needs {', '.join(keys)}); re-export the bundle with `make train`")
-            return {key: npz[key] for key in keys}
+            return {key: npz[key] for key in (*keys, *(k for k in CONTEXT_ARRAYS if k in npz.files))}
     except BundleError:
         raise
     except (OSError, ValueError) as exc:
@@ -338,6 +363,29 @@ def _bank_index(arrays: dict[str, np.ndarray], seeds_path: Path, n_bins: int) ->
             raise BundleError(f"{seeds_path}: {name} holds non-finite values; re-export the bundle")
     return BankIndex(mean=mean.astype(np.float32), components=np.ascontiguousarray(components, dtype=np.float32),
                      coords=np.ascontiguousarray(coords, dtype=np.float32))
+
+
+def _context_index(arrays: dict[str, np.ndarray], seeds_path: Path, meta: dict[str, Any],
+                   model: ModelSpec) -> ContextIndex:
+    """Check the optional context arrays against the frames, the model's states and bundle.json. Raises BundleError."""
+    state = (meta.get("seeds", {}).get("bank", {}).get("context") or {}).get("state")
+    if state not in model.input_states:
+        raise BundleError(f"{seeds_path} holds context keys but bundle.json seeds.bank.context.state is {state!r}, "
+                          f"not one of the model's states {list(model.input_states)}; re-export the bundle")
+    size = model.state_sizes[model.input_states.index(state)]
+    mean, components, keys = (arrays[k] for k in CONTEXT_ARRAYS)
+    n_frames = arrays["frames_u8"].shape[0]
+    if mean.shape != (size,) or components.ndim != 2 or components.shape[1] != size or \
+            not 1 <= components.shape[0] <= 256 or keys.shape != (n_frames, components.shape[0]):
+        raise BundleError(f"{seeds_path}: context_mean {mean.shape} / context_components {components.shape} / "
+                          f"context_keys {keys.shape} do not match {n_frames} frames and the {size}-wide state "
+                          f"{state!r}; re-export the bundle")
+    for name in CONTEXT_ARRAYS:
+        if not np.all(np.isfinite(arrays[name])):
+            raise BundleError(f"{seeds_path}: {name} holds non-finite values; re-export the bundle")
+    return ContextIndex(state=state, mean=mean.astype(np.float32),
+                        components=np.ascontiguousarray(components, dtype=np.float32),
+                        keys=np.ascontiguousarray(keys, dtype=np.float32))
 
 
 def quantise_seeds(frames_norm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

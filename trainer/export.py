@@ -16,6 +16,7 @@ import platform
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +46,7 @@ SEED_SEGMENT_FRAMES = 256  # when not every frame fits, the bank keeps evenly sp
 MIN_SEED_FRAMES = 64  # never fewer (the sampler warms a fresh LSTM state on 32 seed frames)
 PCA_DIMS = 32  # the bank's search space: 32 principal components of the frames (model units)
 PCA_FIT_FRAMES = 6000  # frames (evenly spaced) the PCA is fitted on
+CONTEXT_DIMS = 32  # the context keys: 32 principal components of the LSTM's last-layer state before each bank frame
 
 
 class ExportError(BundleError):
@@ -221,14 +223,50 @@ def bank_coords(frames_u8: np.ndarray, lo: np.ndarray, hi: np.ndarray, pca_mean:
     return coords
 
 
-def seeds_npz(frames_norm: np.ndarray, mean: np.ndarray, segment_starts: np.ndarray) -> bytes:
-    """The bank (seeds.npz, format 2): uint8 frames, their per-bin ranges, the log mean, runs, and the PCA index."""
+def context_states(model_bytes: bytes, cfg: ModelConfig, frames: np.ndarray, segment_starts: np.ndarray) -> np.ndarray:
+    """(n, units) float32: row j is the LSTM's last-layer h after the step model (under the device's runtime) has run
+    over ``frames`` (n, n_bins) model units up to j - 1 from a zeroed state at the start of j's run (zeros there)."""
+    runner = _runner(model_bytes)
+    in_names, out_names = state_names(cfg)
+    last = f"h{cfg.layers - 1}"
+    starts = set(int(s) for s in segment_starts)
+    zeros = {name: np.zeros((1, cfg.units), np.float32) for name in in_names}
+    states = zeros
+    out = np.zeros((frames.shape[0], cfg.units), np.float32)
+    for j, frame in enumerate(frames):
+        if j in starts:
+            states = zeros
+        out[j] = states[last][0]
+        step = runner(frame=frame[None].astype(np.float32), **states)
+        states = {i_name: step[o_name] for i_name, o_name in zip(in_names, out_names, strict=True)}
+    return out
+
+
+def context_arrays(states: np.ndarray, n_dims: int = CONTEXT_DIMS) -> dict[str, np.ndarray]:
+    """States (n, units) -> the bank's context index: context_mean (units,), context_components (n_dims, units),
+    context_keys (n, n_dims) float16 (``murmur.device.bundle.ContextIndex``)."""
+    mean, components = bank_pca(states, n_dims)
+    keys = ((states - mean) @ components.T).astype(np.float16)
+    return {"context_mean": mean, "context_components": components, "context_keys": keys}
+
+
+def dequantised(frames_u8: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """The bank frames as the device plays and feeds them: (n, n_bins) float32 model units."""
+    return (frames_u8 * ((hi - lo) / np.float32(255.0)) + lo).astype(np.float32)
+
+
+def seeds_npz(frames_norm: np.ndarray, mean: np.ndarray, segment_starts: np.ndarray,
+              context: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> bytes:
+    """The bank (seeds.npz, format 2): uint8 frames, their per-bin ranges, the log mean, runs, the PCA index, and
+    with ``context`` (dequantised frames, segment starts -> states (n, units)) the context index."""
     frames_u8, lo, hi = bundle_mod.quantise_seeds(frames_norm)
     pca_mean, components = bank_pca(frames_norm)
+    extra = {} if context is None else context_arrays(context(dequantised(frames_u8, lo, hi), segment_starts))
     buffer = io.BytesIO()
     np.savez_compressed(buffer, frames_u8=frames_u8, lo=lo, hi=hi, mean=mean.astype(np.float32),
                         segment_starts=segment_starts.astype(np.int64), pca_mean=pca_mean,
-                        pca_components=components, bank_coords=bank_coords(frames_u8, lo, hi, pca_mean, components))
+                        pca_components=components, bank_coords=bank_coords(frames_u8, lo, hi, pca_mean, components),
+                        **extra)
     return buffer.getvalue()
 
 
@@ -238,12 +276,13 @@ def max_bank_frames(dataset: Dataset) -> int:
     return int(MAX_BANK_SECONDS * settings.sample_rate_hz / settings.hop_length)
 
 
-def _fit_seeds(dataset: Dataset, room_bytes: int) -> tuple[bytes, int]:
+def _fit_seeds(dataset: Dataset, room_bytes: int,
+               context: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> tuple[bytes, int]:
     """Largest bank whose compressed npz fits ``room_bytes`` (shrinks by measured bytes per frame)."""
     max_frames = min(sum(s.n_frames for s in dataset.sources), max_bank_frames(dataset))
     for _ in range(6):
         frames_norm, starts = seed_frames(dataset, max_frames)
-        blob = seeds_npz(frames_norm, dataset.mean, starts)
+        blob = seeds_npz(frames_norm, dataset.mean, starts, context)
         if len(blob) <= room_bytes or frames_norm.shape[0] <= MIN_SEED_FRAMES:
             return blob, frames_norm.shape[0]
         fixed = 4 * dataset.settings.n_bins * (PCA_DIMS + 4)  # PCA components and per-bin arrays (float32)
@@ -292,7 +331,8 @@ def export_bundle(
             f"the {quantisation} TFLite model differs from Keras by {worst:.3g} (tolerance {tolerance}) over "
             f"{len(probe)} steps; try --quantisation float16; nothing was written"
         )
-    seeds_blob, n_seed_frames = _fit_seeds(dataset, bundle_limit_bytes - len(model_bytes) - 16_000)
+    seeds_blob, n_seed_frames = _fit_seeds(dataset, bundle_limit_bytes - len(model_bytes) - 16_000,
+                                           lambda frames, starts: context_states(model_bytes, cfg, frames, starts))
     in_names, out_names = state_names(cfg)
     model_table: dict[str, Any] = {
         "file": bundle_mod.MODEL_FILE,
@@ -336,7 +376,8 @@ def export_bundle(
         "seeds": {"frames": n_seed_frames, "segments_are": "contiguous runs of frames (a file, or a part of one)",
                   "seconds": round(n_seed_frames * settings.hop_length / settings.sample_rate_hz, 2),
                   "every_frame": n_seed_frames == sum(s.n_frames for s in dataset.sources),
-                  "bank": {"pca_dims": PCA_DIMS, "played_by": "murmur.device.generate.bank.BankSampler"}},
+                  "bank": {"pca_dims": PCA_DIMS, "played_by": "murmur.device.generate.bank.BankSampler",
+                           "context": {"state": f"h{cfg.layers - 1}", "dims": CONTEXT_DIMS}}},
         "training": dict(training or {}, data=dataset.summary(), model_config=cfg.to_dict()),
         "tools": tool_versions(),
     }

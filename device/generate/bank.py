@@ -33,6 +33,10 @@ class BankSettings:
     """Fixed mechanics of the bank generator (the knobs are in ``Controls``)."""
 
     max_phrase_s: float = 6.0  # mean phrase length at fidelity 1
+    min_phrase_s: float = 0.05  # mean phrase length at fidelity 0: the model still chooses ~20 times a second, but a
+    # 93-ms patch holds a few real frames in a row, not a shuffle of single frames (measured: BENCHMARKS.md "Model")
+    context_weight: float = 1.0  # at a cut, how much "its past sounds like the present" (the LSTM's state against
+    # the bank's context keys) counts beside "it sounds like the LSTM's next frame", in typical distances
     bar_s: float = 4.0  # a frame played this recently cannot be chosen at a cut
     max_quiet_s: float = DEAD_AIR_WINDOW_S  # longer than this below QUIET_DBFS: jump to an audible frame
     max_repeat_s: float = 2.0  # longer than this repeating our own recent output: jump
@@ -45,10 +49,13 @@ class BankSettings:
     proposer: str = "model"  # "model": the LSTM's prediction picks the cut; "current": the frame itself (ablation)
 
 
-def phrase_frames(fidelity: float, frame_s: float, max_phrase_s: float) -> float:
-    """Mean phrase length in frames for ``fidelity`` in [0, 1]: 1 frame at 0, geometric up to max_phrase_s at 1."""
+def phrase_frames(fidelity: float, frame_s: float, max_phrase_s: float, min_phrase_s: float = 0.0) -> float:
+    """Mean phrase length in frames for ``fidelity`` in [0, 1]: min_phrase_s (at least 1 frame) at 0, geometric up to
+    max_phrase_s at 1, so equal turns of the knob scale the phrase length by equal factors."""
     longest = max(1.0, max_phrase_s / frame_s)
-    return float(math.exp(min(max(fidelity, 0.0), 1.0) * math.log(longest)))
+    shortest = min(longest, max(1.0, min_phrase_s / frame_s))
+    f = min(max(fidelity, 0.0), 1.0)
+    return float(math.exp((1.0 - f) * math.log(shortest) + f * math.log(longest)))
 
 
 class BankSampler:
@@ -88,7 +95,20 @@ class BankSampler:
         self._continues[-1] = False
         self.level_dbfs = self._bank_levels()  # (n_frames,) float32
         self._audible = self.level_dbfs >= QUIET_DBFS
-        self._typical_distance = self._nearest_neighbour_scale()
+        self._typical_distance = self._nearest_neighbour_scale(self._coords, self._norms)
+        # the context term: the LSTM's state against the bank's context keys (bundles exported with them)
+        # (a stand-in model whose state is not the bundle's LSTM state has no context to compare: see _uses_context)
+        self._context = bank.context if self._uses_context(bundle, model) else None
+        if self._context is not None:
+            context = self._context
+            self._context_norms = np.einsum("ij,ij->i", context.keys, context.keys).astype(np.float32)
+            self._context_weight = np.float32(self.settings.context_weight * self._typical_distance /
+                                              self._nearest_neighbour_scale(context.keys, self._context_norms))
+            self._state = model.new_state()
+            self._state_index = bundle.model.input_states.index(context.state)
+            self._context_centred = np.zeros(context.components.shape[1], dtype=np.float32)
+            self._context_query = np.zeros(context.n_dims, dtype=np.float32)
+            self._context_distance = np.zeros(self.n_frames, dtype=np.float32)
         # per-frame buffers
         self._frame = np.zeros(self.n_bins, dtype=np.float32)  # the frame played now, model units
         self._prediction = np.zeros(self.n_bins, dtype=np.float32)  # the model's prediction of the next frame
@@ -139,13 +159,22 @@ class BankSampler:
             levels[start : start + n] = frame_dbfs(frames, self.bundle.audio.n_fft)
         return levels
 
-    def _nearest_neighbour_scale(self) -> float:
-        """Median squared PCA distance from a bank frame to its nearest other frame (the temperature's unit)."""
+    def _uses_context(self, bundle: Bundle, model: StepModelLike) -> bool:
+        """True when a cut compares the model's state with the bank's context keys: the bundle has them, the LSTM
+        proposes, the weight is on, and the model's state is laid out as the bundle's (its real step model)."""
+        if bundle.bank is None or bundle.bank.context is None or self.settings.proposer != "model" \
+                or self.settings.context_weight <= 0.0:
+            return False
+        return [s.shape[-1] for s in model.new_state()] == list(bundle.model.state_sizes)
+
+    def _nearest_neighbour_scale(self, coords: np.ndarray, norms: np.ndarray) -> float:
+        """Median squared distance from a bank frame to its nearest other frame in ``coords`` (n_frames, n_dims),
+        not counting its neighbours in time (the unit of the temperature and of the context weight)."""
         rng = np.random.default_rng(0)
         picks = rng.choice(self.n_frames, size=min(256, self.n_frames), replace=False)
         nearest = []
         for i in picks:
-            d = self._norms - 2.0 * (self._coords @ self._coords[i]) + self._norms[i]
+            d = norms - 2.0 * (coords @ coords[i]) + norms[i]
             d[max(0, i - 2) : i + 3] = np.inf  # not itself nor its immediate neighbours in time
             nearest.append(float(d.min()) if np.isfinite(d).any() else 1.0)
         return max(float(np.median(nearest)), 1e-6)
@@ -220,6 +249,8 @@ class BankSampler:
         self._project()
         np.dot(self._coords[start:stop], self._query, out=distance)  # -2 c.q (the query holds -2 q: exact)
         np.add(distance, self._norms[start:stop], out=distance)  # |c|^2 - 2 c.q (+ |q|^2, the same for all)
+        if self._context is not None:
+            self._add_context(distance, start, stop)
         age = self._age[: stop - start]  # frames since anything in the frame's region was played (huge if never)
         age64 = self._age64[: stop - start]
         np.subtract(np.float64(self.frame_index), self._region_last_used[start:stop], out=age64)
@@ -251,6 +282,21 @@ class BankSampler:
         self._new_phrase(controls)
         self._play(choice)
 
+    def _add_context(self, distance: np.ndarray, start: int, stop: int) -> None:
+        """distance += weight · |key - query|² (less the query's own norm, the same for all): frames whose past, as
+        the LSTM heard it when it ran over the bank, is like the state it is in now after what was played."""
+        context = self._context
+        assert context is not None
+        self.model.get_state(out=self._state)
+        np.subtract(self._state[self._state_index][0], context.mean, out=self._context_centred)
+        np.dot(context.components, self._context_centred, out=self._context_query)
+        np.multiply(self._context_query, np.float32(-2.0), out=self._context_query)
+        term = self._context_distance[: stop - start]
+        np.dot(context.keys[start:stop], self._context_query, out=term)
+        np.add(term, self._context_norms[start:stop], out=term)
+        np.multiply(term, self._context_weight, out=term)
+        np.add(distance, term, out=distance)
+
     def _project(self) -> None:
         """The model's prediction -> -2 x its PCA coordinates (the query of the distance pass)."""
         np.subtract(self._prediction, self._pca_mean, out=self._centred)
@@ -281,7 +327,7 @@ class BankSampler:
 
     def _new_phrase(self, controls: Controls) -> None:
         self._phrase_controls = (controls.temperature, controls.fidelity)
-        mean = phrase_frames(controls.fidelity, self.frame_s, self.settings.max_phrase_s)
+        mean = phrase_frames(controls.fidelity, self.frame_s, self.settings.max_phrase_s, self.settings.min_phrase_s)
         self.phrase_left = int(self.rng.geometric(1.0 / mean)) - 1 if mean > 1.0 else 0
 
     def _play(self, index: int) -> None:

@@ -32,8 +32,11 @@ def resign(bundle_dir: Path, *, meta_changes: dict | None = None, files: dict[st
     contents = {name: (bundle_dir / name).read_bytes() for name in meta.pop("files")}
     contents.update(files or {})
     for key, value in (meta_changes or {}).items():
-        table, _, field = key.rpartition(".")
-        (meta[table] if table else meta)[field] = value
+        *tables, field = key.split(".")
+        target = meta
+        for table in tables:
+            target = target[table]
+        target[field] = value
     return write_bundle(bundle_dir, meta, contents)
 
 
@@ -132,13 +135,42 @@ def test_seed_frames_of_the_wrong_width_are_refused(tiny_bundle, tmp_path):
         load_bundle(path)
 
 
+def _without_context(path) -> dict:
+    """The bundle's seeds.npz arrays without the optional context index (as an older export wrote it)."""
+    with np.load(path / SEEDS_FILE) as npz:
+        return {key: npz[key] for key in npz.files if not key.startswith("context_")}
+
+
 def test_state_sizes_that_disagree_with_the_model_are_refused_at_open(tiny_bundle, tmp_path):
     path = copy_bundle(tiny_bundle, tmp_path)
     sizes = json.loads((path / META_FILE).read_text())["model"]["state_sizes"]
-    resign(path, meta_changes={"model.state_sizes": [s * 2 for s in sizes]})
+    buffer = io.BytesIO()
+    np.savez(buffer, **_without_context(path))
+    resign(path, meta_changes={"model.state_sizes": [s * 2 for s in sizes]}, files={SEEDS_FILE: buffer.getvalue()})
     bundle = load_bundle(path)  # the metadata alone is consistent ...
     with pytest.raises(BundleError, match=rf"input 'h0' has shape \(1, {sizes[0]}\).*\(1, {sizes[0] * 2}\)"):
         open_step_model(bundle)  # ... the model is not
+
+
+def test_context_keys_that_disagree_with_the_state_are_refused_at_load(tiny_bundle, tmp_path):
+    path = copy_bundle(tiny_bundle, tmp_path)
+    sizes = json.loads((path / META_FILE).read_text())["model"]["state_sizes"]
+    resign(path, meta_changes={"model.state_sizes": [s * 2 for s in sizes]})
+    with pytest.raises(BundleError, match=rf"context_components \(32, {sizes[0]}\).*{sizes[0] * 2}-wide state 'h\d'"):
+        load_bundle(path)
+    path = copy_bundle(tiny_bundle, tmp_path / "named")
+    resign(path, meta_changes={"seeds.bank.context.state": "h9"})
+    with pytest.raises(BundleError, match="context.state is 'h9'"):
+        load_bundle(path)
+
+
+def test_a_bank_without_context_keys_still_loads_and_plays_by_the_frame_alone(tiny_bundle, tmp_path):
+    path = copy_bundle(tiny_bundle, tmp_path)
+    buffer = io.BytesIO()
+    np.savez(buffer, **_without_context(path))
+    resign(path, files={SEEDS_FILE: buffer.getvalue()})
+    assert load_bundle(path).bank.context is None
+    assert load_bundle(tiny_bundle).bank.context is not None
 
 
 def test_n_fft_that_disagrees_with_the_model_is_refused_at_open(tiny_bundle, tmp_path):

@@ -21,7 +21,8 @@ from murmur.device.generate.sampler import Sampler
 from murmur.device.generate.step_model import open_step_model
 from murmur.device.playback.engine import make_sampler
 
-SHORT = BankSettings(bar_s=0.5, min_region_s=1.0, max_phrase_s=2.0)  # the tiny bank holds only 5 s of frames
+# the tiny bank holds only 5 s of frames; fidelity 0 is a cut at every frame here (the shortest phrase one frame)
+SHORT = BankSettings(bar_s=0.5, min_region_s=1.0, max_phrase_s=2.0, min_phrase_s=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -79,14 +80,28 @@ def test_same_seed_same_frames_other_seed_other_frames(bundle, model):
 
 @pytest.mark.parametrize("fidelity", [0.0, 0.3, 0.6])  # longer phrases do not fit the 5-s bank
 def test_fidelity_sets_the_mean_phrase_length(bundle, model, fidelity):
-    sampler = BankSampler(bundle, model, seed=3, settings=SHORT)
+    settings = dataclasses.replace(SHORT, min_phrase_s=BankSettings().min_phrase_s)  # the shipped shortest phrase
+    sampler = BankSampler(bundle, model, seed=3, settings=settings)
     indices, _ = run(sampler, Controls(fidelity=fidelity, jump=0.0), 3000)
-    expected = phrase_frames(fidelity, bundle.audio.frame_s, SHORT.max_phrase_s)
+    expected = phrase_frames(fidelity, bundle.audio.frame_s, settings.max_phrase_s, settings.min_phrase_s)
     measured = mean_phrase_frames(indices)
-    if fidelity == 0.0:
-        assert measured == pytest.approx(1.0)  # every frame is a cut, and a cut never continues the phrase
-    else:  # runs also end at the end of a source run and at jumps/guards: somewhat shorter than the mean drawn
-        assert 0.4 * expected <= measured <= 1.2 * expected, (measured, expected)
+    # runs also end at the end of a source run and at jumps/guards: somewhat shorter than the mean drawn
+    assert 0.4 * expected <= measured <= 1.2 * expected, (measured, expected)
+
+
+def test_fidelity_zero_cuts_at_every_frame_when_the_shortest_phrase_is_one_frame(bundle, model):
+    settings = dataclasses.replace(SHORT, min_phrase_s=0.0)
+    indices, _ = run(BankSampler(bundle, model, seed=3, settings=settings), Controls(fidelity=0.0, jump=0.0), 1000)
+    assert mean_phrase_frames(indices) == pytest.approx(1.0)  # a cut never continues the phrase
+
+
+def test_the_knob_scales_the_phrase_by_equal_factors_from_the_shortest_to_the_longest():
+    frame_s = 512 / 44100
+    lengths = [phrase_frames(f, frame_s, 6.0, 0.05) for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    assert lengths[0] == pytest.approx(0.05 / frame_s) and lengths[-1] == pytest.approx(6.0 / frame_s)
+    ratios = np.array(lengths[1:]) / np.array(lengths[:-1])
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-9)
+    assert phrase_frames(0.0, frame_s, 6.0, 0.001) == 1.0  # never below one frame
 
 
 def test_no_frame_is_chosen_again_within_the_bar(bundle, model):
@@ -111,6 +126,10 @@ def test_temperature_zero_takes_the_nearest_allowed_frame_and_temperature_varies
     query = (sampler._prediction - index.mean) @ index.components.T
     distance = ((index.coords - query) ** 2).sum(axis=1)
     now = sampler.frame_index + 1  # the frame the cut is for
+    context = bundle.bank.context  # the LSTM's state against the bank's context keys, weighted as the sampler does
+    state = model.get_state()[bundle.model.input_states.index(context.state)][0]
+    context_query = (state - context.mean) @ context.components.T
+    distance += sampler._context_weight * ((context.keys - context_query) ** 2).sum(axis=1)
     distance += SHORT.recency_penalty * sampler._typical_distance * np.clip(
         1.0 - (now - sampler._region_last_used) / sampler._recency_window_frames, 0.0, 1.0)
     barred = sampler._region_last_used > now - SHORT.bar_s / bundle.audio.frame_s
@@ -148,6 +167,24 @@ def test_turning_a_knob_ends_the_phrase_at_once(bundle, model):
     assert sampler.cuts == cuts + 1 and sampler.phrase_left > 0  # the phrase drawn at the cut goes on
     sampler.next_frame(Controls(fidelity=0.0, jump=0.0, temperature=0.6))
     assert sampler.phrase_left == 0  # fidelity turned down: the rest of the phrase is drawn anew (none at 0)
+
+
+def test_a_cut_prefers_frames_whose_past_sounds_like_what_was_played(bundle, model):
+    """The context term alone (the frame term made flat): a cut lands where the bank's context key is nearest the
+    LSTM's state; with the keys shuffled it lands elsewhere."""
+    flat = dataclasses.replace(bundle, bank=dataclasses.replace(bundle.bank, coords=np.zeros_like(bundle.bank.coords)))
+    settings = dataclasses.replace(SHORT, recency_penalty=0.0, bar_s=0.0, recency_region_s=0.0)
+    sampler = BankSampler(flat, model, seed=1, settings=settings)
+    context = flat.bank.context
+    still = Controls(temperature=0.0, fidelity=0.0, jump=0.0)
+    run(sampler, still, 20)
+    state = model.get_state()[flat.model.input_states.index(context.state)][0]
+    nearest = ((context.keys - (state - context.mean) @ context.components.T) ** 2).sum(axis=1)
+    nearest[sampler.current + 1] = np.inf if sampler._continues[sampler.current] else nearest[sampler.current + 1]
+    sampler.next_frame(still)
+    assert sampler.current == int(np.argmin(nearest))
+    no_context = BankSampler(flat, model, seed=1, settings=dataclasses.replace(settings, context_weight=0.0))
+    assert no_context._context is None
 
 
 def test_hold_freezes_the_frame_and_reseed_jumps(bundle, model):
@@ -240,8 +277,10 @@ def test_a_cut_at_every_frame_allocates_nothing_on_a_large_bank(bundle, model):
     big = dataclasses.replace(
         bundle, seeds_u8=np.tile(bundle.seeds_u8, (reps, 1)),
         segment_starts=np.concatenate([bundle.segment_starts + i * bundle.n_seed_frames for i in range(reps)]),
-        bank=BankIndex(bundle.bank.mean, bundle.bank.components, np.tile(bundle.bank.coords, (reps, 1))))
-    sampler = BankSampler(big, model, seed=4)
+        bank=BankIndex(bundle.bank.mean, bundle.bank.components, np.tile(bundle.bank.coords, (reps, 1)),
+                       dataclasses.replace(bundle.bank.context, keys=np.tile(bundle.bank.context.keys, (reps, 1)))))
+    sampler = BankSampler(big, model, seed=4, settings=BankSettings(min_phrase_s=0.0))
+    assert sampler._context is not None  # the context term is on the path measured
     controls = Controls(fidelity=0.0, jump=0.0)
     run(sampler, controls, 50)
     cuts = sampler.cuts

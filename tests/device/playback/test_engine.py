@@ -106,10 +106,11 @@ def test_limiter_bends_loud_peaks_below_full_scale_without_hard_clipping(bundle)
     loud = render(bundle, 2.0, controls=Controls(gain_db=12.0), seed=2, volume_cap_db=12.0)
     assert np.abs(quiet).max() * 10 ** (12 / 20) > 1.0, "the test must drive the limiter"
     assert np.abs(loud).max() < 0.999
-    # soft, not flat-topped: no run of equal samples near full scale
+    # soft, not flat-topped: no run of three equal samples near full scale (two may meet at a smooth peak)
     top = np.abs(loud) > 0.9
     assert top.any()
-    assert not (top[1:] & top[:-1] & (np.diff(loud) == 0.0)).any()
+    flat = top[1:] & top[:-1] & (np.diff(loud) == 0.0)
+    assert not (flat[1:] & flat[:-1]).any()
     # below the knee the limiter leaves the signal alone
     small = np.abs(quiet * 10 ** (12 / 20)) < 0.5
     np.testing.assert_allclose(loud[small][1000:], (quiet * np.float32(10 ** (12 / 20)))[small][1000:], rtol=1e-5, atol=1e-6)

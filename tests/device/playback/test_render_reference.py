@@ -3,7 +3,7 @@ what the reference file (``render_reference.npz``, beside this test) holds, with
 
 The bundle is built here from formulas (no training, no SVD: a cosine basis stands in for the PCA) and the model is
 ``FakeStepModel``, so the render depends only on the device code: the frame-bank generator (cuts at every frame,
-phrases, a jump, temperature 0 and > 0), the regression sampler, the real streaming vocoder, the gain ramp and the
+phrases, a jump, temperature 0 and > 0, the context term), the regression sampler, the real streaming vocoder, the gain ramp and the
 soft limiter. Speed work on the per-frame path must keep this test passing; a change meant to alter the sound
 rewrites the reference on purpose:
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from murmur.device.bundle import AudioSpec, BankIndex, Bundle, ModelSpec, quantise_seeds
+from murmur.device.bundle import AudioSpec, BankIndex, Bundle, ContextIndex, ModelSpec, quantise_seeds
 from murmur.device.controls.values import Controls
 from murmur.device.playback.engine import BlockPipeline
 from murmur.device.testing.fakes import FakeStepModel
@@ -65,12 +65,26 @@ def synthetic_bundle(*, bank: bool = True) -> Bundle:
         components[0] /= np.sqrt(2.0)
         pca_mean = dequantised.astype(np.float64).mean(axis=0)
         coords = ((dequantised - pca_mean) @ components.T).astype(np.float16).astype(np.float32)
-        index = BankIndex(pca_mean.astype(np.float32), components.astype(np.float32), coords)
+        index = BankIndex(pca_mean.astype(np.float32), components.astype(np.float32), coords,
+                          _context(dequantised.astype(np.float32), n_bins))
     model = ModelSpec("model.tflite", "serving_default", "frame", "next_frame", ("h0", "c0"), ("h0_out", "c0_out"),
                       (8, 8), "dynamic")
     return Bundle(path=Path("synthetic"), meta={"format_version": 2 if bank else 1, "bundle_id": "synthetic"},
                   audio=audio, model=model, log_floor=1e-5, std=std, mean=mean.astype(np.float32), lo=lo, hi=hi,
                   seeds_u8=frames_u8, segment_starts=np.array([0, 1700], dtype=np.int64), bank=index)
+
+
+def _context(dequantised: np.ndarray, n_bins: int) -> ContextIndex:
+    """Context keys as the exporter makes them, from FakeStepModel's state "h0" before each frame (identity basis)."""
+    model = FakeStepModel(n_bins)
+    states = np.zeros((dequantised.shape[0], 8), dtype=np.float32)
+    for j, frame in enumerate(dequantised):
+        if j in (0, 1700):
+            model.reset()
+        states[j] = model.get_state()[0][0]
+        model.step(frame)
+    keys = states.astype(np.float16).astype(np.float32)
+    return ContextIndex("h0", np.zeros(8, np.float32), np.eye(8, dtype=np.float32), keys)
 
 
 def _fake_model(bundle: Bundle) -> FakeStepModel:

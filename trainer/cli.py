@@ -123,6 +123,11 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
                         help=f"bundle sample rate in Hz; input is resampled to it (default {d.sample_rate_hz})")
     parser.add_argument("--quantisation", choices=("dynamic", "float16", "float32"), default=d.quantisation,
                         help="TFLite weights: dynamic-range int8 (default, smallest, fastest), float16, float32")
+    parser.add_argument("--objective", choices=("retrieval", "mse"), default=d.objective,
+                        help="what the model learns: 'retrieval' scores the real frames it will choose among, "
+                             f"'mse' predicts the next frame (default {d.objective})")
+    parser.add_argument("--retrieval-temperature", type=float, default=d.retrieval_temperature,
+                        help=f"softness of the retrieval target, in nearest-neighbour distances (default {d.retrieval_temperature})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
                         help=f"held-out end part of every file (default {d.val_fraction:g})")

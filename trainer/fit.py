@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from .dataset import Dataset, lsd_db
 from .model import ModelConfig, build_sequence_model
+from .retrieval import RetrievalLoss, RetrievalSpace, held_out_cross_entropy
 
 MAX_BATCHES_PER_EPOCH = 64  # long inputs: an "epoch" is at most this many batches, so validation stays frequent
 
@@ -23,8 +24,8 @@ MAX_BATCHES_PER_EPOCH = 64  # long inputs: an "epoch" is at most this many batch
 @dataclass
 class EpochRecord:
     epoch: int
-    loss: float  # training MSE, model units (with input noise)
-    val_loss: float  # held-out teacher-forced MSE, model units
+    loss: float  # training loss: MSE in model units, or retrieval cross-entropy (nats) + MSE
+    val_loss: float  # held-out teacher-forced MSE (model units), or retrieval cross-entropy (nats)
     val_lsd_db: float
     seconds: float  # since training started
 
@@ -80,8 +81,13 @@ def train(
     restore_best: bool = True,
     on_progress: Callable[[Progress], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    retrieval: RetrievalSpace | None = None,
 ) -> FitResult:
-    """Train a fresh model for at most ``deadline_s`` seconds; return it with the best held-out weights restored."""
+    """Train a fresh model for at most ``deadline_s`` seconds; return it with the best held-out weights restored.
+
+    With ``retrieval`` the loss is the cross-entropy of the true next frame among the bank's frames
+    (``trainer/retrieval.py``) plus the MSE, and early stopping follows the held-out cross-entropy.
+    """
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     model = build_sequence_model(cfg)
@@ -94,14 +100,20 @@ def train(
     optimizer.build(model.trainable_variables)
     variables = model.trainable_variables
 
+    retrieval_loss = RetrievalLoss(retrieval) if retrieval is not None else None
+
     @tf.function(reduce_retracing=True)
-    def train_step(x, y):
+    def train_step(x, y, negatives):
         with tf.GradientTape() as tape:
             pred = model(x, training=True)
             loss = tf.reduce_mean(tf.square(pred - y))
+            if retrieval_loss is not None:
+                loss = loss + retrieval_loss(pred, y, negatives)
         grads = tape.gradient(loss, variables)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
+
+    no_negatives = np.zeros((1, 1), np.float32)
 
     val = dataset.validation
     baseline = lsd_db(val.inputs, val.targets, val.weights, dataset.std)
@@ -118,12 +130,15 @@ def train(
         losses = []
         for batch in range(n_batches):
             dataset.sample_batch(rng, cfg.batch_size, x, y)
-            losses.append(float(train_step(x, y)))
+            negatives = retrieval_loss.sample_negatives(rng) if retrieval_loss is not None else no_negatives
+            losses.append(float(train_step(x, y, negatives)))
             if on_progress is not None:
                 on_progress(Progress(epoch, batch + 1, n_batches, float(np.mean(losses)),
                                      history[-1].val_loss if history else None,
                                      best_val if history else None, time.monotonic() - started, deadline_s))
         val_loss, pred = validation_loss(model, dataset)
+        if retrieval is not None:
+            val_loss = held_out_cross_entropy(pred, val.targets, val.weights, retrieval)
         record = EpochRecord(epoch, float(np.mean(losses)), val_loss,
                              lsd_db(pred, val.targets, val.weights, dataset.std), time.monotonic() - started)
         history.append(record)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 QUANTISATIONS = ("dynamic", "float16", "float32")
+OBJECTIVES = ("retrieval", "mse")
 EXPORT_RESERVE_S = 25.0  # part of the budget kept for conversion, parity check and writing
 
 
@@ -27,6 +28,8 @@ class TrainOptions:
     n_fft: int = 2048
     hop_length: int = 512
     quantisation: str = "dynamic"
+    objective: str = "mse"
+    retrieval_temperature: float = 0.3
     seed: int = 0
     val_fraction: float = 0.1
     cache_dir: Path | None = None
@@ -36,6 +39,10 @@ class TrainOptions:
     def check(self) -> None:
         if self.quantisation not in QUANTISATIONS:
             raise ValueError(f"--quantisation {self.quantisation!r}: choose one of {', '.join(QUANTISATIONS)}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"--objective {self.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+        if not self.retrieval_temperature > 0:
+            raise ValueError(f"--retrieval-temperature {self.retrieval_temperature} must be > 0")
         for key in ("units", "layers", "seq_len", "batch_size", "patience", "max_epochs"):
             if getattr(self, key) < 1:
                 raise ValueError(f"--{key.replace('_', '-')} {getattr(self, key)} must be at least 1")

@@ -20,6 +20,7 @@ from .export import ExportResult, export_bundle
 from .fit import EpochRecord, FitResult, Progress, train
 from .model import ModelConfig
 from .options import TrainOptions
+from .retrieval import build_space
 
 __all__ = ["TrainOptions", "TrainOutcome", "check_out_dir", "train_bundle"]
 
@@ -72,8 +73,9 @@ def train_bundle(
                       batch_size=options.batch_size, seq_len=options.seq_len)
     budget_s = options.minutes * 60.0
     deadline_s = max(1.0, budget_s - (prepared - started) - options.export_reserve_s)
+    space = build_space(dataset, options.retrieval_temperature) if options.objective == "retrieval" else None
     fit = train(dataset, cfg, seed=options.seed, deadline_s=deadline_s, patience=options.patience,
-                max_epochs=options.max_epochs, on_progress=on_progress, on_epoch=on_epoch)
+                max_epochs=options.max_epochs, on_progress=on_progress, on_epoch=on_epoch, retrieval=space)
     trained = time.monotonic()
     best = next((r for r in fit.history if r.epoch == fit.best_epoch), None)
     training = {
@@ -81,6 +83,7 @@ def train_bundle(
         "best_epoch": fit.best_epoch,
         "stop_reason": fit.stop_reason,
         "seed": options.seed,
+        "objective": options.objective,
         "val_fraction": options.val_fraction,
         "validation": {
             "teacher_forced_lsd_db": None if best is None else round(best.val_lsd_db, 4),

@@ -69,7 +69,9 @@ def full_size_bank(bundle):
     return dataclasses.replace(
         bundle, seeds_u8=np.tile(bundle.seeds_u8, (reps, 1)),
         segment_starts=np.concatenate([bundle.segment_starts + i * bundle.n_seed_frames for i in range(reps)]),
-        bank=BankIndex(bundle.bank.mean, bundle.bank.components, np.tile(bundle.bank.coords, (reps, 1))))
+        bank=BankIndex(bundle.bank.mean, bundle.bank.components, np.tile(bundle.bank.coords, (reps, 1)),
+                       None if bundle.bank.context is None else
+                       dataclasses.replace(bundle.bank.context, keys=np.tile(bundle.bank.context.keys, (reps, 1)))))
 
 
 def _sink_work(frames: np.ndarray, mono: np.ndarray) -> bytes:

@@ -272,7 +272,7 @@ SAMPLER = Table("sampler", {
     "temperature": Key(Float(0.0, 2.0), 0.3, "how freely the next real frame is picked at a cut: 0 = always the "
                        "nearest to the model's prediction; format-1 bundles: noise added to each predicted frame"),
     "fidelity": Key(Float(0.0, 1.0), 0.3, "faithful (1: long real phrases of the recording, 6 s on average) ↔ "
-                    "inventive (0: every frame chosen anew)"),
+                    "inventive (0: 0.05-s phrases, the model choosing ~20 times a second)"),
     "jump": Key(Float(0.0, 4.0), 0.25, "jumps per second to a random spot of the material"),
     "position": Key(Float(0.0, 1.0), 0.5, "where in the training material the sound comes from: 0 = start, 1 = end"),
     "spread": Key(Float(0.0, 1.0), 1.0, "how much of the material around position may play, as a fraction; 1 = all"),

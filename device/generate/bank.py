@@ -2,8 +2,9 @@
 
 Why: an MSE-trained model predicts the *average* of what may come next, and averages sound muffled; real training
 frames do not. So ``BankSampler`` plays *phrases* of real bank frames (length set by ``fidelity``), and at each cut
-picks, softly (``temperature``), a frame near the LSTM's prediction in the bank's PCA space, away from what was
-played lately and inside the ``position``/``spread`` region; guards jump away from dead air and loops. One seeded
+picks, softly (``temperature``), a frame near the LSTM's prediction in the bank's PCA space and whose context key
+(the LSTM's state before it in the recording) is near the LSTM's state now, away from what was played lately and
+inside the ``position``/``spread`` region; guards jump away from dead air and loops. One seeded
 ``numpy.random.Generator`` drives every choice; nothing is allocated per frame. The design, step by step, and why:
 docs/ARCHITECTURE.md §3; the measurements that chose it: BENCHMARKS.md, "Sound ablation".
 """

@@ -1,7 +1,9 @@
-"""The booted system test's guest: a Debian 12 amd64 machine under QEMU's emulation (TCG), reached over ssh.
+"""The booted system test's guest: a Debian 12 machine under QEMU's emulation (TCG), reached over ssh.
 
-``Guest`` boots the cached image (tests/system/build-image.sh) on the cached kernel (tests/system/build-kernel.sh)
-through a copy-on-write overlay, so the image stays pristine and every run starts from a fresh "SD card".
+``Guest`` boots the cached image (tests/system/build-image.sh) through a copy-on-write overlay, so the image stays
+pristine and every run starts from a fresh "SD card": the x86_64 guest (``q35``) on the cached kernel built for
+gpio-sim (tests/system/build-kernel.sh), or the arm64 guest (``virt``, ``-cpu cortex-a72``, ``console=ttyAMA0``)
+on Debian's own arm64 kernel and initrd, which the image directory holds beside its disk.
 QEMU's user network forwards one port on 127.0.0.1 to the guest's sshd; nothing listens elsewhere, and the guest
 reaches only what this machine reaches (the package registries). KVM is not used: on this nested virtual machine
 QEMU aborts with ``-cpu host``/``max`` under KVM, so the guest runs under TCG with ``-cpu max`` (the lgpio wheel
@@ -34,11 +36,12 @@ def free_port() -> int:
 
 @dataclass
 class Guest:
-    kernel_dir: Path  # bzImage
+    kernel_dir: Path  # bzImage (x86_64); arm64: the image directory (vmlinuz, initrd.img)
     image_dir: Path  # disk.img (pristine), id_ed25519
     work: Path  # overlay, console log, ssh config (out/system)
     memory_mb: int = 2048
     cpus: int = 2
+    arch: str = "x86_64"  # or "arm64"
 
     def __post_init__(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -66,11 +69,17 @@ class Guest:
     def power_on(self) -> float:
         """Start QEMU; returns time.monotonic() at power-on."""
         assert self.proc is None or self.proc.poll() is not None, "the guest is already running"
-        argv = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m", str(self.memory_mb),
-                "-smp", str(self.cpus), "-kernel", str(self.kernel_dir / "bzImage"),
-                "-append", f"root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1 {self.kernel_append}".strip(),
-                *(["-initrd", str(self.kernel_dir / "initrd")] if (self.kernel_dir / "initrd").is_file() else []),
-                "-drive", f"file={self.overlay},format=qcow2,if=virtio",
+        if self.arch == "arm64":
+            machine = ["qemu-system-aarch64", "-machine", "virt", "-accel", "tcg", "-cpu", "cortex-a72"]
+            kernel, initrd, console = self.kernel_dir / "vmlinuz", self.kernel_dir / "initrd.img", "ttyAMA0"
+        else:
+            machine = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max"]
+            kernel, initrd, console = self.kernel_dir / "bzImage", self.kernel_dir / "initrd", "ttyS0"
+        argv = [*machine, "-m", str(self.memory_mb), "-smp", str(self.cpus), "-kernel", str(kernel),
+                "-append", f"root=/dev/vda rw console={console} net.ifnames=0 panic=-1 {self.kernel_append}".strip(),
+                *(["-initrd", str(initrd)] if initrd.is_file() else []),
+                "-drive", f"file={self.overlay},format=qcow2,if=none,id=disk0",
+                "-device", "virtio-blk-pci,drive=disk0",
                 "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
                 "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci",
                 "-display", "none", "-serial", f"file:{self.console}", "-monitor", "none"]

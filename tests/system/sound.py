@@ -95,3 +95,49 @@ def judge(capture: np.ndarray, rate: int, source: np.ndarray, source_rate: int) 
     figures["variation_db"] = round(variation(frames), 2)
     figures["source_variation_db"] = round(variation(source_frames), 2)
     return figures
+
+
+def silent_blocks(mono: np.ndarray, frame: int = FRAME) -> np.ndarray:
+    """Per ``frame``-sample block: True where the block is a gap (RMS at or under ``GAP_DBFS``)."""
+    n = mono.size // frame
+    blocks = mono[: n * frame].astype(np.float64).reshape(n, frame)
+    return _db(np.mean(blocks**2, axis=1)) <= GAP_DBFS
+
+
+def longest_run(flags: np.ndarray) -> int:
+    """The longest stretch of consecutive True values."""
+    best = run = 0
+    for flag in flags:
+        run = run + 1 if flag else 0
+        best = max(best, run)
+    return best
+
+
+SHAPE_FLOOR_DB = 25.0
+
+
+def shape(spectrum: np.ndarray, floor_db: float = SHAPE_FLOOR_DB) -> np.ndarray:
+    """Where a sound's energy lies: its band spectrum with every band floored at ``floor_db`` under the loudest,
+    mean removed. Under emulation the underrun gaps' edges spread each sound's energy some 30 dB down across the
+    bands; this keeps two sounds' shapes apart where the plain band distance lets that spread dominate."""
+    db = np.nan_to_num(spectrum, nan=-200.0)
+    db = np.maximum(db, db.max() - floor_db)
+    return db - db.mean()
+
+
+def which_sound(mono: np.ndarray, rate: int, spectra: dict[str, np.ndarray], window_s: float = 2.0,
+                min_frames: int = 10) -> list[tuple[float, str | None, dict[str, float]]]:
+    """Window by window (``window_s``, half-overlapping): the name of the band spectrum in ``spectra`` whose
+    ``shape`` is nearest to the window's whole frames', or None where the window holds fewer than ``min_frames``
+    whole frames (a gap); (window start in seconds, name, distances in dB)."""
+    size, hop = int(window_s * rate), int(window_s * rate / 2)
+    out: list[tuple[float, str | None, dict[str, float]]] = []
+    for start in range(0, max(0, mono.size - size) + 1, hop):
+        frames = whole_frames(mono[start: start + size])
+        if frames.shape[0] < min_frames:
+            out.append((start / rate, None, {}))
+            continue
+        captured = shape(band_spectrum(frames, rate))
+        dist = {name: round(distance(captured, shape(ref)), 2) for name, ref in spectra.items()}
+        out.append((start / rate, min(dist, key=lambda k: dist[k]), dist))
+    return out

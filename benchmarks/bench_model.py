@@ -35,6 +35,7 @@ SECONDS = bench_sound.RENDER_SECONDS
 SEEDS = (1, 2, 3)
 SWEEP = (0.0, 0.15, 0.3, 0.45, 0.6, 0.8, 1.0)
 ENDS_AND_DEFAULT = (0.0, 0.3, 1.0)
+COMPARED = (0.0, 0.3, 0.6)  # where no model is measured beside the model: the ends of the knob's inventive half
 DEFAULT_FIDELITY = 0.3
 HIGH_BAND_HZ = 8000.0
 QUICK_CLIP, QUICK_SECONDS = "voice", 20.0
@@ -60,7 +61,7 @@ ROWS: dict[str, Row] = {
     "lstm-retrieval": Row("the LSTM trained to pick the real next frame out of the bank (`--objective retrieval`: "
                           "cross-entropy through the cut's own softmax)", train_args=("--objective", "retrieval")),
     "no-model": Row("no model: a cut plays a bank frame near the current one (`--generator bank-no-model`)",
-                    generator="bank-no-model"),
+                    generator="bank-no-model", fidelities=COMPARED),
 }
 
 
@@ -188,6 +189,12 @@ def targets(results: dict) -> list[tuple[str, bool, str]]:
                 median_gain >= 0.15 and sum(ok for _, ok in gains) > len(gains) / 2,
                 f"median {100 * median_gain:+.0f} %; " + ", ".join(f"{c} {100 * g:+.0f} %{' (beyond seeds)' if ok else ''}"
                                                                   for c, (g, ok) in zip(clips, gains, strict=True))))
+    gains = [beats(results, c, "lstm", "no-model", 0.6, 0.15) for c in clips]
+    median_gain = float(np.nanmedian([g for g, _ in gains])) if gains else float("nan")
+    out.append(("(reported) fidelity 0.6: the model's 1.5-s FD below no model's (median over clips)",
+                median_gain >= 0.15 and sum(ok for _, ok in gains) > len(gains) / 2,
+                f"median {100 * median_gain:+.0f} %; " + ", ".join(f"{c} {100 * g:+.0f} %{' (beyond seeds)' if ok else ''}"
+                                                                  for c, (g, ok) in zip(clips, gains, strict=True))))
     f1 = [(c, clip_median(results, c, "lstm", 1.0, "replay_pct")) for c in clips]
     out.append(("fidelity 1: replay ≥ 30 % on every clip", all(v >= 30 for _, v in f1),
                 ", ".join(f"{c} {v:.0f} %" for c, v in f1)))
@@ -225,16 +232,16 @@ def report(results: dict) -> str:
              __doc__.split("\n\n")[1].strip().replace("\n", " "), "",
              "Ratios as in the Sound ablation: 93-ms FD ÷ the clip's own-half FD, 1.5-s FD ÷ the granular player's "
              "(below 1 = better phrases than random 0.25-s grains). Cells: median of the seeds (range).", "",
-             "### Rows at fidelity 0, 0.3 (default) and 1: 1.5-s FD ÷ granular", "",
+             "### Rows at fidelity 0, 0.3 (default), 0.6 and 1: 1.5-s FD ÷ granular", "",
              "| clip | fidelity | " + " | ".join(f"`{n}`" for n in ROWS) + " |", "|---|---|" + "---|" * len(ROWS)]
     for c in clips:
-        for f in ENDS_AND_DEFAULT:
+        for f in sorted(set(ENDS_AND_DEFAULT) | set(COMPARED)):
             lines.append(f"| {c} | {f:g} | " + " | ".join(_cell(results, c, n, f, "fd_1500ms/granular") for n in ROWS) + " |")
     lines += ["", "Medians over the clips (of each clip's seed median): 93-ms FD ÷ own half / 1.5-s FD ÷ granular / "
-              "replay %.", "", "| row | fidelity 0 | fidelity 0.3 | fidelity 1 |", "|---|---|---|---|"]
+              "replay %.", "", "| row | fidelity 0 | fidelity 0.3 | fidelity 0.6 | fidelity 1 |", "|---|---|---|---|---|"]
     for n in ROWS:
         cells = []
-        for f in ENDS_AND_DEFAULT:
+        for f in (0.0, 0.3, 0.6, 1.0):
             vals = [[clip_median(results, c, n, f, w) for c in clips]
                     for w in ("fd_93ms/own", "fd_1500ms/granular", "replay_pct")]
             cells.append(" / ".join(f"{np.nanmedian(v):.2f}" if np.isfinite(v).any() else "—" for v in vals[:2]) +

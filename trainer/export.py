@@ -261,12 +261,14 @@ def seeds_npz(frames_norm: np.ndarray, mean: np.ndarray, segment_starts: np.ndar
     with ``context`` (dequantised frames, segment starts -> states (n, units)) the context index."""
     frames_u8, lo, hi = bundle_mod.quantise_seeds(frames_norm)
     pca_mean, components = bank_pca(frames_norm)
-    extra = {} if context is None else context_arrays(context(dequantised(frames_u8, lo, hi), segment_starts))
+    arrays: dict[str, np.ndarray] = {
+        "frames_u8": frames_u8, "lo": lo, "hi": hi, "mean": mean.astype(np.float32),
+        "segment_starts": segment_starts.astype(np.int64), "pca_mean": pca_mean, "pca_components": components,
+        "bank_coords": bank_coords(frames_u8, lo, hi, pca_mean, components)}
+    if context is not None:
+        arrays.update(context_arrays(context(dequantised(frames_u8, lo, hi), segment_starts)))
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, frames_u8=frames_u8, lo=lo, hi=hi, mean=mean.astype(np.float32),
-                        segment_starts=segment_starts.astype(np.int64), pca_mean=pca_mean,
-                        pca_components=components, bank_coords=bank_coords(frames_u8, lo, hi, pca_mean, components),
-                        **extra)
+    np.savez_compressed(buffer, allow_pickle=False, **arrays)
     return buffer.getvalue()
 
 

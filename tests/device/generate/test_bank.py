@@ -95,12 +95,15 @@ def test_fidelity_zero_cuts_at_every_frame_when_the_shortest_phrase_is_one_frame
     assert mean_phrase_frames(indices) == pytest.approx(1.0)  # a cut never continues the phrase
 
 
-def test_the_knob_scales_the_phrase_by_equal_factors_from_the_shortest_to_the_longest():
+def test_the_knob_runs_from_the_shortest_to_the_longest_phrase_on_a_square_law_taper():
     frame_s = 512 / 44100
     lengths = [phrase_frames(f, frame_s, 6.0, 0.05) for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
     assert lengths[0] == pytest.approx(0.05 / frame_s) and lengths[-1] == pytest.approx(6.0 / frame_s)
-    ratios = np.array(lengths[1:]) / np.array(lengths[:-1])
-    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-9)
+    assert all(b > a for a, b in zip(lengths, lengths[1:], strict=False))
+    # log length ∝ fidelity²: the step in log length grows linearly along the knob
+    steps = np.diff(np.log(lengths))
+    np.testing.assert_allclose(np.diff(steps), np.diff(steps)[0], rtol=1e-9)
+    assert phrase_frames(0.3, frame_s, 6.0, 0.05) * frame_s == pytest.approx(0.077, abs=0.001)
     assert phrase_frames(0.0, frame_s, 6.0, 0.001) == 1.0  # never below one frame
 
 

@@ -6,7 +6,7 @@
 # over ssh on 127.0.0.1 with the project's own `make deploy` / `make status`. Run output in out/system/.
 # The arm64 guest (QEMU `virt`, cortex-a72, Debian's stock arm64 kernel; a shorter scenario, test_system.py says
 # which steps and why; output in out/system-arm64/) runs after the x86_64 one when its image is cached, or as asked:
-# SYSTEM_ARM64=auto (default: run it if cached, never build it), 1 (build it if missing: the arm64 root under
+# SYSTEM_ARM64=auto (default: run it if its root is cached, never build the root), 1 (build it if missing: the root under
 # qemu-user, ~10-25 min once; then run it), 0 (never), only (build if missing, run only the arm64 guest).
 # Env: SYSTEM_CACHE, SYSTEM_BUNDLE (a bundle dir; default: the tiny test bundle trained here once) with
 # SYSTEM_SOURCE (the recording it was trained on), SYSTEM_UPDATE_BUNDLE with SYSTEM_UPDATE_SOURCE (the update

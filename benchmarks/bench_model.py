@@ -56,8 +56,9 @@ class Row:
 
 
 ROWS: dict[str, Row] = {
-    "lstm": Row("today's model (`make train`: the LSTM predicts the next frame, MSE); a cut plays the bank frame "
-                "nearest its prediction", fidelities=SWEEP),
+    "lstm": Row("the shipped generator on today's model (`make train`: the LSTM predicts the next frame, MSE): a "
+                "cut weighs the bank frame against the LSTM's prediction and the frame's context key against its "
+                "state", fidelities=SWEEP),
     "lstm-retrieval": Row("the LSTM trained to pick the real next frame out of the bank (`--objective retrieval`: "
                           "cross-entropy through the cut's own softmax)", train_args=("--objective", "retrieval")),
     "no-model": Row("no model: a cut plays a bank frame near the current one (`--generator bank-no-model`)",

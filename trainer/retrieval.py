@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
-from .dataset import STFT_CHUNK_FRAMES, Dataset
+from murmur.device.generate.bank import nearest_neighbour_scale
 
-PCA_DIMS = 32  # the bank's search space (trainer/export.py writes the same number of components)
-PCA_FIT_FRAMES = 6000
+from .dataset import STFT_CHUNK_FRAMES, Dataset
+from .export import bank_pca
+
 NEGATIVES = 4096  # bank frames each training batch is scored against (the whole bank when it is smaller)
-NEIGHBOUR_PICKS = 256  # frames the typical nearest-neighbour distance is measured on
 
 
 @dataclass(frozen=True)
@@ -50,38 +50,12 @@ def all_frames(dataset: Dataset) -> np.ndarray:
     return np.concatenate(parts).astype(np.float32)
 
 
-def pca(frames_norm: np.ndarray, n_dims: int = PCA_DIMS) -> tuple[np.ndarray, np.ndarray]:
-    """PCA of frames (n, n_bins) -> (mean (n_bins,), components (n_dims, n_bins)) float32, fitted on at most
-    PCA_FIT_FRAMES evenly spaced frames; a bank smaller than n_dims frames leaves zero rows."""
-    picks = np.linspace(0, frames_norm.shape[0] - 1, min(PCA_FIT_FRAMES, frames_norm.shape[0])).round().astype(int)
-    sample = frames_norm[picks].astype(np.float64)
-    mean = sample.mean(axis=0)
-    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
-    components = np.zeros((n_dims, frames_norm.shape[1]))
-    keep = min(n_dims, vt.shape[0])
-    components[:keep] = vt[:keep]
-    return mean.astype(np.float32), components.astype(np.float32)
-
-
-def typical_distance(keys: np.ndarray) -> float:
-    """Median squared distance from a frame to its nearest frame at least 3 frames away in time (the unit the
-    device's temperature is counted in: ``BankSampler._nearest_neighbour_scale``)."""
-    norms = np.einsum("ij,ij->i", keys, keys)
-    picks = np.random.default_rng(0).choice(keys.shape[0], size=min(NEIGHBOUR_PICKS, keys.shape[0]), replace=False)
-    nearest = []
-    for i in picks:
-        d = norms - 2.0 * (keys @ keys[i]) + norms[i]
-        d[max(0, i - 2) : i + 3] = np.inf
-        nearest.append(float(d.min()) if np.isfinite(d).any() else 1.0)
-    return max(float(np.median(nearest)), 1e-6)
-
-
 def build_space(dataset: Dataset, temperature: float) -> RetrievalSpace:
     """The search space of the bank this dataset makes, with τ = ``temperature`` × its typical distance."""
     frames_norm = all_frames(dataset)
-    mean, components = pca(frames_norm)
+    mean, components = bank_pca(frames_norm)
     keys = ((frames_norm - mean) @ components.T).astype(np.float32)
-    typical = typical_distance(keys)
+    typical = nearest_neighbour_scale(keys, np.einsum("ij,ij->i", keys, keys))
     return RetrievalSpace(mean, components, keys, typical, temperature * typical)
 
 

@@ -157,21 +157,27 @@ def parse_knobs(knobs_table: dict | None, led_table: dict | None, where: str) ->
     return knob_map
 
 
-def _parse_pot(name: str, t: Values) -> PotSpec:
-    control = t["control"]
+def knob_range(t: Values, control: str) -> tuple[float, float]:
+    """A knob's ``range`` (default: the control's whole range; from > to reverses it), checked against its
+    ``curve``: (low, high) in the control's units. Shared by pots and MIDI CCs. Raises ConfigError."""
     lo, hi = CONTROL_RANGES[control]
+    low, high = lo, hi
     if t.given("range"):
         within = List(Float(lo, hi), f"two numbers [from, to] within {lo:g}..{hi:g}; from > to reverses the knob",
                       length=2)
         low, high = t.check("range", within)
         if low == high:
             raise t.error("range", "the two ends are equal: the knob would do nothing")
-    else:
-        low, high = lo, hi
-    curve = t["curve"]
-    if curve == "log" and (low <= 0.0 or high <= 0.0):
+    if t["curve"] == "log" and (low <= 0.0 or high <= 0.0):
         raise t.error("curve", f"a log curve needs a range above zero, got range = [{low:g}, {high:g}]; "
                       "use curve = \"linear\" or raise the lower end (e.g. 0.05)")
+    return low, high
+
+
+def _parse_pot(name: str, t: Values) -> PotSpec:
+    control = t["control"]
+    low, high = knob_range(t, control)
+    curve = t["curve"]
     return PotSpec(name=name, channel=t["channel"], control=control, low=low, high=high, curve=curve,
                    smoothing_s=t["smoothing_s"], deadband=t["deadband"])
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from murmur.device.config_schema import MIDI, Float, List, Values, read_table
+from murmur.device.config_schema import MIDI, Values, read_table
 from murmur.device.controls.base import Knobs
+from murmur.device.controls.mapping import knob_range
 from murmur.device.controls.shaping import Pickup, apply_curve, curve_position
 from murmur.device.controls.values import ACTION_GAP_S, BOOL_CONTROLS, CONTROL_RANGES, EVENTS, ControlStore
 
@@ -145,17 +146,7 @@ def _parse_cc(name: str, t: Values) -> CcSpec:
             raise t.error("range" if t.given("range") else "curve", f"{control} is on/off (on from CC {ON_FROM} "
                           "up): it takes no range or curve")
         return CcSpec(name=name, number=t["number"], control=control)
-    lo, hi = CONTROL_RANGES[control]
-    low, high = lo, hi
-    if t.given("range"):
-        within = List(Float(lo, hi), f"two numbers [from, to] within {lo:g}..{hi:g}; from > to reverses the knob",
-                      length=2)
-        low, high = t.check("range", within)
-        if low == high:
-            raise t.error("range", "the two ends are equal: the knob would do nothing")
-    if t["curve"] == "log" and (low <= 0.0 or high <= 0.0):
-        raise t.error("curve", f"a log curve needs a range above zero, got range = [{low:g}, {high:g}]; use "
-                      "curve = \"linear\" or raise the lower end (e.g. 0.05)")
+    low, high = knob_range(t, control)
     return CcSpec(name=name, number=t["number"], control=control, low=low, high=high, curve=t["curve"])
 
 

@@ -22,7 +22,7 @@ from murmur.device.dsp.frames import denormalise_into
 from murmur.device.dsp.measures import DEAD_AIR_DBFS, DEAD_AIR_WINDOW_S, frame_dbfs
 from murmur.device.protocols import StepModelLike
 
-__all__ = ["QUIET_DBFS", "BankSampler", "BankSettings", "frame_dbfs", "phrase_frames"]
+__all__ = ["QUIET_DBFS", "BankSampler", "BankSettings", "frame_dbfs", "nearest_neighbour_scale", "phrase_frames"]
 
 QUIET_DBFS = DEAD_AIR_DBFS  # a frame quieter than this counts as silence (measures.py: the one dead-air definition)
 NEVER = -(2**62)  # last_used value of a frame never played
@@ -58,6 +58,20 @@ def phrase_frames(fidelity: float, frame_s: float, max_phrase_s: float, min_phra
     shortest = min(longest, max(1.0, min_phrase_s / frame_s))
     f = min(max(fidelity, 0.0), 1.0)
     return float(shortest * math.exp(f * f * math.log(longest / shortest)))
+
+
+def nearest_neighbour_scale(coords: np.ndarray, norms: np.ndarray) -> float:
+    """Median squared distance from a frame to its nearest other frame in ``coords`` (n_frames, n_dims), its
+    neighbours in time (±2 frames) not counted, over 256 frames drawn with seed 0; ``norms`` (n_frames,) the rows'
+    squared norms. The unit of the temperature and of the context weight (the trainer's retrieval τ too)."""
+    n_frames = coords.shape[0]
+    picks = np.random.default_rng(0).choice(n_frames, size=min(256, n_frames), replace=False)
+    nearest = []
+    for i in picks:
+        d = norms - 2.0 * (coords @ coords[i]) + norms[i]
+        d[max(0, i - 2) : i + 3] = np.inf
+        nearest.append(float(d.min()) if np.isfinite(d).any() else 1.0)
+    return max(float(np.median(nearest)), 1e-6)
 
 
 class BankSampler:
@@ -97,7 +111,7 @@ class BankSampler:
         self._continues[-1] = False
         self.level_dbfs = self._bank_levels()  # (n_frames,) float32
         self._audible = self.level_dbfs >= QUIET_DBFS
-        self._typical_distance = self._nearest_neighbour_scale(self._coords, self._norms)
+        self._typical_distance = nearest_neighbour_scale(self._coords, self._norms)
         # the context term: the LSTM's state against the bank's context keys (bundles exported with them)
         # (a stand-in model whose state is not the bundle's LSTM state has no context to compare: see _uses_context)
         self._context = bank.context if self._uses_context(bundle, model) else None
@@ -105,7 +119,7 @@ class BankSampler:
             context = self._context
             self._context_norms = np.einsum("ij,ij->i", context.keys, context.keys).astype(np.float32)
             self._context_weight = np.float32(self.settings.context_weight * self._typical_distance /
-                                              self._nearest_neighbour_scale(context.keys, self._context_norms))
+                                              nearest_neighbour_scale(context.keys, self._context_norms))
             self._state = model.new_state()
             self._state_index = bundle.model.input_states.index(context.state)
             self._context_centred = np.zeros(context.components.shape[1], dtype=np.float32)
@@ -168,18 +182,6 @@ class BankSampler:
                 or self.settings.context_weight <= 0.0:
             return False
         return [s.shape[-1] for s in model.new_state()] == list(bundle.model.state_sizes)
-
-    def _nearest_neighbour_scale(self, coords: np.ndarray, norms: np.ndarray) -> float:
-        """Median squared distance from a bank frame to its nearest other frame in ``coords`` (n_frames, n_dims),
-        not counting its neighbours in time (the unit of the temperature and of the context weight)."""
-        rng = np.random.default_rng(0)
-        picks = rng.choice(self.n_frames, size=min(256, self.n_frames), replace=False)
-        nearest = []
-        for i in picks:
-            d = norms - 2.0 * (coords @ coords[i]) + norms[i]
-            d[max(0, i - 2) : i + 3] = np.inf  # not itself nor its immediate neighbours in time
-            nearest.append(float(d.min()) if np.isfinite(d).any() else 1.0)
-        return max(float(np.median(nearest)), 1e-6)
 
     # -- properties the engine and benches read ---------------------------------------------------------------
     @property

@@ -5,15 +5,17 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from murmur.device.generate.bank import nearest_neighbour_scale  # noqa: E402
 from murmur.trainer import retrieval  # noqa: E402
+from murmur.trainer.export import bank_pca  # noqa: E402
 
 
 def _space(n_frames: int = 300, n_bins: int = 40, temperature: float = 0.3) -> retrieval.RetrievalSpace:
     rng = np.random.default_rng(0)
     frames = np.cumsum(rng.standard_normal((n_frames, n_bins)).astype(np.float32) * 0.3, axis=0)  # a slow walk
-    mean, components = retrieval.pca(frames, n_dims=8)
+    mean, components = bank_pca(frames, n_dims=8)
     keys = ((frames - mean) @ components.T).astype(np.float32)
-    typical = retrieval.typical_distance(keys)
+    typical = nearest_neighbour_scale(keys, np.einsum("ij,ij->i", keys, keys))
     return retrieval.RetrievalSpace(mean, components, keys, typical, temperature * typical), frames
 
 

@@ -26,7 +26,8 @@ from murmur import REPO_ROOT
 
 from .errors import StudioError
 from .fleet import STATUS_TIMEOUT_S, ToolJob, parse_hosts
-from .live import AUDIO, LiveProcess, control_spec
+from .live import AUDIO, LiveProcess, check_control_message, control_spec
+from .midi import CONFIG_NAME, StudioMidi
 from .project import Project
 from .training import TrainJob, check_no_partial_left
 
@@ -45,6 +46,7 @@ class Options:
     inventory: str | None = None
     ssh_config: str | None = None
     deploy_repo: Path | None = None  # the checkout whose code a deploy ships (the deploy tool's --repo)
+    midi_ports: object | None = None  # the MIDI system (None: mido over the ALSA sequencer; tests: FakeMidiPorts)
 
 
 class Studio:
@@ -60,6 +62,7 @@ class Studio:
             log.warning("removed %d unfinished run(s) from a studio that stopped mid-training: %s", len(removed), removed)
         self.train: TrainJob | None = None
         self.deploy: ToolJob | None = None
+        self.midi = StudioMidi(self.project.root / CONFIG_NAME, ports=options.midi_ports)  # type: ignore[arg-type]
         self.port = options.port
         self.started = time.monotonic()
 
@@ -83,6 +86,7 @@ class Studio:
 
     # -- api --------------------------------------------------------------------------------------------------------
     def state(self) -> dict:
+        inventory = self.inventory()
         return {
             "project": str(self.project.root),
             "recordings": [r.as_json() for r in self.project.recordings()],
@@ -91,22 +95,37 @@ class Studio:
             "deploy": self.deploy.state() if self.deploy else None,
             "settings": self.project.settings(),
             "max_upload_mb": self.options.max_upload_mb,
-            "fleet": self.fleet_names(),
+            "fleet": self.fleet_names(inventory),
+            "midi_hosts": self.midi_hosts(inventory),
             **control_spec(),
         }
 
-    def fleet_names(self) -> dict:
-        """Inventory names and @groups for the page's host field (the deploy tool's own inventory lookup)."""
+    def inventory(self):
+        """The deploy tool's inventory (its own lookup), or the ConfigError saying why it cannot be read."""
         from murmur.deploy.inventory import load_inventory
         from murmur.deploy.tool import default_inventory
         from murmur.device.errors import ConfigError
 
         try:
-            inventory = load_inventory(self.options.inventory or default_inventory())
+            return load_inventory(self.options.inventory or default_inventory())
         except ConfigError as exc:
-            return {"hosts": [], "groups": [], "error": str(exc)}
+            return exc
+
+    def fleet_names(self, inventory=None) -> dict:
+        """Inventory names and @groups for the page's host field."""
+        inventory = self.inventory() if inventory is None else inventory
+        if isinstance(inventory, Exception):
+            return {"hosts": [], "groups": [], "error": str(inventory)}
         groups = sorted({f"@{g}" for host in inventory.hosts.values() for g in host.groups})
         return {"hosts": sorted(inventory.hosts), "groups": groups, "error": None}
+
+    def midi_hosts(self, inventory) -> list[str]:
+        """The inventory's Pis whose managed config is the project's murmur.toml: a deploy gives them its [midi]."""
+        if isinstance(inventory, Exception):
+            return []
+        mine = self.midi.config.resolve()
+        return sorted(name for name, host in inventory.hosts.items()
+                      if host.config is not None and Path(host.config).resolve() == mine)
 
     def start_training(self, body: dict) -> dict:
         if self.train is not None and self.train.status in ("preparing", "training"):
@@ -316,24 +335,64 @@ class Handlers:
         body = await json_object(request)
         return web.json_response(await asyncio.to_thread(self.studio.fleet_status, body))
 
+    # -- the MIDI controller ----------------------------------------------------------------------------------------
+    async def midi(self, request: web.Request) -> web.Response:
+        """The controller, its mappings and the learn mode; with ``?after=VERSION`` it answers once something
+        changed after that version (a knob moved by MIDI, a mapping learnt, the controller plugged or unplugged),
+        or after ``wait`` seconds (at most 25): the page's long poll."""
+        midi = self.studio.midi
+        after = request.query.get("after")
+        if after is not None:
+            try:
+                after_version, wait_s = int(after), float(request.query.get("wait", "20"))
+                if not math.isfinite(wait_s):
+                    raise ValueError(wait_s)
+            except ValueError as exc:
+                raise StudioError(f"/api/midi?after={after!r}&wait={request.query.get('wait')!r}: both are numbers "
+                                  "(the last version the page saw, and seconds to wait for a newer one)") from exc
+            await midi.wait(after_version, min(max(wait_s, 0.0), 25.0))
+            return web.json_response(midi.state(after_version))
+        return web.json_response(midi.state())
+
+    async def midi_learn(self, request: web.Request) -> web.Response:
+        body = await json_object(request)
+        target = body.get("target")
+        if target is not None and not isinstance(target, str):
+            raise StudioError(f"'target' is the name of a control to learn (e.g. \"fidelity\") or null to stop "
+                              f"waiting, not {target!r}")
+        return web.json_response(self.studio.midi.learn(target))
+
+    async def midi_controls(self, request: web.Request) -> web.Response:
+        """The page's knobs while nothing plays (playing, they come over the live socket): so a MIDI knob picks
+        up from what the page shows."""
+        changes, _ = check_control_message(await json_object(request))
+        self.studio.midi.page_set(changes)
+        return web.json_response({"ok": True})
+
     # -- live listening ---------------------------------------------------------------------------------------------
     async def live(self, request: web.Request) -> web.StreamResponse:
         """The WebSocket of one listening page: a live worker for the run's bundle, its frames to the page
-        (``_worker_to_page``), the page's knob messages to the worker; the worker stops when the page leaves."""
+        (``_worker_to_page``), the page's knob messages and the MIDI controller's to the worker; the worker stops
+        when the page leaves."""
         bundle = self.studio.project.run_dir(request.query.get("run", "")) / "bundle"  # an unknown run: HTTP 400
         ws = web.WebSocketResponse(heartbeat=20.0)
         await ws.prepare(request)
         try:
-            player = await LiveProcess.start(bundle, json.loads(request.query.get("controls", "{}")))
+            controls = json.loads(request.query.get("controls", "{}"))
+            player = await LiveProcess.start(bundle, controls)
         except (StudioError, ValueError) as exc:
             await ws.send_json({"error": str(exc)})
             await ws.close()
             return ws
         await ws.send_json({"hello": player.hello})
+        midi = self.studio.midi
+        midi.page_set(check_control_message({"set": controls})[0])
+        unsubscribe = midi.subscribe(player.send)
         sender = asyncio.create_task(self._worker_to_page(player, ws))
         try:
-            await self._page_to_worker(ws, player)
+            await self._page_to_worker(ws, player, midi)
         finally:
+            unsubscribe()
             await player.stop()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):  # the page closed mid-send
@@ -358,13 +417,15 @@ class Handlers:
             await ws.close()
 
     @staticmethod
-    async def _page_to_worker(ws: web.WebSocketResponse, player: LiveProcess) -> None:
-        """The page's knob messages (JSON text) to the worker until the page leaves; a refused one is answered with
-        an error message and the stream goes on."""
+    async def _page_to_worker(ws: web.WebSocketResponse, player: LiveProcess, midi: StudioMidi) -> None:
+        """The page's knob messages (JSON text) to the worker (and the MIDI mirror) until the page leaves; a refused
+        one is answered with an error message and the stream goes on."""
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 try:
-                    player.send(json.loads(msg.data))
+                    message = json.loads(msg.data)
+                    player.send(message)
+                    midi.page_set(check_control_message(message)[0])
                 except (StudioError, ValueError) as exc:
                     await ws.send_json({"error": str(exc)})
             elif msg.type == WSMsgType.ERROR:
@@ -391,6 +452,9 @@ def routes(handlers: Handlers) -> list[web.RouteDef]:
         web.get("/api/deploy", h.deploy_state),
         web.post("/api/status", h.status),
         web.get("/api/live", h.live),
+        web.get("/api/midi", h.midi),
+        web.post("/api/midi/learn", h.midi_learn),
+        web.post("/api/midi/controls", h.midi_controls),
     ]
 
 
@@ -398,6 +462,15 @@ def build_app(studio: Studio) -> web.Application:
     """The aiohttp application: ``guard`` before every handler, request bodies up to the upload limit + 64 kB."""
     app = web.Application(middlewares=[guard(studio)], client_max_size=int(studio.options.max_upload_mb * 1e6) + 65536)
     app.add_routes(routes(Handlers(studio)))
+
+    async def midi_on(app: web.Application) -> None:
+        studio.midi.start(asyncio.get_running_loop())
+
+    async def midi_off(app: web.Application) -> None:
+        await studio.midi.close()
+
+    app.on_startup.append(midi_on)
+    app.on_cleanup.append(midi_off)
     return app
 
 

@@ -41,7 +41,7 @@ def refused(response) -> str:
 
 
 JSON_ROUTES = [("POST", "/api/train"), ("POST", "/api/deploy"), ("POST", "/api/status"),
-               ("PUT", "/api/recordings/take.1/regions")]
+               ("PUT", "/api/recordings/take.1/regions"), ("POST", "/api/midi/learn"), ("POST", "/api/midi/controls")]
 
 
 @pytest.mark.parametrize(("method", "path"), JSON_ROUTES)
@@ -55,6 +55,7 @@ def test_a_body_that_is_not_a_json_object_is_refused_with_what_to_send(studio, m
 @pytest.mark.parametrize(("method", "path", "key"), [
     ("POST", "/api/train", "minutes"), ("POST", "/api/train", "advanced"), ("POST", "/api/deploy", "hosts"),
     ("POST", "/api/deploy", "run"), ("POST", "/api/status", "hosts"), ("PUT", "/api/recordings/take.1/regions", "regions"),
+    ("POST", "/api/midi/learn", "target"), ("POST", "/api/midi/controls", "set"),
 ])
 def test_every_field_with_a_wrong_type_or_size_is_refused(studio, method, path, key):
     for value in WRONG_VALUES:
@@ -68,7 +69,7 @@ def test_every_field_with_a_wrong_type_or_size_is_refused(studio, method, path, 
 def test_random_json_objects_never_get_a_500(studio):
     rng = random.Random(3)
     atoms = [0, 1, -1, 0.5, 1e30, "", "a", "@room", "--out", "run-20260101-000000", None, True, [], {}]
-    keys = ["minutes", "advanced", "hosts", "run", "regions", "x"]
+    keys = ["minutes", "advanced", "hosts", "run", "regions", "target", "set", "x"]
     for _ in range(150):
         body = {rng.choice(keys): rng.choice(atoms + [[rng.choice(atoms) for _ in range(3)]]) for _ in range(3)}
         for method, path in JSON_ROUTES:

@@ -10,7 +10,9 @@ The MIDI system is behind a typed seam, ``MidiPorts`` (list the input ports, ope
 one is ``MidoPorts`` (mido over python-rtmidi over the ALSA sequencer; a controller's messages arrive on rtmidi's
 own thread), the shipped fake ``murmur.device.testing.midi.FakeMidiPorts``. Hot-plug: one thread
 (``murmur-midi``) looks at the port list every ``rescan_s``; a controller that disappears is closed and waited
-for, one that appears is opened; each is logged once. Neither touches the audio thread, so the sound never stops.
+for, one that appears is opened, one unplugged and plugged in again between two looks (listed under its old name,
+its connection gone: ``MidiPorts.still_connected``) is opened again; each is logged once. Neither touches the
+audio thread, so the sound never stops.
 """
 
 from __future__ import annotations
@@ -61,12 +63,19 @@ class MidiInput(Protocol):
 
 @runtime_checkable
 class MidiPorts(Protocol):
-    """The MIDI system: the names of the input ports now, and a port opened with a callback for each message
-    (called from the MIDI system's own thread). Both raise OSError when the system cannot be reached."""
+    """The MIDI system: the names of the input ports now, a port opened with a callback for each message (called
+    from the MIDI system's own thread), and whether an open port still hears its device. The first two raise
+    OSError when the system cannot be reached."""
 
     def input_names(self) -> list[str]: ...
 
     def open_input(self, name: str, callback: MidiCallback) -> MidiInput: ...
+
+    def still_connected(self, port: MidiInput) -> bool:
+        """False when the open port's connection to its device is gone although a port of that name is listed:
+        the controller was unplugged and plugged in again between two looks (its new port has the old one's name
+        and address, but the connection to the old one died with it). True when it holds, or when it cannot tell."""
+        ...
 
 
 class MidoPorts:
@@ -103,6 +112,43 @@ class MidoPorts:
         except Exception as exc:
             raise OSError(f"cannot open MIDI input {name!r}: {exc}") from exc
         return port  # mido's port has .name and .close()
+
+    def still_connected(self, port: MidiInput) -> bool:
+        """Whether the device's port (its address, the "client:port" that ends an ALSA port name) still sends to a
+        subscriber, by the sequencer's own table (/proc/asound/seq/clients; readable under the unit's hardening).
+        A port deleted by an unplug takes its subscriptions with it, and the port made at the replug starts with
+        none: rtmidi does not say so (its handler drops the unsubscribe event), so without this look a replug
+        faster than ``rescan_s`` left the service deaf to the controller until the next unplug (seen with a USB
+        gadget in the booted guest, tests/system/test_system_midi.py)."""
+        return seq_port_has_subscribers(port.name, SEQ_CLIENTS)
+
+
+SEQ_CLIENTS = Path("/proc/asound/seq/clients")
+
+
+def seq_port_has_subscribers(name: str, table: Path) -> bool:
+    """Whether the ALSA sequencer port at the end of ``name`` ("… 24:0") has a subscriber ("Connecting To:") in
+    ``table`` (the text of /proc/asound/seq/clients); True when that cannot be told (no address in the name, the
+    table unreadable, the port not in it: the port list is the authority then)."""
+    address = re.search(r"(\d+):(\d+)$", name)
+    try:
+        text = table.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return True
+    if address is None:
+        return True
+    client, port = (int(n) for n in address.groups())
+    current_client = current_port = None
+    seen = False
+    for line in text.splitlines():
+        if (m := re.match(r"Client\s+(\d+)\s*:", line)) is not None:
+            current_client, current_port = int(m.group(1)), None
+        elif (m := re.match(r"\s+Port\s+(\d+)\s*:", line)) is not None:
+            current_port = int(m.group(1))
+            seen = seen or (current_client, current_port) == (client, port)
+        elif (current_client, current_port) == (client, port) and "Connecting To:" in line:
+            return True
+    return not seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,10 +252,13 @@ class MidiKnobs(Knobs):
 
     # ── the port: found, lost, found again ─────────────────────────────────────────────────────────────────────
     def _wanted(self, names: list[str]) -> str | None:
-        candidates = [n for n in names if not n.startswith(THROUGH) and "murmur" not in n.lower()]
+        """The port to open: the first named like ``device``; with no name, the first that is not ALSA's loop-back
+        or a Murmur program's own. A named controller is matched by its name alone, so a controller whose name says
+        "Murmur" is found when named (it was skipped before: seen with a USB gadget in the booted guest)."""
+        candidates = [n for n in names if not n.startswith(THROUGH)]
         if self.settings.device:
-            candidates = [n for n in candidates if self.settings.device.lower() in n.lower()]
-        return candidates[0] if candidates else None
+            return next((n for n in candidates if self.settings.device.lower() in n.lower()), None)
+        return next((n for n in candidates if "murmur" not in n.lower()), None)
 
     def rescan(self) -> None:
         """Look at the port list once: close a port that is gone, open the wanted one that appeared. The watcher
@@ -222,7 +271,7 @@ class MidiKnobs(Knobs):
             return
         with self._lock:
             port = self._port
-        if port is not None and port.name in names:
+        if port is not None and port.name in names and self.ports.still_connected(port):
             return
         if port is not None:
             self._drop()
@@ -480,6 +529,9 @@ class _NoPorts:
 
     def open_input(self, name: str, callback: MidiCallback) -> MidiInput:
         raise OSError(self.why)
+
+    def still_connected(self, port: MidiInput) -> bool:
+        return True
 
 
 def cli(argv: list[str]) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 
-from murmur.device.controls.midi import MidiCallback, MidiEvent
+from murmur.device.controls.midi import MidiCallback, MidiEvent, MidiInput
 
 
 class FakeMidiInput:
@@ -17,15 +17,16 @@ class FakeMidiInput:
     def __init__(self, name: str, callback: MidiCallback, system: FakeMidiPorts) -> None:
         self.name, self.callback, self.system = name, callback, system
         self.closed = False
+        self.lost = False  # its device was unplugged (a port of the same name may be plugged in again)
 
     def close(self) -> None:
         self.closed = True
 
 
 class FakeMidiPorts:
-    """``plug(name)``/``unplug(name)`` change the port list; ``send(name, event)`` delivers a message to the port
-    opened under that name (from the calling thread); ``broken`` makes every call raise OSError, as a missing
-    ALSA sequencer does. Counts the opens."""
+    """``plug(name)``/``unplug(name)``/``replug(name)`` change the port list; ``send(name, event)`` delivers a
+    message to the port opened under that name (from the calling thread); ``broken`` makes every call raise
+    OSError, as a missing ALSA sequencer does. Counts the opens."""
 
     def __init__(self, *names: str) -> None:
         self._lock = threading.Lock()
@@ -44,6 +45,16 @@ class FakeMidiPorts:
             for port in self.open_ports:
                 if port.name == name:
                     port.callback = _gone  # an unplugged device sends nothing more
+                    port.lost = True
+
+    def replug(self, name: str) -> None:
+        """Unplug and plug in again at once (between two of the watcher's looks): the name stays listed, the open
+        port's connection is gone, as with ALSA's sequencer."""
+        self.unplug(name)
+        self.plug(name)
+
+    def still_connected(self, port: MidiInput) -> bool:
+        return not getattr(port, "lost", False)
 
     def input_names(self) -> list[str]:
         if self.broken:

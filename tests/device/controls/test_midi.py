@@ -35,7 +35,7 @@ def midi(table=None, ports=None, *, pickup=True, store=None):
 
 def test_the_fake_and_the_real_back_end_satisfy_the_seam():
     assert isinstance(FakeMidiPorts(), MidiPorts)
-    assert all(hasattr(MidoPorts, name) for name in ("input_names", "open_input"))
+    assert all(hasattr(MidoPorts, name) for name in ("input_names", "open_input", "still_connected"))
 
 
 def test_ccs_are_shaped_like_pots_and_pads_fire():
@@ -104,6 +104,68 @@ def test_unplugged_and_plugged_in_again_it_is_found_and_each_change_is_logged_on
     assert [p.closed for p in ports.open_ports] == [True, True, True, False]  # each lost port closed
     knobs.close()
     assert ports.open_ports[-1].closed
+
+
+def test_a_replug_between_two_looks_is_opened_again(caplog):
+    """Unplugged and plugged in again faster than rescan_s: the name is listed at every look, but the old port's
+    connection died with the device (ALSA: the subscription goes with the deleted port); the watcher opens it
+    again, logged once, and CCs after it arrive (found on a USB gadget in the booted guest)."""
+    caplog.set_level(logging.INFO, logger="murmur.knobs")
+    knobs, store, ports = midi(pickup=False)
+    first = ports.open_ports[-1]
+    ports.replug(PAD)
+    ports.send(PAD, "control_change", 16, 127)
+    assert store.snapshot().temperature == 0.0  # lost: the old port hears nothing more
+    knobs.rescan()
+    assert first.closed and len(ports.open_ports) == 2 and knobs.disconnects == 1 and knobs.connects == 2
+    assert ports.send(PAD, "control_change", 16, 127) and store.snapshot().temperature == 1.0
+    knobs.rescan()  # a look with nothing changed: no reopen, nothing logged
+    assert len(ports.open_ports) == 2
+    assert len([r for r in caplog.records if "found again" in r.getMessage()]) == 1
+    knobs.close()
+
+
+SEQ_TABLE = """Client info
+  cur  clients : 5
+
+Client   0 : "System" [Kernel Legacy]
+  Port   0 : "Timer" (Rwe-)
+Client  24 : "Murmur Test Knobs" [Kernel Legacy]
+  Port   0 : "Murmur Test Knobs MIDI 1" (RWeX)
+{sub}  Port   1 : "Murmur Test Knobs MIDI 2" (RWeX)
+    Connecting To: 130:0
+Client 128 : "RtMidiIn Client" [User Legacy]
+  Port   0 : "RtMidi input" (-We-)
+"""
+
+
+def test_the_sequencer_table_tells_a_port_that_lost_its_subscriber(tmp_path):
+    from murmur.device.controls.midi import seq_port_has_subscribers
+
+    table = tmp_path / "clients"
+    name = "Murmur Test Knobs:Murmur Test Knobs MIDI 1 24:0"
+    table.write_text(SEQ_TABLE.format(sub="    Connecting To: 128:0\n"))
+    assert seq_port_has_subscribers(name, table)
+    table.write_text(SEQ_TABLE.format(sub=""))  # replugged: the same address, nobody subscribed
+    assert not seq_port_has_subscribers(name, table)
+    assert seq_port_has_subscribers("Murmur Test Knobs:Murmur Test Knobs MIDI 2 24:1", table)
+    # cannot tell: the list of names decides
+    assert seq_port_has_subscribers("a port without an address", table)
+    assert seq_port_has_subscribers("Gone:Gone 40:0", table)
+    assert seq_port_has_subscribers(name, tmp_path / "missing")
+
+
+def test_a_named_controller_is_found_even_when_its_name_says_murmur():
+    """A named controller is matched by its name alone (the booted guest's gadget is "Murmur Test Knobs");
+    with no name, ALSA's Midi Through is still never taken."""
+    name = "Murmur Test Knobs:Murmur Test Knobs MIDI 1 24:0"
+    knobs, _store, _ports = midi(dict(TABLE, device="Test Knobs"),
+                                 FakeMidiPorts("Midi Through:Midi Through Port-0 14:0", "f_midi:f_midi 20:0", name))
+    assert knobs.port_name == name
+    knobs.close()
+    knobs, _store, _ports = midi(dict(TABLE, device=""), FakeMidiPorts("Midi Through:Midi Through Port-0 14:0", PAD))
+    assert knobs.port_name == PAD
+    knobs.close()
 
 
 def test_the_watcher_thread_finds_a_controller_plugged_in_later():

@@ -319,7 +319,7 @@ def _bank_rows(timing: dict) -> list[str]:
     worst = timing["bank_big_0_ms"] + timing["vocoder_ms"]
     return [
         f"| bank generator per frame (model step + choice of the frame), this bundle's bank of "
-        f"{timing['bank_frames']} frames: fidelity 0 (a cut every frame) / {default} (default) | "
+        f"{timing['bank_frames']} frames: fidelity 0 (the shortest phrases, 0.05 s) / {default} (default) | "
         f"{timing['bank_own_0_ms']:.3f} / {timing[f'bank_own_{default}_ms']:.3f} ms | | |",
         f"| the same with a full-size bank ({timing['big_bank_frames']} frames = {MAX_BANK_S:g} s, the trainer's "
         f"limit): fidelity 0 / {default}; worst case + vocoder | {timing['bank_big_0_ms']:.3f} / "

@@ -4,7 +4,7 @@
 default model once for the quantisation table, cached under ``out/bench/quant/``).
 
 - Profile: the worst case of the Engine section: the demo bundle's frame bank tiled to a full-size bank
-  (``bench_engine.MAX_BANK_S``, the trainer's limit), fidelity 0 (a cut at every frame), default other knobs, seed 1.
+  (``bench_engine.MAX_BANK_S``, the trainer's limit), fidelity 0 (the shortest phrases, 0.05 s: the most cuts), default other knobs, seed 1.
   A ``.venv/device`` process pinned to one core (``taskset -c 0``, BLAS/OMP threads 1) runs the engine's own objects
   frame by frame: ``BlockPipeline.next_block`` -> ``Engine._publish`` (levels, ring write) -> ``Engine._pull_nowait``
   (ring read, dropout smoother) -> what ``PyAudioSink``'s callback adds (the stereo copy and ``tobytes``). Each stage
@@ -81,11 +81,11 @@ def _sink_work(frames: np.ndarray, mono: np.ndarray) -> bytes:
     return frames.tobytes()
 
 
-def profile(bundle_dir: str, fidelity: float, n_frames: int, repeats: int) -> dict:
+def profile(bundle_dir: str, fidelity: float, n_frames: int, repeats: int, vocoder: str = "full") -> dict:
     from murmur.device.bundle import load_bundle
     from murmur.device.controls.values import Controls, ControlStore
     from murmur.device.generate.step_model import open_step_model
-    from murmur.device.playback.engine import Engine
+    from murmur.device.playback.engine import Engine, preset_vocoder_factory
     from murmur.device.playback.sinks import NullSink
 
     bundle = full_size_bank(load_bundle(bundle_dir))
@@ -96,7 +96,7 @@ def profile(bundle_dir: str, fidelity: float, n_frames: int, repeats: int) -> di
     samples = {key: [] for key, _ in STAGES} | {"frame": [], "frame_plain": [], "cuts": 0}
     for repeat in range(repeats):
         engine = Engine(bundle, sink=NullSink(realtime=True), controls=ControlStore(controls), seed=1 + repeat,
-                        model_factory=lambda b: model)
+                        model_factory=lambda b: model, vocoder_factory=preset_vocoder_factory(vocoder))
         pipeline, sampler = engine.pipeline, engine.pipeline.voice.sampler
         out = np.zeros(engine.hop, np.float32)
         stereo = np.zeros((engine.hop, 2), np.float32)
@@ -189,7 +189,7 @@ def quant_timing(paths: list[str], bundle_dir: str, n_steps: int, repeats: int) 
 def worker() -> None:
     mode = sys.argv[1]
     if mode == "profile":
-        result = profile(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        result = profile(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
     else:
         result = quant_timing(json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))
     print("RESULT " + json.dumps(result), flush=True)
@@ -320,8 +320,9 @@ def run(quick: bool) -> str:
     bundle = load_bundle(bundle_dir)
     load_before = os.getloadavg()
     n, repeats = (600, 2) if quick else (3000, 5)
-    worst = _run_worker(["profile", str(bundle_dir), "0", str(n), str(repeats)])
-    default = _run_worker(["profile", str(bundle_dir), "0.3", str(n), str(repeats)])
+    worst = _run_worker(["profile", str(bundle_dir), "0", str(n), str(repeats), "full"])
+    default = _run_worker(["profile", str(bundle_dir), "0.3", str(n), str(repeats), "full"])
+    light = _run_worker(["profile", str(bundle_dir), "0", str(n), str(repeats), "light"])
     quant = quantisations(bundle_dir, quick)
     events = sysbench_here()
     load_after = os.getloadavg()
@@ -342,12 +343,16 @@ def run(quick: bool) -> str:
         "",
         "CPU time of the producer thread per frame, ms, median / mean (stages at cuts: over the frames with a cut):",
         "",
-        "| stage | fidelity 0 (a cut every frame: the worst case) | fidelity 0.3 (default) |",
-        "|---|---|---|",
-        *[f"| {label} | {cell(worst, key)} | {cell(default, key)} |" for key, label in STAGES],
-        f"| **whole frame**, instrumented (sum of the stages + wrappers) | {cell(worst, 'frame')} | {cell(default, 'frame')} |",
-        f"| **whole frame**, no wrappers | {cell(worst, 'frame_plain')} | {cell(default, 'frame_plain')} |",
-        f"| cuts | {worst['cuts']} of {worst['frames']} frames | {default['cuts']} of {default['frames']} frames |",
+        "| stage | fidelity 0 (the shortest phrases: the worst case) | fidelity 0.3 (default) "
+        "| fidelity 0, `[playback] vocoder = \"light\"` |",
+        "|---|---|---|---|",
+        *[f"| {label} | {cell(worst, key)} | {cell(default, key)} | {cell(light, key)} |" for key, label in STAGES],
+        f"| **whole frame**, instrumented (sum of the stages + wrappers) | {cell(worst, 'frame')} "
+        f"| {cell(default, 'frame')} | {cell(light, 'frame')} |",
+        f"| **whole frame**, no wrappers | {cell(worst, 'frame_plain')} | {cell(default, 'frame_plain')} "
+        f"| {cell(light, 'frame_plain')} |",
+        f"| cuts | {worst['cuts']} of {worst['frames']} frames | {default['cuts']} of {default['frames']} frames "
+        f"| {light['cuts']} of {light['frames']} frames |",
         "",
         "| target (worst case) | value | target | met |",
         "|---|---|---|---|",
@@ -358,6 +363,10 @@ def run(quick: bool) -> str:
         f"{_ok(worst['model']['mean'], TARGETS['step_ms'])} |",
         f"| vocoder (mean) | {worst['vocoder']['mean']:.3f} ms | ≤ {TARGETS['vocoder_ms']} ms | "
         f"{_ok(worst['vocoder']['mean'], TARGETS['vocoder_ms'])} |",
+        f"| with `vocoder = \"light\"`: whole engine; vocoder (mean) | {light['frame_plain']['mean']:.3f} ms "
+        f"({frame_ms / light['frame_plain']['mean']:.0f}× real time); {light['vocoder']['mean']:.3f} ms "
+        f"| ≤ {TARGETS['engine_ms']}; ≤ {TARGETS['vocoder_ms']} ms | {_ok(light['frame_plain']['mean'], TARGETS['engine_ms'])}; "
+        f"{_ok(light['vocoder']['mean'], TARGETS['vocoder_ms'])} |",
         "",
         "Quantisation of the step model, side by side (the same weights: the default model after 2 epochs on the demo "
         "clip; per-step CPU time through `StepModel.step`, one thread, median of runs of back-to-back steps: the "
@@ -374,7 +383,9 @@ def run(quick: bool) -> str:
         cells = []
         for board, pi_events in PI_SYSBENCH.items():
             scaled = worst["frame_plain"]["mean"] * events / pi_events
-            cells.append(f"{board}: {scaled:.2f} ms = {100 * scaled / frame_ms:.0f} %")
+            scaled_light = light["frame_plain"]["mean"] * events / pi_events
+            cells.append(f"{board}: {scaled:.2f} ms = {100 * scaled / frame_ms:.0f} % "
+                         f"(light: {100 * scaled_light / frame_ms:.0f} %)")
         zero = worst["frame_plain"]["mean"] * events / PI_SYSBENCH["Pi Zero 2 W"] / frame_ms
         lines += [
             "| Pi budget (**estimate**: worst-case whole frame × this core's / the board's single-thread sysbench score, "

@@ -33,7 +33,7 @@ from murmur.device.dsp import (  # noqa: E402
     frames,
     wavio,
 )
-from murmur.device.dsp.vocoder import StreamingVocoder, spectral_convergence_db, vocode  # noqa: E402
+from murmur.device.dsp.vocoder import PRESETS, StreamingVocoder, spectral_convergence_db, vocode  # noqa: E402
 
 MUSIC = ROOT / "trainer" / "demo" / "demo.ogg"
 SPEECH = [Path("/usr/share/sounds/alsa") / f"{name}.wav" for name in ("Front_Left", "Front_Center", "Front_Right")]
@@ -190,6 +190,44 @@ def allocation_per_frame(n_fft: int, hop_length: int) -> tuple[int, int]:
     return peak, net
 
 
+def presets_table(clips: dict[str, tuple[np.ndarray, int]], n_fft: int) -> list[str]:
+    """Markdown lines: each named schedule of passes (and one cheaper one not offered) -> CPU time and SC."""
+    schedules = [(f"{name!r}", PRESETS[name]) for name in PRESETS] + [("not offered", (1, 4, 4))]
+    names = [name.split(" ")[0] for name in clips]
+    lines = [
+        "",
+        "Presets (`[playback] vocoder`, `make render ARGS=\"--vocoder light\"`), hop 512: passes = how many of the "
+        "newest look-ahead frames each pass refines; CPU time per `process` call (mean, this thread); SC on true and "
+        "on 1.5x-stretched magnitudes.",
+        "",
+        "| preset | passes | frame-updates | CPU ms/frame | " + " | ".join(f"SC {n}" for n in names) + " | "
+        + " | ".join(f"SC {n} stretched" for n in names) + " | beats GL-32 on every clip |",
+        "|---" * (5 + 2 * len(names)) + "|",
+    ]
+    for label, passes in schedules:
+        cpu, true_sc, stretched_sc, beats = [], [], [], True
+        for audio, _rate in clips.values():
+            magnitudes = frames.stft_magnitudes(audio, n_fft=n_fft, hop_length=512)
+            vocoder = StreamingVocoder(n_fft=n_fft, hop_length=512, passes=passes)
+            started = time.thread_time()
+            rebuilt, seconds = vocode(magnitudes, vocoder, n_samples=audio.shape[0])
+            cpu.append((time.thread_time() - started) / seconds.shape[0])
+            true_sc.append(spectral_convergence_db(magnitudes, rebuilt, n_fft=n_fft, hop_length=512))
+            gl = griffin_lim(magnitudes, n_fft=n_fft, hop_length=512, n_samples=audio.shape[0])
+            beats &= true_sc[-1] < spectral_convergence_db(magnitudes, gl, n_fft=n_fft, hop_length=512)
+            targets = stretched(magnitudes, 1.5)
+            n_samples = (targets.shape[0] - 1) * 512
+            rebuilt, _ = vocode(targets, StreamingVocoder(n_fft=n_fft, hop_length=512, passes=passes),
+                                n_samples=n_samples)
+            stretched_sc.append(spectral_convergence_db(targets, rebuilt, n_fft=n_fft, hop_length=512))
+        lines.append(
+            f"| {label} | {vocoder.passes} | {sum(vocoder.passes)} | {1e3 * float(np.mean(cpu)):.3f} | "
+            + " | ".join(f"{x:.1f}" for x in true_sc) + " | " + " | ".join(f"{x:.1f}" for x in stretched_sc)
+            + f" | {'yes' if beats else 'NO'} |"
+        )
+    return lines
+
+
 def run(quick: bool) -> str:
     seconds = 3.0 if quick else CLIP_SECONDS
     clips = reference_clips(ROOT / "out" / "bench" / "vocoder", seconds=seconds)
@@ -244,6 +282,7 @@ def run(quick: bool) -> str:
             sc_db = spectral_convergence_db(magnitudes, rebuilt, n_fft=n_fft, hop_length=512)
             cells.append(f"{sc_db:.1f} ({1e3 * float(np.median(seconds)):.2f})")
         lines.append(f"| {lookahead} | " + " | ".join(cells) + " |")
+    lines += presets_table(clips, n_fft)
     peak, net = allocation_per_frame(n_fft, 512)
     lines += [
         "",

@@ -40,7 +40,7 @@ from pathlib import Path
 # The service's status report, mirrored from device/appliance/status.py (this file may import only the standard library);
 # tests/device/appliance/test_status_schema.py fails when the two drift apart or when this file reads a key not listed here.
 STATUS_FIELDS = ("playing", "ready", "state", "message", "level_dbfs_10s", "peak_dbfs_10s", "underruns",
-                 "frames_produced", "reseeds", "bundle_id", "bundle_path", "bundle_age_s", "playlist_index", "playlist_length",
+                 "frames_produced", "reseeds", "engine_load", "vocoder", "bundle_id", "bundle_path", "bundle_age_s", "playlist_index", "playlist_length",
                  "uptime_s", "schedule", "knobs", "osc", "room", "midi", "restarts", "reloads", "rejected_reloads", "watchdog_pings",
                  "last_problem", "cpu_temp_c", "throttled", "clock", "release", "venv", "updated_unix", "pid")
 STATUS_STATES = ("starting", "playing", "quiet-hours", "error", "stopped")

@@ -283,6 +283,9 @@ SAMPLER = Table("sampler", {
 CONTROL_NAMES = tuple(name for name, key in SAMPLER.keys.items() if isinstance(key.type, Float))
 BOOL_CONTROL_NAMES = tuple(name for name, key in SAMPLER.keys.items() if isinstance(key.type, Boolean))
 
+# "auto", then the names of murmur.device.dsp.vocoder.PRESETS (a test keeps them equal)
+VOCODER_PRESETS = ("auto", "full", "light")
+
 PLAYBACK = Table("playback", {
     "bundle": Key(String(non_empty=True), None, "the bundle directory to play, e.g. \"/opt/murmur/current/bundle\"; a relative path starts "
                   "at this file's folder; set bundle or playlist, not both"),
@@ -296,6 +299,9 @@ PLAYBACK = Table("playback", {
     "crossfade_s": Key(Float(0.0, 30.0), 3.0, "seconds of crossfade when the sound changes, 0 = cut"),
     "silence_restart_s": Key(Float(0.0, 3600.0), 60.0, "seconds of silent or frozen output before the generator "
                              "restarts, 0 = never restart"),
+    "vocoder": Key(String(choices=VOCODER_PRESETS), "auto", "phase reconstruction: \"full\" = the finest; "
+                   "\"light\" = about 60 % of its CPU time, a little more phasey; \"auto\" = full, light from "
+                   "the moment the sound takes more than a third of a CPU core"),
 }, help="what plays and how loud")
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")

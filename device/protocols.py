@@ -82,6 +82,8 @@ class EngineStats:
     buffer_frames: int  # ring lead in frames now (grows after underruns, up to max_buffer_frames)
     swapping: bool
     reseeds: int = 0  # reseed events the generator took (knob presses), since the engine started
+    cpu_load: float = 0.0  # the producer's CPU time per frame / the frame's duration, over the last 10 s
+    vocoder: str = ""  # the vocoder's preset: "full", "light", "light (auto)" ("" when it has none)
 
 
 @runtime_checkable

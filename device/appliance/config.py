@@ -32,7 +32,8 @@ __all__ = ["DEFAULT_PATH", "TABLES", "Config", "PlaybackConfig", "load_config", 
 class PlaybackConfig:
     """What plays and how loud: bundles (one, or a playlist rotated every ``rotate_minutes``; 0 = no rotation),
     output device by name substring (None = system default), the hard volume cap (dBFS), the crossfade used for
-    reloads and playlist changes (s), and the silence/stuck-output restart delay (s, 0 = never)."""
+    reloads and playlist changes (s), the silence/stuck-output restart delay (s, 0 = never) and the vocoder's
+    preset (``VOCODER_PRESETS``)."""
 
     bundles: tuple[Path, ...]
     rotate_minutes: float = PLAYBACK.keys["rotate_minutes"].default  # the defaults are the schema's
@@ -40,6 +41,7 @@ class PlaybackConfig:
     volume_cap_db: float = PLAYBACK.keys["volume_cap_db"].default
     crossfade_s: float = PLAYBACK.keys["crossfade_s"].default
     silence_restart_s: float = PLAYBACK.keys["silence_restart_s"].default
+    vocoder: str = PLAYBACK.keys["vocoder"].default
 
 
 DEFAULT_PLAYBACK = PlaybackConfig(bundles=())  # the defaults of a key the file leaves out
@@ -88,6 +90,7 @@ def parse_playback(table: dict[str, Any], *, base: Path, where: str = "") -> Pla
         volume_cap_db=values["volume_cap_db"],
         crossfade_s=values["crossfade_s"],
         silence_restart_s=values["silence_restart_s"],
+        vocoder=values["vocoder"],
     )
 
 

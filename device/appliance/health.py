@@ -236,6 +236,7 @@ def format_report(status: StatusReport | None, now_unix: float, *, stale_after_s
         f"  state:        {s.state}" + (f" ({s.message})" if s.message else ""),
         f"  level (10 s): {s.level_dbfs_10s:.1f} dBFS",
         f"  underruns:    {s.underruns}",
+        f"  CPU (sound):  {100 * s.engine_load:.0f} % of one core" + (f", vocoder {s.vocoder}" if s.vocoder else ""),
         f"  bundle:       {s.bundle_id or '?'}  ({s.bundle_path or '?'}), age {_duration(s.bundle_age_s)}",
         f"  uptime:       {_duration(s.uptime_s)}  (pid {s.pid or '?'}, release {s.release or '?'}, "
         f"venv {s.venv or '?'})",

@@ -427,10 +427,11 @@ class Service:
         except DeviceError as exc:
             return self._reject(exc, "keeping the running config and bundle")
         output_changed = (new.playback.output_device != old.playback.output_device
-                          or new.playback.volume_cap_db != old.playback.volume_cap_db)
+                          or new.playback.volume_cap_db != old.playback.volume_cap_db
+                          or new.playback.vocoder != old.playback.vocoder)
         try:
             self._change_bundle(bundle, new, reason="reload",
-                                restart_because="output device or volume cap changed" if output_changed else "")
+                                restart_because="output device, volume cap or vocoder changed" if output_changed else "")
         except DeviceError as exc:
             return self._reject(exc, "keeping the running config and bundle")
         # The sound is committed: now the rest of the new config.
@@ -527,6 +528,8 @@ class Service:
             underruns=stats.underruns if stats else 0,
             frames_produced=stats.frames_produced if stats else 0,
             reseeds=stats.reseeds if stats else 0,
+            engine_load=round(stats.cpu_load, 3) if stats else 0.0,
+            vocoder=stats.vocoder if stats else "",
             bundle_id=bundle.bundle_id if bundle else "",
             bundle_path=str(bundle.path) if bundle else "",
             bundle_age_s=round(now_unix - self.bundle_loaded_unix, 1),

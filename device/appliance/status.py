@@ -44,6 +44,8 @@ class StatusReport:
     underruns: int = 0
     frames_produced: int = 0
     reseeds: int = 0  # reseed presses the generator took since the service started
+    engine_load: float = 0.0  # the sound's CPU time per frame / the frame's duration (1 = a whole core), last 10 s
+    vocoder: str = ""  # the vocoder's preset: "full", "light", "light (auto)"
     bundle_id: str = ""
     bundle_path: str = ""
     bundle_age_s: float = 0.0  # since this bundle started playing

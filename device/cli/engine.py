@@ -32,6 +32,10 @@ def _parser(command: str) -> argparse.ArgumentParser:
                         help="sampler controls: fidelity, temperature, jump, position, spread, hold, gain_db")
     parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
     parser.add_argument("--volume-cap-db", type=float, default=0.0, help="the output never exceeds this, dBFS")
+    parser.add_argument("--vocoder", default="auto", choices=("auto", "full", "light"),
+                        help="phase reconstruction, as [playback] vocoder: 'light' takes about 60 %% of the CPU time "
+                             "and is a little more phasey; 'auto' (default) is full, and when playing live, light from "
+                             "the moment the sound takes more than a third of a CPU core")
     if command == "render":
         parser.add_argument("--seconds", type=float, required=True, help="length of the render, seconds")
         parser.add_argument("--out", required=True, help="WAV file to write (16-bit mono)")
@@ -84,7 +88,7 @@ def _store(args):
 def _render(args) -> int:
     from murmur.device.bundle import load_bundle
     from murmur.device.dsp.wavio import write_wav
-    from murmur.device.playback.engine import render
+    from murmur.device.playback.engine import preset_vocoder_factory, render
 
     if not (args.seconds > 0 and math.isfinite(args.seconds)):
         print(f"render: --seconds {args.seconds} must be a positive number", file=sys.stderr)
@@ -93,7 +97,7 @@ def _render(args) -> int:
     bundle = load_bundle(args.bundle)
     started = time.perf_counter()
     audio = render(bundle, args.seconds, controls=store, seed=args.seed, volume_cap_db=args.volume_cap_db,
-                   generator=args.generator)
+                   generator=args.generator, vocoder_factory=preset_vocoder_factory(args.vocoder))
     elapsed = time.perf_counter() - started
     path = write_wav(args.out, audio, bundle.audio.sample_rate_hz)
     peak = float(abs(audio).max()) if audio.size else 0.0
@@ -137,7 +141,7 @@ def _midi_learn(path_text: str, store):
 
 def _play(args) -> int:
     from murmur.device.bundle import load_bundle
-    from murmur.device.playback.engine import Engine
+    from murmur.device.playback.engine import AUTO_LIGHT_LOAD, Engine, preset_vocoder_factory
     from murmur.device.playback.sinks import PyAudioSink
 
     if not args.bundle:
@@ -147,7 +151,8 @@ def _play(args) -> int:
     bundle = load_bundle(args.bundle)
     sink = PyAudioSink(args.device)
     engine = Engine(bundle, sink=sink, controls=store, seed=args.seed,
-                    volume_cap_db=args.volume_cap_db)
+                    volume_cap_db=args.volume_cap_db, vocoder_factory=preset_vocoder_factory(args.vocoder),
+                    vocoder_auto_load=AUTO_LIGHT_LOAD if args.vocoder == "auto" else None)
     done = threading.Event()
     engine.start()  # OutputDeviceError (with the list of outputs) comes from here
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -57,10 +57,12 @@ def make_sink(config: Config, spec: str | None = None):
 
 def default_engine_factory(bundle: Bundle, *, config: Config, store: ControlStore, on_frame, sink_spec=None) -> Engine:
     """The real engine on the configured sink."""
-    from murmur.device.playback.engine import Engine
+    from murmur.device.playback.engine import AUTO_LIGHT_LOAD, Engine, preset_vocoder_factory
 
+    preset = config.playback.vocoder
     return Engine(bundle, sink=make_sink(config, sink_spec), controls=store, volume_cap_db=config.playback.volume_cap_db,
-                  on_frame=on_frame, buffer_frames=BUFFER_FRAMES)
+                  on_frame=on_frame, buffer_frames=BUFFER_FRAMES, vocoder_factory=preset_vocoder_factory(preset),
+                  vocoder_auto_load=AUTO_LIGHT_LOAD if preset == "auto" else None)
 
 
 def default_knobs_factory(config: Config, store: ControlStore) -> Knobs | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,6 +31,13 @@ _ZERO = np.float32(0.0)
 _ONSET_RATIO = np.float32(0.1)  # a bin whose previous magnitude is below this fraction of the new one is an onset
 # Floor of the partial window-square sum, relative to its steady-state maximum (keeps the tail gain finite).
 _PARTIAL_FLOOR = 5e-3
+# Named schedules of Griffin-Lim passes per frame: each number is how many of the newest look-ahead frames one pass
+# refines (clipped to lookahead + 1; None = ``FULL_PASSES`` passes over all of them). "light" gives the newest
+# frames, furthest from consistent, passes of their own (the newest alone twice, the newest two once) before two
+# full ones: 12 frame-updates instead of 24, about 60 % of the CPU time, for boards without headroom
+# (BENCHMARKS.md, "Vocoder", has its cost and what it costs in quality).
+FULL_PASSES = 6
+PRESETS: dict[str, tuple[int, ...] | None] = {"full": None, "light": (1, 1, 2, 4, 4)}
 # numpy >= 2 writes FFT results into ``out=``; numpy 1.x (the tflite-runtime 2.14 fallback needs it) cannot.
 _FFT_HAS_OUT = int(np.__version__.split(".")[0]) >= 2
 
@@ -54,9 +62,11 @@ class StreamingVocoder:
     """Magnitude frames (n_bins,) float32 -> audio hops (hop_length,) float32, ``latency_samples`` late.
 
     Output sample k corresponds to input sample k - latency_samples of the signal whose
-    ``frames.stft_magnitudes(center=True)`` the frames are. Cost per frame: ``iterations`` batched FFT pairs
-    over ``lookahead + 1`` frames (BENCHMARKS.md, section "Engine stages", has the time). The per-frame path keeps
-    all its buffers and allocates nothing on numpy 2 (numpy 1.x cannot write FFTs into a buffer: one copy each).
+    ``frames.stft_magnitudes(center=True)`` the frames are. Cost per frame: one batched FFT pair per pass, over
+    the frames the pass refines: ``iterations`` passes over all ``lookahead + 1``, or the schedule ``passes``
+    (e.g. ``PRESETS["light"]``; BENCHMARKS.md, sections "Vocoder" and "Engine stages", have the time). The
+    per-frame path keeps all its buffers and allocates nothing on numpy 2 (numpy 1.x cannot write FFTs into a
+    buffer: one copy each).
     Not thread-safe: one instance per stream.
     """
 
@@ -66,7 +76,8 @@ class StreamingVocoder:
         n_fft: int,
         hop_length: int,
         lookahead: int = 3,
-        iterations: int = 6,
+        iterations: int | None = None,
+        passes: Sequence[int] | None = None,
         window: str = "hann",
         momentum: float = 0.99,
     ) -> None:
@@ -79,14 +90,23 @@ class StreamingVocoder:
             )
         if not isinstance(lookahead, int | np.integer) or not 0 <= lookahead <= 8:
             raise ValueError(f"lookahead={lookahead!r} must be an integer from 0 to 8 frames")
-        if not isinstance(iterations, int | np.integer) or not 0 <= iterations <= 64:
-            raise ValueError(f"iterations={iterations!r} must be an integer from 0 to 64")
+        slots = int(lookahead) + 1
+        if iterations is not None and passes is not None:
+            raise ValueError(f"give iterations={iterations!r} or passes={passes!r}, not both")
+        if iterations is not None:
+            if not isinstance(iterations, int | np.integer) or not 0 <= iterations <= 64:
+                raise ValueError(f"iterations={iterations!r} must be an integer from 0 to 64")
+            passes = (slots,) * int(iterations)
+        elif passes is None:
+            passes = (slots,) * FULL_PASSES
+        passes = _checked_passes(passes, slots)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum={momentum!r} must be in [0, 1) (0.99 is the tested value)")
         self.n_fft = int(n_fft)
         self.hop_length = int(hop_length)
         self.lookahead = int(lookahead)
-        self.iterations = int(iterations)
+        self.passes = passes
+        self.iterations = len(passes)
         self.window = window
         self.momentum = float(momentum)
         self.n_bins = self.n_fft // 2 + 1
@@ -121,19 +141,28 @@ class StreamingVocoder:
         self._cur = 0
         # Scratch, reused every frame.
         self._ola = np.zeros(self._buf_len, f32)
-        # numpy's rfft of float32 input computes in float64 through a temporary copy: the analysed segments are
-        # converted into a float64 buffer here instead (the same numbers, no temporary), and the spectra come back
-        # in complex128, rounded to complex64 where the old spectra are kept (the same numbers again).
+        # numpy's pocketfft is faster in float64 than in float32 here: the analysed segments are converted into a
+        # float64 buffer, and the spectra come back in complex128, rounded to complex64 where the old spectra are kept.
         self._seg = np.zeros((slots, n), f32)
         self._seg64 = np.zeros((slots, n), np.float64)
         self._rebuilt = np.zeros((slots, self.n_bins), np.complex128)
         self._frames = np.zeros((slots, n), f32)  # the inverse FFTs, before the synthesis window places them
-        # Row by row where an operand is a strided view: numpy buffers a 2-D strided operation through a temporary.
-        self._seg_rows = [(self._ola[j * h : j * h + n], self._slot_win[j], self._seg[j]) for j in range(slots)]
-        self._place_rows = [[(self._frames[j], self._synth_win[j], synth[j]) for j in range(slots)]
-                            for synth in self._synth]
         self._angles = np.zeros((slots, self.n_bins), c64)
         self._absbuf = np.zeros((slots, self.n_bins), f32)
+        self._scale = np.zeros((slots, self.n_bins), c64)  # |target| / |estimate|, as complex: a contiguous multiply
+        # Per double-buffer set and per first refined slot k, the views one pass uses (built once: slicing per pass
+        # would make new view objects every frame). Placing frames goes row by row: the destination is a strided
+        # view, and so does analysing them (overlapping strided rows): numpy would buffer both through a temporary.
+        self._pass_views = [
+            [
+                ([(self._ola[j * h : j * h + n], self._slot_win[j], self._seg[j]) for j in range(k, slots)],
+                 self._seg[k:], self._seg64[k:], self._rebuilt[k:], self._mags[i][k:],
+                 self._spec[i][k:], self._tprev[i][k:], self._angles[k:], self._absbuf[k:], self._scale[k:],
+                 self._frames[k:], [(self._frames[j], self._synth_win[j], self._synth[i][j]) for j in range(k, slots)])
+                for k in range(slots)
+            ]
+            for i in range(2)
+        ]
         self._logmag = np.zeros(self.n_bins, f32)
         self._tgrad = np.zeros(self.n_bins, f32)
         self._tgrad_prev = np.zeros(self.n_bins, f32)
@@ -152,6 +181,11 @@ class StreamingVocoder:
                 arr.fill(0)
         self._tgrad.fill(0)
         self._tgrad_prev.fill(0)
+
+    def use_passes(self, passes: Sequence[int]) -> None:
+        """Change the schedule of passes between two frames: the stream goes on (nothing is reset, nothing clicks)."""
+        self.passes = _checked_passes(passes, self._slots)
+        self.iterations = len(self.passes)
 
     def process(self, magnitude: np.ndarray) -> np.ndarray:
         """One magnitude frame (n_bins,) float32, linear -> the next (hop_length,) float32 audio hop.
@@ -192,9 +226,9 @@ class StreamingVocoder:
         frame = self._frames[last]
         _irfft_into(spec[last], self.n_fft, frame)
         np.multiply(frame, self._synth_win[0], out=synth[last])
-        stack, place_rows = self._stack[new], self._place_rows[new]
-        for _ in range(self.iterations):
-            self._iterate(mags, spec, tprev, stack, place_rows)
+        stack, views, slots = self._stack[new], self._pass_views[new], self._slots
+        for rows in self.passes:
+            self._iterate(stack, views[slots - rows])
 
         # Commit the oldest frame: with it the first hop of the buffer is complete.
         fixed[: self.n_fft] += synth[0]
@@ -234,26 +268,36 @@ class StreamingVocoder:
         np.multiply(spec_row.imag, mag, out=spec_row.imag)
         self._tgrad, self._tgrad_prev = self._tgrad_prev, self._tgrad
 
-    def _iterate(self, mags, spec, tprev, stack, place_rows) -> None:
-        """One batched Griffin-Lim step with momentum over all look-ahead slots at once."""
+    def _iterate(self, stack: np.ndarray, views: tuple) -> None:
+        """One batched Griffin-Lim step with momentum over the newest look-ahead slots (those ``views`` hold)."""
+        seg_rows, seg, seg64, rebuilt, mags, spec, tprev, angles, absbuf, scale, inverse, place_rows = views
         multiply = np.multiply
         np.add.reduce(stack, axis=0, out=self._ola)  # fixed + every slot's frame at its place, in slot order
-        for ola_part, window, seg in self._seg_rows:
-            multiply(ola_part, window, out=seg)
-        np.copyto(self._seg64, self._seg)
-        rebuilt, angles, scale = self._rebuilt, self._angles, self._absbuf
-        _rfft_into(self._seg64, rebuilt)
+        for ola_part, window, seg_row in seg_rows:
+            multiply(ola_part, window, out=seg_row)
+        np.copyto(seg64, seg)
+        _rfft_into(seg64, rebuilt)
         multiply(tprev, self._beta, out=angles)
         np.copyto(tprev, rebuilt, casting="same_kind")  # the new spectra, rounded to complex64, are next time's old
         np.subtract(tprev, angles, out=angles)
-        np.abs(angles, out=scale)
-        np.maximum(scale, _TINY, out=scale)
-        np.divide(mags, scale, out=scale)
-        multiply(angles.real, scale, out=spec.real)
-        multiply(angles.imag, scale, out=spec.imag)
-        _irfft_into(spec, self.n_fft, self._frames)
+        np.abs(angles, out=absbuf)
+        np.maximum(absbuf, _TINY, out=absbuf)
+        np.divide(mags, absbuf, out=absbuf)
+        np.copyto(scale, absbuf)
+        multiply(angles, scale, out=spec)
+        _irfft_into(spec, self.n_fft, inverse)
         for frame, window, synth in place_rows:  # the synthesis window puts each frame in place
             multiply(frame, window, out=synth)
+
+
+def _checked_passes(passes: Sequence[int], slots: int) -> tuple[int, ...]:
+    """``passes`` as a tuple of ints, or ValueError naming the value and the allowed range."""
+    if len(passes) > 64 or not all(isinstance(rows, int | np.integer) and 1 <= rows <= slots for rows in passes):
+        raise ValueError(
+            f"passes={tuple(passes)!r} must be at most 64 counts of the newest frames each pass refines, "
+            f"each from 1 to lookahead + 1 = {slots}"
+        )
+    return tuple(int(rows) for rows in passes)
 
 
 def _slot_rows(stack: np.ndarray, n_fft: int, hop_length: int, slots: int) -> np.ndarray:

@@ -37,6 +37,10 @@ STOP_FADE_S = 0.05  # fade before the sink stops
 LEVEL_WINDOW_S = 10.0  # stats: RMS window
 DEFAULT_BUFFER_FRAMES = 3  # ring lead: 35 ms at 44.1 kHz / hop 512 (grows after underruns)
 BUFFER_DECAY_S = 300.0  # the ring lead shrinks back one frame after this long without underruns
+LOAD_WINDOW_S = 10.0  # stats: the producer's CPU time per frame is averaged over this long
+# [playback] vocoder = "auto": the live engine switches the vocoder to "light" once its frames take more than this
+# share of one CPU core (a small or throttled board), keeping headroom for the rest of the system.
+AUTO_LIGHT_LOAD = 1.0 / 3.0
 DROPOUT_FADE_S = 0.005  # an underrun's edges: the sound fades out into it and in after it (no click)
 LIMITER_KNEE = 0.7  # soft limiter: identity below knee * ceiling, tanh above, never reaching the ceiling
 
@@ -52,10 +56,23 @@ def db_to_linear(db: float) -> float:
 
 def default_vocoder_factory(bundle: Bundle) -> VocoderLike:
     """The real streaming vocoder at the bundle's STFT settings."""
-    from murmur.device.dsp.vocoder import StreamingVocoder
+    return preset_vocoder_factory("full")(bundle)
 
-    spec = bundle.audio
-    return StreamingVocoder(n_fft=spec.n_fft, hop_length=spec.hop_length, window=spec.window)
+
+def preset_vocoder_factory(preset: str) -> VocoderFactory:
+    """The real streaming vocoder with a named schedule of passes (``[playback] vocoder``: "full", "light", or
+    "auto", which starts as "full": a live ``Engine`` given ``vocoder_auto_load`` switches it when it must)."""
+    from murmur.device.dsp.vocoder import PRESETS, StreamingVocoder
+
+    if preset not in PRESETS and preset != "auto":
+        raise ValueError(f"vocoder preset {preset!r} is not one of 'auto', {', '.join(map(repr, PRESETS))}")
+    passes = PRESETS.get(preset)
+
+    def make(bundle: Bundle) -> VocoderLike:
+        spec = bundle.audio
+        return StreamingVocoder(n_fft=spec.n_fft, hop_length=spec.hop_length, window=spec.window, passes=passes)
+
+    return make
 
 
 def default_model_factory(bundle: Bundle):
@@ -401,13 +418,17 @@ class Engine:
     ``pull(out (n,) float32) -> bool`` (False once the engine has stopped). ``on_frame(i)`` runs in the producer
     after every frame (keep it cheap). Of the store's one-shot events the engine takes only the generator's
     (``reseed``); the playlist actions are the service's (``ControlStore.take_service_events``).
+
+    The producer's CPU time per frame, as a share of the frame's duration, is ``stats.cpu_load`` (averaged over
+    ``LOAD_WINDOW_S``); with ``vocoder_auto_load`` set, the vocoder goes "light" once that share exceeds it.
     """
 
     def __init__(self, bundle: Bundle, *, sink: Sink, controls: ControlStore | None = None, seed: int | None = None,
                  volume_cap_db: float = 0.0, on_frame: Callable[[int], None] | None = None,
                  buffer_frames: int = DEFAULT_BUFFER_FRAMES, max_buffer_frames: int = 12,
                  dropout_fade_s: float = DROPOUT_FADE_S,
-                 model_factory: ModelFactory | None = None, vocoder_factory: VocoderFactory | None = None):
+                 model_factory: ModelFactory | None = None, vocoder_factory: VocoderFactory | None = None,
+                 vocoder_auto_load: float | None = None, load_window_s: float = LOAD_WINDOW_S):
         self.sink = sink
         self.controls = controls if controls is not None else ControlStore()
         self.on_frame = on_frame
@@ -438,6 +459,10 @@ class Engine:
         self._last_progress = time.monotonic()
         self._running = False
         self._resume_gain: float | None = None
+        self.vocoder_auto_load = vocoder_auto_load
+        self._load_window = max(1, round(load_window_s / self.pipeline.frame_s))
+        self._cpu_load = 0.0
+        self._auto_light = False
 
     # -- lifecycle --------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -533,7 +558,22 @@ class Engine:
             last_progress_monotonic=self._last_progress,
             buffer_frames=self.buffer_frames,
             swapping=self.pipeline.incoming is not None,
+            cpu_load=self._cpu_load,
+            vocoder=self._vocoder_label(),
         )
+
+    def _vocoder_label(self) -> str:
+        """The vocoder's preset by name ("full", "light", "light (auto)"; "" for one without schedules)."""
+        from murmur.device.dsp.vocoder import PRESETS, StreamingVocoder
+
+        vocoder = self.pipeline.vocoder
+        if not isinstance(vocoder, StreamingVocoder):
+            return ""
+        if self._auto_light:
+            return "light (auto)"
+        full = (vocoder.lookahead + 1,) * len(vocoder.passes)
+        names = {passes or full: name for name, passes in PRESETS.items()}
+        return names.get(vocoder.passes, f"passes {vocoder.passes}")
 
     @property
     def error(self) -> BaseException | None:
@@ -556,6 +596,7 @@ class Engine:
     def _produce(self) -> None:
         ring, pipeline, controls, hop = self.ring, self.pipeline, self.controls, self.hop
         seen_underruns, quiet_since = self._underruns, time.monotonic()
+        clock, window, spent_ns, counted = time.thread_time_ns, self._load_window, 0, 0
         try:
             while not self._stop.is_set():
                 if self._underruns != seen_underruns:
@@ -573,7 +614,16 @@ class Engine:
                     if ring.lead() >= target:
                         ring.space.wait(pipeline.frame_s)
                     continue
-                self._publish(pipeline.next_block(controls.snapshot(), controls.take_events()))
+                started = clock()
+                block = pipeline.next_block(controls.snapshot(), controls.take_events())
+                spent_ns += clock() - started
+                counted += 1
+                if counted == window:
+                    self._cpu_load = spent_ns / counted / 1e9 / pipeline.frame_s
+                    spent_ns = counted = 0
+                    if self.vocoder_auto_load is not None and self._cpu_load > self.vocoder_auto_load:
+                        self._go_light()
+                self._publish(block)
                 if self.on_frame is not None:
                     self.on_frame(pipeline.frame_index)
         except BaseException as exc:  # reported through .error and the log; the sink then plays silence
@@ -581,6 +631,18 @@ class Engine:
             log.exception("engine: producer stopped")
         finally:
             ring.filled.set()
+
+    def _go_light(self) -> None:
+        """``vocoder_auto_load`` exceeded: the vocoder's "light" schedule from the next frame on (once)."""
+        from murmur.device.dsp.vocoder import PRESETS, StreamingVocoder
+
+        vocoder, self.vocoder_auto_load = self.pipeline.vocoder, None
+        if isinstance(vocoder, StreamingVocoder) and PRESETS["light"] is not None:
+            vocoder.use_passes(PRESETS["light"])
+            self._auto_light = True
+            log.warning('engine: the sound took %.0f %% of a CPU core per frame over the last %.0f s: vocoder "light" '
+                        'from now on, about 60 %% of its work (set [playback] vocoder = "full" to keep the finest)',
+                        100 * self._cpu_load, self._load_window * self.pipeline.frame_s)
 
     # -- sink side --------------------------------------------------------------------------------------------
     def _pull_nowait(self, out: np.ndarray) -> bool:

@@ -21,8 +21,9 @@ from murmur.device.appliance.clock import WallClock
 from murmur.device.appliance.config import load_config
 from murmur.device.appliance.service import Service
 from murmur.device.appliance.systemd import Notifier, pin_import_paths
+from murmur.device.dsp.vocoder import FULL_PASSES, PRESETS
 from murmur.device.generate.step_model import open_step_model
-from murmur.device.playback.engine import Engine
+from murmur.device.playback.engine import Engine, preset_vocoder_factory
 from murmur.device.playback.sinks import NullSink
 from murmur.device.testing.fakes import NotifyListener
 
@@ -87,7 +88,8 @@ def start_service(tmp_path, tiny_bundle, listener, monkeypatch, *, sink=None, mo
         out = sink if sink is not None else NullSink(realtime=True)
         sinks.append(out)
         return Engine(bundle, sink=out, controls=store, volume_cap_db=config.playback.volume_cap_db,
-                      on_frame=on_frame, model_factory=model_factory)
+                      on_frame=on_frame, model_factory=model_factory,
+                      vocoder_factory=preset_vocoder_factory(config.playback.vocoder))
 
     svc = Service(config, engine_factory=engine_factory, knobs_factory=None, notifier=Notifier(str(listener.path)),
                   status_file=tmp_path / "run" / "status.json", state_dir=tmp_path / "state", tick_s=0.1, **kwargs)
@@ -219,6 +221,23 @@ def test_reload_good_bundle_crossfades_bad_bundle_is_refused(tmp_path, tiny_bund
         listener.wait_for(lambda m: m.startswith("STATUS=") and "volume_cap_db = 6" in m, 10)
         assert svc.config.playback.volume_cap_db == -6.0 and svc.counters.rejected_reloads == 3
         assert old_id != "reloaded-good"
+    finally:
+        stop_service(svc, thread, result)
+
+
+def test_reload_with_another_vocoder_restarts_the_sound_with_it(tmp_path, tiny_bundle, listener, monkeypatch):
+    svc, thread, result, _ = start_service(tmp_path, tiny_bundle, listener, monkeypatch)
+    try:
+        listener.wait_for(lambda m: m == "READY=1", 30)
+        engine = svc.engine
+        assert engine.pipeline.vocoder.passes == (4,) * FULL_PASSES
+        write_config(tmp_path / "murmur.toml", [tiny_bundle], extra='vocoder = "light"')
+        svc.request_reload()
+        listener.wait_for(lambda m: svc.counters.reloads == 1, 10)
+        assert svc.engine is not engine and svc.counters.restarts == 1
+        assert svc.config.playback.vocoder == "light" and svc.engine.pipeline.vocoder.passes == PRESETS["light"]
+        frames = svc.engine.stats.frames_produced
+        listener.wait_for(lambda m: m == "WATCHDOG=1" and svc.engine.stats.frames_produced > frames, 10)
     finally:
         stop_service(svc, thread, result)
 

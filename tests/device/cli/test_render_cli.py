@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from murmur import REPO_ROOT as ROOT
@@ -51,3 +52,20 @@ def test_a_last_line_without_newline_passes_and_no_descriptor_is_left_open(capfd
     assert capfd.readouterr().err == "no newline at the end"
     if before:
         assert sorted(os.listdir(open_fds)) == before
+
+
+def test_render_with_the_light_vocoder_is_the_same_sound_reconstructed_differently(tiny_bundle, tmp_path):
+    from murmur.device.cli.engine import cli
+    from murmur.device.dsp.wavio import read_audio
+
+    rendered = {}
+    for preset in ("full", "light"):
+        out = tmp_path / f"{preset}.wav"
+        assert cli(["render", "--bundle", str(tiny_bundle), "--seconds", "1", "--out", str(out), "--seed", "1",
+                    "--vocoder", preset]) == 0
+        rendered[preset], _ = read_audio(out)
+    full, light = rendered["full"], rendered["light"]
+    assert full.shape == light.shape and np.sqrt(np.mean(light**2)) > 1e-3
+    assert not np.array_equal(full, light)  # the phases differ ...
+    level_db = 20 * np.log10(np.sqrt(np.mean(light**2)) / np.sqrt(np.mean(full**2)))
+    assert abs(level_db) < 1.0  # ... the sound (its level) does not

@@ -15,6 +15,7 @@ import pytest
 from murmur import REPO_ROOT as ROOT
 from murmur.device.bundle import load_bundle
 from murmur.device.controls.values import Controls, ControlStore
+from murmur.device.dsp.vocoder import FULL_PASSES, PRESETS
 from murmur.device.playback.engine import DEFAULT_BUFFER_FRAMES, BlockPipeline, DropoutSmoother, Engine, Ring, render
 from murmur.device.playback.sinks import NullSink, WavSink, _ThreadSink
 from murmur.device.testing.fakes import FakeStepModel, FakeVocoder
@@ -515,3 +516,20 @@ def test_pulls_shorter_than_the_fade_are_smoothed_across_them():
     np.testing.assert_array_equal(audio[:640], stream)
     np.testing.assert_allclose(audio[640:704], stream[::-1][:64] * (1 - np.arange(1, 65) / 65), atol=1e-6)
     assert not audio[704:].any()
+
+
+@pytest.mark.parametrize(("auto_load", "expected"), [(0.0, "light (auto)"), (None, "full"), (1e9, "full")])
+def test_auto_vocoder_goes_light_only_when_the_sound_takes_more_than_its_share(bundle, auto_load, expected):
+    """``vocoder_auto_load``: over it (0 = any load), the vocoder switches to "light" while playing; under it, or
+    without it, it stays "full". The load figure is the producer's CPU time per frame over the frame's duration."""
+    seen = threading.Event()
+    engine = Engine(bundle, sink=NullSink(), seed=1, on_frame=lambda i: i >= 40 and seen.set(),
+                    vocoder_auto_load=auto_load, load_window_s=0.1)
+    engine.start()
+    wait_frames(engine, seen)
+    stats = engine.stats
+    engine.stop()
+    assert stats.vocoder == expected and stats.cpu_load > 0
+    light = expected.startswith("light")
+    assert engine.pipeline.vocoder.passes == (PRESETS["light"] if light else (4,) * FULL_PASSES)
+    assert engine.error is None and stats.frames_produced >= 40

@@ -21,6 +21,7 @@ def sample_status(**changes) -> StatusReport:
         "underruns": 2, "bundle_id": "sea-20261124", "bundle_path": "/opt/murmur/bundles/sea", "bundle_age_s": 93784.0,
         "uptime_s": 3725.0, "knobs": {"temperature": 0.3, "hold": False}, "cpu_temp_c": 51.2, "throttled": "0x50000",
         "release": "20261124-0901", "venv": "3f2a9c0d1e4b5a67", "updated_unix": time.time(), "pid": 4242, "schedule": "open until Tue 18:00",
+        "engine_load": 0.412, "vocoder": "light (auto)",
     }
     status.update(changes)
     return StatusReport.from_dict(status)
@@ -43,7 +44,8 @@ def test_report_says_playing_level_bundle_age_uptime_knobs_temperature():
     for fragment in ("-23.5 dBFS", "underruns:    2", "sea-20261124", "1 d 02:03:04", "01:02:05",
                      "temperature=0.3", "hold=False", "51.2 °C", "under-voltage has occurred", "throttling has occurred",
                      "release 20261124-0901, venv 3f2a9c0d1e4b5a67", "open until Tue 18:00",
-                     "clock:        unknown", "official Raspberry Pi supply", "give the Pi air"):
+                     "clock:        unknown", "official Raspberry Pi supply", "give the Pi air",
+                     "CPU (sound):  41 % of one core, vocoder light (auto)"):
         assert fragment in report, fragment
     calm = health.format_report(sample_status(updated_unix=now, throttled="0x0", clock="unsynchronised"), now)
     assert "advice" not in calm and "clock:        unsynchronised (no network time since boot" in calm

@@ -19,6 +19,7 @@ import pytest
 from murmur import REPO_ROOT as ROOT
 from murmur.device.appliance.clock import WallClock
 from murmur.device.appliance.config import load_config
+from murmur.device.appliance.health import read_status
 from murmur.device.appliance.service import Service
 from murmur.device.appliance.systemd import Notifier, pin_import_paths
 from murmur.device.dsp.vocoder import FULL_PASSES, PRESETS
@@ -238,6 +239,8 @@ def test_reload_with_another_vocoder_restarts_the_sound_with_it(tmp_path, tiny_b
         assert svc.config.playback.vocoder == "light" and svc.engine.pipeline.vocoder.passes == PRESETS["light"]
         frames = svc.engine.stats.frames_produced
         listener.wait_for(lambda m: m == "WATCHDOG=1" and svc.engine.stats.frames_produced > frames, 10)
+        status_file = tmp_path / "run" / "status.json"  # what `make status` reads
+        listener.wait_for(lambda m: (s := read_status(status_file)) is not None and s.vocoder == "light", 10)
     finally:
         stop_service(svc, thread, result)
 

@@ -91,7 +91,7 @@ class StudioMidi:
         if config.exists():
             try:
                 settings = parse_midi(read_file(config).get("midi", {}), str(config))
-            except ConfigError as exc:
+            except (ConfigError, OSError) as exc:
                 self.problem = (f"{exc}. Learning is off until that is fixed (or the file is moved away); the studio "
                                 "reads the file when it starts")
         self.settings = dataclasses.replace(settings, enabled=True)  # the studio always listens for a controller
@@ -241,9 +241,13 @@ class StudioMidi:
             if not self.config.exists():
                 self.config.write_text(first_config(self.config), encoding="utf-8")
             write_learned(self.config, spec)
-        except (ConfigError, OSError) as exc:
+        except ConfigError as exc:  # the config reader's own words: the file, the key, the value, the fix
+            self._post(self._outcome, target, mapping, f"{mapping['words']} works now, but was not written: {exc}")
+            return
+        except OSError as exc:
             self._post(self._outcome, target, mapping, f"{mapping['words']} works now, but was not written into "
-                       f"{self.config}: {exc}")
+                       f"{self.config}: {exc.strerror or exc}; make that folder writable (or start the studio with "
+                       "--project DIR somewhere it can write), then Learn again")
             return
         self._post(self._outcome, target, mapping, None)
 

@@ -7,6 +7,7 @@ const PLAYER_TARGET_S = 0.05, PLAYER_MAX_S = 0.15;  // the live player's buffer:
 const state = { recordings: [], runs: [], controls: {}, overviews: {}, live: null, ab: "A" };
 // what went wrong in the page's own code (the browser test reads it: an error only in the console is still an error)
 window.studioErrors = [];
+window.studioMidiMoves = [];
 window.addEventListener("error", (e) => window.studioErrors.push(String(e.message)));
 window.addEventListener("unhandledrejection", (e) => window.studioErrors.push(String(e.reason && e.reason.message || e.reason)));
 
@@ -488,12 +489,28 @@ function renderKnobs() {
     }
     label.querySelector(".knob-name").textContent = words.label;
     label.querySelector(".small").textContent = words.ends;
-    box.appendChild(label);
+    box.appendChild(knobBox(name, label, words.label));
   }
   const reseed = document.createElement("button");
   reseed.id = "knob-reseed"; reseed.textContent = "take a new random path";
   reseed.onclick = () => sendTurn({ trigger: "reseed" }, "new random path");
-  box.appendChild(reseed);
+  box.appendChild(knobBox("reseed", reseed, "take a new random path"));
+}
+
+// a knob (or the new-path button) with its MIDI Learn button and what drives it, shown once a controller is there
+function knobBox(name, control, words) {
+  const div = document.createElement("div");
+  div.className = "knob"; div.dataset.control = name;
+  div.appendChild(control);
+  const map = document.createElement("span");
+  map.className = "midi-map"; map.id = `midi-map-${name}`;
+  const learn = document.createElement("button");
+  learn.className = "learn"; learn.id = `learn-${name}`; learn.hidden = true;
+  learn.innerHTML = `<span class="what">Learn</span><span class="visually-hidden"> a MIDI knob or pad for ${words}</span>`;
+  learn.setAttribute("aria-pressed", "false");
+  learn.onclick = () => learnMidi(name);
+  div.append(map, learn);
+  return div;
 }
 
 function knobValues() {
@@ -517,7 +534,120 @@ function sendTurn(message, what) {
   live.ws.send(JSON.stringify(Object.assign({ id }, message)));
 }
 
-function sendControl(name, value) { sendTurn({ set: { [name]: value } }, (KNOBS[name] || { label: name }).label); }
+function sendControl(name, value) {
+  if (state.live && state.live.ws.readyState === 1) sendTurn({ set: { [name]: value } }, (KNOBS[name] || { label: name }).label);
+  else if (state.midi && state.midi.connected) midiKnobs({ [name]: value });
+}
+
+// ---------------------------------------------------------------- a MIDI controller
+// The studio holds the controller (the Pi's own MIDI code over the same ALSA sequencer): the page asks for what
+// changed (a long poll), shows the controller and what each of its knobs drives, and arms Learn; a MIDI knob turned
+// moves the live sound on the studio's side and its knob here. The page's own knob turns are told to the studio
+// (over the live socket while playing, else here) so a MIDI knob picks up from what the page shows.
+const MIDI_TARGET_WORDS = (name) => name === "reseed" ? "take a new random path" : (KNOBS[name] || { label: name.replace(/_/g, " ") }).label;
+
+function midiKnobs(values) {
+  api("/api/midi/controls", { method: "POST", json: { set: values } }).catch((e) => say(String(e.message || e)));
+}
+
+async function pollMidi() {
+  let after = -1;
+  for (;;) {
+    try {
+      const m = await api(`/api/midi?after=${after}&wait=20`);
+      after = m.version;
+      renderMidi(m, true);
+    } catch (e) {
+      $("#midi-status").textContent = "The studio does not answer (stopped?); looking again in 2 seconds.";
+      await new Promise((resolve) => setTimeout(resolve, 2000));  // a retry pace, not a synchronisation
+    }
+  }
+}
+
+async function learnMidi(name) {
+  const stop = state.midi && state.midi.learning === name;
+  try {
+    renderMidi(await api("/api/midi/learn", { method: "POST", json: { target: stop ? null : name } }), false);
+  } catch (e) {
+    const box = $("#midi-learn");
+    box.textContent = String(e.message || e); box.className = "error";
+  }
+}
+
+function midiWords(m) {
+  const what = m.kind === "cc" ? `CC ${m.number}` : `pad (note ${m.number})`;
+  return `${MIDI_TARGET_WORDS(m.control)} ← ${what}${m.source ? ` on ${m.source}` : ""}`;
+}
+
+function renderMidi(m, fromPoll) {
+  const was = state.midi;
+  state.midi = m;
+  const panel = $("#midi");
+  panel.dataset.connected = m.connected ? "1" : "";
+  panel.dataset.learning = m.learning || "";
+  if (m.connected) {
+    $("#midi-status").textContent = `MIDI controller: ${m.port}. Press Learn beside a knob, then turn a knob or ` +
+      "fader on the controller (for the new-path button or freeze: hit a pad); from then on it turns that knob here.";
+  } else {
+    const why = m.problems.join(" ");
+    const fix = /not installed/.test(why) ? " The MIDI packages are missing: pip install mido python-rtmidi (make studio has them)." : "";
+    $("#midi-status").textContent = `No MIDI controller${m.wanted ? ` named like “${m.wanted}”` : ""} is plugged in. ` +
+      "Plug a USB MIDI controller (knobs, faders, pads; any class-compliant one) into this computer: it shows here " +
+      `within a second, and each knob gets a Learn button.${fix}${why ? ` (This computer says: ${why.replace(/^MIDI: /, "")})` : ""}`;
+  }
+  if (m.connected && !(was && was.connected)) midiKnobs(knobValues());  // the controller picks up from the page
+  for (const button of document.querySelectorAll("#knobs .learn")) {
+    const name = button.id.slice("learn-".length);
+    button.hidden = !m.connected;
+    const on = m.learning === name;
+    button.setAttribute("aria-pressed", on ? "true" : "false");
+    button.querySelector(".what").textContent = on ? "Cancel" : "Learn";
+  }
+  const learnBox = $("#midi-learn");
+  learnBox.className = "";
+  if (m.learning) {
+    const thing = m.learning === "reseed" ? "hit a pad" : m.learning === "hold" ? "hit a pad, or turn a knob" : "turn a knob or fader";
+    learnBox.textContent = `Learning ${MIDI_TARGET_WORDS(m.learning)}: now ${thing} on ${m.port || "the controller"} (Cancel stops waiting).`;
+  } else if (m.last && m.last.error) {
+    learnBox.textContent = m.last.error; learnBox.className = "error";
+  } else if (m.last && m.last.mapping) {
+    learnBox.textContent = `Mapped: ${midiWords(m.last.mapping)}.`;
+  } else learnBox.textContent = "";
+  const list = $("#midi-mappings");
+  list.innerHTML = "";
+  for (const map of m.mappings) {
+    const li = document.createElement("li");
+    li.textContent = midiWords(map); li.dataset.control = map.control;
+    list.appendChild(li);
+  }
+  for (const span of document.querySelectorAll("#knobs .midi-map")) {
+    const name = span.id.slice("midi-map-".length);
+    const maps = m.mappings.filter((x) => x.control === name);
+    span.textContent = maps.length ? `MIDI: ${maps.map((x) => (x.kind === "cc" ? `CC ${x.number}` : `pad ${x.number}`)).join(", ")}` : "";
+  }
+  const hosts = state.midiHosts || [];
+  $("#midi-file").textContent = !m.config_exists ? (m.connected ? `What you learn is written into ${m.config}, the Pi's config file with your mappings.` : "")
+    : `Your mappings are in ${m.config}, a whole Pi config file. ` + (hosts.length
+      ? `The Pis whose inventory entry names it get it with every deploy: ${hosts.join(", ")}.`
+      : `To take them to the gallery, set config = "${m.config}" for your Pis in the deploy inventory (deploy/inventory.toml): ` +
+        "every deploy then installs it on them; or copy its MIDI tables into the config on a Pi.");
+  const problem = $("#midi-problem");
+  problem.textContent = m.config_problem || ""; problem.hidden = !m.config_problem;
+  if (fromPoll) {
+    for (const [name, value] of Object.entries(m.moved || {})) {
+      const input = $(`#knob-${name}`);
+      if (!input) continue;
+      // when each MIDI move reached the page, epoch ms (the browser test times CC -> knob with it)
+      if (window.studioMidiMoves.length < 1000) window.studioMidiMoves.push({ name, value, t: performance.timeOrigin + performance.now() });
+      if (input.type === "checkbox") { input.checked = Boolean(value); continue; }
+      input.value = value;
+      const text = knobText(name, value);
+      const out = $(`#value-${name}`);
+      if (out) out.textContent = text;
+      input.setAttribute("aria-valuetext", text);
+    }
+  }
+}
 
 function turnHeard(live, seq) {
   for (const [id, turn] of live.pending) {
@@ -940,7 +1070,7 @@ async function fleetStatus() {
 
 // ---------------------------------------------------------------- state
 function applyState(s) {
-  state.recordings = s.recordings; state.runs = s.runs; state.controls = s.controls;
+  state.recordings = s.recordings; state.runs = s.runs; state.controls = s.controls; state.midiHosts = s.midi_hosts;
   $("#project").textContent = `project folder: ${String(s.project).split(/[\\/]/).filter(Boolean).pop() || s.project}`;
   $("#project").title = s.project;
   if (s.settings && s.settings.minutes && !applyState.done) {
@@ -973,5 +1103,6 @@ window.addEventListener("DOMContentLoaded", async () => {
   await refresh();
   pollTraining();
   pollDeploy();
+  pollMidi();
   document.body.dataset.ready = "1";
 });

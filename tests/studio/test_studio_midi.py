@@ -226,3 +226,31 @@ def test_a_learnt_knob_steers_the_live_sound(tmp_path, ports, tiny_bundle):
 def test_a_long_poll_with_a_version_that_is_not_a_number_is_refused(studio, query):
     refused = studio.get(f"/api/midi?{query}")
     assert refused.status_code == 400 and "numbers" in refused.json()["error"]
+
+
+def test_a_mapping_that_cannot_be_written_is_said_with_the_file_and_the_fix(studio, tmp_path):
+    config = studio.studio.project.root / "murmur.toml"
+    config.symlink_to(tmp_path / "no-such-folder" / "murmur.toml")  # the file cannot be made there
+    plugged(studio)
+    learn(studio, "jump")
+    studio.ports.send(NANO, "control_change", 23, 90)
+    state = studio.midi(lambda s: s["last"] is not None, what="the outcome")
+    error = state["last"]["error"]
+    assert error.startswith("jump ← CC 23 on nanoKONTROL2 works now, but was not written into " + str(config))
+    assert "No such file" in error and "writable" in error
+    # it works for this session all the same, as said
+    assert [m["words"] for m in state["mappings"]] == ["jump ← CC 23 on nanoKONTROL2"]
+
+
+def test_a_config_that_cannot_be_read_stops_learning_with_its_name(tmp_path, ports):
+    project = tmp_path / "project"
+    (project / "murmur.toml").mkdir(parents=True)  # a folder where the file should be
+    server = InProcessStudio(project, ports)
+    try:
+        problem = server.get("/api/midi").json()["config_problem"]
+        assert str(project / "murmur.toml") in problem and "moved away" in problem
+        ports.plug(NANO)
+        server.midi(lambda s: s["connected"], what="the controller is found")
+        assert learn(server, "fidelity").json()["error"] == problem
+    finally:
+        server.stop()

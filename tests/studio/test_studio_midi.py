@@ -254,3 +254,15 @@ def test_a_config_that_cannot_be_read_stops_learning_with_its_name(tmp_path, por
         assert learn(server, "fidelity").json()["error"] == problem
     finally:
         server.stop()
+
+
+def test_the_page_is_told_which_pis_a_deploy_gives_the_mappings_to(tmp_path, ports):
+    project = tmp_path / "project"
+    inventory = tmp_path / "inventory.toml"
+    inventory.write_text(f'[hosts.hall-1]\naddress = "a.local"\nconfig = "{project / "murmur.toml"}"\n'
+                         '[hosts.foyer]\naddress = "b.local"\n', encoding="utf-8")
+    server = InProcessStudio(project, ports, inventory=str(inventory))
+    try:
+        assert server.get("/api/state").json()["midi_hosts"] == ["hall-1"]
+    finally:
+        server.stop()

@@ -36,6 +36,7 @@ from murmur.device.controls.values import ACTION_GAP_S, BOOL_CONTROLS, CONTROL_R
 log = logging.getLogger("murmur.knobs")
 
 THROUGH = "Midi Through"  # ALSA's own loop-back port: never a controller
+LIST_TRIES = 3  # reads of the port list before the MIDI system counts as unreachable (a port may leave meanwhile)
 ON_FROM = 64  # a CC at or above this turns an on/off control on (the sustain pedal's convention)
 
 
@@ -94,11 +95,17 @@ class MidoPorts:
         self._backend = mido.Backend("mido.backends.rtmidi/LINUX_ALSA", load=True)
 
     def input_names(self) -> list[str]:
-        try:
-            return list(self._backend.get_input_names())
-        except Exception as exc:  # rtmidi raises SystemError/RuntimeError when the sequencer cannot be opened
-            raise OSError(f"the ALSA sequencer cannot be opened ({exc}); is snd-seq loaded and /dev/snd/seq there?") \
-                from exc
+        failure: Exception | None = None
+        for _ in range(LIST_TRIES):
+            try:
+                return list(self._backend.get_input_names())
+            except Exception as exc:  # rtmidi raises SystemError/RuntimeError when the sequencer cannot be opened
+                # ... and when a port leaves while the list is read: rtmidi counts the ports, then asks each for its
+                # name, and fails the whole list on the one gone meanwhile (an unplug at that moment, seen in the
+                # booted guest: "MidiInAlsa::getPortName: error looking for port name!"). Read it again.
+                failure = exc
+        raise OSError(f"the ALSA sequencer cannot be opened ({failure}); is snd-seq loaded and /dev/snd/seq "
+                      "there?") from failure
 
     def open_input(self, name: str, callback: MidiCallback) -> MidiInput:
         def convert(message) -> None:
@@ -267,7 +274,11 @@ class MidiKnobs(Knobs):
             names = self.ports.input_names()
         except OSError as exc:
             self._say(f"MIDI: {exc}; looking again every {self.settings.rescan_s:g} s", warning=True)
+            with self._lock:
+                lost = self._port is not None
             self._drop()
+            if lost:  # the controller is lost with the MIDI system: "found again" when it returns
+                self.disconnects += 1
             return
         with self._lock:
             port = self._port

@@ -223,8 +223,7 @@ class StudioMidi:
 
     def _cancel(self) -> None:
         if self.knobs is not None and self.learning is not None:
-            # MidiKnobs has no public way to stop waiting: what it would map is dropped here (see _learned)
-            self.knobs._learning = None
+            self.knobs.cancel_learn()
         self.learning = None
         self._bump()
 

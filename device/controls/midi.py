@@ -399,6 +399,10 @@ class MidiKnobs(Knobs):
         event)`` from the MIDI thread (spec None: that input cannot drive it, e.g. a pad for a continuous control)."""
         self._learning = (target, on_learned)
 
+    def cancel_learn(self) -> None:
+        """Stop waiting for an input to learn; nothing is mapped."""
+        self._learning = None
+
     def map(self, spec: CcSpec | NoteSpec) -> None:
         """Add (or replace) one mapping while running; an input mapped before to the same target is dropped."""
         if isinstance(spec, CcSpec):

@@ -332,3 +332,14 @@ def test_a_drummed_pad_steps_the_playlist_once_per_gap():
         ports.send(PAD, "note_on", 48, 100)
     assert store.take_service_events() == ("next_bundle",) and knobs.actions_dropped == 5
     knobs.close()
+
+
+def test_cancelled_learning_maps_nothing_and_the_knob_keeps_its_old_job():
+    knobs, store, ports = midi({"enabled": True, "temperature": {"type": "cc", "number": 21, "control": "temperature"}},
+                               pickup=False)
+    learned = []
+    knobs.learn("spread", lambda spec, event: learned.append(spec))
+    knobs.cancel_learn()
+    ports.send(PAD, "control_change", 21, 127)
+    assert learned == [] and store.snapshot().temperature == 2.0
+    knobs.close()

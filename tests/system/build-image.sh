@@ -2,7 +2,8 @@
 # Build (once per package list + kernel) the booted system test's disk image: a Debian 12 amd64 root made with
 # mmdebstrap from Debian's packages, shaped like a fresh Raspberry Pi OS Lite as Raspberry Pi Imager leaves it
 # (systemd as PID 1, openssh-server, dbus, udev, alsa-utils, python3, rsync, sudo; a user `pi` with password-less
-# sudo and the test's ssh key; /boot/firmware/config.txt), plus the guest kernel's modules (snd-aloop) and the
+# sudo and the test's ssh key; /boot/firmware/config.txt; Debian's stock kernel and initramfs, whose vmlinuz and
+# initrd.img are put beside disk.img), plus the built guest kernel's modules (snd-aloop) and the
 # guest-only stand-ins for the Pi's hardware (tests/system/guest/). Murmur itself is NOT in the image: the test
 # installs it with `make deploy`, as a technician would.
 # Usage: tests/system/build-image.sh CACHE_DIR KERNEL_DIR   → prints the image directory (disk.img, id_ed25519);
@@ -19,8 +20,13 @@ die() { echo "test-system: image: $*" >&2; exit 1; }
 # What Raspberry Pi OS Lite has that the test relies on; python3-venv, gpiozero, PyAudio … are left to install.sh.
 PACKAGES="systemd,systemd-sysv,udev,dbus,openssh-server,sudo,ifupdown,isc-dhcp-client,iproute2,kmod,procps,python3,alsa-utils,rsync,ca-certificates,less"
 ARCH=amd64
-ARCH_OPTS=()
-if [ "$kernel" = "--arm64" ]; then
+# Debian's stock amd64 kernel too (with an initramfs of MODULES=list, as the arm64 root's): the guest kernel built
+# for gpio-sim has no USB gadget or USB audio, Debian's has them as modules (dummy_hcd, libcomposite, usb_f_midi,
+# snd-usb-audio): the MIDI test boots the same image on it (test_system_midi.py), the main scenario on the built one
+ARCH_OPTS=(--setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && echo MODULES=list > "$1/etc/initramfs-tools/conf.d/murmur-guest.conf" && printf "virtio_pci\nvirtio_blk\next4\ncrc32c_generic\n" > "$1/etc/initramfs-tools/modules"')
+if [ "$kernel" != "--arm64" ]; then
+  PACKAGES="$PACKAGES,initramfs-tools,linux-image-amd64"
+else
   # Debian's stock arm64 kernel and its initramfs (initramfs-tools), made in the root under qemu-user: with
   # MODULES=list and only what the virt machine's disk needs (virtio, ext4), not Debian's default MODULES=most,
   # which took most of 21 min under emulation
@@ -32,7 +38,7 @@ fi
 SUITES=("deb http://deb.debian.org/debian bookworm main" "deb http://deb.debian.org/debian bookworm-updates main"
         "deb http://deb.debian.org/debian-security bookworm-security main")
 # 1. the Debian root, keyed by its package list (kernel-independent, so it is made while the kernel builds)
-root_key=$( { echo "$PACKAGES"; printf '%s\n' "${SUITES[@]}"; [ $ARCH = amd64 ] || printf '%s\n' "${ARCH_OPTS[@]}"; } \
+root_key=$( { echo "$PACKAGES"; printf '%s\n' "${SUITES[@]}"; printf '%s\n' "${ARCH_OPTS[@]}"; } \
            | sha256sum | cut -c1-16)
 root_tar="$cache/root-$root_key.tar"
 [ $ARCH = amd64 ] || root_tar="$cache/root-$ARCH-$root_key.tar"
@@ -106,15 +112,15 @@ if [ $ARCH = amd64 ]; then
   mkdir -p "$root/etc/systemd/system/murmur.service.d"
   install -m 644 "$here/guest/murmur-guest.conf" "$root/etc/systemd/system/murmur.service.d/guest.conf"
   chroot "$root" systemctl enable murmur-guest-devices.service >/dev/null 2>&1
-else
-  # Debian's own kernel and initrd, booted by QEMU from outside the disk (-kernel/-initrd, no boot loader)
-  vmlinuz=$(ls "$root"/boot/vmlinuz-* | sort -V | tail -1)
-  initrd=$(ls "$root"/boot/initrd.img-* | sort -V | tail -1)
-  [ -f "$vmlinuz" ] && [ -f "$initrd" ] || die "the arm64 root has no /boot/vmlinuz-* and initrd.img-* (linux-image-arm64)"
-  cp "$vmlinuz" "$out.tmp/vmlinuz"
-  cp "$initrd" "$out.tmp/initrd.img"
-  basename "$vmlinuz" | sed 's/^vmlinuz-//' > "$out.tmp/release"
 fi
+# Debian's own kernel and initrd, booted by QEMU from outside the disk (-kernel/-initrd, no boot loader): the
+# arm64 guest's kernel; on amd64 the MIDI test's (tests/system/test_system_midi.py)
+vmlinuz=$(ls "$root"/boot/vmlinuz-* | sort -V | tail -1)
+initrd=$(ls "$root"/boot/initrd.img-* | sort -V | tail -1)
+[ -f "$vmlinuz" ] && [ -f "$initrd" ] || die "the $ARCH root has no /boot/vmlinuz-* and initrd.img-* (linux-image-$ARCH)"
+cp "$vmlinuz" "$out.tmp/vmlinuz"
+cp "$initrd" "$out.tmp/initrd.img"
+basename "$vmlinuz" | sed 's/^vmlinuz-//' > "$out.tmp/release"
 # snd-aloop (a module in both kernels) is loaded at boot unless the test removes this file (a late card)
 echo snd-aloop > "$root/etc/modules-load.d/murmur-test-card.conf"
 chroot "$root" systemctl enable ssh.service >/dev/null 2>&1 || true

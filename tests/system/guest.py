@@ -2,7 +2,8 @@
 
 ``Guest`` boots the cached image (tests/system/build-image.sh) through a copy-on-write overlay, so the image stays
 pristine and every run starts from a fresh "SD card": the x86_64 guest (``q35``) on the cached kernel built for
-gpio-sim (tests/system/build-kernel.sh), or the arm64 guest (``virt``, ``-cpu cortex-a72``, ``console=ttyAMA0``)
+gpio-sim (tests/system/build-kernel.sh) or, given the image directory as its kernel directory, on Debian's stock
+amd64 kernel and initrd the image directory holds (the MIDI test: USB gadget and USB audio modules), or the arm64 guest (``virt``, ``-cpu cortex-a72``, ``console=ttyAMA0``)
 on Debian's own arm64 kernel and initrd, which the image directory holds beside its disk.
 QEMU's user network forwards one port on 127.0.0.1 to the guest's sshd; nothing listens elsewhere, and the guest
 reaches only what this machine reaches (the package registries). KVM is not used: on this nested virtual machine
@@ -36,7 +37,7 @@ def free_port() -> int:
 
 @dataclass
 class Guest:
-    kernel_dir: Path  # bzImage (x86_64); arm64: the image directory (vmlinuz, initrd.img)
+    kernel_dir: Path  # bzImage (x86_64); else the image directory (vmlinuz, initrd.img: Debian's stock kernel)
     image_dir: Path  # disk.img (pristine), id_ed25519
     work: Path  # overlay, console log, ssh config (out/system)
     memory_mb: int = 2048
@@ -75,6 +76,8 @@ class Guest:
         else:
             machine = ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-cpu", "max"]
             kernel, initrd, console = self.kernel_dir / "bzImage", self.kernel_dir / "initrd", "ttyS0"
+            if not kernel.is_file():  # the image directory: Debian's stock kernel (the MIDI test)
+                kernel, initrd = self.kernel_dir / "vmlinuz", self.kernel_dir / "initrd.img"
         argv = [*machine, "-m", str(self.memory_mb), "-smp", str(self.cpus), "-kernel", str(kernel),
                 "-append", f"root=/dev/vda rw console={console} net.ifnames=0 panic=-1 {self.kernel_append}".strip(),
                 *(["-initrd", str(initrd)] if initrd.is_file() else []),

@@ -12,6 +12,8 @@ In order, on one guest (each step needs the ones before it; a failed step makes 
  6. `systemctl reboot` → sound again (boot → sound)
  7. a late sound card: booted without snd-aloop, the service waits (no restarts, status says what is missing);
     `modprobe snd-aloop` minutes later → sound within 10 s, nobody logging in
+MIDI with a real USB device (a dummy_hcd + f_midi gadget) is test_system_midi.py's: it boots the same image on
+Debian's stock kernel after this guest has shut down.
 Figures go to out/system/result.json (BENCHMARKS.md "System"). Emulated: the guest runs ~15x slower than this
 machine, so it does not keep real time; underruns are counted and reported, not failed.
 """

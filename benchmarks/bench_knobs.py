@@ -410,7 +410,7 @@ def run(quick: bool) -> str:
         f"{hotplug['found']} of {hotplug['cycles']} found again in {hotplug['seconds']:.1f} s; "
         f"{hotplug['audio_s']:.1f} s of audio made, level {hotplug['level_dbfs']:.1f} dBFS; {hotplug['underruns']} "
         f"underruns ({hotplug['baseline_underruns']} in as long without) | all found, no silence, 0 crashes (a real "
-        f"USB gadget: not measured yet) | {'ok' if hotplug_ok else 'FAIL'} |",
+        f"USB gadget in the booted guest: System) | {'ok' if hotplug_ok else 'FAIL'} |",
         f"| service RSS (peak), MB: config only / with OSC, room and MIDI on (serve on a null sink, "
         f"{3 if quick else 10} s playing) | {plain[0]:.0f} ({plain[1]:.0f}) / {sources[0]:.0f} ({sources[1]:.0f}) "
         f"| ≤ 150 | {'ok' if sources[1] <= 150 else 'check'} |",

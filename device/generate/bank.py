@@ -48,6 +48,10 @@ class BankSettings:
     min_recency_window_s: float = 20.0
     recency_region_s: float = 0.25  # the bar and the penalty of a cut cover this much of the source around each frame
     proposer: str = "model"  # "model": the LSTM's prediction picks the cut; "current": the frame itself (ablation)
+    glide_frames: int = 3  # after a cut, the outgoing phrase's continuation fades out over this many frames while
+    glide_from_hz: float = 4000.0  # the new one fades in, in the bins above this (magnitudes mixed as an audio
+    # crossfade: a cut across a cymbal's decay is no audible edit; below it the cut is immediate, attacks stay sharp);
+    # 0 frames = a hard cut
 
 
 def phrase_frames(fidelity: float, frame_s: float, max_phrase_s: float, min_phrase_s: float = 0.0) -> float:
@@ -149,6 +153,12 @@ class BankSampler:
         # float64: exact for any frame count an appliance reaches, and a cut's age pass is one subtraction
         self._region_last_used = np.full(self.n_frames, NEVER, dtype=np.float64)
         self._magnitudes = np.zeros(self.n_bins, dtype=np.float32)
+        self._glide_left = 0  # frames of the cut's crossfade still to come
+        self._glide_from = 0  # the bank frame the outgoing phrase would play now
+        self._glide_frame = np.zeros(self.n_bins, dtype=np.float32)  # that frame, model units …
+        self._glide_magnitudes = np.zeros(self.n_bins, dtype=np.float32)  # … and linear
+        first = self._bin_of(self.settings.glide_from_hz)
+        self._glide_high = (self._magnitudes[first:], self._glide_magnitudes[first:])  # the crossfaded bins (views)
         self._seed = seed
         self.rng = np.random.default_rng(seed)
         self._controls = controls or Controls()
@@ -164,6 +174,10 @@ class BankSampler:
         self._pending_jump = False
         self._phrase_controls = (0.0, 0.0)  # temperature and fidelity when the current phrase began
         self.reset(seed)
+
+    def _bin_of(self, hz: float) -> int:
+        """The first STFT bin at or above ``hz`` (the last bin if ``hz`` is beyond Nyquist)."""
+        return min(self.n_bins - 1, int(math.ceil(hz * self.bundle.audio.n_fft / self.bundle.audio.sample_rate_hz)))
 
     def _bank_levels(self) -> np.ndarray:
         """dBFS of every bank frame, in chunks (no (n_frames, n_bins) float temporary)."""
@@ -204,6 +218,7 @@ class BankSampler:
         self._pending_jump = False
         self.model.reset()
         self._jump(self._controls, count=False)
+        self._glide_left = 0  # a fresh start: nothing fades out
         self._emit()
 
     def request_jump(self) -> None:
@@ -284,6 +299,7 @@ class BankSampler:
         choice = start + int(np.argmin(distance))
         self.cuts += 1
         self._new_phrase(controls)
+        self._start_glide()
         self._play(choice)
 
     def _add_context(self, distance: np.ndarray, start: int, stop: int) -> None:
@@ -319,6 +335,7 @@ class BankSampler:
             self.jumps += 1
         self._quiet_run = self._repeat_run = 0
         self._new_phrase(controls)
+        self._start_glide()
         self._play(choice)
 
     def _redraw_phrase(self, controls: Controls) -> bool:
@@ -348,13 +365,35 @@ class BankSampler:
         self._last_used[index] = self.frame_index
         region = index - index % self._region_frames
         self._region_last_used[region : region + self._region_frames] = self.frame_index
-        np.copyto(self._frame, self._frames_u8[index])  # exact; uint8 straight into the multiply would be buffered
-        np.multiply(self._frame, self._step_size, out=self._frame)
-        np.add(self._frame, self._lo, out=self._frame)
+        self._dequantise_into(index, self._frame)
         if self.settings.proposer == "model":
             np.copyto(self._prediction, self.model.step(self._frame))
         else:  # ablation "no model": look for frames near the current one
             np.copyto(self._prediction, self._frame)
 
+    def _dequantise_into(self, index: int, out: np.ndarray) -> None:
+        """Bank frame ``index`` -> model units in ``out`` (n_bins,) float32."""
+        np.copyto(out, self._frames_u8[index])  # exact; uint8 straight into the multiply would be buffered
+        np.multiply(out, self._step_size, out=out)
+        np.add(out, self._lo, out=out)
+
+    def _start_glide(self) -> None:
+        """A cut or jump leaves the current phrase: its continuation in the source fades out over the next frames."""
+        glide = self.settings.glide_frames
+        self._glide_left = glide if glide > 0 and self._continues[self.current] else 0
+        self._glide_from = self.current + 1
+
     def _emit(self) -> np.ndarray:
-        return denormalise_into(self._frame, self._mean, self.bundle.std, self.bundle.log_floor, self._magnitudes)
+        out = denormalise_into(self._frame, self._mean, self.bundle.std, self.bundle.log_floor, self._magnitudes)
+        if self._glide_left > 0:  # the cut's crossfade above glide_from_hz: new + w (old - new), w falling to 0
+            index = self._glide_from
+            self._dequantise_into(index, self._glide_frame)
+            denormalise_into(self._glide_frame, self._mean, self.bundle.std, self.bundle.log_floor,
+                             self._glide_magnitudes)
+            new, old = self._glide_high
+            np.subtract(old, new, out=old)
+            np.multiply(old, np.float32(self._glide_left / (self.settings.glide_frames + 1)), out=old)
+            np.add(new, old, out=new)
+            self._glide_left = self._glide_left - 1 if self._continues[index] else 0
+            self._glide_from = index + 1
+        return out

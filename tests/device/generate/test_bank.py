@@ -295,3 +295,35 @@ def test_a_cut_at_every_frame_allocates_nothing_on_a_large_bank(bundle, model):
     tracemalloc.stop()
     assert sampler.cuts - cuts == 100  # every frame was a cut over the whole bank
     assert peak < 4096, peak
+
+
+def magnitudes(bundle, index: int) -> np.ndarray:
+    """Bank frame ``index`` as linear magnitudes (n_bins,) float32."""
+    return bundle.seed_magnitudes(index, 1, out=np.empty((1, bundle.audio.n_bins), np.float32))[0]
+
+
+def test_a_cut_crossfades_the_high_bins_from_the_outgoing_phrase_and_cuts_the_low_ones_at_once(bundle, model):
+    """After a cut (here a jump), for glide_frames frames the bins above glide_from_hz mix the outgoing phrase's
+    continuation into the new frame (weights 2/3, 1/3); the bins below are the new frame alone, and so is
+    everything after the glide."""
+    settings = dataclasses.replace(SHORT, max_phrase_s=60.0, glide_frames=2, glide_from_hz=4000.0)
+    sampler = BankSampler(bundle, model, seed=3, settings=settings)
+    long = Controls(fidelity=1.0, jump=0.0)
+    run(sampler, long, 5)
+    while not sampler._continues[sampler.current]:  # an outgoing phrase that goes on in the source
+        sampler.next_frame(long)
+    outgoing = sampler.current + 1
+    sampler.request_jump()
+    first = int(np.ceil(4000.0 * bundle.audio.n_fft / bundle.audio.sample_rate_hz))
+    for k, weight in enumerate((2 / 3, 1 / 3, 0.0)):
+        out = sampler.next_frame(long).copy()
+        new = magnitudes(bundle, sampler.current)
+        np.testing.assert_allclose(out[:first], new[:first], rtol=1e-5, atol=1e-7)
+        if weight:
+            old = magnitudes(bundle, outgoing + k)
+            np.testing.assert_allclose(out[first:], new[first:] + weight * (old[first:] - new[first:]), rtol=1e-4,
+                                       atol=1e-6)
+            assert not np.allclose(out[first:], new[first:])  # the mix is there to see
+        else:
+            np.testing.assert_allclose(out, new, rtol=1e-5, atol=1e-7)
+    assert sampler.current != outgoing + 2  # it was a cut, not the old phrase going on

@@ -105,6 +105,7 @@ class StudioMidi:
         self._subscribers: set[Callable[[dict], None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._changed = asyncio.Event()
+        self._closing = False  # the server is stopping: long polls answer at once
         self._told: tuple | None = None
         self._watcher: asyncio.Task | None = None
         self._ports, self._watch = ports, watch
@@ -117,6 +118,12 @@ class StudioMidi:
         self.store.add_listener(self._heard)
         self._told = self._port_state()
         self._watcher = loop.create_task(self._watch_port())
+
+    def wake(self) -> None:
+        """The server is stopping: every pending long poll answers now, and any later one at once (a long poll left
+        waiting would hold the server's exit up to its 25 s)."""
+        self._closing = True
+        self._changed.set()
 
     async def close(self) -> None:
         if self._watcher is not None:
@@ -158,7 +165,7 @@ class StudioMidi:
 
     async def wait(self, after: int, timeout_s: float) -> None:
         """Return once ``version`` is past ``after``, or after ``timeout_s``."""
-        if self.version > after:
+        if self.version > after or self._closing:
             return
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout_s)

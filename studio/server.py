@@ -469,7 +469,11 @@ def build_app(studio: Studio) -> web.Application:
     async def midi_off(app: web.Application) -> None:
         await studio.midi.close()
 
+    async def midi_wake(app: web.Application) -> None:
+        studio.midi.wake()
+
     app.on_startup.append(midi_on)
+    app.on_shutdown.append(midi_wake)
     app.on_cleanup.append(midi_off)
     return app
 

@@ -266,3 +266,30 @@ def test_the_page_is_told_which_pis_a_deploy_gives_the_mappings_to(tmp_path, por
         assert server.get("/api/state").json()["midi_hosts"] == ["hall-1"]
     finally:
         server.stop()
+
+
+def test_a_pending_long_poll_answers_at_once_when_the_studio_stops(tmp_path):
+    """The page keeps a 25-s long poll open on /api/midi; the studio's shutdown wakes it (and any later one returns at
+    once), so the server exits promptly instead of waiting up to 25 s for the poll."""
+    from murmur.studio.midi import StudioMidi
+    from murmur.studio.server import Options, Studio, build_app
+
+    midi = StudioMidi(tmp_path / "murmur.toml", ports=FakeMidiPorts(), watch=False)
+
+    async def scenario() -> float:
+        poll = asyncio.create_task(midi.wait(midi.version, 25.0))
+        await asyncio.sleep(0)  # let the poll start waiting (one loop turn, no time)
+        assert not poll.done()
+        started = time.monotonic()
+        midi.wake()
+        await asyncio.wait_for(poll, 5.0)
+        await asyncio.wait_for(midi.wait(midi.version, 25.0), 1.0)  # a poll after the wake-up returns at once
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 1.0
+    studio = Studio(Options(project=tmp_path / "project", port=0, midi_ports=FakeMidiPorts()))
+    app = build_app(studio)
+    assert not studio.midi._closing
+    app.freeze()
+    asyncio.run(app.shutdown())  # what the server's runner does first when it stops
+    assert studio.midi._closing

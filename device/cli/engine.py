@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 
+from murmur.device.config_schema import VOCODER_PRESETS
 from murmur.device.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
                         help="sampler controls: fidelity, temperature, jump, position, spread, hold, gain_db")
     parser.add_argument("--seed", type=int, default=None, help="random seed: the same seed gives the same audio")
     parser.add_argument("--volume-cap-db", type=float, default=0.0, help="the output never exceeds this, dBFS")
-    parser.add_argument("--vocoder", default="auto", choices=("auto", "full", "light"),
+    parser.add_argument("--vocoder", default="auto", choices=VOCODER_PRESETS,
                         help="phase reconstruction, as [playback] vocoder: 'light' takes about 60 %% of the CPU time "
                              "and is a little more phasey; 'auto' (default) is full, and when playing live, light from "
                              "the moment the sound takes more than a third of a CPU core")

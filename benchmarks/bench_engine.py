@@ -207,35 +207,70 @@ def _run_worker(args: list[str], *, pin: bool, home: Path | None = None, spawned
 # -- in-process measurements ------------------------------------------------------------------------------------
 LATENCY_THRESHOLD_DB = -20.0
 LATENCY_CHANGE_FRAMES = (60, 100, 140, 180, 220)
+LATENCY_TEMPERATURE_SEEDS = (3, 4, 5)  # the first is every other control's seed
 
 
 def control_latency_frames(bundle) -> dict[str, int]:
     """Worst case over several change points: frames from a control change (at a frame boundary) to the first
     block where the difference from the unchanged render (same seed) reaches LATENCY_THRESHOLD_DB relative to the
-    signal; 'reseed' is the jump button (warm-up + crossfade)."""
+    signal; 'reseed' is the jump button (warm-up + crossfade). The temperature acts through random draws that both
+    renders share, so by chance its first pick can be the one the old setting made too (heard only at the next
+    pick): for it each change point counts the median over LATENCY_TEMPERATURE_SEEDS."""
     from murmur.device.controls.values import Controls, ControlStore
     from murmur.device.playback.engine import render
 
     hop = bundle.audio.hop_length
     seconds = (max(LATENCY_CHANGE_FRAMES) + 40) * bundle.audio.frame_s
-    base = render(bundle, seconds, controls=Controls(jump=0.0), seed=3)
-    usable = len(base) // hop * hop
-    base_power = (base[:usable].reshape(-1, hop) ** 2).mean(axis=1) + 1e-20
+    bases = {}
+    for seed in LATENCY_TEMPERATURE_SEEDS:
+        base = render(bundle, seconds, controls=Controls(jump=0.0), seed=seed)
+        usable = len(base) // hop * hop
+        bases[seed] = base, usable, (base[:usable].reshape(-1, hop) ** 2).mean(axis=1) + 1e-20
+
+    def first_audible(name, value, change, seed) -> int:
+        base, usable, base_power = bases[seed]
+        store = ControlStore(Controls(jump=0.0))
+
+        def on_frame(i):
+            if i == change:
+                store.trigger("reseed") if value is None else store.set(name, value)
+
+        changed = render(bundle, seconds, controls=store, seed=seed, on_frame=on_frame)
+        diff_power = ((changed - base)[:usable].reshape(-1, hop) ** 2).mean(axis=1)
+        audible = np.nonzero(10 * np.log10(diff_power[change:] / base_power[change:] + 1e-20) > LATENCY_THRESHOLD_DB)[0]
+        return int(audible[0]) if len(audible) else 10**6
+
     out = {}
     for name, value in (("gain_db", -20.0), ("temperature", 1.5), ("hold", True), ("reseed", None)):
-        worst = 0
-        for change in LATENCY_CHANGE_FRAMES:
-            store = ControlStore(Controls(jump=0.0))
+        seeds = LATENCY_TEMPERATURE_SEEDS if name == "temperature" else LATENCY_TEMPERATURE_SEEDS[:1]
+        out[name] = max(int(np.median([first_audible(name, value, change, seed) for seed in seeds]))
+                        for change in LATENCY_CHANGE_FRAMES)
+    return out
 
-            def on_frame(i, store=store, name=name, value=value, change=change):
-                if i == change:
-                    store.trigger("reseed") if value is None else store.set(name, value)
 
-            changed = render(bundle, seconds, controls=store, seed=3, on_frame=on_frame)
-            diff_power = ((changed - base)[:usable].reshape(-1, hop) ** 2).mean(axis=1)
-            audible = np.nonzero(10 * np.log10(diff_power[change:] / base_power[change:] + 1e-20) > LATENCY_THRESHOLD_DB)[0]
-            worst = max(worst, int(audible[0]) if len(audible) else 10**6)
-        out[name] = worst
+def temperature_reach(bundle, frames: int = 3000) -> dict[str, float]:
+    """How far the temperature knob carries a cut from the LSTM's choice: the median squared distance (in typical
+    nearest-neighbour distances, the bank's PCA space) from each cut's pick to the model's prediction, over seeds
+    1-3 at fidelity 0, at the default 0.3 and at 1.5, and at 1.5 without the context term (the reach to keep)."""
+    from murmur.device.controls.values import Controls
+    from murmur.device.generate.bank import BankSampler, BankSettings
+    from murmur.device.generate.step_model import open_step_model
+
+    model = open_step_model(bundle)
+    out = {}
+    for label, temperature, context_weight in (("0.3", 0.3, 1.0), ("1.5", 1.5, 1.0), ("1.5 no context", 1.5, 0.0)):
+        picks = []
+        for seed in (1, 2, 3):
+            sampler = BankSampler(bundle, model, seed=seed, settings=BankSettings(context_weight=context_weight))
+            controls = Controls(temperature=temperature, fidelity=0.0, jump=0.0)
+            for _ in range(frames):
+                query = (sampler._prediction - bundle.bank.mean) @ bundle.bank.components.T
+                cuts = sampler.cuts
+                sampler.next_frame(controls)
+                if sampler.cuts > cuts:
+                    picks.append(float(((bundle.bank.coords[sampler.current] - query) ** 2).sum()) /
+                                 sampler._typical_distance)
+        out[label] = float(np.median(picks))
     return out
 
 
@@ -347,6 +382,7 @@ def run(quick: bool) -> str:
         process = _run_worker(["process", str(bundle_dir), repr(spawned), "3" if quick else "10"], pin=False,
                               home=Path(home))
     latency = control_latency_frames(bundle)
+    reach = temperature_reach(bundle)
     stability = stability_run(bundle, 60.0 if quick else 3600.0)
 
     frame_ms = bundle.audio.frame_s * 1e3
@@ -385,6 +421,9 @@ def run(quick: bool) -> str:
         f"| device process RSS (playing; peak) | {process['rss_mb']:.0f} MB ({process['hwm_mb']:.0f} MB) | ≤ {TARGETS['rss_mb']:.0f} MB | {_ok(process['hwm_mb'], TARGETS['rss_mb'])} |",
         f"| start to first audio block (process spawn → sink) | {process['first_block_s']:.2f} s (imports {process['imports_s']:.2f} s) | ≤ {TARGETS['first_block_s']} s | {_ok(process['first_block_s'], TARGETS['first_block_s'])} |",
         f"| control → sound (gain / temperature / hold), frames | {latency['gain_db']} / {latency['temperature']} / {latency['hold']} + {buffer_frames} buffered = {latency_ms:.0f} ms | ≤ 100 ms | {_ok(latency_ms, TARGETS['latency_ms'])} |",
+        f"| temperature reach: a cut's pick from the LSTM's prediction, median, typical distances (fidelity 0, "
+        f"seeds 1-3): 0.3 (default) / 1.5 / 1.5 without the context term | {reach['0.3']:.2f} / {reach['1.5']:.2f} / "
+        f"{reach['1.5 no context']:.2f} | 1.5 ≥ 0.95 × without | {_ok(reach['1.5'], 0.95 * reach['1.5 no context'], True)} |",
         f"| reseed button → new material audible, frames | {latency['reseed']} ({latency['reseed'] * frame_ms:.0f} ms + buffer) | — | |",
         "",
         f"Free-running stability: {s['seconds'] / 60:.0f} min of audio, default controls, seed 1, rendered at "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from murmur.device.bundle import Bundle
+from murmur.device.config_schema import SAMPLER, Float
 from murmur.device.controls.values import Controls
 from murmur.device.dsp.frames import denormalise_into
 from murmur.device.dsp.measures import DEAD_AIR_DBFS, DEAD_AIR_WINDOW_S, frame_dbfs
@@ -27,6 +28,10 @@ __all__ = ["QUIET_DBFS", "BankSampler", "BankSettings", "frame_dbfs", "nearest_n
 QUIET_DBFS = DEAD_AIR_DBFS  # a frame quieter than this counts as silence (measures.py: the one dead-air definition)
 NEVER = -(2**62)  # last_used value of a frame never played
 KNOB_MOVE = 0.02  # a temperature or fidelity change this large ends the phrase: a knob turn is heard at once
+DEFAULT_TEMPERATURE: float = SAMPLER.keys["temperature"].default  # the knob curve below is anchored here …
+_temperature_range = SAMPLER.keys["temperature"].type
+assert isinstance(_temperature_range, Float)
+TOP_TEMPERATURE: float = _temperature_range.maximum  # … and here
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,17 @@ def phrase_frames(fidelity: float, frame_s: float, max_phrase_s: float, min_phra
     shortest = min(longest, max(1.0, min_phrase_s / frame_s))
     f = min(max(fidelity, 0.0), 1.0)
     return float(shortest * math.exp(f * f * math.log(longest / shortest)))
+
+
+def temperature_tau(temperature: float, widen: float) -> float:
+    """The temperature knob -> the Gumbel-max τ of a cut, in typical distances: the temperature itself up to the
+    default, then times a factor rising linearly to ``widen`` at the knob's top. The context term adds up to
+    (1 + context weight) typical distances between candidates, so ``widen`` = 1 + that weight keeps the upper half
+    of the knob as free as it is without it (the default and everything below are unchanged)."""
+    if temperature <= DEFAULT_TEMPERATURE:
+        return temperature
+    rise = min(1.0, (temperature - DEFAULT_TEMPERATURE) / (TOP_TEMPERATURE - DEFAULT_TEMPERATURE))
+    return temperature * (1.0 + (widen - 1.0) * rise)
 
 
 def nearest_neighbour_scale(coords: np.ndarray, norms: np.ndarray) -> float:
@@ -119,6 +135,7 @@ class BankSampler:
         # the context term: the LSTM's state against the bank's context keys (bundles exported with them)
         # (a stand-in model whose state is not the bundle's LSTM state has no context to compare: see _uses_context)
         self._context = bank.context if self._uses_context(bundle, model) else None
+        self._temperature_widen = 1.0 + self.settings.context_weight if self._context is not None else 1.0
         if self._context is not None:
             context = self._context
             self._context_norms = np.einsum("ij,ij->i", context.keys, context.keys).astype(np.float32)
@@ -293,7 +310,7 @@ class BankSampler:
             # Gumbel-max: argmin(d / tau - g), g ~ Gumbel  <=>  sampling with p ∝ exp(-d / tau). The Gumbel values
             # come from a fixed table read at a random offset (no exp/log per candidate per cut: half the cost).
             offset = int(self.rng.integers(self.n_frames))
-            tau = np.float32(controls.temperature * self._typical_distance)
+            tau = np.float32(temperature_tau(controls.temperature, self._temperature_widen) * self._typical_distance)
             np.divide(distance, tau, out=distance)
             np.subtract(distance, self._gumbel[offset : offset + stop - start], out=distance)
         choice = start + int(np.argmin(distance))

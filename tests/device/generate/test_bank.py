@@ -16,7 +16,16 @@ from murmur.device.bundle import BankIndex, load_bundle, quantise_seeds
 from murmur.device.controls.values import Controls
 from murmur.device.dsp.frames import normalise
 from murmur.device.errors import BundleError
-from murmur.device.generate.bank import QUIET_DBFS, BankSampler, BankSettings, frame_dbfs, phrase_frames
+from murmur.device.generate.bank import (
+    DEFAULT_TEMPERATURE,
+    QUIET_DBFS,
+    TOP_TEMPERATURE,
+    BankSampler,
+    BankSettings,
+    frame_dbfs,
+    phrase_frames,
+    temperature_tau,
+)
 from murmur.device.generate.sampler import Sampler
 from murmur.device.generate.step_model import open_step_model
 from murmur.device.playback.engine import make_sampler
@@ -146,6 +155,21 @@ def test_temperature_zero_takes_the_nearest_allowed_frame_and_temperature_varies
     cold, _ = run(BankSampler(bundle, model, seed=5, settings=SHORT), Controls(temperature=0.0, fidelity=0.0), 200)
     warm, _ = run(BankSampler(bundle, model, seed=5, settings=SHORT), Controls(temperature=1.0, fidelity=0.0), 200)
     assert not np.array_equal(cold, warm)
+
+
+def test_the_temperature_curve_keeps_the_default_and_widens_the_top_by_the_context_weight(bundle, model):
+    """Up to the default the knob is τ in typical distances as before; above it τ grows to widen × the value at the
+    top, so the context term's extra spread between candidates does not take the upper half of the knob away."""
+    low = np.linspace(0.0, DEFAULT_TEMPERATURE, 7)
+    assert [temperature_tau(t, 2.0) for t in low] == pytest.approx(low)
+    knob = np.linspace(0.0, TOP_TEMPERATURE, 41)
+    assert np.all(np.diff([temperature_tau(t, 2.0) for t in knob]) > 0)  # one smooth road up
+    assert temperature_tau(TOP_TEMPERATURE, 2.0) == pytest.approx(2.0 * TOP_TEMPERATURE)
+    assert temperature_tau(1.5, 1.0) == 1.5  # nothing to widen: the plain unit
+    with_context = BankSampler(bundle, model, seed=1)
+    assert with_context._context is not None and with_context._temperature_widen == 1.0 + BankSettings().context_weight
+    without = BankSampler(bundle, model, seed=1, settings=BankSettings(context_weight=0.0))
+    assert without._temperature_widen == 1.0
 
 
 def test_position_and_spread_choose_where_in_the_material(bundle, model):

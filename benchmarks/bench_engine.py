@@ -453,7 +453,9 @@ def run(quick: bool) -> str:
         f"- Control latency: the same seeded render with and without a change at frames {LATENCY_CHANGE_FRAMES}; "
         f"frames until the difference per {frame_ms:.1f}-ms block reaches {LATENCY_THRESHOLD_DB:.0f} dB relative to "
         f"the signal (worst case); plus the engine's ring lead ({buffer_frames} frames). The vocoder's look-ahead is "
-        "inside the measured frames. Gain acts after the vocoder (0 frames).",
+        "inside the measured frames. Gain acts after the vocoder (0 frames). The temperature acts through random "
+        f"draws both renders share, so its first pick can by chance be the old setting's: per change point it counts "
+        f"the median over seeds {', '.join(map(str, LATENCY_TEMPERATURE_SEEDS))}.",
         "- Stability: `BlockPipeline` streamed block by block through `murmur.device.dsp.measures.AudioMeter` (the "
         "definitions the trainer's liveness and sound check use). Dead air: RMS of each 1-s window below −50 dBFS. "
         "Drone: per second (round(rate/hop) frames of the centred STFT, n_fft/hop of the bundle) the mean dB "

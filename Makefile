@@ -85,9 +85,10 @@ bench: setup ## measure the targets and write BENCHMARKS.md
 
 .PHONY: deploy rollback logs test-arm64
 DEPLOY_BUNDLE = $(if $(filter command line environment,$(origin BUNDLE)),--bundle-override "$(BUNDLE)",--bundle "$(BUNDLE)")
-deploy: $(VENV_D)/.installed ## make deploy PI="host1 host2 …" [BUNDLE=<dir>] — install if needed, verify, switch, health gate, auto-rollback
+DEPLOY_CONFIG = $(if $(CONFIG),--config-override "$(CONFIG)",)
+deploy: $(VENV_D)/.installed ## make deploy PI="host1 host2 …" [BUNDLE=<dir>] [CONFIG=<murmur.toml>] — install if needed, verify, switch, health gate, auto-rollback
 	@[ -n "$(PI)" ] || { echo "make deploy: set PI=\"host1 host2 …\" (ssh names, inventory names, @group or all; see deploy/README.md)"; exit 2; }
-	$(PY_D) -m murmur.deploy deploy $(PI) $(DEPLOY_BUNDLE) $(ARGS)
+	$(PY_D) -m murmur.deploy deploy $(PI) $(DEPLOY_BUNDLE) $(DEPLOY_CONFIG) $(ARGS)
 
 rollback: $(VENV_D)/.installed ## make rollback PI="host …" — back to the previous healthy release (ARGS="--to <release id>")
 	@[ -n "$(PI)" ] || { echo "make rollback: set PI=\"host …\""; exit 2; }

@@ -123,7 +123,8 @@ def build_release(bundle_dir: Path, config: Path | None, work: Path, repo: Path 
         (tree / "murmur" / top).symlink_to(f"../{top}")
     if config is not None:
         if not config.is_file():
-            raise ConfigError(f"inventory config = {str(config)!r}: file not found")
+            raise ConfigError(f"config {str(config)!r} (the inventory's config = or CONFIG=): file not found; give "
+                              "the path of a murmur.toml (deploy/murmur.toml is the annotated example)")
         (tree / "site").mkdir(parents=True, exist_ok=True)
         shutil.copy2(config, tree / "site" / "murmur.toml")
         if room:
@@ -390,6 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inventory", default=None, help="inventory TOML (default: $MURMUR_INVENTORY or deploy/inventory.toml)")
     parser.add_argument("--bundle", default=None, help="bundle for hosts whose inventory entry names none")
     parser.add_argument("--bundle-override", default=None, help="bundle for every host, whatever the inventory says")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="managed murmur.toml for hosts whose inventory entry names none")
+    parser.add_argument("--config-override", type=Path, default=None,
+                        help="managed murmur.toml for every host, whatever the inventory says (make deploy CONFIG=…)")
     parser.add_argument("--ssh-config", default=os.environ.get("MURMUR_SSH_CONFIG"), help="ssh -F file")
     parser.add_argument("--to", default="", help="rollback: a release id instead of the previous healthy one")
     parser.add_argument("--repo", type=Path, default=REPO, help="deploy: the checkout whose code is shipped")
@@ -429,10 +434,12 @@ def deploy_command(hosts: list[Host], args: argparse.Namespace, ssh_config: str 
             if not bundle:
                 raise StepFailed("plan", "no bundle: set BUNDLE=<dir> or bundle = \"…\" for this host in the inventory")
             room = room_table(host)
-            key = (str(Path(bundle).resolve()), str(host.config), room)
+            config = args.config_override or host.config or args.config
+            config = config.resolve() if config is not None else None
+            key = (str(Path(bundle).resolve()), str(config), room)
             with cache_lock:
                 if key not in cache:
-                    cache[key] = build_release(Path(bundle).resolve(), host.config, work / f"r{len(cache)}", args.repo,
+                    cache[key] = build_release(Path(bundle).resolve(), config, work / f"r{len(cache)}", args.repo,
                                                room)
                 return cache[key]
 

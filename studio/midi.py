@@ -48,8 +48,9 @@ STATUS_EVERY_S = 0.25  # how often the port's state is compared with what the pa
 HEADER = """\
 # Murmur config written by the studio: the Pi's own config file (deploy/murmur.toml, commented), with the MIDI
 # controller's knobs and pads you mapped in the studio's Listen live (Learn) at the end, as [midi.<control>] tables.
-# To give it to your Pis: in the deploy inventory (deploy/inventory.toml), set  config = "{path}"  for them; the
-# next deploy (make deploy, or the studio's Send to the gallery) installs it as their /etc/murmur/murmur.toml.
+# To give it to your Pis: make deploy PI=<your Pi> CONFIG={path}  (or, in the deploy inventory
+# deploy/inventory.toml, set  config = "{path}"  for them: every deploy, and the studio's Send to the gallery,
+# then installs it as their /etc/murmur/murmur.toml).
 # Or copy the [midi] tables below into /etc/murmur/murmur.toml on a Pi and run: sudo systemctl reload murmur
 """
 MINIMAL = '[playback]\nbundle = "/opt/murmur/current/bundle"\n\n[midi]\nenabled = true\n'

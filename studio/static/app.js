@@ -629,8 +629,8 @@ function renderMidi(m, fromPoll) {
   $("#midi-file").textContent = !m.config_exists ? (m.connected ? `What you learn is written into ${m.config}, the Pi's config file with your mappings.` : "")
     : `Your mappings are in ${m.config}, a whole Pi config file. ` + (hosts.length
       ? `The Pis whose inventory entry names it get it with every deploy: ${hosts.join(", ")}.`
-      : `To take them to the gallery, set config = "${m.config}" for your Pis in the deploy inventory (deploy/inventory.toml): ` +
-        "every deploy then installs it on them; or copy its MIDI tables into the config on a Pi.");
+      : `To take them to the gallery: make deploy PI=<your Pi> CONFIG=${m.config} — or set config = "${m.config}" for ` +
+        "your Pis in the deploy inventory (deploy/inventory.toml) and every deploy installs it on them.");
   const problem = $("#midi-problem");
   problem.textContent = m.config_problem || ""; problem.hidden = !m.config_problem;
   if (fromPoll) {

@@ -303,3 +303,29 @@ def test_two_hosts_in_parallel_one_failing_does_not_stop_the_other(fleet, bundle
     proc = fleet.run("deploy", "pi2")
     assert proc.returncode == 0, proc.stdout
     wait_playing(pi2, "room-sound-b")
+
+
+@pytest.mark.slow
+def test_config_on_the_command_line_replaces_the_inventorys_and_a_bad_one_switches_nothing(fleet, bundles, tmp_path):
+    """`make deploy PI=… CONFIG=<murmur.toml>` (--config-override): that file is the managed config of every host
+    named, inventory or not; one the Pi's reader refuses fails verify and the Pi keeps its release."""
+    pi = fleet.pis["pi1"]
+    good = pi.write_room_config(tmp_path / "studio-murmur.toml", volume_cap_db=-9.0)
+    proc = fleet.run("deploy", "pi1", args=("--config-override", str(good)))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK" in summary_line(proc.stdout, "pi1")
+    shipped = pi.root / "opt/murmur/current/site/murmur.toml"
+    assert shipped.read_text() == good.read_text() and "volume_cap_db = -9.0" in shipped.read_text()
+    assert live_problem(pi) is None
+    wait_playing(pi, "room-sound-b")
+    before = pi.current()
+    bad = pi.write_room_config(tmp_path / "bad-murmur.toml", volume_cap_db=99.0)
+    proc = fleet.run("deploy", "pi1", args=("--config-override", str(bad)))
+    assert proc.returncode == 1
+    line = summary_line(proc.stdout, "pi1")
+    assert "verify on the Pi failed" in line and "volume_cap_db" in line, line
+    assert pi.current() == before and shipped.read_text() == good.read_text()
+    missing = tmp_path / "nowhere.toml"
+    proc = fleet.run("deploy", "pi1", args=("--config-override", str(missing)))
+    assert proc.returncode == 1 and "nowhere.toml" in proc.stdout + proc.stderr and "file not found" in proc.stdout + proc.stderr
+    assert pi.current() == before

@@ -13,6 +13,7 @@ needs SSE4.2/POPCNT, which TCG's default CPU lacks).
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
@@ -109,6 +110,18 @@ class Guest:
             self.proc.wait(timeout=90)
         except subprocess.TimeoutExpired:
             self.power_cut()
+
+    def finish(self, figures: dict) -> None:
+        """The end of a guest's scenario: the guest's journal tail saved (journal-last-boot.txt), the guest shut
+        down, and the figures written to result.json (``passed`` when no step failed, the date) in ``work``."""
+        try:
+            if self.alive():
+                (self.work / "journal-last-boot.txt").write_text(self.journal_tail(400))
+        finally:
+            self.shutdown()
+            figures["passed"] = not figures.get("failed_steps")
+            figures["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+            (self.work / "result.json").write_text(json.dumps(figures, indent=1) + "\n")
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -163,14 +163,7 @@ def life():
         state.figures["first_boot_to_ssh_s"] = round(guest.wait_ssh(300 if ARCH == "x86_64" else 900, since=t0), 1)
         yield state
     finally:
-        try:
-            if guest.alive():
-                (OUT / "journal-last-boot.txt").write_text(guest.journal_tail(400))
-        finally:
-            guest.shutdown()
-        state.figures["passed"] = not state.figures.get("failed_steps")
-        state.figures["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        (OUT / "result.json").write_text(json.dumps(state.figures, indent=1) + "\n")
+        guest.finish(state.figures)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

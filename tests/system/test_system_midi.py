@@ -121,14 +121,7 @@ def midi_life():
         life.figures["first_boot_to_ssh_s"] = round(guest.wait_ssh(300, since=t0), 1)
         yield life
     finally:
-        try:
-            if guest.alive():
-                (OUT / "journal-last-boot.txt").write_text(guest.journal_tail(400))
-        finally:
-            guest.shutdown()
-        life.figures["passed"] = not life.figures.get("failed_steps")
-        life.figures["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        (OUT / "result.json").write_text(json.dumps(life.figures, indent=1) + "\n")
+        guest.finish(life.figures)
 
 
 def test_midi_1_the_controller_is_found_after_the_first_install(midi_life):

@@ -5,7 +5,8 @@ pristine and every run starts from a fresh "SD card": the x86_64 guest (``q35``)
 gpio-sim (tests/system/build-kernel.sh) or, given the image directory as its kernel directory, on Debian's stock
 amd64 kernel and initrd the image directory holds (the MIDI test: USB gadget and USB audio modules), or the arm64 guest (``virt``, ``-cpu cortex-a72``, ``console=ttyAMA0``)
 on Debian's own arm64 kernel and initrd, which the image directory holds beside its disk.
-QEMU's user network forwards one port on 127.0.0.1 to the guest's sshd; nothing listens elsewhere, and the guest
+QEMU's user network forwards one port on 127.0.0.1 to the guest's sshd (and, when a test asks, UDP ports on
+127.0.0.1 to the guest's, ``udp_forwards``: the OSC test's client); nothing listens elsewhere, and the guest
 reaches only what this machine reaches (the package registries). KVM is not used: on this nested virtual machine
 QEMU aborts with ``-cpu host``/``max`` under KVM, so the guest runs under TCG with ``-cpu max`` (the lgpio wheel
 needs SSE4.2/POPCNT, which TCG's default CPU lacks).
@@ -30,8 +31,9 @@ class GuestError(AssertionError):
     """A step of the scenario failed: the message names the step, says what was seen, the guest's journal tail and the fix."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """A port on 127.0.0.1 free now (TCP, or UDP with ``socket.SOCK_DGRAM``) for one of QEMU's forwards."""
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -60,6 +62,7 @@ class Guest:
         self.proc: subprocess.Popen | None = None
         self.boots = 0
         self.kernel_append = ""
+        self.udp_forwards: dict[int, int] = {}  # guest UDP port -> this machine's port on 127.0.0.1 (set before power_on)
 
     # -- the machine ------------------------------------------------------------------------------------------
     def fresh_disk(self) -> None:
@@ -84,7 +87,8 @@ class Guest:
                 *(["-initrd", str(initrd)] if initrd.is_file() else []),
                 "-drive", f"file={self.overlay},format=qcow2,if=none,id=disk0",
                 "-device", "virtio-blk-pci,drive=disk0",
-                "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22",
+                "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{self.port}-:22"
+                + "".join(f",hostfwd=udp:127.0.0.1:{host}-:{port}" for port, host in self.udp_forwards.items()),
                 "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci",
                 "-display", "none", "-serial", f"file:{self.console}", "-monitor", "none"]
         if self.console.exists():  # keep the previous boots' console for the report

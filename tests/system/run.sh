@@ -14,10 +14,12 @@
 # -k expression, e.g. "test_1 or test_2": the first install and the sound only), SYSTEM_BUILD_ONLY=1 (build the
 # cache, boot nothing), SYSTEM_BOOT_IF_CACHED=1 (CI: boot only if the kernel was not built in this run),
 # SYSTEM_KEEP_DISK=1 (boot the last run's disk again: skips the first install), SYSTEM_MIDI_CYCLES (the MIDI test's
-# hot-plug cycles, default 4; 100 is the bench figure's run, ~15 min more), ARGS (more pytest options).
+# hot-plug cycles, default 4; 100 is the bench figure's run, ~15 min more), SYSTEM_OSC_FLOOD (the MIDI guest's OSC
+# flood, datagrams, default 3000), SYSTEM_LATENCY_REPEATS (its control -> sound measurements per channel, default 5),
+# ARGS (more pytest options).
 # After the x86_64 guest's scenario, test_system_midi.py boots the same image on Debian's stock kernel (its
-# vmlinuz and initrd beside the disk) for MIDI with a real USB device: a dummy_hcd + f_midi gadget (~6 min; output in
-# out/system-midi/; SYSTEM_STEPS=midi runs it alone).
+# vmlinuz and initrd beside the disk) for MIDI with a real USB device (a dummy_hcd + f_midi gadget) and OSC from
+# this machine (~7 min; output in out/system-midi/; SYSTEM_STEPS=midi runs it alone).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 CACHE=${SYSTEM_CACHE:-/var/cache/murmur-test-system}

@@ -347,13 +347,15 @@ def test_4_hardening_in_force(life):
     life.need()
     g = life.guest
     props = ["ProtectSystem", "DevicePolicy", "MemoryDenyWriteExecute", "RestrictAddressFamilies", "NoNewPrivileges",
-             "PrivateNetwork", "SystemCallFilter", "User", "WatchdogUSec", "CapabilityBoundingSet"]
+             "PrivateNetwork", "SystemCallFilter", "User", "WatchdogUSec", "CapabilityBoundingSet", "DropInPaths"]
     show = g.ssh("systemctl show murmur " + " ".join(f"-p {p}" for p in props)).stdout
     values = dict(line.split("=", 1) for line in show.splitlines() if "=" in line)
     expected = {"ProtectSystem": "strict", "DevicePolicy": "closed", "MemoryDenyWriteExecute": "yes",
                 "RestrictAddressFamilies": "AF_UNIX", "NoNewPrivileges": "yes", "PrivateNetwork": "yes",
                 "User": "murmur", "WatchdogUSec": "20s", "CapabilityBoundingSet": ""}
     wrong = {k: (values.get(k), v) for k, v in expected.items() if values.get(k) != v}
+    if "network.conf" in values.get("DropInPaths", ""):  # no [osc] or [room] here: no network drop-in (the MIDI
+        wrong["DropInPaths"] = (values["DropInPaths"], "no network.conf")  # guest has [osc] on: test_system_midi)
     if wrong or not values.get("SystemCallFilter"):
         life.fail("hardening", f"unit properties (found, expected): {wrong}", "deploy/murmur.service as shipped", blocking=False)
     pid = g.ssh("systemctl show murmur -p MainPID --value").stdout.strip()
@@ -440,6 +442,25 @@ class Recorder:
         frames = np.array([b for _, b in self.marks]) / self.frame_bytes
         return int(np.interp(monotonic, times, frames))
 
+    def played_at(self, sample: int, since: float, until: float) -> float:
+        """This machine's time (monotonic) at which the card played ``sample``: the capture's sample count runs at
+        the card's rate, and each chunk arrives some delivery time after its last sample was played, so the
+        earliest arrival relative to the count, over the chunks that arrived between ``since`` and ``until``
+        (a short stretch around the sample: a capture overrun elsewhere, or a drift of the guest's clock, does not
+        shift it), places the count on this machine's clock. Late by at most the shortest delivery in that
+        stretch (arecord's read, ssh, this reader): an upper bound."""
+        marks = [(t, b) for t, b in list(self.marks) if since <= t <= until] or list(self.marks)
+        offset = min(t - b / self.frame_bytes / self.rate for t, b in marks)
+        return offset + sample / self.rate
+
+    def pace(self) -> float:
+        """Seconds of sound captured per second of this machine's clock since the first chunk (1.0: the card's
+        clock keeps this machine's time and no capture overrun lost samples)."""
+        if len(self.marks) < 2:
+            return float("nan")
+        (t0, b0), (t1, b1) = self.marks[0], self.marks[-1]
+        return (b1 - b0) / self.frame_bytes / self.rate / max(t1 - t0, 1e-9)
+
     def stop(self) -> np.ndarray:
         """Stop recording (the ssh client gone, arecord's next write fails); mono float."""
         self.proc.kill()
@@ -448,7 +469,11 @@ class Recorder:
         g = self.life.guest
         g.poll(f"{self.step}: the loopback's capture side closed again",
                lambda: "closed" in g.ssh("cat /proc/asound/Loopback/pcm1c/sub0/status", check=False).stdout, 60)
-        data = b"".join(self.chunks)
+        return self.mono()
+
+    def mono(self) -> np.ndarray:
+        """What has arrived so far, mono float (the recording goes on unless stopped)."""
+        data = b"".join(list(self.chunks))  # a copy of the list: the reading thread may append meanwhile
         data = data[: len(data) // self.frame_bytes * self.frame_bytes]
         mono = np.frombuffer(data, dtype=self.dtype).reshape(-1, self.channels)[:, 0].astype(np.float64)
         if self.dtype is not np.float32:

@@ -8,9 +8,19 @@ one boots the same image on Debian's own kernel (its modules are in the image; b
 and initrd beside the disk), after test_system.py's guest has shut down. In order, each step needing the ones
 before it:
  1. the gadget plugged in, then the first install: the service finds the controller by name (logged once) and
-    opens the ALSA sequencer under its shipped hardening
+    opens the ALSA sequencer under its shipped hardening (plus the network drop-in that [osc] brings)
  2. a CC and a note sent from the controller's side reach the service: the status shows the control at the
     CC's value and the reseed counted
+ 2b. OSC from this machine (``[osc]`` is on in the same config): the deploy's network drop-in in force under
+    real systemd (RestrictAddressFamilies= with AF_INET, PrivateNetwork=no, IPAddressAllow=), the service
+    listening on port 9000, and a real UDP client on 127.0.0.1 (QEMU's user network forwards it to the guest)
+    turning two controls, hold on and off, and a reseed, each seen in the status
+ 2c. an OSC flood from this machine while the capture records: SYSTEM_OSC_FLOOD (default 3000) garbage datagrams
+    (random bytes, messages cut short, wrong arguments, unknown addresses; a fixed seed): the same process plays
+    on, the datagrams counted (malformed among them, at most as many as sent: UDP may lose some), none refused,
+    a good message after them applied, no silent run of SILENCE_S
+ 2d. control -> sound latency: a MIDI CC and an OSC message turning the level from -60 to 0 dB, from the send
+    on this machine to the first loud block in the capture (SYSTEM_LATENCY_REPEATS each, default 5; emulated)
  3. hot-plug while playing, with the loopback's capture running: SYSTEM_MIDI_CYCLES (default 4) cycles, slow
     (unplugged until the service says so) and quick (unplugged and plugged in again between two of its looks)
     in turn, each followed by a CC that must reach the status; the same process plays throughout, every plug
@@ -24,7 +34,12 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
+import select
+import shlex
 import shutil
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,7 +50,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from guest import SSH_ALIAS, Guest, GuestError  # noqa: E402
+from guest import SSH_ALIAS, Guest, GuestError, free_port  # noqa: E402
 from sound import FRAME, judge, longest_run, silent_blocks  # noqa: E402
 from test_system import Life, Recorder, assert_sound, wait_playing  # noqa: E402
 
@@ -54,6 +69,15 @@ PORT = "Murmur Test Knobs:Murmur Test Knobs MIDI 1"  # rtmidi's name of snd-usb-
 # is silent for several seconds (RestartSec=5s; the watchdog's 20 s).
 SILENCE_S = 3.0
 BASELINE_S = 8
+OSC_PORT = 9000  # [osc] port in tests/system/guest-murmur-midi.toml
+FLOOD_DATAGRAMS = int(os.environ.get("SYSTEM_OSC_FLOOD", "3000"))
+FLOOD_SEED = 26
+FLOOD_BATCH, FLOOD_RATE = 25, 500.0  # sent in batches, about FLOOD_RATE datagrams/s: within the listener's budget
+# (4 x max_messages_per_s = 800/s), so that it parses them rather than counting them dropped unread
+LATENCY_REPEATS = int(os.environ.get("SYSTEM_LATENCY_REPEATS", "5"))
+LATENCY_BLOCK = 256  # samples (5.8 ms at 44.1 kHz): the level is judged per block
+LOUD_DBFS = -50.0  # the sound at 0 dB is ~-27 dBFS, at -60 dB ~-87 dBFS; underrun gaps are exact zeros
+LEVEL_CC = 7  # [midi.level] in tests/system/guest-murmur-midi.toml: gain_db -60 … 0
 
 
 class MidiLife(Life):
@@ -105,6 +129,7 @@ def midi_life():
     shutil.rmtree(code, ignore_errors=True)
     snapshot_code(code)
     guest = Guest(image, image, OUT)
+    guest.udp_forwards = {OSC_PORT: free_port(socket.SOCK_DGRAM)}  # the OSC client's way in (127.0.0.1 only)
     guest.fresh_disk()
     bundle, source = Path(os.environ["SYSTEM_BUNDLE"]), Path(os.environ["SYSTEM_SOURCE"])
     (guest.work / "inventory.toml").write_text(
@@ -188,6 +213,333 @@ def test_midi_2_a_cc_and_a_pad_from_the_controller_reach_the_service(midi_life):
     life.figures["pad_reseeds"] = {"before": reseeds, "after": after}
     midi = midi_status(life)
     life.figures["after_cc_and_pad"] = {k: midi.get(k) for k in ("messages", "applied", "unmapped")}
+
+
+# ---------------------------------------------------------------------------------------------------------- OSC
+def osc_datagram(address: str, *args) -> bytes:
+    from pythonosc.osc_message_builder import OscMessageBuilder
+
+    builder = OscMessageBuilder(address)
+    for arg in args:
+        builder.add_arg(arg)
+    return builder.build().dgram
+
+
+class OscClient:
+    """A real UDP client on this machine: datagrams to 127.0.0.1:<port>, which QEMU's user network forwards to
+    port 9000 of the guest (they arrive from its gateway, 10.0.2.2)."""
+
+    def __init__(self, life: Life) -> None:
+        self.address = ("127.0.0.1", life.guest.udp_forwards[OSC_PORT])
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sent = 0
+
+    def send(self, data: bytes) -> float:
+        t = time.monotonic()
+        self.sock.sendto(data, self.address)
+        self.sent += 1
+        return t
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def osc_status(life: Life) -> dict:
+    return (life.status() or {}).get("osc") or {}
+
+
+def knob(life: Life, name: str, value: float, what: str, deadline_s: float = 30) -> float:
+    """Poll the status until the control ``name`` is at ``value``; seconds it took."""
+    t0 = time.monotonic()
+    life.guest.poll(what, lambda: abs(float((life.status() or {}).get("knobs", {}).get(name, -99)) - value) < 1e-3,
+                    deadline_s, 0.2)
+    return round(time.monotonic() - t0, 2)
+
+
+def unit_show(life: Life, *props: str) -> dict:
+    out = life.guest.ssh("systemctl show murmur " + " ".join(f"-p {p}" for p in props)).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_midi_2b_osc_from_the_laptop_reaches_the_service(midi_life):
+    """[osc] on in the deployed config: the deploy's network drop-in in force under real systemd, the service
+    listening, and a real UDP client on this machine turning controls, holding and reseeding."""
+    life = midi_life
+    life.need()
+    unit = unit_show(life, "RestrictAddressFamilies", "PrivateNetwork", "IPAddressAllow", "IPAddressDeny",
+                     "DropInPaths")
+    life.figures["osc_unit"] = unit
+    problems = []
+    if "AF_INET" not in unit.get("RestrictAddressFamilies", "").split():
+        problems.append(f"RestrictAddressFamilies={unit.get('RestrictAddressFamilies')!r} has no AF_INET")
+    if unit.get("PrivateNetwork") != "no":
+        problems.append(f"PrivateNetwork={unit.get('PrivateNetwork')!r}")
+    if "10.0.0.0/8" not in unit.get("IPAddressAllow", ""):
+        problems.append(f"IPAddressAllow={unit.get('IPAddressAllow')!r} lacks the private network 10/8")
+    if "murmur.service.d/network.conf" not in unit.get("DropInPaths", ""):
+        problems.append(f"DropInPaths={unit.get('DropInPaths')!r}: not the deploy's network.conf")
+    if problems:
+        life.fail("osc drop-in", "; ".join(problems), "deploy/pi_release.py install_network_dropin writes "
+                  "/etc/systemd/system/murmur.service.d/network.conf when [osc] is on, then daemon-reload + restart")
+    try:
+        osc = life.guest.poll("the status says OSC listens", lambda: (lambda o: o if o.get("listening") else None)(
+            osc_status(life)), 30)
+    except GuestError as exc:
+        life.fail("osc listening", f"{exc}; status osc: {osc_status(life)}", "the journal's 'osc:' line says why")
+    if osc["listening"] != f"0.0.0.0:{OSC_PORT}" or osc.get("problems"):
+        life.fail("osc listening", f"status osc: {osc}", "[osc] in tests/system/guest-murmur-midi.toml")
+    client = OscClient(life)
+    knobs = (life.status() or {}).get("knobs", {})
+    # values exact in float32 (OSC's 'f'), each away from where the control is now
+    temperature = 1.25 if abs(knobs.get("temperature", 0) - 1.25) > 0.01 else 0.75
+    position = 0.25 if abs(knobs.get("position", 0) - 0.25) > 0.01 else 0.75
+    times = {}
+    try:
+        for name, value in (("temperature", temperature), ("position", position)):
+            client.send(osc_datagram(f"/murmur/{name}", value))
+            times[f"{name}_to_status_s"] = knob(life, name, value, f"/murmur/{name} {value}: in the status")
+        client.send(osc_datagram("/murmur/hold", 1))
+        times["hold_on_to_status_s"] = knob(life, "hold", 1, "/murmur/hold 1: hold on in the status")
+        client.send(osc_datagram("/murmur/hold", 0))
+        times["hold_off_to_status_s"] = knob(life, "hold", 0, "/murmur/hold 0: hold off in the status")
+        reseeds = (life.status() or {}).get("reseeds", 0)
+        t0 = time.monotonic()
+        client.send(osc_datagram("/murmur/reseed"))
+        after = life.guest.poll("/murmur/reseed: the reseed counted in the status", lambda: (
+            lambda n: n if n > reseeds else None)((life.status() or {}).get("reseeds", 0)), 30, 0.2)
+        times["reseed_to_status_s"] = round(time.monotonic() - t0, 2)
+    except GuestError as exc:
+        life.fail("osc", f"{exc}; status osc: {osc_status(life)}", "the status's osc counters say whether the "
+                  "datagram arrived (packets) and what became of it")
+    finally:
+        client.close()
+    osc = osc_status(life)
+    life.figures["osc"] = {**times, "reseeds": [reseeds, after], "sent": client.sent,
+                           **{k: osc.get(k) for k in ("listening", "last_sender", "packets", "applied", "malformed",
+                                                      "refused", "dropped", "unknown")}}
+    if osc.get("applied") != client.sent or osc.get("last_sender") != "10.0.2.2" or osc.get("refused"):
+        life.fail("osc", f"{client.sent} messages sent, status osc: {osc}", "every message sent should be applied, "
+                  "from QEMU's gateway 10.0.2.2", blocking=False)
+
+
+def garbage(rng: random.Random) -> tuple[str, bytes]:
+    """One datagram of the flood: random bytes, a valid message cut short, a Murmur address with a wrong argument,
+    or an address that is not Murmur's (never a reseed, which an argument-less one would be). A message cut
+    inside its float argument is applied: python-osc pads a short float with zero bytes (for senders that leave
+    them out), so it is a message with another value in the control's range; the rest are counted refusals."""
+    kind = rng.choice(("random", "truncated", "wrong type", "unknown"))
+    if kind == "random":
+        return kind, rng.randbytes(rng.randint(1, 300))
+    if kind == "truncated":
+        whole = osc_datagram(rng.choice(("/murmur/temperature", "/murmur/position", "/murmur/gain_db")),
+                             rng.random())
+        return kind, whole[: rng.randrange(1, len(whole))]
+    if kind == "wrong type":
+        address, args = rng.choice((("/murmur/temperature", ("warm",)), ("/murmur/position", (0.5, 0.5)),
+                                    ("/murmur/gain_db", (float("nan"),)), ("/murmur/hold", ("maybe",)),
+                                    ("/murmur/temperature", ()), ("/murmur/spread/unit", (b"\x00\x01",)),
+                                    ("/murmur/reseed", ("x",))))
+        return kind, osc_datagram(address, *args)
+    address = rng.choice(("/murmur/volume", "/murmur", "/other/thing", "/murmur/temperature/unit/x",
+                          "/murmur/reseed/unit"))
+    return kind, osc_datagram(address, rng.random())
+
+
+def test_midi_2c_an_osc_flood_from_the_laptop_while_playing(midi_life):
+    """FLOOD_DATAGRAMS of garbage (seed FLOOD_SEED) at the service while the capture records: the same process
+    plays on without a silent run of SILENCE_S, the datagrams are counted (UDP may lose some on the way: at most as
+    many as sent, malformed among them), none refused (the sender is allowed), and a good message after them is
+    still applied."""
+    life = midi_life
+    life.need()
+    rng = random.Random(FLOOD_SEED)
+    show = lambda: unit_show(life, "MainPID", "NRestarts")  # noqa: E731
+    unit_before, before = show(), osc_status(life)
+    rec = Recorder(life, "osc flood", max_s=600)
+    rec.wait(BASELINE_S, 120)
+    client = OscClient(life)
+    kinds: dict[str, int] = {}
+    t_start = time.monotonic()
+    for i in range(FLOOD_DATAGRAMS):
+        kind, data = garbage(rng)
+        kinds[kind] = kinds.get(kind, 0) + 1
+        client.send(data)
+        if i % FLOOD_BATCH == FLOOD_BATCH - 1:
+            time.sleep(FLOOD_BATCH / FLOOD_RATE)  # pacing the sender at about FLOOD_RATE datagrams/s
+    t_sent = time.monotonic()
+    # the listener works through what the kernel holds: until the status's count stops moving
+    counts: list[int] = []
+
+    def settled():
+        counts.append(osc_status(life).get("packets", -1))
+        return len(counts) >= 3 and counts[-1] == counts[-2] == counts[-3] and counts[-1] > before.get("packets", 0)
+
+    try:
+        life.guest.poll("osc flood: the status's datagram count settles", settled, 120, 1.0)
+    except GuestError as exc:
+        rec.stop()
+        life.fail("osc flood", f"{exc}; status osc: {osc_status(life)}", "the service's journal says whether the "
+                  "listener failed")
+    t_settled = time.monotonic()
+    after = osc_status(life)
+    value = 0.5 if abs((life.status() or {}).get("knobs", {}).get("temperature", 0) - 0.5) > 0.01 else 1.5
+    client.send(osc_datagram("/murmur/temperature", value))
+    client.close()
+    try:
+        good_s = knob(life, "temperature", value, f"after the flood, /murmur/temperature {value} in the status")
+    except GuestError as exc:
+        good_s = None
+        life.fail("osc flood", f"{exc}; status osc: {osc_status(life)}", "the listener must go on after a flood",
+                  blocking=False)
+    rec.wait(rec.seconds() + 2, 60)
+    mono = rec.stop()
+    np.save(OUT / "capture-osc-flood.npy", mono.astype(np.float32))
+    unit_after, last = show(), osc_status(life)
+    silent = silent_blocks(mono)
+    i_start, i_end = rec.sample_at(t_start), rec.sample_at(t_settled)
+    during, base = silent[i_start // FRAME: i_end // FRAME + 1], silent[: i_start // FRAME]
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in ("packets", "malformed", "parsed", "dropped", "refused",
+                                                              "messages", "applied", "unknown", "bad_messages")}
+    rate = rec.rate
+    figures = {
+        "seed": FLOOD_SEED, "sent": FLOOD_DATAGRAMS, "kinds": kinds, "send_s": round(t_sent - t_start, 1),
+        "settled_s": round(t_settled - t_start, 1), "counted": delta, "good_message_after_to_status_s": good_s,
+        "unit_before": unit_before, "unit_after": unit_after,
+        "silent_run_longest_s_during": round(longest_run(during) * FRAME / rate, 2),
+        "silent_run_longest_s_before": round(longest_run(base) * FRAME / rate, 2),
+        "silent_fraction_during": round(float(np.mean(during)), 3) if during.size else None,
+        "silent_fraction_before": round(float(np.mean(base)), 3) if base.size else None,
+        "problems": last.get("problems"),
+    }
+    life.figures["osc_flood"] = figures
+    problems = []
+    if unit_after != unit_before:
+        problems.append(f"the service process changed (crash or restart): {unit_before} -> {unit_after}")
+    if not 0 < delta["malformed"] <= FLOOD_DATAGRAMS or not 0 < delta["packets"] <= FLOOD_DATAGRAMS:
+        problems.append(f"counted {delta} for {FLOOD_DATAGRAMS} sent: expected more than none and at most as many")
+    if delta["refused"]:
+        problems.append(f"datagrams from an allowed sender refused: {delta}")
+    if last.get("problems"):
+        problems.append(f"the listener reported problems: {last['problems']}")
+    if longest_run(during) * FRAME / rate >= SILENCE_S:
+        problems.append(f"a silent run of {figures['silent_run_longest_s_during']} s in the capture during the "
+                        f"flood (before: {figures['silent_run_longest_s_before']} s)")
+    if problems:
+        life.fail("osc flood", "; ".join(problems), "device/controls/osc.py counts every datagram and must never "
+                  "stop; the capture is saved in out/system-midi/capture-osc-flood.npy")
+
+
+class RawMidi:
+    """MIDI bytes from the controller's side through one ssh session kept open: a line of octal escapes in,
+    written by the guest's shell (printf) to the gadget's rawmidi device (f_midi's card "padside"), "sent" back.
+    So a CC's moment is known on this machine to within that session's round trip (not an ssh login and a
+    Python start in the emulated guest, as `murmur-midi-gadget send` costs)."""
+
+    def __init__(self, life: Life) -> None:
+        script = ('n=$(readlink /proc/asound/padside) && dev=/dev/snd/midiC${n#card}D0 && echo ready && '
+                  'while read -r line; do printf "$line" > "$dev" && echo sent || echo failed; done')
+        self.proc = subprocess.Popen([*life.guest.ssh_argv(), f"sudo sh -c {shlex.quote(script)}"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.answer("ready")
+
+    def answer(self, expected: str, timeout: float = 30.0) -> None:
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline().decode(errors="replace").strip() if ready else "(nothing)"
+        if line != expected:
+            raise GuestError(f"latency: the guest's rawmidi writer said {line!r}, not {expected!r}")
+
+    def send(self, *data: int) -> tuple[float, float]:
+        """Write ``data``; (this machine's time before the line went out, after the guest said it was written)."""
+        assert self.proc.stdin is not None
+        t0 = time.monotonic()
+        self.proc.stdin.write(("".join(f"\\{b:03o}" for b in data) + "\n").encode())
+        self.proc.stdin.flush()
+        self.answer("sent")
+        return t0, time.monotonic()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def block_dbfs(mono: np.ndarray) -> np.ndarray:
+    """Level of each LATENCY_BLOCK-sample block, dBFS (exact zeros, the emulated guest's underrun gaps: -inf)."""
+    n = mono.size // LATENCY_BLOCK
+    rms = np.sqrt(np.mean(mono[: n * LATENCY_BLOCK].reshape(n, LATENCY_BLOCK) ** 2, axis=1))
+    with np.errstate(divide="ignore"):
+        return 20 * np.log10(rms)
+
+
+def test_midi_2d_control_to_sound_latency(midi_life):
+    """A MIDI CC and an OSC message, each LATENCY_REPEATS times, turning the level from -60 dB up to 0 dB: from
+    the moment it was sent on this machine to the first block of LOUD_DBFS or more in the loopback's capture
+    (placed on this machine's clock by ``Recorder.played_at``). Before each, the same channel turns the level down
+    and the capture must show only quiet sound (and some of it) for a second. Emulated: the guest's engine runs
+    far slower than real time, so these are upper bounds of behaviour, not the Pi's figure (BENCHMARKS.md)."""
+    life = midi_life
+    life.need()
+    midi, client = RawMidi(life), OscClient(life)
+    rec = Recorder(life, "latency", max_s=900)
+    rate = rec.rate
+
+    def send(channel: str, loud: bool) -> tuple[float, float]:
+        if channel == "midi":
+            return midi.send(0xB0, LEVEL_CC, 127 if loud else 0)
+        t = client.send(osc_datagram("/murmur/gain_db", 0.0 if loud else -60.0))
+        return t, t
+
+    def quiet_for_a_second():
+        levels = block_dbfs(rec.mono()[-int(1.5 * rate):])
+        sounding = levels[np.isfinite(levels) & (levels > -120)]
+        return sounding.size >= 10 and bool(np.all(sounding < LOUD_DBFS))
+
+    found = {"midi": [], "osc": []}
+    try:
+        rec.wait(4, 120)
+        for _ in range(LATENCY_REPEATS):
+            for channel in ("midi", "osc"):
+                send(channel, loud=False)
+                knob(life, "gain_db", -60.0, f"latency: {channel} level down in the status")
+                life.guest.poll(f"latency: {channel}: the capture quiet for a second", quiet_for_a_second, 120, 0.5)
+                t_sent, t_acked = send(channel, loud=True)
+                status_s = knob(life, "gain_db", 0.0, f"latency: {channel} level up in the status")
+                first = rec.sample_at(t_sent) // LATENCY_BLOCK
+
+                def loud_block(first=first):
+                    levels = block_dbfs(rec.mono())[first:]
+                    hits = np.nonzero(levels >= LOUD_DBFS)[0]
+                    return int(first + hits[0]) + 1 if hits.size else None  # +1: never 0 (poll wants truthy)
+
+                block = life.guest.poll(f"latency: {channel}: the capture loud again", loud_block, 120, 0.2) - 1
+                rec.wait(rec.sample_at(time.monotonic()) / rate + 2, 60)  # chunks after it, for played_at
+                heard = rec.played_at(block * LATENCY_BLOCK, t_sent - 1, time.monotonic())
+                found[channel].append({"to_sound_s": round(heard - t_sent, 3), "to_status_s": status_s,
+                                       "send_bracket_s": round(t_acked - t_sent, 3)})
+    except GuestError as exc:
+        life.fail("latency", f"{exc}; measured so far: {found}", "the capture is saved in "
+                  "out/system-midi/capture-latency.npy; [midi.level] maps CC 7 to gain_db", blocking=False)
+    finally:
+        midi.close()
+        client.close()
+        pace = rec.pace()
+        mono = rec.stop()
+        np.save(OUT / "capture-latency.npy", mono.astype(np.float32))
+    status = life.status() or {}
+    life.figures["latency"] = {
+        "method": f"sent on this machine -> first block of {LATENCY_BLOCK} samples at >= {LOUD_DBFS:g} dBFS in the "
+                  "loopback's capture (level -60 -> 0 dB), the capture placed on this machine's clock by its "
+                  "earliest chunk arrival (an upper bound); emulated guest",
+        **{f"{channel}_to_sound_s": {"median": round(float(np.median([m["to_sound_s"] for m in runs])), 3),
+                                     "max": max(m["to_sound_s"] for m in runs), "runs": runs}
+           for channel, runs in found.items() if runs},
+        "capture_pace": round(pace, 4),
+        "underruns_at_end": status.get("underruns"), "uptime_s": status.get("uptime_s"),
+    }
 
 
 def test_midi_3_hot_plug_while_playing(midi_life):

@@ -293,6 +293,46 @@ def quantisations(bundle_dir: Path, quick: bool) -> dict:
 
 
 # -- Pi budget ----------------------------------------------------------------------------------------------------
+_CUT_PASS = """
+import time
+{first}
+import numpy as np
+coords = np.random.default_rng(0).standard_normal(({n}, 32)).astype(np.float32)
+query, out, times = coords[0].copy(), np.empty({n}, np.float32), []
+for _ in range(400):
+    start = time.perf_counter()
+    np.dot(coords, query, out=out)
+    times.append(time.perf_counter() - start)
+times.sort()
+print("RESULT", 1e3 * times[len(times) // 2], 1e3 * sum(times) / len(times))
+"""
+
+
+def blas_threads(n_frames: int) -> dict:
+    """One cut's pass over a full-size bank (n_frames x 32 float32 matrix-vector product), ms median / mean, in a
+    fresh process without OPENBLAS_NUM_THREADS set: numpy alone (OpenBLAS on every core) and after `import murmur`
+    (which sets one thread), each on a quiet machine and with a busy loop on another core (unpinned, as the service
+    runs)."""
+    env = {k: v for k, v in os.environ.items() if k not in ONE_THREAD or k == "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(ROOT)
+    python = str(DEVICE_PYTHON if DEVICE_PYTHON.exists() else Path(sys.executable))
+    out = {}
+    for busy in (False, True):
+        hog = subprocess.Popen([python, "-c", "while True: pass"]) if busy else None
+        try:
+            for label, first in (("numpy", ""), ("murmur", "import murmur")):
+                result = subprocess.run([python, "-c", _CUT_PASS.format(first=first, n=n_frames)], cwd=ROOT, env=env,
+                                        capture_output=True, text=True, timeout=600)
+                line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+                median, mean = map(float, line.split()[1:])
+                out[f"{label}{' busy' if busy else ''}"] = {"median": median, "mean": mean}
+        finally:
+            if hog is not None:
+                hog.kill()
+                hog.wait()
+    return out
+
+
 def sysbench_here() -> float | None:
     """This machine's `sysbench cpu --threads=1` events per CPU second (the child's rusage, pinned to core 0)."""
     if not shutil.which("sysbench"):
@@ -324,6 +364,7 @@ def run(quick: bool) -> str:
     default = _run_worker(["profile", str(bundle_dir), "0.3", str(n), str(repeats), "full"])
     light = _run_worker(["profile", str(bundle_dir), "0", str(n), str(repeats), "light"])
     quant = quantisations(bundle_dir, quick)
+    threads = blas_threads(worst["bank_frames"])
     events = sysbench_here()
     load_after = os.getloadavg()
     frame_ms = bundle.audio.frame_s * 1e3
@@ -367,6 +408,16 @@ def run(quick: bool) -> str:
         f"({frame_ms / light['frame_plain']['mean']:.0f}× real time); {light['vocoder']['mean']:.3f} ms "
         f"| ≤ {TARGETS['engine_ms']}; ≤ {TARGETS['vocoder_ms']} ms | {_ok(light['frame_plain']['mean'], TARGETS['engine_ms'])}; "
         f"{_ok(light['vocoder']['mean'], TARGETS['vocoder_ms'])} |",
+        "",
+        f"One cut's pass over the full-size bank ({worst['bank_frames']} x 32 float32 matrix-vector product), ms "
+        "median / mean, unpinned, OPENBLAS_NUM_THREADS unset (`blas_threads`): numpy's OpenBLAS spreads it over every "
+        "core; with another core busy its threads wait on each other. `import murmur` sets one thread first:",
+        "",
+        "| | quiet machine | another core busy |",
+        "|---|---|---|",
+        *[f"| {label} | {threads[key]['median']:.3f} / {threads[key]['mean']:.3f} | "
+          f"{threads[key + ' busy']['median']:.3f} / {threads[key + ' busy']['mean']:.3f} |"
+          for key, label in (("numpy", "numpy's default (all cores)"), ("murmur", "after `import murmur` (one thread)"))],
         "",
         "Quantisation of the step model, side by side (the same weights: the default model after 2 epochs on the demo "
         "clip; per-step CPU time through `StepModel.step`, one thread, median of runs of back-to-back steps: the "

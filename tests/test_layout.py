@@ -8,7 +8,10 @@ Imports are read from the source (every ``import``/``from`` anywhere in a module
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -128,3 +131,18 @@ def test_pyproject_lists_every_package_folder_under_murmur():
     for part in PARTS:  # the checkout's links that make `murmur.<part>` importable without an install
         link = REPO_ROOT / "murmur" / part
         assert link.is_symlink() and link.resolve() == (REPO_ROOT / part).resolve(), link
+
+
+def test_importing_murmur_gives_numpy_one_blas_thread_unless_the_environment_says_otherwise():
+    """Per-frame matrix-vector products spread over every core wait on each other when a core is busy (BENCHMARKS.md
+    "Engine stages": 0.05 ms -> several ms per cut): every entry point imports murmur before numpy."""
+    pytest.importorskip("threadpoolctl")  # read in the child processes
+    probe = ("import murmur, numpy, threadpoolctl; "
+             "print(sorted({i['num_threads'] for i in threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas'}))")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    ours = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert ours.stdout.strip() == "[1]", ours.stdout + ours.stderr
+    env["OPENBLAS_NUM_THREADS"] = "2"
+    theirs = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True)
+    assert theirs.stdout.strip() == "[2]", theirs.stdout + theirs.stderr

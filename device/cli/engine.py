@@ -87,9 +87,11 @@ def _store(args):
 
 
 def _render(args) -> int:
+    import numpy as np
+
     from murmur.device.bundle import load_bundle
-    from murmur.device.dsp.wavio import write_wav
-    from murmur.device.playback.engine import preset_vocoder_factory, render
+    from murmur.device.dsp.wavio import WavWriter
+    from murmur.device.playback.engine import preset_vocoder_factory, render_blocks
 
     if not (args.seconds > 0 and math.isfinite(args.seconds)):
         print(f"render: --seconds {args.seconds} must be a positive number", file=sys.stderr)
@@ -97,11 +99,15 @@ def _render(args) -> int:
     store = _store(args)
     bundle = load_bundle(args.bundle)
     started = time.perf_counter()
-    audio = render(bundle, args.seconds, controls=store, seed=args.seed, volume_cap_db=args.volume_cap_db,
-                   generator=args.generator, vocoder_factory=preset_vocoder_factory(args.vocoder))
+    peak = 0.0
+    with WavWriter(args.out, bundle.audio.sample_rate_hz) as wav:  # streamed: an hour never sits in memory
+        for block in render_blocks(bundle, args.seconds, controls=store, seed=args.seed,
+                                   volume_cap_db=args.volume_cap_db, generator=args.generator,
+                                   vocoder_factory=preset_vocoder_factory(args.vocoder)):
+            wav.write(block)
+            peak = max(peak, float(np.max(np.abs(block))))
+    path = wav.path
     elapsed = time.perf_counter() - started
-    path = write_wav(args.out, audio, bundle.audio.sample_rate_hz)
-    peak = float(abs(audio).max()) if audio.size else 0.0
     print(f"wrote {path}: {args.seconds:g} s of {bundle.bundle_id} in {elapsed:.1f} s "
           f"({args.seconds / max(elapsed, 1e-9):.0f}x real time), peak {20 * math.log10(max(peak, 1e-12)):.1f} dBFS")
     return 0

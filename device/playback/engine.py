@@ -16,7 +16,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -390,20 +390,39 @@ def render(bundle: Bundle, seconds: float, *, controls: Controls | ControlStore 
     ``controls`` is fixed Controls or a ControlStore read once per frame (``on_frame(i)`` runs before frame i,
     so a test can move a knob at an exact frame).
     """
+    out = np.empty(render_samples(bundle, seconds), dtype=np.float32)
+    at = 0
+    for block in render_blocks(bundle, seconds, controls=controls, seed=seed, volume_cap_db=volume_cap_db,
+                               on_frame=on_frame, model_factory=model_factory, vocoder_factory=vocoder_factory,
+                               generator=generator):
+        out[at : at + block.shape[0]] = block
+        at += block.shape[0]
+    return out
+
+
+def render_samples(bundle: Bundle, seconds: float) -> int:
+    """How many samples ``render(bundle, seconds)`` returns."""
     if not seconds > 0:
         raise ValueError(f"seconds={seconds!r} must be > 0")
+    return int(round(seconds * bundle.audio.sample_rate_hz))
+
+
+def render_blocks(bundle: Bundle, seconds: float, *, controls: Controls | ControlStore | None = None,
+                  seed: int | None = None, volume_cap_db: float = 0.0, on_frame: Callable[[int], None] | None = None,
+                  model_factory: ModelFactory | None = None, vocoder_factory: VocoderFactory | None = None,
+                  generator: str = "auto") -> Iterator[np.ndarray]:
+    """``render``, one hop at a time: (hop,) float32 blocks (the last cut to the length), each valid until the next
+    is asked for. An hour is 635 MB as one array; ``make render`` streams the blocks into the WAV file instead."""
+    n_samples = render_samples(bundle, seconds)
     store = _as_store(controls)
     pipeline = BlockPipeline(bundle, seed=seed, volume_cap_db=volume_cap_db, controls=store.snapshot(),
                              model_factory=model_factory, vocoder_factory=vocoder_factory, generator=generator)
     hop = pipeline.hop
-    n_samples = int(round(seconds * bundle.audio.sample_rate_hz))
-    n_frames = math.ceil(n_samples / hop)
-    out = np.empty(n_frames * hop, dtype=np.float32)
-    for i in range(n_frames):
+    for i in range(math.ceil(n_samples / hop)):
         if on_frame is not None:
             on_frame(i)
-        out[i * hop : (i + 1) * hop] = pipeline.next_block(store.snapshot(), store.take_events())
-    return out[:n_samples]
+        block = pipeline.next_block(store.snapshot(), store.take_events())
+        yield block if (i + 1) * hop <= n_samples else block[: n_samples - i * hop]
 
 
 class Engine:

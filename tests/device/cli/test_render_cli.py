@@ -69,3 +69,24 @@ def test_render_with_the_light_vocoder_is_the_same_sound_reconstructed_different
     assert not np.array_equal(full, light)  # the phases differ ...
     level_db = 20 * np.log10(np.sqrt(np.mean(light**2)) / np.sqrt(np.mean(full**2)))
     assert abs(level_db) < 1.0  # ... the sound (its level) does not
+
+
+def test_the_streamed_render_writes_the_samples_render_returns(tiny_bundle, tmp_path):
+    """`make render` streams blocks into the WAV (an hour never sits in memory): the same samples, to the last one
+    of a length that is no whole number of hops."""
+    from murmur.device.bundle import load_bundle
+    from murmur.device.cli.engine import cli
+    from murmur.device.controls.values import Controls
+    from murmur.device.dsp.wavio import read_audio, write_wav
+    from murmur.device.playback.engine import render
+
+    seconds = 1.3
+    streamed = tmp_path / "streamed.wav"
+    assert cli(["render", "--bundle", str(tiny_bundle), "--seconds", str(seconds), "--out", str(streamed),
+                "--seed", "4", "--set", "fidelity=0.1"]) == 0
+    bundle = load_bundle(tiny_bundle)
+    whole = write_wav(tmp_path / "whole.wav", render(bundle, seconds, controls=Controls().replace(fidelity=0.1), seed=4),
+                      bundle.audio.sample_rate_hz)
+    assert streamed.read_bytes() == whole.read_bytes()
+    audio, rate = read_audio(streamed)
+    assert audio.shape[0] == round(seconds * rate) and np.sqrt(np.mean(audio**2)) > 1e-3

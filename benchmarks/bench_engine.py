@@ -34,7 +34,8 @@ ASOUNDRC = 'pcm.!default {\n  type file\n  slave.pcm "null"\n  file "/dev/null"\
 # issue 23's targets (the engine near its floor: headroom for the small Pis); the worst case is the full-size bank at
 # fidelity 0, profiled stage by stage in benchmarks/bench_engine_stages.py
 TARGETS = {"step_ms": 0.08, "vocoder_ms": 0.2, "engine_ms": 0.35, "rss_mb": 150.0, "first_block_s": 2.0,
-           "latency_ms": 100.0}
+           "latency_ms": 100.0, "hour_render_s": 120.0}
+LONG_RENDER_BUNDLE = Path("out/bench/sound/piece/bundle")  # the Sound section's 200-s corpus piece (full-size bank)
 CLIP_LEVEL = 0.999
 MAX_BANK_S = 200.0  # the trainer keeps every frame of up to this much audio (trainer/export.py MAX_BANK_SECONDS)
 
@@ -274,6 +275,27 @@ def temperature_reach(bundle, frames: int = 3000) -> dict[str, float]:
     return out
 
 
+def long_render(seconds: float = 3600.0) -> dict | None:
+    """``make render SECONDS=3600`` of the corpus piece's bundle as a child process (the device venv, unpinned, as a
+    user runs it): wall seconds and peak RSS (MB, wait4); None when that bundle has not been trained here."""
+    bundle_dir = ROOT / LONG_RENDER_BUNDLE
+    if not (bundle_dir / "bundle.json").is_file():
+        return None
+    python = DEVICE_PYTHON if DEVICE_PYTHON.exists() else Path(sys.executable)
+    with tempfile.TemporaryDirectory() as work:
+        command = [str(python), "-m", "murmur.device", "render", "--bundle", str(bundle_dir), "--seconds",
+                   f"{seconds:g}", "--out", str(Path(work) / "hour.wav"), "--seed", "1"]
+        started = time.monotonic()
+        process = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read().decode()[-2000:]}")
+    return {"wall_s": wall, "rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "load": os.getloadavg()[0]}
+
+
 def training_reference(bundle) -> tuple[np.ndarray, str]:
     """The training audio when the bundle names a file we can find (the demo clip), else None."""
     names = [f.get("name", "") for f in bundle.meta.get("training", {}).get("data", {}).get("files", [])]
@@ -384,6 +406,7 @@ def run(quick: bool) -> str:
     latency = control_latency_frames(bundle)
     reach = temperature_reach(bundle)
     stability = stability_run(bundle, 60.0 if quick else 3600.0)
+    hour = None if quick else long_render()
 
     frame_ms = bundle.audio.frame_s * 1e3
     from murmur.device.playback.engine import DEFAULT_BUFFER_FRAMES
@@ -424,6 +447,12 @@ def run(quick: bool) -> str:
         f"| temperature reach: a cut's pick from the LSTM's prediction, median, typical distances (fidelity 0, "
         f"seeds 1-3): 0.3 (default) / 1.5 / 1.5 without the context term | {reach['0.3']:.2f} / {reach['1.5']:.2f} / "
         f"{reach['1.5 no context']:.2f} | 1.5 ≥ 0.95 × without | {_ok(reach['1.5'], 0.95 * reach['1.5 no context'], True)} |",
+        (f"| `make render SECONDS=3600` of the 200-s corpus piece ({LONG_RENDER_BUNDLE}, full-size bank, seed 1, "
+         f"streamed to the WAV): wall; CPU; peak RSS (1-min load after) | {hour['wall_s']:.0f} s; {hour['cpu_s']:.0f} s; "
+         f"{hour['rss_mb']:.0f} MB ({hour['load']:.1f}) | ≤ {TARGETS['hour_render_s']:.0f} s on a quiet machine | "
+         f"{_ok(hour['wall_s'], TARGETS['hour_render_s'])} |" if hour is not None else
+         "| `make render SECONDS=3600` of the 200-s corpus piece | not measured: its bundle is made by "
+         "`make bench ARGS=\"--only sound\"` | ≤ 120 s | |"),
         f"| reseed button → new material audible, frames | {latency['reseed']} ({latency['reseed'] * frame_ms:.0f} ms + buffer) | — | |",
         "",
         f"Free-running stability: {s['seconds'] / 60:.0f} min of audio, default controls, seed 1, rendered at "

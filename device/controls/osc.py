@@ -155,6 +155,8 @@ def parse_datagram(data: bytes) -> list[tuple[str, list[Any]]]:
     """A UDP datagram -> its messages (address, arguments), bundles flattened. Raises Refused("malformed")."""
     from pythonosc.osc_packet import OscPacket
 
+    if len(data) % 4:  # OSC is 4-byte words; python-osc would pad a number cut short with zeros and apply it
+        raise Refused("malformed", f"{len(data)} bytes: an OSC packet is a whole number of 4-byte words (cut short?)")
     try:
         return [(timed.message.address, list(timed.message.params)) for timed in OscPacket(data).messages]
     except Exception as exc:  # python-osc raises ParseError, and a hostile datagram can reach IndexError,

@@ -13,7 +13,15 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
 from murmur.device.config_schema import OSC
-from murmur.device.controls.osc import PRIVATE_NETWORKS, OscSettings, Refused, interpret, parse_osc, start_osc
+from murmur.device.controls.osc import (
+    PRIVATE_NETWORKS,
+    OscSettings,
+    Refused,
+    interpret,
+    parse_datagram,
+    parse_osc,
+    start_osc,
+)
 from murmur.device.controls.values import CONTROL_RANGES, ControlStore
 from murmur.device.errors import ConfigError
 from murmur.device.testing.mcp3008 import RecordingStore
@@ -99,6 +107,15 @@ def test_what_is_not_a_murmur_message_is_refused_with_its_kind(address, args, ki
     with pytest.raises(Refused) as refused:
         interpret(address, args)
     assert refused.value.kind == kind and str(refused.value)
+
+
+def test_a_message_cut_inside_its_number_is_malformed_not_a_padded_value():
+    whole = message("/murmur/temperature", 0.4)
+    assert parse_datagram(whole) == [("/murmur/temperature", [pytest.approx(0.4)])]
+    for cut in (1, 2, 3):
+        with pytest.raises(Refused) as refused:
+            parse_datagram(whole[:-cut])
+        assert refused.value.kind == "malformed" and "4-byte words" in str(refused.value)
 
 
 def test_garbage_and_bad_arguments_are_counted_and_the_listener_goes_on(listener):

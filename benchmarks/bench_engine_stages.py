@@ -299,7 +299,7 @@ import time
 import numpy as np
 coords = np.random.default_rng(0).standard_normal(({n}, 32)).astype(np.float32)
 query, out, times = coords[0].copy(), np.empty({n}, np.float32), []
-for _ in range(400):
+for _ in range(2000):
     start = time.perf_counter()
     np.dot(coords, query, out=out)
     times.append(time.perf_counter() - start)
@@ -323,9 +323,11 @@ def blas_threads(n_frames: int, trials: int = 6) -> dict:
         for label, first in (("numpy", ""), ("murmur", "import murmur")):
             medians = []
             for _ in range(trials):
-                hogs = [subprocess.Popen([python, "-c", "while True: pass"])
-                        for _ in range((os.cpu_count() or 1) if busy else 0)]
+                hogs = [subprocess.Popen([python, "-c", "print('busy', flush=True)\nwhile True: pass"],
+                                         stdout=subprocess.PIPE) for _ in range((os.cpu_count() or 1) if busy else 0)]
                 try:
+                    for hog in hogs:  # each is spinning before the measurement starts
+                        assert hog.stdout is not None and hog.stdout.readline() == b"busy\n"
                     result = subprocess.run([python, "-c", _CUT_PASS.format(first=first, n=n_frames)], cwd=ROOT,
                                             env=env, capture_output=True, text=True, timeout=600)
                 finally:

@@ -158,10 +158,28 @@ def parse_datagram(data: bytes) -> list[tuple[str, list[Any]]]:
     if len(data) % 4:  # OSC is 4-byte words; python-osc would pad a number cut short with zeros and apply it
         raise Refused("malformed", f"{len(data)} bytes: an OSC packet is a whole number of 4-byte words (cut short?)")
     try:
-        return [(timed.message.address, list(timed.message.params)) for timed in OscPacket(data).messages]
+        messages = [timed.message for timed in OscPacket(data).messages]
+        short = next((m.address for m in messages if not _numbers_whole(m.dgram)), None)
     except Exception as exc:  # python-osc raises ParseError, and a hostile datagram can reach IndexError,
         # struct.error, UnicodeDecodeError or RecursionError (nested bundles) inside it: all of them are "not OSC"
         raise Refused("malformed", f"not an OSC packet ({type(exc).__name__})") from None
+    if short is not None:
+        raise Refused("malformed", f"{short}: the message ends before its number (cut short?)")
+    return [(m.address, list(m.params)) for m in messages]
+
+
+def _numbers_whole(dgram: bytes) -> bool:
+    """False if a message of int/float/true/false/nil arguments is shorter than they need: python-osc reads a float
+    with its bytes missing as zero (for senders that leave them out); Murmur does not take a value nobody sent."""
+    from pythonosc.parsing import osc_types
+
+    _, index = osc_types.get_string(dgram, 0)
+    if index >= len(dgram):
+        return True  # no type tags: a message without arguments
+    tags, index = osc_types.get_string(dgram, index)
+    if set(tags[1:]) - set("ifTFN"):
+        return True  # other types: python-osc refuses them short itself
+    return len(dgram) >= index + 4 * (tags.count("i") + tags.count("f"))
 
 
 @dataclass(slots=True)

@@ -324,9 +324,8 @@ def test_midi_2b_osc_from_the_laptop_reaches_the_service(midi_life):
 
 def garbage(rng: random.Random) -> tuple[str, bytes]:
     """One datagram of the flood: random bytes, a valid message cut short, a Murmur address with a wrong argument,
-    or an address that is not Murmur's (never a reseed, which an argument-less one would be). A message cut
-    inside its float argument is applied: python-osc pads a short float with zero bytes (for senders that leave
-    them out), so it is a message with another value in the control's range; the rest are counted refusals."""
+    or an address that is not Murmur's (never a reseed, which an argument-less one would be). None of them is
+    applied: a message cut short is no whole number of 4-byte words (malformed), or ends before its argument."""
     kind = rng.choice(("random", "truncated", "wrong type", "unknown"))
     if kind == "random":
         return kind, rng.randbytes(rng.randint(1, 300))
@@ -417,6 +416,8 @@ def test_midi_2c_an_osc_flood_from_the_laptop_while_playing(midi_life):
         problems.append(f"the service process changed (crash or restart): {unit_before} -> {unit_after}")
     if not 0 < delta["malformed"] <= FLOOD_DATAGRAMS or not 0 < delta["packets"] <= FLOOD_DATAGRAMS:
         problems.append(f"counted {delta} for {FLOOD_DATAGRAMS} sent: expected more than none and at most as many")
+    if delta["applied"]:
+        problems.append(f"{delta['applied']} of the garbage datagrams were applied as controls: {delta}")
     if delta["refused"]:
         problems.append(f"datagrams from an allowed sender refused: {delta}")
     if last.get("problems"):

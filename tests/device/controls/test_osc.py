@@ -109,13 +109,20 @@ def test_what_is_not_a_murmur_message_is_refused_with_its_kind(address, args, ki
     assert refused.value.kind == kind and str(refused.value)
 
 
-def test_a_message_cut_inside_its_number_is_malformed_not_a_padded_value():
+def test_a_message_cut_short_is_malformed_not_a_padded_value():
     whole = message("/murmur/temperature", 0.4)
     assert parse_datagram(whole) == [("/murmur/temperature", [pytest.approx(0.4)])]
     for cut in (1, 2, 3):
         with pytest.raises(Refused) as refused:
             parse_datagram(whole[:-cut])
         assert refused.value.kind == "malformed" and "4-byte words" in str(refused.value)
+    with pytest.raises(Refused) as refused:  # a whole word short: the type tag says f, no number follows
+        parse_datagram(whole[:-4])
+    assert refused.value.kind == "malformed" and "ends before its number" in str(refused.value)
+    bundle = b"#bundle\x00" + struct.pack(">Q", 1) + struct.pack(">i", len(whole) - 4) + whole[:-4]
+    with pytest.raises(Refused, match="ends before its number"):  # inside a bundle too
+        parse_datagram(bundle)
+    assert parse_datagram(message("/murmur/reseed")) == [("/murmur/reseed", [])]  # no argument: nothing missing
 
 
 def test_garbage_and_bad_arguments_are_counted_and_the_listener_goes_on(listener):

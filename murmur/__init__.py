@@ -17,9 +17,10 @@ import os
 from pathlib import Path
 
 # numpy's OpenBLAS spreads every matrix-vector product over all the cores it finds. Murmur's are small and per frame
-# (a cut scores every bank frame: 17 000 x 32); with another core busy, the threads wait on each other: 7.9 ms instead
-# of 0.05 ms on one thread (BENCHMARKS.md "Engine stages"). One thread, unless the environment says otherwise; it
-# takes effect only if numpy is not loaded yet, which holds for every entry point (`python -m murmur.…`, `murmur`).
+# (a cut scores every bank frame: 17 000 x 32); with the other cores busy, a thread can wait for one the scheduler has
+# not run: 8 ms instead of 0.05 ms on one thread (BENCHMARKS.md "Engine stages"). One thread, unless the environment
+# says otherwise; it takes effect only if numpy is not loaded yet, which holds for every entry point (`python -m
+# murmur.…`, `murmur`).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 PACKAGE_DIR = Path(__file__).parent  # holds device/, trainer/, deploy/, studio/ (links to the folders in a checkout)
